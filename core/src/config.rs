@@ -1,0 +1,92 @@
+//! Tunables of one Raft node. Time is counted in ticks: the executor decides how long a tick is.
+
+use serde::{Deserialize, Serialize};
+
+#[cfg(feature = "mutations")]
+use crate::mutation::Mutation;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    /// A leader sends heartbeats every this many ticks.
+    pub heartbeat_ticks: u32,
+    /// Lower bound of the randomized election timeout; the actual timeout is drawn from
+    /// `[election_ticks, 2 * election_ticks)` after every reset, which is what breaks split votes.
+    pub election_ticks: u32,
+    pub pre_vote: bool,
+    pub check_quorum: bool,
+    /// Append messages a leader may have unacknowledged per follower (pipelining window).
+    pub max_inflight_msgs: usize,
+    /// Upper bound on entries in one append message (at least one is always sent).
+    pub max_entries_per_msg: usize,
+    /// Upper bound on the approximate payload bytes of one append message.
+    pub max_bytes_per_msg: usize,
+    /// A leader refuses proposals while this many entries are uncommitted: back-pressure instead
+    /// of an unbounded log when followers cannot keep up.
+    pub max_uncommitted_entries: u64,
+    /// Test-only deliberate bug; see [`crate::mutation`].
+    #[cfg(feature = "mutations")]
+    #[serde(skip)]
+    pub mutation: Option<Mutation>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            heartbeat_ticks: 1,
+            election_ticks: 10,
+            pre_vote: true,
+            check_quorum: true,
+            max_inflight_msgs: 256,
+            max_entries_per_msg: 1024,
+            max_bytes_per_msg: 4 << 20,
+            max_uncommitted_entries: 20_000,
+            #[cfg(feature = "mutations")]
+            mutation: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("heartbeat_ticks must be at least 1")]
+    ZeroHeartbeat,
+    #[error("election_ticks ({election}) must be greater than heartbeat_ticks ({heartbeat})")]
+    ElectionNotAboveHeartbeat { election: u32, heartbeat: u32 },
+    #[error("{0} must be at least 1")]
+    ZeroLimit(&'static str),
+}
+
+impl Config {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.heartbeat_ticks == 0 {
+            return Err(ConfigError::ZeroHeartbeat);
+        }
+        if self.election_ticks <= self.heartbeat_ticks {
+            return Err(ConfigError::ElectionNotAboveHeartbeat {
+                election: self.election_ticks,
+                heartbeat: self.heartbeat_ticks,
+            });
+        }
+        if self.max_inflight_msgs == 0 {
+            return Err(ConfigError::ZeroLimit("max_inflight_msgs"));
+        }
+        if self.max_entries_per_msg == 0 {
+            return Err(ConfigError::ZeroLimit("max_entries_per_msg"));
+        }
+        if self.max_uncommitted_entries == 0 {
+            return Err(ConfigError::ZeroLimit("max_uncommitted_entries"));
+        }
+        Ok(())
+    }
+
+    #[cfg(feature = "mutations")]
+    pub(crate) fn has_mutation(&self, m: Mutation) -> bool {
+        self.mutation == Some(m)
+    }
+
+    #[cfg(not(feature = "mutations"))]
+    #[inline(always)]
+    pub(crate) fn has_mutation(&self, _m: crate::mutation::Mutation) -> bool {
+        false
+    }
+}

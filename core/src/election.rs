@@ -1,0 +1,223 @@
+//! Leader election: timeouts, Pre-Vote, votes, and becoming leader.
+
+use crate::message::Message;
+use crate::mutation::Mutation;
+use crate::node::{invariant, RaftNode};
+use crate::progress::Progress;
+use crate::ready::{NodeEvent, PersistOp};
+use crate::types::{Entry, EntryPayload, Index, NodeId, Role, Term};
+
+impl RaftNode {
+    pub(crate) fn on_election_timeout(&mut self) {
+        if self.config.pre_vote {
+            self.emit(NodeEvent::ElectionTimeout {
+                term: self.term,
+                pre_vote: true,
+            });
+            self.become_pre_candidate();
+        } else {
+            self.emit(NodeEvent::ElectionTimeout {
+                term: self.term,
+                pre_vote: false,
+            });
+            self.become_candidate();
+        }
+    }
+
+    /// Asks peers whether they would vote for us in `term + 1` without bumping any term, so a
+    /// node that was cut off cannot force a working cluster into a new election when it returns.
+    fn become_pre_candidate(&mut self) {
+        let from = self.role;
+        self.role = Role::PreCandidate;
+        self.leader = None;
+        self.votes.clear();
+        self.reset_election_timer();
+        self.emit(NodeEvent::RoleChanged {
+            from,
+            to: Role::PreCandidate,
+            term: self.term,
+            leader: None,
+        });
+        self.votes.insert(self.id, true);
+        if self.tally() == Some(true) {
+            self.become_candidate();
+            return;
+        }
+        let (last_log_index, last_log_term) = (self.log.last_index(), self.log.last_term());
+        let term = self.term + 1;
+        for peer in self.peers().collect::<Vec<_>>() {
+            self.send(
+                peer,
+                Message::PreVote {
+                    term,
+                    last_log_index,
+                    last_log_term,
+                },
+            );
+        }
+    }
+
+    pub(crate) fn become_candidate(&mut self) {
+        let from = self.role;
+        self.term += 1;
+        self.vote = Some(self.id);
+        self.role = Role::Candidate;
+        self.leader = None;
+        self.votes.clear();
+        self.reset_election_timer();
+        self.emit(NodeEvent::RoleChanged {
+            from,
+            to: Role::Candidate,
+            term: self.term,
+            leader: None,
+        });
+        self.votes.insert(self.id, true);
+        if self.tally() == Some(true) {
+            self.become_leader();
+            return;
+        }
+        let (last_log_index, last_log_term) = (self.log.last_index(), self.log.last_term());
+        let term = self.term;
+        for peer in self.peers().collect::<Vec<_>>() {
+            self.send(
+                peer,
+                Message::RequestVote {
+                    term,
+                    last_log_index,
+                    last_log_term,
+                },
+            );
+        }
+    }
+
+    fn become_leader(&mut self) {
+        invariant!(
+            self,
+            self.role == Role::Candidate,
+            "only a candidate can become leader"
+        );
+        let from = self.role;
+        self.role = Role::Leader;
+        self.leader = Some(self.id);
+        self.votes.clear();
+        self.reset_election_timer();
+        let next = self.log.last_index() + 1;
+        self.progress = self.peers().map(|p| (p, Progress::new(next))).collect();
+        self.emit(NodeEvent::RoleChanged {
+            from,
+            to: Role::Leader,
+            term: self.term,
+            leader: Some(self.id),
+        });
+        // The no-op lets this leader commit (and so apply and answer) everything earlier terms
+        // left behind, without waiting for a client write (§5.4.2, §8).
+        let noop = Entry {
+            term: self.term,
+            index: next,
+            payload: EntryPayload::Noop,
+        };
+        self.log.append(noop.clone());
+        self.persist(PersistOp::Append(vec![noop]));
+        self.pending_broadcast = true;
+    }
+
+    /// Counts the votes of the current (pre-)election: Some(true) won, Some(false) lost.
+    fn tally(&self) -> Option<bool> {
+        let granted = self.votes.values().filter(|&&g| g).count();
+        let rejected = self.votes.len() - granted;
+        if granted >= self.quorum() {
+            Some(true)
+        } else if rejected >= self.quorum() {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    fn log_ok(&self, last_log_index: Index, last_log_term: Term) -> bool {
+        self.config.has_mutation(Mutation::VoteWithoutLogCheck)
+            || self.log.is_up_to_date(last_log_index, last_log_term)
+    }
+
+    pub(crate) fn handle_pre_vote(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        last_log_index: Index,
+        last_log_term: Term,
+    ) {
+        let granted = term > self.term
+            && !self.in_leader_lease()
+            && self.log_ok(last_log_index, last_log_term);
+        self.emit(NodeEvent::VoteCast {
+            candidate: from,
+            term,
+            granted,
+            pre_vote: true,
+        });
+        let reply_term = if granted { term } else { self.term };
+        self.send(
+            from,
+            Message::PreVoteResponse {
+                term: reply_term,
+                granted,
+            },
+        );
+    }
+
+    pub(crate) fn handle_request_vote(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        last_log_index: Index,
+        last_log_term: Term,
+    ) {
+        invariant!(self, term == self.term, "vote request term not adopted");
+        let can_vote = self.vote.is_none() || self.vote == Some(from);
+        let granted = can_vote && self.log_ok(last_log_index, last_log_term);
+        if granted {
+            self.vote = Some(from);
+            // Granting a vote restarts the timer: this node just helped start an election and
+            // must give the candidate time to win it.
+            self.reset_election_timer();
+        }
+        self.emit(NodeEvent::VoteCast {
+            candidate: from,
+            term,
+            granted,
+            pre_vote: false,
+        });
+        self.send(
+            from,
+            Message::RequestVoteResponse {
+                term: self.term,
+                granted,
+            },
+        );
+    }
+
+    pub(crate) fn handle_vote_response(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        granted: bool,
+        pre_vote: bool,
+    ) {
+        let expected_role = if pre_vote {
+            Role::PreCandidate
+        } else {
+            Role::Candidate
+        };
+        let expected_term = if pre_vote { self.term + 1 } else { self.term };
+        if self.role != expected_role || (granted && term != expected_term) {
+            return;
+        }
+        self.votes.entry(from).or_insert(granted);
+        match self.tally() {
+            Some(true) if pre_vote => self.become_candidate(),
+            Some(true) => self.become_leader(),
+            Some(false) => self.become_follower(self.term, None),
+            None => {}
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! # keyval-core
+//!
+//! The one Raft implementation KeyVal runs everywhere: in the native `keyval` nodes and, compiled
+//! to WebAssembly, in the browser playground. It is *sans-IO*: no clocks, threads, sockets, files
+//! or OS randomness. Time arrives as [`RaftNode::tick`], messages as [`RaftNode::step`], and
+//! everything the node wants done comes back as a [`Ready`] batch whose ordering rules are in
+//! [`ready`]. That makes every run reproducible from its inputs, which is what the deterministic
+//! simulator in [`sim`] exploits to check safety over thousands of faulty runs.
+//!
+//! Module map: [`types`] (ids, entries, hard state), [`message`], [`log`], [`progress`],
+//! [`node`] (state and step), `election`, `replication`, [`kv`] (state machine and client
+//! protocol), [`server`] (node + state machine), [`ready`] (the effects contract), [`rng`],
+//! [`config`], [`mutation`] (test-only deliberate bugs), [`sim`] (simulator and checkers).
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+mod election;
+pub mod kv;
+pub mod log;
+pub mod message;
+pub mod mutation;
+pub mod node;
+pub mod progress;
+pub mod ready;
+mod replication;
+pub mod rng;
+pub mod server;
+pub mod sim;
+pub mod types;
+
+pub use config::Config;
+pub use kv::{ClientError, ClientReply, ClientRequest, KvOp, KvResult, KvStore};
+pub use message::{AppendResult, Envelope, Message};
+pub use node::{Persisted, RaftNode};
+pub use ready::{Applied, NodeEvent, PersistOp, Ready};
+pub use replication::ProposeError;
+pub use server::KvServer;
+pub use types::{Entry, EntryPayload, HardState, Index, NodeId, Role, Term};

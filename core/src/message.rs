@@ -1,0 +1,153 @@
+//! Messages Raft peers exchange. Client traffic is not here: it enters through
+//! [`crate::server::KvServer::handle_client`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::{Entry, Index, NodeId, Term};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub from: NodeId,
+    pub to: NodeId,
+    pub msg: Message,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// `term` is the term the sender *would* campaign in; receivers do not adopt it.
+    PreVote {
+        term: Term,
+        last_log_index: Index,
+        last_log_term: Term,
+    },
+    /// Granted responses echo the requested term; rejections carry the responder's term.
+    PreVoteResponse {
+        term: Term,
+        granted: bool,
+    },
+    RequestVote {
+        term: Term,
+        last_log_index: Index,
+        last_log_term: Term,
+    },
+    RequestVoteResponse {
+        term: Term,
+        granted: bool,
+    },
+    AppendEntries {
+        term: Term,
+        prev_log_index: Index,
+        prev_log_term: Term,
+        entries: Vec<Entry>,
+        leader_commit: Index,
+    },
+    AppendEntriesResponse {
+        term: Term,
+        result: AppendResult,
+    },
+    /// Carries `min(follower match, leader commit)`, so a follower never commits past what it
+    /// is known to share with the leader.
+    Heartbeat {
+        term: Term,
+        commit: Index,
+    },
+    HeartbeatResponse {
+        term: Term,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AppendResult {
+    /// The follower's log matches the leader's up to and including `match_index`.
+    Success { match_index: Index },
+    /// The consistency check failed at `rejected_prev`. The hints let the leader skip a whole
+    /// conflicting term per round trip instead of one index (thesis §5.3 optimization):
+    /// `conflict_term` is the follower's term at `rejected_prev` (None when its log is shorter)
+    /// and `hint_index` the first index the follower holds of that term (or its last index + 1).
+    Reject {
+        rejected_prev: Index,
+        conflict_term: Option<Term>,
+        hint_index: Index,
+    },
+}
+
+impl Message {
+    pub fn term(&self) -> Term {
+        match self {
+            Message::PreVote { term, .. }
+            | Message::PreVoteResponse { term, .. }
+            | Message::RequestVote { term, .. }
+            | Message::RequestVoteResponse { term, .. }
+            | Message::AppendEntries { term, .. }
+            | Message::AppendEntriesResponse { term, .. }
+            | Message::Heartbeat { term, .. }
+            | Message::HeartbeatResponse { term } => *term,
+        }
+    }
+
+    /// Short stable name for traces, metrics and the playground's colour legend.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::PreVote { .. } => "PreVote",
+            Message::PreVoteResponse { .. } => "PreVoteResp",
+            Message::RequestVote { .. } => "Vote",
+            Message::RequestVoteResponse { .. } => "VoteResp",
+            Message::AppendEntries { .. } => "Append",
+            Message::AppendEntriesResponse { .. } => "AppendResp",
+            Message::Heartbeat { .. } => "Heartbeat",
+            Message::HeartbeatResponse { .. } => "HeartbeatResp",
+        }
+    }
+
+    /// One-line human summary of the fields, used in traces.
+    pub fn summary(&self) -> String {
+        match self {
+            Message::PreVote {
+                term,
+                last_log_index,
+                last_log_term,
+            }
+            | Message::RequestVote {
+                term,
+                last_log_index,
+                last_log_term,
+            } => format!("term={term} last={last_log_index}@{last_log_term}"),
+            Message::PreVoteResponse { term, granted }
+            | Message::RequestVoteResponse { term, granted } => {
+                format!("term={term} granted={granted}")
+            }
+            Message::AppendEntries {
+                term,
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit,
+            } => {
+                let span = match (entries.first(), entries.last()) {
+                    (Some(f), Some(l)) => format!(" entries={}..={}", f.index, l.index),
+                    _ => String::new(),
+                };
+                format!(
+                    "term={term} prev={prev_log_index}@{prev_log_term}{span} commit={leader_commit}"
+                )
+            }
+            Message::AppendEntriesResponse { term, result } => match result {
+                AppendResult::Success { match_index } => {
+                    format!("term={term} ok match={match_index}")
+                }
+                AppendResult::Reject {
+                    rejected_prev,
+                    conflict_term,
+                    hint_index,
+                } => {
+                    let ct = conflict_term.map_or("-".to_string(), |t| t.to_string());
+                    format!(
+                        "term={term} reject prev={rejected_prev} conflict_term={ct} hint={hint_index}"
+                    )
+                }
+            },
+            Message::Heartbeat { term, commit } => format!("term={term} commit={commit}"),
+            Message::HeartbeatResponse { term } => format!("term={term}"),
+        }
+    }
+}

@@ -1,0 +1,385 @@
+//! One Raft node: state, the step function and role transitions.
+//!
+//! The node is driven by three kinds of input: [`RaftNode::tick`] (time passes), [`RaftNode::step`]
+//! (a peer's message arrives) and [`RaftNode::propose`] (a leader is asked to append). Each only
+//! changes memory and queues effects; [`RaftNode::take_ready`] hands them to the executor (see
+//! [`crate::ready`] for the order they must be carried out in). Elections live in
+//! [`crate::election`], log replication and commit in [`crate::replication`].
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::config::Config;
+use crate::log::RaftLog;
+use crate::message::{Envelope, Message};
+use crate::progress::Progress;
+use crate::ready::{NodeEvent, PersistOp, Ready};
+use crate::rng::Rng;
+use crate::types::{Entry, HardState, Index, NodeId, Role, Term};
+
+/// Panics with the node's state when one of its own invariants breaks. These guard against bugs
+/// in this crate, never against bad input (input is refused, see `NodeEvent::ProtocolViolation`).
+macro_rules! invariant {
+    ($node:expr, $cond:expr, $($fmt:tt)+) => {
+        if !$cond {
+            panic!(
+                "raft invariant violated on node {}: {} [{}]",
+                $node.id,
+                format!($($fmt)+),
+                $node.state_summary()
+            );
+        }
+    };
+}
+pub(crate) use invariant;
+
+/// What a node recovers from stable storage at start-up.
+#[derive(Clone, Debug, Default)]
+pub struct Persisted {
+    pub hard_state: HardState,
+    pub entries: Vec<Entry>,
+}
+
+#[derive(Clone, Debug)]
+pub struct RaftNode {
+    pub(crate) id: NodeId,
+    pub(crate) config: Config,
+    pub(crate) voters: BTreeSet<NodeId>,
+    pub(crate) term: Term,
+    pub(crate) vote: Option<NodeId>,
+    pub(crate) role: Role,
+    pub(crate) leader: Option<NodeId>,
+    pub(crate) log: RaftLog,
+    pub(crate) commit: Index,
+    pub(crate) applied: Index,
+    /// Votes received in the current (pre-)election, granted or not.
+    pub(crate) votes: BTreeMap<NodeId, bool>,
+    pub(crate) progress: BTreeMap<NodeId, Progress>,
+    pub(crate) election_elapsed: u32,
+    pub(crate) heartbeat_elapsed: u32,
+    pub(crate) randomized_timeout: u32,
+    pub(crate) rng: Rng,
+    /// The hard state last handed to the executor, to emit it only when it changes.
+    pub(crate) persisted_hard_state: HardState,
+    /// Set by proposals; followers are sent the new entries once per `take_ready`, so a burst of
+    /// proposals in one executor turn travels in one append per follower.
+    pub(crate) pending_broadcast: bool,
+    pub(crate) ready: Ready,
+}
+
+impl RaftNode {
+    /// Starts (or restarts) a node from its persisted state. `seed` feeds the election-timer
+    /// randomness; the caller owns it so a run can be replayed.
+    pub fn new(
+        id: NodeId,
+        voters: impl IntoIterator<Item = NodeId>,
+        config: Config,
+        persisted: Persisted,
+        seed: u64,
+    ) -> Self {
+        let voters: BTreeSet<NodeId> = voters.into_iter().collect();
+        assert!(voters.contains(&id), "node {id} is not among the voters");
+        let log = RaftLog::restore(0, 0, persisted.entries);
+        let mut node = RaftNode {
+            id,
+            config,
+            voters,
+            term: persisted.hard_state.term,
+            vote: persisted.hard_state.vote,
+            role: Role::Follower,
+            leader: None,
+            log,
+            commit: 0,
+            applied: 0,
+            votes: BTreeMap::new(),
+            progress: BTreeMap::new(),
+            election_elapsed: 0,
+            heartbeat_elapsed: 0,
+            randomized_timeout: 0,
+            rng: Rng::new(seed),
+            persisted_hard_state: persisted.hard_state,
+            pending_broadcast: false,
+            ready: Ready::default(),
+        };
+        node.reset_election_timer();
+        node
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+    pub fn role(&self) -> Role {
+        self.role
+    }
+    pub fn term(&self) -> Term {
+        self.term
+    }
+    pub fn vote(&self) -> Option<NodeId> {
+        self.vote
+    }
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader
+    }
+    pub fn commit_index(&self) -> Index {
+        self.commit
+    }
+    pub fn applied_index(&self) -> Index {
+        self.applied
+    }
+    pub fn log(&self) -> &RaftLog {
+        &self.log
+    }
+    pub fn voters(&self) -> &BTreeSet<NodeId> {
+        &self.voters
+    }
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    pub fn is_leader(&self) -> bool {
+        self.role == Role::Leader
+    }
+    /// Ticks since the election timer was last reset, and the timeout it is running towards.
+    pub fn election_timer(&self) -> (u32, u32) {
+        (self.election_elapsed, self.randomized_timeout)
+    }
+    pub fn progress(&self, peer: NodeId) -> Option<&Progress> {
+        self.progress.get(&peer)
+    }
+
+    pub(crate) fn quorum(&self) -> usize {
+        self.voters.len() / 2 + 1
+    }
+
+    pub(crate) fn peers(&self) -> impl Iterator<Item = NodeId> + '_ {
+        let me = self.id;
+        self.voters.iter().copied().filter(move |&p| p != me)
+    }
+
+    pub(crate) fn state_summary(&self) -> String {
+        format!(
+            "role={} term={} vote={:?} leader={:?} last={}@{} commit={} applied={}",
+            self.role,
+            self.term,
+            self.vote,
+            self.leader,
+            self.log.last_index(),
+            self.log.last_term(),
+            self.commit,
+            self.applied
+        )
+    }
+
+    /// Time passes by one tick.
+    pub fn tick(&mut self) {
+        self.election_elapsed = self.election_elapsed.saturating_add(1);
+        if self.role == Role::Leader {
+            self.tick_leader();
+        } else if self.election_elapsed >= self.randomized_timeout {
+            self.election_elapsed = 0;
+            self.on_election_timeout();
+        }
+    }
+
+    fn tick_leader(&mut self) {
+        self.heartbeat_elapsed += 1;
+        if self.heartbeat_elapsed >= self.config.heartbeat_ticks {
+            self.heartbeat_elapsed = 0;
+            self.broadcast_heartbeat();
+        }
+        if self.election_elapsed >= self.config.election_ticks {
+            self.election_elapsed = 0;
+            if self.config.check_quorum && !self.quorum_recently_active() {
+                self.emit(NodeEvent::CheckQuorumFailed { term: self.term });
+                self.become_follower(self.term, None);
+            }
+        }
+    }
+
+    /// Handles one message from a peer. Messages from unknown senders or addressed to another
+    /// node are dropped: the transport authenticates the cluster, not the membership.
+    pub fn step(&mut self, env: Envelope) {
+        if env.to != self.id || !self.voters.contains(&env.from) || env.from == self.id {
+            return;
+        }
+        let from = env.from;
+        let msg = env.msg;
+        let term = msg.term();
+
+        if term > self.term {
+            match &msg {
+                // Pre-votes ask about a future term; answering them must not move ours.
+                Message::PreVote { .. } => {}
+                // Granted pre-vote responses echo our proposed term, which we have not taken.
+                Message::PreVoteResponse { granted: true, .. } => {}
+                Message::RequestVote { .. } if self.in_leader_lease() => {
+                    // A live leader exists (we heard from it within the election timeout):
+                    // a node that was partitioned away must not depose it (thesis §4.2.3).
+                    return;
+                }
+                Message::AppendEntries { .. } | Message::Heartbeat { .. } => {
+                    self.become_follower(term, Some(from));
+                }
+                _ => self.become_follower(term, None),
+            }
+        } else if term < self.term {
+            self.step_stale(from, &msg);
+            return;
+        }
+
+        match msg {
+            Message::PreVote {
+                term,
+                last_log_index,
+                last_log_term,
+            } => self.handle_pre_vote(from, term, last_log_index, last_log_term),
+            Message::RequestVote {
+                term,
+                last_log_index,
+                last_log_term,
+            } => self.handle_request_vote(from, term, last_log_index, last_log_term),
+            Message::PreVoteResponse { term, granted } => {
+                self.handle_vote_response(from, term, granted, true)
+            }
+            Message::RequestVoteResponse { term, granted } => {
+                self.handle_vote_response(from, term, granted, false)
+            }
+            Message::AppendEntries {
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit,
+                ..
+            } => self.handle_append(from, prev_log_index, prev_log_term, entries, leader_commit),
+            Message::AppendEntriesResponse { result, .. } => {
+                self.handle_append_response(from, result)
+            }
+            Message::Heartbeat { commit, .. } => self.handle_heartbeat(from, commit),
+            Message::HeartbeatResponse { .. } => self.handle_heartbeat_response(from),
+        }
+    }
+
+    /// A message from an older term. Stale leaders are told the current term so they step down;
+    /// a stale pre-candidate is refused so it learns the term; everything else is ignored.
+    fn step_stale(&mut self, from: NodeId, msg: &Message) {
+        match msg {
+            Message::AppendEntries { .. } | Message::Heartbeat { .. } => {
+                self.send(from, Message::HeartbeatResponse { term: self.term });
+            }
+            Message::PreVote { .. } => self.send(
+                from,
+                Message::PreVoteResponse {
+                    term: self.term,
+                    granted: false,
+                },
+            ),
+            _ => {}
+        }
+    }
+
+    /// Whether this node heard from a leader within the minimum election timeout.
+    pub(crate) fn in_leader_lease(&self) -> bool {
+        self.config.check_quorum
+            && self.leader.is_some()
+            && self.election_elapsed < self.config.election_ticks
+    }
+
+    pub(crate) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        let from = self.role;
+        invariant!(self, term >= self.term, "term would go back to {term}");
+        if term > self.term {
+            self.term = term;
+            self.vote = None;
+        }
+        let leader_changed = self.leader != leader;
+        self.leader = leader;
+        self.role = Role::Follower;
+        self.votes.clear();
+        self.progress.clear();
+        self.pending_broadcast = false;
+        self.reset_election_timer();
+        if from != Role::Follower || leader_changed {
+            self.emit(NodeEvent::RoleChanged {
+                from,
+                to: Role::Follower,
+                term: self.term,
+                leader,
+            });
+        }
+    }
+
+    pub(crate) fn reset_election_timer(&mut self) {
+        self.election_elapsed = 0;
+        self.heartbeat_elapsed = 0;
+        let base = self.config.election_ticks;
+        self.randomized_timeout = base + self.rng.below(base as u64) as u32;
+    }
+
+    pub(crate) fn send(&mut self, to: NodeId, msg: Message) {
+        self.ready.messages.push(Envelope {
+            from: self.id,
+            to,
+            msg,
+        });
+    }
+
+    pub(crate) fn emit(&mut self, event: NodeEvent) {
+        self.ready.events.push(event);
+    }
+
+    pub(crate) fn persist(&mut self, op: PersistOp) {
+        self.ready.persist.push(op);
+    }
+
+    /// Hands over everything queued since the last call. Newly committed entries are returned in
+    /// `Ready::applied` only by the KV layer; here they are available through
+    /// [`RaftNode::take_committed`].
+    pub fn take_ready(&mut self) -> Ready {
+        if self.pending_broadcast {
+            self.pending_broadcast = false;
+            self.maybe_commit();
+            self.broadcast_append();
+        }
+        let hs = self.hard_state_to_persist();
+        if hs != self.persisted_hard_state {
+            self.persisted_hard_state = hs;
+            // Hard state goes first so a vote is never behind the message that reveals it.
+            self.ready.persist.insert(0, PersistOp::HardState(hs));
+        }
+        invariant!(
+            self,
+            self.commit <= self.log.last_index(),
+            "commit beyond the log"
+        );
+        invariant!(self, self.applied <= self.commit, "applied beyond commit");
+        std::mem::take(&mut self.ready)
+    }
+
+    fn hard_state_to_persist(&self) -> HardState {
+        let vote = if self
+            .config
+            .has_mutation(crate::mutation::Mutation::VoteReplyBeforePersist)
+        {
+            None
+        } else {
+            self.vote
+        };
+        HardState {
+            term: self.term,
+            vote,
+        }
+    }
+
+    /// Committed entries not yet handed out for applying, marking them applied.
+    pub fn take_committed(&mut self) -> Vec<Entry> {
+        if self.applied >= self.commit {
+            return Vec::new();
+        }
+        let entries = self.log.slice(self.applied + 1, self.commit).to_vec();
+        invariant!(
+            self,
+            entries.len() as u64 == self.commit - self.applied,
+            "committed entries missing from the log"
+        );
+        self.applied = self.commit;
+        entries
+    }
+}

@@ -1,0 +1,178 @@
+//! A Raft node with the KV state machine on top: the unit both executors run.
+//!
+//! It turns client requests into proposals, applies committed entries, and answers each client
+//! once its entry is applied (or tells it the outcome became unknown when leadership is lost).
+
+use std::collections::BTreeMap;
+
+use crate::config::Config;
+use crate::kv::{ApplyOutcome, ClientError, ClientReply, ClientRequest, KvStore};
+use crate::message::Envelope;
+use crate::node::{Persisted, RaftNode};
+use crate::ready::{Applied, Ready};
+use crate::replication::ProposeError;
+use crate::types::{EntryPayload, Index, NodeId, Role, Term};
+
+/// Upper bound on requests waiting for their entry to apply; more are refused as Busy.
+pub const MAX_PENDING_REQUESTS: usize = 100_000;
+
+#[derive(Clone, Debug)]
+struct Pending {
+    term: Term,
+    client_id: u64,
+    seq: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct KvServer {
+    raft: RaftNode,
+    kv: KvStore,
+    /// Proposed requests by log index, answered when that index applies.
+    pending: BTreeMap<Index, Pending>,
+    replies: Vec<ClientReply>,
+}
+
+impl KvServer {
+    pub fn new(
+        id: NodeId,
+        voters: impl IntoIterator<Item = NodeId>,
+        config: Config,
+        persisted: Persisted,
+        seed: u64,
+    ) -> Self {
+        KvServer {
+            raft: RaftNode::new(id, voters, config, persisted, seed),
+            kv: KvStore::default(),
+            pending: BTreeMap::new(),
+            replies: Vec::new(),
+        }
+    }
+
+    pub fn raft(&self) -> &RaftNode {
+        &self.raft
+    }
+
+    pub fn kv(&self) -> &KvStore {
+        &self.kv
+    }
+
+    pub fn tick(&mut self) {
+        self.raft.tick();
+    }
+
+    pub fn step(&mut self, env: Envelope) {
+        self.raft.step(env);
+    }
+
+    /// Accepts a client request. The reply comes in a later `Ready` (possibly the very next).
+    pub fn handle_client(&mut self, req: ClientRequest) {
+        let outcome = self.admit(&req);
+        if let Err(e) = outcome {
+            self.reply(req.client_id, req.seq, Err(e));
+        }
+    }
+
+    fn admit(&mut self, req: &ClientRequest) -> Result<(), ClientError> {
+        req.op.validate()?;
+        if !self.raft.is_leader() {
+            return Err(ClientError::NotLeader {
+                leader_hint: self.raft.leader(),
+            });
+        }
+        match self.kv.cached(req.client_id, req.seq) {
+            Some(ApplyOutcome::Duplicate(result)) => {
+                self.reply(req.client_id, req.seq, Ok(result));
+                return Ok(());
+            }
+            Some(_) => return Err(ClientError::Stale),
+            None => {}
+        }
+        if self.pending.len() >= MAX_PENDING_REQUESTS {
+            return Err(ClientError::Busy {
+                uncommitted: self.pending.len() as u64,
+            });
+        }
+        let index = self
+            .raft
+            .propose(EntryPayload::Command(req.clone()))
+            .map_err(|e| match e {
+                ProposeError::NotLeader { leader_hint } => ClientError::NotLeader { leader_hint },
+                ProposeError::Busy { uncommitted } => ClientError::Busy { uncommitted },
+            })?;
+        self.pending.insert(
+            index,
+            Pending {
+                term: self.raft.term(),
+                client_id: req.client_id,
+                seq: req.seq,
+            },
+        );
+        Ok(())
+    }
+
+    fn reply(
+        &mut self,
+        client_id: u64,
+        seq: u64,
+        outcome: Result<crate::kv::KvResult, ClientError>,
+    ) {
+        self.replies.push(ClientReply {
+            client_id,
+            seq,
+            outcome,
+        });
+    }
+
+    /// Collects the step's effects, applying newly committed entries to the state machine.
+    pub fn take_ready(&mut self) -> Ready {
+        let mut ready = self.raft.take_ready();
+        for entry in self.raft.take_committed() {
+            let (request, result) = match &entry.payload {
+                EntryPayload::Noop => {
+                    self.kv.apply_noop(entry.index);
+                    (None, None)
+                }
+                EntryPayload::Command(req) => {
+                    let result = match self.kv.apply(entry.index, req) {
+                        ApplyOutcome::Applied(r) => Some(r),
+                        ApplyOutcome::Duplicate(_) | ApplyOutcome::Stale => None,
+                    };
+                    (Some(req.clone()), result)
+                }
+            };
+            self.answer_applied(entry.index, entry.term, request.as_ref());
+            ready.applied.push(Applied {
+                index: entry.index,
+                term: entry.term,
+                request,
+                result,
+            });
+        }
+        if self.raft.role() != Role::Leader && !self.pending.is_empty() {
+            // Proposed, not yet applied, and no longer ours to finish: the entries may still
+            // commit under the next leader, so the outcome is unknown, not failed.
+            for (_, p) in std::mem::take(&mut self.pending) {
+                self.reply(p.client_id, p.seq, Err(ClientError::LeadershipLost));
+            }
+        }
+        ready.replies = std::mem::take(&mut self.replies);
+        ready
+    }
+
+    fn answer_applied(&mut self, index: Index, term: Term, request: Option<&ClientRequest>) {
+        let Some(p) = self.pending.remove(&index) else {
+            return;
+        };
+        let ours =
+            p.term == term && request.is_some_and(|r| r.client_id == p.client_id && r.seq == p.seq);
+        let outcome = if ours {
+            match self.kv.cached(p.client_id, p.seq) {
+                Some(ApplyOutcome::Duplicate(result)) => Ok(result),
+                _ => Err(ClientError::Stale),
+            }
+        } else {
+            Err(ClientError::LeadershipLost)
+        };
+        self.reply(p.client_id, p.seq, outcome);
+    }
+}

@@ -1,0 +1,96 @@
+//! Random fault plans: which faults strike when, drawn from the run's seed.
+
+use serde::{Deserialize, Serialize};
+
+use super::network::NetworkConfig;
+use super::simulator::FaultAction;
+use crate::rng::Rng;
+use crate::types::NodeId;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FaultProfile {
+    /// A healthy cluster on a clean network.
+    None,
+    /// Every fault kind: crashes and restarts, pauses, partitions (symmetric and one-way),
+    /// loss, duplication and long reordering.
+    Mixed,
+    /// Frequent crashes with quick restarts and lossy links: the shape of the schedules that
+    /// expose persistence and commit-rule bugs.
+    CrashHeavy,
+}
+
+/// Draws `(time, action)` pairs in `[start, end)`.
+pub fn plan(
+    rng: &mut Rng,
+    profile: FaultProfile,
+    nodes: usize,
+    start: u64,
+    end: u64,
+) -> Vec<(u64, FaultAction)> {
+    let mut out = Vec::new();
+    if profile == FaultProfile::None {
+        return out;
+    }
+    let n = nodes as u64;
+    let pick = |rng: &mut Rng| -> NodeId { 1 + rng.below(n) };
+    let (gap_lo, gap_hi) = match profile {
+        FaultProfile::CrashHeavy => (20_000, 250_000),
+        _ => (50_000, 500_000),
+    };
+    let mut t = start;
+    loop {
+        t += rng.range(gap_lo, gap_hi);
+        if t >= end {
+            break;
+        }
+        let action = match profile {
+            FaultProfile::CrashHeavy => match rng.below(10) {
+                0..=3 => FaultAction::Crash(pick(rng)),
+                4..=7 => FaultAction::Restart(pick(rng)),
+                8 => FaultAction::Partition(split(rng, nodes)),
+                _ => FaultAction::Heal,
+            },
+            _ => match rng.below(16) {
+                0..=2 => FaultAction::Crash(pick(rng)),
+                3..=5 => FaultAction::Restart(pick(rng)),
+                6 => FaultAction::Pause(pick(rng)),
+                7 => FaultAction::Resume(pick(rng)),
+                8..=9 => FaultAction::Partition(split(rng, nodes)),
+                10 => {
+                    let a = pick(rng);
+                    let b = pick(rng);
+                    FaultAction::CutLink(a, b)
+                }
+                11..=12 => FaultAction::Heal,
+                _ => FaultAction::SetNetwork(random_network(rng)),
+            },
+        };
+        out.push((t, action));
+    }
+    out
+}
+
+/// A random split of the nodes into two groups (either may hold the majority).
+fn split(rng: &mut Rng, nodes: usize) -> Vec<Vec<NodeId>> {
+    let mut a = Vec::new();
+    let mut b = Vec::new();
+    for id in 1..=nodes as u64 {
+        if rng.chance(0.5) {
+            a.push(id);
+        } else {
+            b.push(id);
+        }
+    }
+    vec![a, b]
+}
+
+fn random_network(rng: &mut Rng) -> NetworkConfig {
+    let lo = rng.range(500, 5_000);
+    NetworkConfig {
+        latency_us: (lo, lo + rng.range(0, 20_000)),
+        drop_rate: rng.below(20) as f64 / 100.0,
+        duplicate_rate: rng.below(10) as f64 / 100.0,
+        long_delay_rate: rng.below(10) as f64 / 100.0,
+        long_delay_us: rng.range(0, 1_000_000),
+    }
+}

@@ -1,0 +1,241 @@
+//! One randomized, fault-injected, fully checked run per seed.
+
+use serde::{Deserialize, Serialize};
+
+pub use super::faults::FaultProfile;
+use super::linearizability::{self, Verdict};
+use super::simulator::{FaultAction, SimConfig, Simulator};
+use super::trace::TraceEvent;
+use super::workload::WorkloadConfig;
+use super::Violation;
+use crate::rng::Rng;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    pub nodes: usize,
+    pub seed: u64,
+    pub profile: FaultProfile,
+    pub clients: usize,
+    pub ops_per_client: u32,
+    /// Faults strike during `[0, fault_window_us)`; then they stop and liveness is required.
+    pub fault_window_us: u64,
+    /// After faults stop, everything pending must complete within this long.
+    pub liveness_us: u64,
+    pub record_trace: bool,
+    /// Search steps per key for the linearizability checker.
+    pub lin_budget: u64,
+    #[cfg(feature = "mutations")]
+    #[serde(skip)]
+    pub mutation: Option<crate::mutation::Mutation>,
+}
+
+impl RunConfig {
+    pub fn new(nodes: usize, seed: u64) -> Self {
+        RunConfig {
+            nodes,
+            seed,
+            profile: FaultProfile::Mixed,
+            clients: 3,
+            ops_per_client: 15,
+            fault_window_us: 3_000_000,
+            liveness_us: 15_000_000,
+            record_trace: false,
+            lin_budget: 2_000_000,
+            #[cfg(feature = "mutations")]
+            mutation: None,
+        }
+    }
+
+    /// The simulator settings this run uses; tuning knobs vary with the seed so the search
+    /// covers tiny batches and windows (which expose ordering bugs) as well as large ones.
+    pub fn sim_config(&self) -> SimConfig {
+        let mut knobs = Rng::new(self.seed ^ 0x5EED_C0DE);
+        let mut c = SimConfig::new(self.nodes, self.seed);
+        c.record_trace = self.record_trace;
+        c.raft.max_entries_per_msg = [1, 2, 8, 64][knobs.below(4) as usize];
+        c.raft.max_inflight_msgs = [1, 4, 64][knobs.below(3) as usize];
+        c.raft.pre_vote = knobs.below(5) != 0;
+        c.workload = WorkloadConfig {
+            clients: self.clients,
+            ops_per_client: self.ops_per_client,
+            ..WorkloadConfig::default()
+        };
+        #[cfg(feature = "mutations")]
+        {
+            c.raft.mutation = self.mutation;
+        }
+        c
+    }
+
+    /// The one-line command that replays this run with its trace printed.
+    pub fn reproduce_command(&self) -> String {
+        format!(
+            "KEYVAL_SEED={} KEYVAL_NODES={} KEYVAL_PROFILE={:?} cargo test -p keyval-core --test simulation replay_seed -- --ignored --nocapture",
+            self.seed, self.nodes, self.profile
+        )
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunReport {
+    pub config: RunConfig,
+    pub violations: Vec<Violation>,
+    pub events: u64,
+    pub messages: u64,
+    pub end_time_us: u64,
+    pub ops_completed: usize,
+    pub ops_indeterminate: usize,
+    pub max_term: u64,
+    pub lin_steps: u64,
+    pub trace: Vec<TraceEvent>,
+}
+
+impl RunReport {
+    pub fn is_ok(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    /// A readable failure summary ending with the reproduce command.
+    pub fn failure_text(&self) -> String {
+        let mut s = format!(
+            "seed {} ({} nodes, {:?}) failed:\n",
+            self.config.seed, self.config.nodes, self.config.profile
+        );
+        for v in self.violations.iter().take(10) {
+            s.push_str(&format!("  {v}\n"));
+        }
+        s.push_str(&format!("reproduce: {}\n", self.config.reproduce_command()));
+        s
+    }
+}
+
+/// How often (in processed events) log matching is checked across all nodes.
+const LOG_MATCHING_EVERY: u64 = 2_000;
+/// Quiet time after the last client finishes, for followers to catch up before convergence is
+/// checked.
+const SETTLE_US: u64 = 2_000_000;
+
+pub fn run(cfg: &RunConfig) -> RunReport {
+    let mut sim = Simulator::new(cfg.sim_config());
+    let mut plan_rng = Rng::new(cfg.seed.rotate_left(17) ^ 0xFA17);
+    for (t, a) in super::faults::plan(
+        &mut plan_rng,
+        cfg.profile,
+        cfg.nodes,
+        100_000,
+        cfg.fault_window_us,
+    ) {
+        sim.schedule_fault(t, a);
+    }
+    sim.schedule_fault(cfg.fault_window_us, FaultAction::StopFaults);
+    let deadline = cfg.fault_window_us + cfg.liveness_us;
+
+    let mut settled_at = None;
+    while sim.now() <= deadline {
+        if !sim.step() {
+            break;
+        }
+        if sim.events_processed() % LOG_MATCHING_EVERY == 0 {
+            sim.check_log_matching();
+        }
+        if sim.faults_stopped_at.is_some() && sim.clients_done() {
+            let t = *settled_at.get_or_insert(sim.now() + SETTLE_US);
+            if sim.now() >= t && converged(&sim) {
+                break;
+            }
+        }
+    }
+    sim.check_log_matching();
+    check_liveness(&mut sim);
+
+    let (verdict, stats) = linearizability::check(sim.history(), cfg.lin_budget);
+    match verdict {
+        Verdict::Linearizable => {}
+        Verdict::NotLinearizable { key, explanation } => sim.fail(
+            "linearizability",
+            format!("key {:?}:\n{}", String::from_utf8_lossy(&key), explanation),
+        ),
+        Verdict::Timeout { key, steps } => sim.fail(
+            "linearizability (search budget exhausted, not a pass)",
+            format!(
+                "key {:?} after {steps} steps",
+                String::from_utf8_lossy(&key)
+            ),
+        ),
+    }
+
+    let ops_completed = sim
+        .history()
+        .iter()
+        .filter(|o| o.complete.is_some())
+        .count();
+    RunReport {
+        config: cfg.clone(),
+        violations: sim.checker().violations().to_vec(),
+        events: sim.events_processed(),
+        messages: sim.messages_sent(),
+        end_time_us: sim.now(),
+        ops_completed,
+        ops_indeterminate: sim.history().len() - ops_completed,
+        max_term: sim.checker().leaders().keys().last().copied().unwrap_or(0),
+        lin_steps: stats.steps,
+        trace: sim.trace().to_vec(),
+    }
+}
+
+/// All nodes up, one leader, and every node applied exactly the leader's commit index with
+/// identical state.
+fn converged(sim: &Simulator) -> bool {
+    let Some(leader) = sim.leader() else {
+        return false;
+    };
+    let Some(ls) = sim.nodes()[&leader].server.as_ref() else {
+        return false;
+    };
+    let commit = ls.raft().commit_index();
+    sim.nodes().values().all(|n| {
+        n.server
+            .as_ref()
+            .is_some_and(|s| s.raft().applied_index() == commit && s.kv() == ls.kv())
+    })
+}
+
+fn check_liveness(sim: &mut Simulator) {
+    if sim.faults_stopped_at.is_none() {
+        return;
+    }
+    if !sim.clients_done() {
+        let stuck: Vec<String> = sim
+            .clients()
+            .filter(|c| !c.is_done())
+            .map(|c| format!("c{}", c.id))
+            .collect();
+        sim.fail(
+            "liveness",
+            format!("clients {stuck:?} still pending long after faults stopped"),
+        );
+    }
+    if sim.leader().is_none() {
+        sim.fail("liveness", "no leader long after faults stopped".into());
+    } else if !converged(sim) {
+        let state: Vec<String> = sim
+            .nodes()
+            .values()
+            .map(|n| match &n.server {
+                Some(s) => format!(
+                    "n{} {} t{} commit={} applied={}",
+                    n.id,
+                    s.raft().role(),
+                    s.raft().term(),
+                    s.raft().commit_index(),
+                    s.raft().applied_index()
+                ),
+                None => format!("n{} down", n.id),
+            })
+            .collect();
+        sim.fail(
+            "liveness",
+            format!("replicas did not converge: {}", state.join(", ")),
+        );
+    }
+}

@@ -1,0 +1,791 @@
+//! The deterministic simulator: a virtual clock, an event queue, simulated disks and network,
+//! and the same [`KvServer`] the native node runs. One `u64` seed decides every choice, so a
+//! seed replays a run exactly — in tests, in the browser and in a bug report.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use super::checker::Checker;
+use super::linearizability::Operation;
+use super::network::{Fate, Network, NetworkConfig};
+use super::storage::MemStorage;
+use super::trace::{Addr, DropReason, Payload, TraceEvent, TraceKind};
+use super::workload::{Client, WorkloadConfig};
+use crate::config::Config;
+use crate::kv::ClientRequest;
+use crate::message::Envelope;
+use crate::ready::{NodeEvent, PersistOp, Ready};
+use crate::rng::Rng;
+use crate::server::KvServer;
+use crate::types::{NodeId, Role};
+
+pub const MAX_NODES: usize = 7;
+/// Messages a paused node can have waiting; more are dropped like a full socket buffer.
+pub const MAX_INBOX: usize = 10_000;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SimConfig {
+    pub nodes: usize,
+    pub seed: u64,
+    pub raft: Config,
+    /// Virtual microseconds per Raft tick.
+    pub tick_us: u64,
+    pub network: NetworkConfig,
+    /// Time one persist step (write + fsync) takes, uniform in this range.
+    pub fsync_us: (u64, u64),
+    pub workload: WorkloadConfig,
+    /// Record every event (the playground and snapshot tests); randomized runs only count.
+    pub record_trace: bool,
+}
+
+impl SimConfig {
+    pub fn new(nodes: usize, seed: u64) -> Self {
+        SimConfig {
+            nodes,
+            seed,
+            raft: Config {
+                heartbeat_ticks: 5,
+                election_ticks: 15,
+                ..Config::default()
+            },
+            tick_us: 10_000,
+            network: NetworkConfig::default(),
+            fsync_us: (200, 1_000),
+            workload: WorkloadConfig::default(),
+            record_trace: true,
+        }
+    }
+}
+
+/// A fault or operator action, applied now or scheduled for later.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum FaultAction {
+    Crash(NodeId),
+    Restart(NodeId),
+    Pause(NodeId),
+    Resume(NodeId),
+    CutLink(NodeId, NodeId),
+    RestoreLink(NodeId, NodeId),
+    Partition(Vec<Vec<NodeId>>),
+    Heal,
+    SetNetwork(NetworkConfig),
+    /// Restart every crashed node, resume every paused one, heal the network and stop
+    /// dropping messages: from here on the cluster must make progress (liveness).
+    StopFaults,
+}
+
+#[derive(Clone, Debug)]
+pub(super) enum Action {
+    Tick {
+        node: NodeId,
+        incarnation: u64,
+    },
+    Deliver {
+        id: u64,
+        from: Addr,
+        to: Addr,
+        payload: Payload,
+    },
+    PersistDone {
+        node: NodeId,
+        incarnation: u64,
+    },
+    ClientWake {
+        client: u64,
+    },
+    ClientTimeout {
+        client: u64,
+        seq: u64,
+        attempt: u32,
+    },
+    ClientRetry {
+        client: u64,
+        seq: u64,
+    },
+    Fault(FaultAction),
+}
+
+#[derive(Debug)]
+struct Scheduled {
+    time: u64,
+    seq: u64,
+    action: Action,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.time, self.seq) == (other.time, other.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.time, self.seq).cmp(&(other.time, other.seq))
+    }
+}
+
+/// One simulated process and its disk.
+#[derive(Clone, Debug)]
+pub struct SimNode {
+    pub id: NodeId,
+    /// None while crashed.
+    pub server: Option<KvServer>,
+    pub storage: MemStorage,
+    pub paused: bool,
+    inbox: VecDeque<(u64, Addr, Payload)>,
+    /// Batches taken from the server whose persist step has not finished, oldest first.
+    persist_queue: VecDeque<Ready>,
+    persist_busy_until: u64,
+    incarnation: u64,
+}
+
+impl SimNode {
+    pub fn is_up(&self) -> bool {
+        self.server.is_some()
+    }
+    pub fn role(&self) -> Option<Role> {
+        self.server.as_ref().map(|s| s.raft().role())
+    }
+}
+
+pub struct Simulator {
+    pub(super) cfg: SimConfig,
+    pub(super) now: u64,
+    pub(super) rng: Rng,
+    queue: BinaryHeap<Reverse<Scheduled>>,
+    next_seq: u64,
+    next_msg_id: u64,
+    pub(super) nodes: BTreeMap<NodeId, SimNode>,
+    pub(super) network: Network,
+    pub(super) clients: BTreeMap<u64, Client>,
+    pub(super) history: Vec<Operation>,
+    pub(super) checker: Checker,
+    trace: Vec<TraceEvent>,
+    events_processed: u64,
+    messages_sent: u64,
+    pub(super) faults_stopped_at: Option<u64>,
+}
+
+impl Simulator {
+    pub fn new(cfg: SimConfig) -> Self {
+        assert!(
+            (1..=MAX_NODES).contains(&cfg.nodes),
+            "the simulator runs 1 to {MAX_NODES} nodes"
+        );
+        let mut rng = Rng::new(cfg.seed);
+        let network = Network::new(cfg.network.clone());
+        let mut sim = Simulator {
+            now: 0,
+            queue: BinaryHeap::new(),
+            next_seq: 0,
+            next_msg_id: 0,
+            nodes: BTreeMap::new(),
+            network,
+            clients: BTreeMap::new(),
+            history: Vec::new(),
+            checker: Checker::default(),
+            trace: Vec::new(),
+            events_processed: 0,
+            messages_sent: 0,
+            faults_stopped_at: None,
+            rng: rng.fork(),
+            cfg,
+        };
+        for id in sim.voters() {
+            let seed = rng.next_u64();
+            let server = sim.new_server(id, MemStorage::default(), seed);
+            sim.nodes.insert(
+                id,
+                SimNode {
+                    id,
+                    server: Some(server),
+                    storage: MemStorage::default(),
+                    paused: false,
+                    inbox: VecDeque::new(),
+                    persist_queue: VecDeque::new(),
+                    persist_busy_until: 0,
+                    incarnation: 0,
+                },
+            );
+            let phase = rng.below(sim.cfg.tick_us);
+            sim.schedule(
+                phase,
+                Action::Tick {
+                    node: id,
+                    incarnation: 0,
+                },
+            );
+        }
+        sim.start_workload();
+        sim
+    }
+
+    pub fn voters(&self) -> Vec<NodeId> {
+        (1..=self.cfg.nodes as u64).collect()
+    }
+
+    fn new_server(&self, id: NodeId, storage: MemStorage, seed: u64) -> KvServer {
+        KvServer::new(
+            id,
+            self.voters(),
+            self.cfg.raft.clone(),
+            storage.load(),
+            seed,
+        )
+    }
+
+    pub fn config(&self) -> &SimConfig {
+        &self.cfg
+    }
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+    pub fn nodes(&self) -> &BTreeMap<NodeId, SimNode> {
+        &self.nodes
+    }
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+    pub fn trace(&self) -> &[TraceEvent] {
+        &self.trace
+    }
+    pub fn history(&self) -> &[Operation] {
+        &self.history
+    }
+    pub fn checker(&self) -> &Checker {
+        &self.checker
+    }
+    pub fn events_processed(&self) -> u64 {
+        self.events_processed
+    }
+    pub fn messages_sent(&self) -> u64 {
+        self.messages_sent
+    }
+    /// Time of the next scheduled event, if any.
+    pub fn next_event_time(&self) -> Option<u64> {
+        self.queue.peek().map(|Reverse(s)| s.time)
+    }
+
+    /// The current leader with the highest term among live nodes, if any.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.nodes
+            .values()
+            .filter_map(|n| n.server.as_ref().map(|s| (n, s)))
+            .filter(|(n, s)| s.raft().is_leader() && !n.paused)
+            .max_by_key(|(_, s)| s.raft().term())
+            .map(|(n, _)| n.id)
+    }
+
+    pub(super) fn schedule(&mut self, at: u64, action: Action) {
+        self.next_seq += 1;
+        self.queue.push(Reverse(Scheduled {
+            time: at,
+            seq: self.next_seq,
+            action,
+        }));
+    }
+
+    pub fn schedule_fault(&mut self, at: u64, action: FaultAction) {
+        self.schedule(at, Action::Fault(action));
+    }
+
+    pub(super) fn record(&mut self, kind: TraceKind) {
+        if self.cfg.record_trace {
+            self.trace.push(TraceEvent {
+                time: self.now,
+                kind,
+            });
+        }
+    }
+
+    /// Processes the next scheduled event. Returns false when nothing is left to do.
+    pub fn step(&mut self) -> bool {
+        let Some(Reverse(s)) = self.queue.pop() else {
+            return false;
+        };
+        debug_assert!(s.time >= self.now, "virtual time went backwards");
+        self.now = s.time;
+        self.events_processed += 1;
+        match s.action {
+            Action::Tick { node, incarnation } => self.on_tick(node, incarnation),
+            Action::Deliver {
+                id,
+                from,
+                to,
+                payload,
+            } => self.on_deliver(id, from, to, payload),
+            Action::PersistDone { node, incarnation } => self.on_persist_done(node, incarnation),
+            Action::ClientWake { client } => self.client_wake(client),
+            Action::ClientTimeout {
+                client,
+                seq,
+                attempt,
+            } => self.client_timeout(client, seq, attempt),
+            Action::ClientRetry { client, seq } => self.client_retry(client, seq),
+            Action::Fault(f) => self.apply_fault(f),
+        }
+        true
+    }
+
+    /// Runs every event scheduled up to and including `time`, then sets the clock to it.
+    pub fn run_until(&mut self, time: u64) {
+        while self.next_event_time().is_some_and(|t| t <= time) {
+            self.step();
+        }
+        self.now = self.now.max(time);
+    }
+
+    fn on_tick(&mut self, id: NodeId, incarnation: u64) {
+        let Some(node) = self.nodes.get_mut(&id) else {
+            return;
+        };
+        if node.incarnation != incarnation || node.server.is_none() {
+            return;
+        }
+        let next = self.now + self.cfg.tick_us;
+        self.schedule(
+            next,
+            Action::Tick {
+                node: id,
+                incarnation,
+            },
+        );
+        let Some(node) = self.nodes.get_mut(&id) else {
+            return;
+        };
+        if node.paused {
+            return;
+        }
+        if let Some(s) = node.server.as_mut() {
+            s.tick();
+        }
+        self.drive(id);
+    }
+
+    fn on_deliver(&mut self, id: u64, from: Addr, to: Addr, payload: Payload) {
+        match to {
+            Addr::Client(c) => {
+                self.record(TraceKind::Delivered { id, from, to });
+                if let Payload::Reply { seq, outcome } = payload {
+                    self.client_reply(c, seq, outcome);
+                }
+            }
+            Addr::Node(n) => {
+                if let Addr::Node(f) = from {
+                    if self.network.is_cut(f, n) {
+                        let reason = DropReason::Partitioned;
+                        self.record(TraceKind::Dropped {
+                            id,
+                            from,
+                            to,
+                            reason,
+                        });
+                        return;
+                    }
+                }
+                let Some(node) = self.nodes.get_mut(&n) else {
+                    return;
+                };
+                if node.server.is_none() {
+                    let reason = DropReason::Crashed;
+                    self.record(TraceKind::Dropped {
+                        id,
+                        from,
+                        to,
+                        reason,
+                    });
+                    return;
+                }
+                if node.paused {
+                    if node.inbox.len() >= MAX_INBOX {
+                        let reason = DropReason::InboxFull;
+                        self.record(TraceKind::Dropped {
+                            id,
+                            from,
+                            to,
+                            reason,
+                        });
+                    } else {
+                        node.inbox.push_back((id, from, payload));
+                    }
+                    return;
+                }
+                self.record(TraceKind::Delivered { id, from, to });
+                self.input(n, from, payload);
+            }
+        }
+    }
+
+    /// Hands one message to a running node's server and executes what it produces.
+    fn input(&mut self, n: NodeId, from: Addr, payload: Payload) {
+        let Some(server) = self.nodes.get_mut(&n).and_then(|x| x.server.as_mut()) else {
+            return;
+        };
+        match (from, payload) {
+            (Addr::Node(f), Payload::Raft(msg)) => server.step(Envelope {
+                from: f,
+                to: n,
+                msg,
+            }),
+            (Addr::Client(c), Payload::Request { seq, op }) => {
+                server.handle_client(ClientRequest {
+                    client_id: c,
+                    seq,
+                    op,
+                })
+            }
+            _ => {}
+        }
+        self.drive(n);
+    }
+
+    /// Takes the server's batch, records its events and queues its persist step. Batches
+    /// persist one after another, so a later batch never becomes durable before an earlier one.
+    fn drive(&mut self, id: NodeId) {
+        let Some(node) = self.nodes.get_mut(&id) else {
+            return;
+        };
+        let Some(server) = node.server.as_mut() else {
+            return;
+        };
+        let mut ready = server.take_ready();
+        if ready.is_empty() {
+            return;
+        }
+        let events = std::mem::take(&mut ready.events);
+        let cost = if ready.needs_sync() {
+            self.rng.range(self.cfg.fsync_us.0, self.cfg.fsync_us.1)
+        } else {
+            0
+        };
+        let Some(node) = self.nodes.get_mut(&id) else {
+            return;
+        };
+        let done = node.persist_busy_until.max(self.now) + cost;
+        node.persist_busy_until = done;
+        node.persist_queue.push_back(ready);
+        let incarnation = node.incarnation;
+        self.schedule(
+            done,
+            Action::PersistDone {
+                node: id,
+                incarnation,
+            },
+        );
+        for e in events {
+            self.observe(id, e);
+        }
+    }
+
+    /// Feeds a node's own events to the checkers and the trace.
+    fn observe(&mut self, id: NodeId, e: NodeEvent) {
+        let now = self.now;
+        if let Some(s) = self.nodes.get(&id).and_then(|n| n.server.as_ref()) {
+            let log = s.raft().log();
+            match &e {
+                NodeEvent::RoleChanged {
+                    to: Role::Leader,
+                    term,
+                    ..
+                } => self.checker.on_leader(now, id, *term, log),
+                NodeEvent::CommitAdvanced { from, to } => {
+                    self.checker.on_commit(now, id, *from, *to, log)
+                }
+                NodeEvent::ProtocolViolation { from, detail } => {
+                    let d = format!("n{id} refused a message from n{from}: {detail}");
+                    self.checker.fail(now, "protocol", d);
+                }
+                _ => {}
+            }
+        }
+        self.record(TraceKind::Node { node: id, event: e });
+    }
+
+    fn on_persist_done(&mut self, id: NodeId, incarnation: u64) {
+        let Some(node) = self.nodes.get_mut(&id) else {
+            return;
+        };
+        if node.incarnation != incarnation {
+            return;
+        }
+        let Some(ready) = node.persist_queue.pop_front() else {
+            return;
+        };
+        let is_leader = node.role() == Some(Role::Leader);
+        for op in &ready.persist {
+            node.storage.apply(op);
+        }
+        for op in &ready.persist {
+            match op {
+                PersistOp::Append(es) => {
+                    if let (Some(f), Some(l)) = (es.first(), es.last()) {
+                        let (first, last, term) = (f.index, l.index, l.term);
+                        self.record(TraceKind::Persisted {
+                            node: id,
+                            first,
+                            last,
+                            term,
+                        });
+                    }
+                }
+                PersistOp::TruncateFrom(from) => {
+                    if is_leader {
+                        let d = format!("leader n{id} truncated its log from {from}");
+                        self.checker.fail(self.now, "leader append-only", d);
+                    }
+                    self.record(TraceKind::Truncated {
+                        node: id,
+                        from: *from,
+                    });
+                }
+                PersistOp::HardState(hs) => self.checker.on_term(self.now, id, hs.term),
+            }
+        }
+        for env in ready.messages {
+            self.send(
+                Addr::Node(env.from),
+                Addr::Node(env.to),
+                Payload::Raft(env.msg),
+            );
+        }
+        for a in ready.applied {
+            let entry = crate::types::Entry {
+                term: a.term,
+                index: a.index,
+                payload: match &a.request {
+                    Some(r) => crate::types::EntryPayload::Command(r.clone()),
+                    None => crate::types::EntryPayload::Noop,
+                },
+            };
+            self.checker.on_applied(self.now, id, &entry);
+            self.record(TraceKind::Applied {
+                node: id,
+                index: a.index,
+                term: a.term,
+                op: a.request.map(|r| r.op),
+                result: a.result,
+            });
+        }
+        for r in ready.replies {
+            let payload = Payload::Reply {
+                seq: r.seq,
+                outcome: r.outcome,
+            };
+            self.send(Addr::Node(id), Addr::Client(r.client_id), payload);
+        }
+    }
+
+    pub(super) fn send(&mut self, from: Addr, to: Addr, payload: Payload) {
+        self.next_msg_id += 1;
+        self.messages_sent += 1;
+        let id = self.next_msg_id;
+        let delays = match (from, to) {
+            (Addr::Node(a), Addr::Node(b)) => {
+                if self.network.is_cut(a, b) {
+                    self.record_send(id, from, to, self.now, &payload);
+                    let reason = DropReason::Partitioned;
+                    self.record(TraceKind::Dropped {
+                        id,
+                        from,
+                        to,
+                        reason,
+                    });
+                    return;
+                }
+                match self.network.fate(&mut self.rng) {
+                    Fate::Drop => {
+                        self.record_send(id, from, to, self.now, &payload);
+                        let reason = DropReason::Random;
+                        self.record(TraceKind::Dropped {
+                            id,
+                            from,
+                            to,
+                            reason,
+                        });
+                        return;
+                    }
+                    Fate::Deliver(d) => d,
+                }
+            }
+            // Client links are reliable and short: clients see faults through the nodes.
+            _ => vec![self.rng.range(200, 1_000)],
+        };
+        self.record_send(id, from, to, self.now + delays[0], &payload);
+        for d in delays {
+            let at = self.now + d;
+            self.schedule(
+                at,
+                Action::Deliver {
+                    id,
+                    from,
+                    to,
+                    payload: payload.clone(),
+                },
+            );
+        }
+    }
+
+    fn record_send(&mut self, id: u64, from: Addr, to: Addr, deliver_at: u64, p: &Payload) {
+        if self.cfg.record_trace {
+            self.record(TraceKind::Sent {
+                id,
+                from,
+                to,
+                deliver_at,
+                payload: p.clone(),
+            });
+        }
+    }
+
+    pub fn apply_fault(&mut self, f: FaultAction) {
+        match f {
+            FaultAction::Crash(n) => self.crash(n),
+            FaultAction::Restart(n) => self.restart(n),
+            FaultAction::Pause(n) => {
+                if let Some(node) = self.nodes.get_mut(&n).filter(|x| x.is_up() && !x.paused) {
+                    node.paused = true;
+                    self.record(TraceKind::Paused { node: n });
+                }
+            }
+            FaultAction::Resume(n) => self.resume(n),
+            FaultAction::CutLink(a, b) => {
+                self.network.cut_link(a, b);
+                self.record(TraceKind::LinkCut { from: a, to: b });
+            }
+            FaultAction::RestoreLink(a, b) => {
+                self.network.restore_link(a, b);
+                self.record(TraceKind::LinkRestored { from: a, to: b });
+            }
+            FaultAction::Partition(groups) => {
+                self.network.partition(&groups);
+                self.record(TraceKind::Partitioned { groups });
+            }
+            FaultAction::Heal => {
+                self.network.heal();
+                self.record(TraceKind::Healed);
+            }
+            FaultAction::SetNetwork(c) => {
+                let kind = TraceKind::NetworkChanged {
+                    drop_rate_pct: (c.drop_rate * 100.0).round() as u32,
+                    latency_ms: (
+                        (c.latency_us.0 / 1000) as u32,
+                        (c.latency_us.1 / 1000) as u32,
+                    ),
+                };
+                self.network.config = c;
+                self.record(kind);
+            }
+            FaultAction::StopFaults => self.stop_faults(),
+        }
+    }
+
+    fn crash(&mut self, n: NodeId) {
+        let Some(node) = self.nodes.get_mut(&n) else {
+            return;
+        };
+        if node.server.is_none() {
+            return;
+        }
+        node.server = None;
+        node.paused = false;
+        node.inbox.clear();
+        node.persist_queue.clear();
+        node.persist_busy_until = 0;
+        node.incarnation += 1;
+        self.record(TraceKind::Crashed { node: n });
+    }
+
+    fn restart(&mut self, n: NodeId) {
+        let seed = self.rng.next_u64();
+        let Some(node) = self.nodes.get(&n) else {
+            return;
+        };
+        if node.server.is_some() {
+            return;
+        }
+        let server = self.new_server(n, node.storage.clone(), seed);
+        let term = server.raft().term();
+        let incarnation = node.incarnation;
+        if let Some(node) = self.nodes.get_mut(&n) {
+            node.server = Some(server);
+        }
+        self.checker.on_term(self.now, n, term);
+        self.checker.on_restart(n);
+        self.record(TraceKind::Restarted { node: n });
+        let at = self.now + self.rng.below(self.cfg.tick_us);
+        self.schedule(
+            at,
+            Action::Tick {
+                node: n,
+                incarnation,
+            },
+        );
+    }
+
+    fn resume(&mut self, n: NodeId) {
+        let Some(node) = self.nodes.get_mut(&n).filter(|x| x.paused) else {
+            return;
+        };
+        node.paused = false;
+        let inbox = std::mem::take(&mut node.inbox);
+        self.record(TraceKind::Resumed { node: n });
+        for (id, from, payload) in inbox {
+            self.record(TraceKind::Delivered {
+                id,
+                from,
+                to: Addr::Node(n),
+            });
+            self.input(n, from, payload);
+        }
+    }
+
+    fn stop_faults(&mut self) {
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        for n in ids {
+            self.resume(n);
+            self.restart(n);
+        }
+        self.network.heal();
+        let mut c = self.network.config.clone();
+        c.drop_rate = 0.0;
+        c.duplicate_rate = 0.0;
+        c.long_delay_rate = 0.0;
+        self.network.config = c;
+        self.faults_stopped_at = Some(self.now);
+        self.record(TraceKind::FaultsStopped);
+    }
+
+    /// Every node's log as it is now: in memory for live nodes, on disk for crashed ones.
+    pub fn logs(&self) -> Vec<(NodeId, Vec<crate::types::Entry>)> {
+        self.nodes
+            .values()
+            .map(|n| {
+                let entries = match &n.server {
+                    Some(s) => s.raft().log().entries().to_vec(),
+                    None => n.storage.entries.clone(),
+                };
+                (n.id, entries)
+            })
+            .collect()
+    }
+
+    pub fn check_log_matching(&mut self) {
+        let logs = self.logs();
+        let views: Vec<(NodeId, &[crate::types::Entry])> =
+            logs.iter().map(|(n, l)| (*n, l.as_slice())).collect();
+        let now = self.now;
+        self.checker.check_log_matching(now, &views);
+    }
+
+    pub fn fail(&mut self, property: &str, detail: String) {
+        let now = self.now;
+        self.checker.fail(now, property, detail);
+    }
+}

@@ -1,0 +1,345 @@
+//! The simulator's typed event trace: what happened, when, to whom.
+//!
+//! The playground renders exactly these events, the insta snapshots record their text form, and
+//! a trace exported from the browser replays in `cargo test`. Times are virtual microseconds.
+
+use serde::{Deserialize, Serialize};
+
+use crate::kv::{ClientError, KvOp, KvResult};
+use crate::message::Message;
+use crate::ready::NodeEvent;
+use crate::types::{Index, NodeId, Term};
+
+/// Where a message comes from or goes to: a Raft node or a simulated client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Addr {
+    Node(NodeId),
+    Client(u64),
+}
+
+impl std::fmt::Display for Addr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Addr::Node(n) => write!(f, "n{n}"),
+            Addr::Client(c) => write!(f, "c{c}"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Payload {
+    Raft(Message),
+    Request {
+        seq: u64,
+        op: KvOp,
+    },
+    Reply {
+        seq: u64,
+        outcome: Result<KvResult, ClientError>,
+    },
+}
+
+impl Payload {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Payload::Raft(m) => m.kind(),
+            Payload::Request { .. } => "ClientRequest",
+            Payload::Reply { .. } => "ClientReply",
+        }
+    }
+
+    pub fn summary(&self) -> String {
+        match self {
+            Payload::Raft(m) => m.summary(),
+            Payload::Request { seq, op } => format!("seq={seq} {}", op_text(op)),
+            Payload::Reply { seq, outcome } => format!("seq={seq} {}", outcome_text(outcome)),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DropReason {
+    Random,
+    Partitioned,
+    Crashed,
+    InboxFull,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TraceKind {
+    Node {
+        node: NodeId,
+        event: NodeEvent,
+    },
+    Sent {
+        id: u64,
+        from: Addr,
+        to: Addr,
+        deliver_at: u64,
+        payload: Payload,
+    },
+    Delivered {
+        id: u64,
+        from: Addr,
+        to: Addr,
+    },
+    Dropped {
+        id: u64,
+        from: Addr,
+        to: Addr,
+        reason: DropReason,
+    },
+    /// Entries made durable on a node (the executor finished the persist step).
+    Persisted {
+        node: NodeId,
+        first: Index,
+        last: Index,
+        term: Term,
+    },
+    Truncated {
+        node: NodeId,
+        from: Index,
+    },
+    Applied {
+        node: NodeId,
+        index: Index,
+        term: Term,
+        op: Option<KvOp>,
+        result: Option<KvResult>,
+    },
+    Crashed {
+        node: NodeId,
+    },
+    Restarted {
+        node: NodeId,
+    },
+    Paused {
+        node: NodeId,
+    },
+    Resumed {
+        node: NodeId,
+    },
+    LinkCut {
+        from: NodeId,
+        to: NodeId,
+    },
+    LinkRestored {
+        from: NodeId,
+        to: NodeId,
+    },
+    Partitioned {
+        groups: Vec<Vec<NodeId>>,
+    },
+    Healed,
+    NetworkChanged {
+        drop_rate_pct: u32,
+        latency_ms: (u32, u32),
+    },
+    ClientInvoke {
+        client: u64,
+        seq: u64,
+        op: KvOp,
+        node: NodeId,
+    },
+    ClientRetry {
+        client: u64,
+        seq: u64,
+        node: NodeId,
+        reason: String,
+    },
+    ClientComplete {
+        client: u64,
+        seq: u64,
+        result: KvResult,
+    },
+    ClientGaveUp {
+        client: u64,
+        seq: u64,
+    },
+    FaultsStopped,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceEvent {
+    pub time: u64,
+    pub kind: TraceKind,
+}
+
+pub fn bytes_text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+pub fn op_text(op: &KvOp) -> String {
+    match op {
+        KvOp::Put { key, value } => format!("put {}={}", bytes_text(key), bytes_text(value)),
+        KvOp::Get { key } => format!("get {}", bytes_text(key)),
+        KvOp::Delete { key } => format!("delete {}", bytes_text(key)),
+    }
+}
+
+pub fn result_text(r: &KvResult) -> String {
+    match r {
+        KvResult::Put => "ok".into(),
+        KvResult::Get(Some(v)) => format!("found {}", bytes_text(v)),
+        KvResult::Get(None) => "not-found".into(),
+        KvResult::Delete { deleted } => format!("deleted={deleted}"),
+    }
+}
+
+fn outcome_text(o: &Result<KvResult, ClientError>) -> String {
+    match o {
+        Ok(r) => result_text(r),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+pub fn node_event_text(node: NodeId, e: &NodeEvent) -> String {
+    match e {
+        NodeEvent::ElectionTimeout { term, pre_vote } => {
+            let what = if *pre_vote { "pre-vote" } else { "election" };
+            format!("n{node} election timeout term={term}, starts {what}")
+        }
+        NodeEvent::RoleChanged {
+            from,
+            to,
+            term,
+            leader,
+        } => {
+            let l = leader.map_or(String::new(), |l| format!(" leader=n{l}"));
+            format!("n{node} {from}->{to} term={term}{l}")
+        }
+        NodeEvent::VoteCast {
+            candidate,
+            term,
+            granted,
+            pre_vote,
+        } => {
+            let what = if *pre_vote { "pre-vote" } else { "vote" };
+            let verb = if *granted { "grants" } else { "refuses" };
+            format!("n{node} {verb} {what} to n{candidate} term={term}")
+        }
+        NodeEvent::CheckQuorumFailed { term } => {
+            format!("n{node} lost contact with a majority, steps down term={term}")
+        }
+        NodeEvent::CommitAdvanced { from, to } => format!("n{node} commit {from}->{to}"),
+        NodeEvent::ProtocolViolation { from, detail } => {
+            format!("n{node} PROTOCOL VIOLATION from n{from}: {detail}")
+        }
+    }
+}
+
+impl TraceEvent {
+    /// One readable line, e.g. `t=0.150s n2 follower->candidate term=2`.
+    pub fn render(&self) -> String {
+        format!("t={} {}", fmt_time(self.time), self.kind.render())
+    }
+
+    /// Heartbeats dominate a trace by count and say little; snapshot tests leave them out.
+    pub fn is_heartbeat(&self) -> bool {
+        let hb = |p: &Payload| {
+            matches!(
+                p,
+                Payload::Raft(Message::Heartbeat { .. } | Message::HeartbeatResponse { .. })
+            )
+        };
+        match &self.kind {
+            TraceKind::Sent { payload, .. } => hb(payload),
+            _ => false,
+        }
+    }
+}
+
+pub fn fmt_time(us: u64) -> String {
+    format!("{}.{:03}s", us / 1_000_000, (us / 1000) % 1000)
+}
+
+impl TraceKind {
+    pub fn render(&self) -> String {
+        match self {
+            TraceKind::Node { node, event } => node_event_text(*node, event),
+            TraceKind::Sent {
+                id,
+                from,
+                to,
+                payload,
+                ..
+            } => format!(
+                "{from}->{to} send #{id} {} {}",
+                payload.kind(),
+                payload.summary()
+            ),
+            TraceKind::Delivered { id, from, to } => format!("{from}->{to} deliver #{id}"),
+            TraceKind::Dropped {
+                id,
+                from,
+                to,
+                reason,
+            } => format!("{from}->{to} drop #{id} ({reason:?})"),
+            TraceKind::Persisted {
+                node,
+                first,
+                last,
+                term,
+            } => format!("n{node} persisted entries {first}..={last} term={term}"),
+            TraceKind::Truncated { node, from } => format!("n{node} truncated log from {from}"),
+            TraceKind::Applied {
+                node,
+                index,
+                term,
+                op,
+                result,
+            } => {
+                let what = op.as_ref().map_or("no-op".to_string(), op_text);
+                let res = result
+                    .as_ref()
+                    .map_or(String::new(), |r| format!(" -> {}", result_text(r)));
+                format!("n{node} applied {index}@{term} {what}{res}")
+            }
+            TraceKind::Crashed { node } => format!("n{node} CRASHED"),
+            TraceKind::Restarted { node } => format!("n{node} restarted from disk"),
+            TraceKind::Paused { node } => format!("n{node} paused"),
+            TraceKind::Resumed { node } => format!("n{node} resumed"),
+            TraceKind::LinkCut { from, to } => format!("link n{from}->n{to} cut"),
+            TraceKind::LinkRestored { from, to } => format!("link n{from}->n{to} restored"),
+            TraceKind::Partitioned { groups } => {
+                let g: Vec<String> = groups
+                    .iter()
+                    .map(|g| {
+                        let ids: Vec<String> = g.iter().map(|n| format!("n{n}")).collect();
+                        format!("{{{}}}", ids.join(","))
+                    })
+                    .collect();
+                format!("network partitioned {}", g.join(" | "))
+            }
+            TraceKind::Healed => "network healed".into(),
+            TraceKind::NetworkChanged {
+                drop_rate_pct,
+                latency_ms,
+            } => format!(
+                "network drop={drop_rate_pct}% latency={}..{}ms",
+                latency_ms.0, latency_ms.1
+            ),
+            TraceKind::ClientInvoke {
+                client,
+                seq,
+                op,
+                node,
+            } => format!("c{client} invoke seq={seq} {} at n{node}", op_text(op)),
+            TraceKind::ClientRetry {
+                client,
+                seq,
+                node,
+                reason,
+            } => format!("c{client} retry seq={seq} at n{node} ({reason})"),
+            TraceKind::ClientComplete {
+                client,
+                seq,
+                result,
+            } => format!("c{client} complete seq={seq} {}", result_text(result)),
+            TraceKind::ClientGaveUp { client, seq } => {
+                format!("c{client} gave up seq={seq} (outcome unknown)")
+            }
+            TraceKind::FaultsStopped => "faults stopped: all nodes up, network healed".into(),
+        }
+    }
+}

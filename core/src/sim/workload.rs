@@ -1,0 +1,307 @@
+//! Simulated clients: each issues one operation at a time over a small key space, follows
+//! leader hints, retries (with the same sequence number, so the server deduplicates) on
+//! timeouts and lost leadership, and records what it saw for the linearizability checker.
+
+use serde::{Deserialize, Serialize};
+
+use super::linearizability::{Op, OpResult, Operation};
+use super::simulator::{Action, Simulator};
+use super::trace::{Addr, Payload, TraceKind};
+use crate::kv::{ClientError, KvOp, KvResult};
+use crate::rng::Rng;
+use crate::types::NodeId;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkloadConfig {
+    pub clients: usize,
+    pub ops_per_client: u32,
+    pub keys: u32,
+    /// Pause between one operation's completion and the next invocation.
+    pub think_us: (u64, u64),
+    /// A client that hears nothing for this long retries at another node.
+    pub timeout_us: u64,
+    /// While faults are active a client gives up after this many attempts (the outcome is then
+    /// unknown); once they stop it retries until it gets an answer.
+    pub max_attempts: u32,
+    /// Relative weights of put, get and delete.
+    pub mix: (u32, u32, u32),
+}
+
+impl Default for WorkloadConfig {
+    fn default() -> Self {
+        WorkloadConfig {
+            clients: 0,
+            ops_per_client: 0,
+            keys: 3,
+            think_us: (0, 20_000),
+            timeout_us: 400_000,
+            max_attempts: 8,
+            mix: (5, 3, 2),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct PendingOp {
+    pub seq: u64,
+    pub op: KvOp,
+    pub history_index: usize,
+    pub attempt: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct Client {
+    pub id: u64,
+    rng: Rng,
+    seq: u64,
+    target: NodeId,
+    ops_left: u32,
+    pub pending: Option<PendingOp>,
+    /// Issues only what it is given (the playground's client), never generated operations.
+    manual: bool,
+}
+
+/// Client id used for operations submitted by hand (the playground's put/get/delete box).
+pub const MANUAL_CLIENT: u64 = 100;
+
+impl Client {
+    pub fn is_done(&self) -> bool {
+        self.ops_left == 0 && self.pending.is_none()
+    }
+}
+
+fn to_op(op: &KvOp) -> Op {
+    match op {
+        KvOp::Put { key, value } => Op::Put {
+            key: key.clone(),
+            value: value.clone(),
+        },
+        KvOp::Get { key } => Op::Get { key: key.clone() },
+        KvOp::Delete { key } => Op::Delete { key: key.clone() },
+    }
+}
+
+fn to_result(r: &KvResult) -> OpResult {
+    match r {
+        KvResult::Put => OpResult::Put,
+        KvResult::Get(v) => OpResult::Get(v.clone()),
+        KvResult::Delete { deleted } => OpResult::Delete { deleted: *deleted },
+    }
+}
+
+impl Simulator {
+    pub(super) fn start_workload(&mut self) {
+        let w = self.cfg.workload.clone();
+        for i in 0..w.clients as u64 {
+            let id = i + 1;
+            let mut rng = self.rng.fork();
+            let target = 1 + rng.below(self.cfg.nodes as u64);
+            self.clients.insert(
+                id,
+                Client {
+                    id,
+                    rng,
+                    seq: 0,
+                    target,
+                    ops_left: w.ops_per_client,
+                    pending: None,
+                    manual: false,
+                },
+            );
+            let at = self.rng.range(w.think_us.0, w.think_us.1) + 200_000;
+            self.schedule(at, Action::ClientWake { client: id });
+        }
+    }
+
+    pub fn clients_done(&self) -> bool {
+        self.clients.values().all(Client::is_done)
+    }
+
+    pub fn clients(&self) -> impl Iterator<Item = &Client> {
+        self.clients.values()
+    }
+
+    /// Submits an operation as the manual client (the playground's request box). It is
+    /// refused while the previous manual operation is still pending.
+    pub fn submit(&mut self, op: KvOp) -> Result<u64, &'static str> {
+        let nodes = self.cfg.nodes as u64;
+        let target = self.leader().unwrap_or(1 + self.rng.below(nodes));
+        let c = self.clients.entry(MANUAL_CLIENT).or_insert_with(|| Client {
+            id: MANUAL_CLIENT,
+            rng: Rng::new(MANUAL_CLIENT),
+            seq: 0,
+            target,
+            ops_left: 0,
+            pending: None,
+            manual: true,
+        });
+        if c.pending.is_some() {
+            return Err("the previous request is still pending");
+        }
+        c.target = target;
+        Ok(self.invoke(MANUAL_CLIENT, op))
+    }
+
+    pub(super) fn client_wake(&mut self, id: u64) {
+        let Some(c) = self.clients.get_mut(&id) else {
+            return;
+        };
+        if c.pending.is_some() || c.ops_left == 0 || c.manual {
+            return;
+        }
+        c.ops_left -= 1;
+        let (put, get, del) = self.cfg.workload.mix;
+        let key = format!("k{}", c.rng.below(self.cfg.workload.keys as u64)).into_bytes();
+        let roll = c.rng.below((put + get + del) as u64) as u32;
+        let op = if roll < put {
+            let value = format!("c{}-{}", id, c.seq + 1).into_bytes();
+            KvOp::Put { key, value }
+        } else if roll < put + get {
+            KvOp::Get { key }
+        } else {
+            KvOp::Delete { key }
+        };
+        self.invoke(id, op);
+    }
+
+    fn invoke(&mut self, id: u64, op: KvOp) -> u64 {
+        let now = self.now;
+        let history_index = self.history.len();
+        let Some(c) = self.clients.get_mut(&id) else {
+            return 0;
+        };
+        c.seq += 1;
+        let seq = c.seq;
+        let node = c.target;
+        c.pending = Some(PendingOp {
+            seq,
+            op: op.clone(),
+            history_index,
+            attempt: 0,
+        });
+        self.history.push(Operation {
+            client: id,
+            op: to_op(&op),
+            invoke: now,
+            complete: None,
+        });
+        self.record(TraceKind::ClientInvoke {
+            client: id,
+            seq,
+            op: op.clone(),
+            node,
+        });
+        self.send_request(id, seq, node, op, 0);
+        seq
+    }
+
+    fn send_request(&mut self, id: u64, seq: u64, node: NodeId, op: KvOp, attempt: u32) {
+        self.send(
+            Addr::Client(id),
+            Addr::Node(node),
+            Payload::Request { seq, op },
+        );
+        let at = self.now + self.cfg.workload.timeout_us;
+        self.schedule(
+            at,
+            Action::ClientTimeout {
+                client: id,
+                seq,
+                attempt,
+            },
+        );
+    }
+
+    pub(super) fn client_reply(
+        &mut self,
+        id: u64,
+        seq: u64,
+        outcome: Result<KvResult, ClientError>,
+    ) {
+        let now = self.now;
+        let nodes = self.cfg.nodes as u64;
+        let Some(c) = self.clients.get_mut(&id) else {
+            return;
+        };
+        let Some(p) = c.pending.as_ref().filter(|p| p.seq == seq) else {
+            return;
+        };
+        match outcome {
+            Ok(result) => {
+                let hi = p.history_index;
+                c.pending = None;
+                if let Some(h) = self.history.get_mut(hi) {
+                    h.complete = Some((now, to_result(&result)));
+                }
+                self.record(TraceKind::ClientComplete {
+                    client: id,
+                    seq,
+                    result,
+                });
+                let (lo, hi) = self.cfg.workload.think_us;
+                let at = now + self.rng.range(lo, hi);
+                self.schedule(at, Action::ClientWake { client: id });
+            }
+            Err(e) => {
+                let delay = match e {
+                    ClientError::NotLeader {
+                        leader_hint: Some(l),
+                    } if l != c.target => {
+                        c.target = l;
+                        1_000
+                    }
+                    ClientError::Busy { .. } => 50_000,
+                    _ => {
+                        c.target = c.target % nodes + 1;
+                        50_000
+                    }
+                };
+                self.schedule(now + delay, Action::ClientRetry { client: id, seq });
+            }
+        }
+    }
+
+    pub(super) fn client_timeout(&mut self, id: u64, seq: u64, attempt: u32) {
+        let nodes = self.cfg.nodes as u64;
+        let Some(c) = self.clients.get_mut(&id) else {
+            return;
+        };
+        if !c
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.seq == seq && p.attempt == attempt)
+        {
+            return;
+        }
+        c.target = c.target % nodes + 1;
+        self.client_retry(id, seq);
+    }
+
+    pub(super) fn client_retry(&mut self, id: u64, seq: u64) {
+        let faults_active = self.faults_stopped_at.is_none();
+        let max_attempts = self.cfg.workload.max_attempts;
+        let Some(c) = self.clients.get_mut(&id) else {
+            return;
+        };
+        let Some(p) = c.pending.as_mut().filter(|p| p.seq == seq) else {
+            return;
+        };
+        p.attempt += 1;
+        if faults_active && p.attempt >= max_attempts && !c.manual {
+            // The request may still be applied later: its history entry stays open-ended.
+            c.pending = None;
+            self.record(TraceKind::ClientGaveUp { client: id, seq });
+            let at = self.now + 1_000;
+            self.schedule(at, Action::ClientWake { client: id });
+            return;
+        }
+        let (node, op, attempt) = (c.target, p.op.clone(), p.attempt);
+        self.record(TraceKind::ClientRetry {
+            client: id,
+            seq,
+            node,
+            reason: format!("attempt {attempt}"),
+        });
+        self.send_request(id, seq, node, op, attempt);
+    }
+}
