@@ -27,6 +27,7 @@ mod replication;
 pub mod rng;
 pub mod server;
 pub mod sim;
+pub mod status;
 pub mod types;
 
 pub use config::Config;
@@ -36,4 +37,5 @@ pub use node::{Persisted, RaftNode};
 pub use ready::{Applied, NodeEvent, PersistOp, Ready};
 pub use replication::ProposeError;
 pub use server::KvServer;
+pub use status::{LiveFrame, NodeStatus};
 pub use types::{Entry, EntryPayload, HardState, Index, NodeId, Role, Term};

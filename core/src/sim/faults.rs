@@ -44,10 +44,18 @@ pub fn plan(
             break;
         }
         let action = match profile {
-            FaultProfile::CrashHeavy => match rng.below(10) {
-                0..=3 => FaultAction::Crash(pick(rng)),
-                4..=7 => FaultAction::Restart(pick(rng)),
-                8 => FaultAction::Partition(split(rng, nodes)),
+            FaultProfile::CrashHeavy => match rng.below(12) {
+                0..=2 => FaultAction::Crash(pick(rng)),
+                3..=5 => FaultAction::Restart(pick(rng)),
+                6..=7 => {
+                    // A crash with an immediate restart: the window in which an
+                    // acknowledged-but-not-durable state is lost.
+                    let node = pick(rng);
+                    out.push((t, FaultAction::Crash(node)));
+                    FaultAction::Restart(node)
+                }
+                8..=9 => FaultAction::Partition(split(rng, nodes)),
+                10 => FaultAction::SetNetwork(random_network(rng)),
                 _ => FaultAction::Heal,
             },
             _ => match rng.below(16) {
@@ -65,8 +73,15 @@ pub fn plan(
                 _ => FaultAction::SetNetwork(random_network(rng)),
             },
         };
-        out.push((t, action));
+        let at = match (&action, out.last()) {
+            (FaultAction::Restart(n), Some((_, FaultAction::Crash(m)))) if n == m => {
+                t + rng.range(1_000, 40_000)
+            }
+            _ => t,
+        };
+        out.push((at, action));
     }
+    out.sort_by_key(|(t, _)| *t);
     out
 }
 

@@ -52,7 +52,12 @@ impl RunConfig {
         let mut knobs = Rng::new(self.seed ^ 0x5EED_C0DE);
         let mut c = SimConfig::new(self.nodes, self.seed);
         c.record_trace = self.record_trace;
-        c.raft.max_entries_per_msg = [1, 2, 8, 64][knobs.below(4) as usize];
+        c.raft.max_entries_per_msg = match self.profile {
+            // Tiny batches split a new leader's catch-up into one entry per round trip, the
+            // shape in which commit-rule bugs (Figure 8) become visible.
+            FaultProfile::CrashHeavy => [1, 1, 2, 8][knobs.below(4) as usize],
+            _ => [1, 2, 8, 64][knobs.below(4) as usize],
+        };
         c.raft.max_inflight_msgs = [1, 4, 64][knobs.below(3) as usize];
         c.raft.pre_vote = knobs.below(5) != 0;
         c.workload = WorkloadConfig {

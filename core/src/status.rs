@@ -1,0 +1,58 @@
+//! A node's externally visible state: what `kvctl status`, `/healthz`, the live event stream
+//! and the playground show. One type, so every view agrees on the fields.
+
+use serde::{Deserialize, Serialize};
+
+use crate::server::KvServer;
+use crate::sim::trace::TraceKind;
+use crate::types::{Index, NodeId, Role, Term};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub id: NodeId,
+    pub role: Role,
+    pub term: Term,
+    pub vote: Option<NodeId>,
+    pub leader: Option<NodeId>,
+    pub commit_index: Index,
+    pub applied_index: Index,
+    pub last_index: Index,
+    pub last_term: Term,
+    /// Last index covered by the latest snapshot (0 until log compaction exists).
+    pub snapshot_index: Index,
+    pub members: Vec<NodeId>,
+    pub keys: u64,
+}
+
+impl NodeStatus {
+    pub fn of(server: &KvServer) -> Self {
+        let raft = server.raft();
+        NodeStatus {
+            id: raft.id(),
+            role: raft.role(),
+            term: raft.term(),
+            vote: raft.vote(),
+            leader: raft.leader(),
+            commit_index: raft.commit_index(),
+            applied_index: raft.applied_index(),
+            last_index: raft.log().last_index(),
+            last_term: raft.log().last_term(),
+            snapshot_index: raft.log().first_index() - 1,
+            members: raft.voters().iter().copied().collect(),
+            keys: server.kv().len() as u64,
+        }
+    }
+}
+
+/// One frame of a native node's live event stream (`GET /events`, WebSocket, postcard-encoded
+/// binary frames). The playground decodes it with this same crate compiled to WebAssembly.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LiveFrame {
+    /// Sent on connect and whenever the node's status changes (at most a few times a second).
+    Status(NodeStatus),
+    /// The same typed events the simulator records; `time_ms` is the node's wall clock
+    /// (milliseconds since the Unix epoch), supplied by the native executor.
+    Event { time_ms: u64, kind: TraceKind },
+    /// The subscriber fell behind and `dropped` events were skipped (bounded per subscriber).
+    Lagged { dropped: u64 },
+}
