@@ -1,0 +1,31 @@
+# Thin wrappers: the real logic lives in cargo and scripts/.
+CARGO ?= cargo
+
+.PHONY: build test test-rust lint fmt bench sim
+
+build:
+	$(CARGO) build --workspace --bins
+
+## The whole suite, exactly as CI runs it.
+test: lint test-rust
+
+test-rust:
+	$(CARGO) build -p native-node --bins
+	INSTA_UPDATE=no $(CARGO) test --workspace
+	$(CARGO) build -p keyval-core --target wasm32-unknown-unknown
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## Simulator throughput (events/s, seeds/s).
+bench:
+	$(CARGO) bench -p keyval-core --bench simulator
+
+## Many more simulator seeds than the default test run: make sim SEEDS=100000
+SEEDS ?= 100000
+sim:
+	KEYVAL_SEEDS=$(SEEDS) $(CARGO) test --release -p keyval-core --test simulation -- --nocapture
