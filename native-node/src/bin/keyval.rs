@@ -1,0 +1,62 @@
+//! `keyval`: one KeyVal server node. See SPEC.md for the flags and the contract.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use native_node::config::{Args, NodeConfig};
+use native_node::startup;
+use tokio::sync::watch;
+
+fn main() -> ExitCode {
+    // clap prints its own message and exits with status 2 on bad flags.
+    let args = Args::parse();
+    init_tracing();
+    let cfg = match NodeConfig::from_args(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("keyval: error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("keyval")
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("keyval: error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async move {
+        let (shutdown_tx, _) = watch::channel(false);
+        let signal_tx = shutdown_tx.clone();
+        tokio::spawn(async move {
+            startup::signal().await;
+            tracing::info!("signal received: shutting down");
+            let _ = signal_tx.send(true);
+        });
+        startup::run(cfg, shutdown_tx).await
+    });
+    // Peer tasks may still be dialing; they hold nothing that needs flushing.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "keyval stopped");
+            eprintln!("keyval: error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}

@@ -1,0 +1,292 @@
+//! `kvctl bench`: a closed-loop load generator. Each of `--clients` workers has its own client
+//! id and connection and sends its next request only when the previous one is answered, so the
+//! measured latency is what a client sees and throughput is what the cluster sustains at that
+//! concurrency.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use hdrhistogram::Histogram;
+use keyval_core::KvOp;
+use keyval_core::kv::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
+use serde_json::json;
+use tokio::time::Instant;
+
+use crate::client::{Client, Failure};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Concurrent closed-loop clients.
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// Run for this many seconds [default: 10 unless --total is given].
+    #[arg(long, conflicts_with = "total")]
+    duration: Option<f64>,
+    /// Stop after this many operations in total.
+    #[arg(long)]
+    total: Option<u64>,
+    #[arg(long, default_value_t = 16)]
+    key_size: usize,
+    #[arg(long, default_value_t = 256)]
+    value_size: usize,
+    /// Distinct keys the workers pick from (for get, they are written first).
+    #[arg(long, default_value_t = 1000)]
+    keys: u64,
+    #[arg(long, value_enum, default_value_t = BenchOp::Put)]
+    op: BenchOp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum BenchOp {
+    Put,
+    Get,
+}
+
+pub enum BenchError {
+    Usage(String),
+    Failed(Failure),
+}
+
+fn key(i: u64, size: usize) -> Vec<u8> {
+    let mut k = format!("bench-{i:010}").into_bytes();
+    k.resize(size, b'.');
+    k
+}
+
+struct Shared {
+    issued: AtomicU64,
+    done: AtomicU64,
+    errors: AtomicU64,
+    stop: AtomicBool,
+}
+
+pub async fn run(
+    args: BenchArgs,
+    endpoints: Vec<String>,
+    timeout: Duration,
+    json_out: bool,
+) -> Result<String, BenchError> {
+    if args.clients == 0 || args.clients > 10_000 {
+        return Err(BenchError::Usage("--clients must be in 1..=10000".into()));
+    }
+    if args.key_size < 16 || args.key_size > MAX_KEY_BYTES {
+        return Err(BenchError::Usage(format!(
+            "--key-size must be in 16..={MAX_KEY_BYTES}"
+        )));
+    }
+    if args.value_size > MAX_VALUE_BYTES {
+        return Err(BenchError::Usage(format!(
+            "--value-size must be at most {MAX_VALUE_BYTES}"
+        )));
+    }
+    if args.keys == 0 {
+        return Err(BenchError::Usage("--keys must be at least 1".into()));
+    }
+    let duration = match (args.duration, args.total) {
+        (Some(d), _) if !(d > 0.0 && d <= 86_400.0) => {
+            return Err(BenchError::Usage(
+                "--duration must be in (0, 86400] seconds".into(),
+            ));
+        }
+        (Some(d), _) => Some(Duration::from_secs_f64(d)),
+        (None, Some(0)) => return Err(BenchError::Usage("--total must be at least 1".into())),
+        (None, Some(_)) => None,
+        (None, None) => Some(Duration::from_secs(10)),
+    };
+    let value = vec![b'v'; args.value_size];
+
+    if args.op == BenchOp::Get {
+        // Reads of absent keys cost the same, but a realistic read returns a value.
+        let mut c = Client::new(endpoints.clone(), timeout);
+        let fill: Vec<u64> = (0..args.keys.min(10_000)).collect();
+        for chunk in fill.chunks(1000) {
+            let mut tasks = Vec::new();
+            for part in chunk.chunks(chunk.len().div_ceil(args.clients.min(64))) {
+                let mut c = Client::new(endpoints.clone(), timeout);
+                let part = part.to_vec();
+                let ks = args.key_size;
+                let v = value.clone();
+                tasks.push(tokio::spawn(async move {
+                    for i in part {
+                        c.execute(KvOp::Put {
+                            key: key(i, ks),
+                            value: v.clone(),
+                        })
+                        .await?;
+                    }
+                    Ok::<(), Failure>(())
+                }));
+            }
+            for t in tasks {
+                match t.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(f)) => return Err(BenchError::Failed(f)),
+                    Err(e) => {
+                        return Err(BenchError::Failed(Failure {
+                            message: format!("fill task failed: {e}"),
+                            definite: false,
+                        }));
+                    }
+                }
+            }
+        }
+        drop(
+            c.execute(KvOp::Get {
+                key: key(0, args.key_size),
+            })
+            .await,
+        );
+    }
+
+    let shared = Arc::new(Shared {
+        issued: AtomicU64::new(0),
+        done: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+    });
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let pb = match (duration, args.total) {
+            (Some(d), _) => indicatif::ProgressBar::new(d.as_millis() as u64),
+            (None, Some(t)) => indicatif::ProgressBar::new(t),
+            (None, None) => indicatif::ProgressBar::new(0),
+        };
+        pb.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        pb
+    });
+
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for w in 0..args.clients {
+        let shared = shared.clone();
+        let mut client = Client::new(endpoints.clone(), timeout);
+        let value = value.clone();
+        let op = args.op;
+        let (keys, key_size, total) = (args.keys, args.key_size, args.total);
+        workers.push(tokio::spawn(async move {
+            let mut hist =
+                Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap_or_else(|_| {
+                    Histogram::<u64>::new(3).expect("3 significant digits is valid")
+                });
+            let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ ((w as u64 + 1) << 17);
+            loop {
+                if shared.stop.load(Relaxed) {
+                    break;
+                }
+                if let Some(t) = total
+                    && shared.issued.fetch_add(1, Relaxed) >= t
+                {
+                    break;
+                }
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let k = key(rng % keys, key_size);
+                let req = match op {
+                    BenchOp::Put => KvOp::Put {
+                        key: k,
+                        value: value.clone(),
+                    },
+                    BenchOp::Get => KvOp::Get { key: k },
+                };
+                let t0 = Instant::now();
+                match client.execute(req).await {
+                    Ok(_) => {
+                        let _ = hist.record((t0.elapsed().as_micros() as u64).max(1));
+                        shared.done.fetch_add(1, Relaxed);
+                    }
+                    Err(_) => {
+                        shared.errors.fetch_add(1, Relaxed);
+                    }
+                }
+            }
+            client.close().await;
+            hist
+        }));
+    }
+
+    // Drive the clock: stop after the duration, and move the progress bar.
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let elapsed = started.elapsed();
+        if let Some(pb) = &bar {
+            match duration {
+                Some(_) => pb.set_position(elapsed.as_millis() as u64),
+                None => pb.set_position(shared.done.load(Relaxed)),
+            }
+            let secs = elapsed.as_secs_f64().max(1e-9);
+            pb.set_message(format!(
+                "{:.0} ops/s",
+                shared.done.load(Relaxed) as f64 / secs
+            ));
+        }
+        if duration.is_some_and(|d| elapsed >= d) {
+            shared.stop.store(true, Relaxed);
+            break;
+        }
+        if workers.iter().all(|w| w.is_finished()) {
+            break;
+        }
+    }
+    let mut hist = Histogram::<u64>::new(3).map_err(|e| {
+        BenchError::Failed(Failure {
+            message: e.to_string(),
+            definite: true,
+        })
+    })?;
+    for w in workers {
+        if let Ok(h) = w.await {
+            let _ = hist.add(h);
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    if let Some(pb) = bar {
+        pb.finish_and_clear();
+    }
+    let ops = shared.done.load(Relaxed);
+    let errors = shared.errors.load(Relaxed);
+    let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+    let throughput = ops as f64 / elapsed.max(1e-9);
+    let op_name = match args.op {
+        BenchOp::Put => "put",
+        BenchOp::Get => "get",
+    };
+    Ok(if json_out {
+        json!({
+            "ok": true,
+            "op": op_name,
+            "clients": args.clients,
+            "key_size": args.key_size,
+            "value_size": args.value_size,
+            "ops": ops,
+            "errors": errors,
+            "duration_s": elapsed,
+            "throughput_ops_s": throughput,
+            "latency_ms": {
+                "p50": ms(0.5),
+                "p90": ms(0.9),
+                "p99": ms(0.99),
+                "p99_9": ms(0.999),
+                "max": hist.max() as f64 / 1000.0,
+            }
+        })
+        .to_string()
+    } else {
+        format!(
+            "op={op_name} clients={} key_size={} value_size={} ops={ops} errors={errors} duration={elapsed:.2}s\nthroughput: {throughput:.0} ops/s\nlatency ms: p50={:.2} p90={:.2} p99={:.2} p99.9={:.2} max={:.2}",
+            args.clients,
+            args.key_size,
+            args.value_size,
+            ms(0.5),
+            ms(0.9),
+            ms(0.99),
+            ms(0.999),
+            hist.max() as f64 / 1000.0
+        )
+    })
+}

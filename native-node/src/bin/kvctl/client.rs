@@ -1,0 +1,301 @@
+//! The request path of `kvctl`: leader discovery, redirects, retries, and the line between a
+//! definite failure and an indeterminate one.
+//!
+//! A request keeps its (client_id, seq) across every retry, so the cluster applies it at most
+//! once whichever node finally takes it. Any attempt that might have reached a leader (the
+//! frame was written and no definite answer came back) marks the request "maybe applied"; a
+//! request that then fails is reported as indeterminate, never as a definite failure.
+
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hasher};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use keyval_core::{ClientError, ClientRequest, KvOp, KvResult, NodeId};
+use native_node::wire::{self, ClientFrame, MAX_CLIENT_FRAME_BYTES, ServerFrame, StatusReply};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message as TMessage;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+type Conn =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Longest a single connection attempt may take, so a black-holed endpoint cannot eat the
+/// whole timeout while others are up.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// Why a request did not succeed.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub message: String,
+    /// True when the request certainly did not and will not take effect.
+    pub definite: bool,
+}
+
+/// A random 64-bit id from the OS-seeded std hasher: unique enough per process to keep
+/// clients' deduplication sessions apart.
+pub fn random_u64() -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+pub struct Client {
+    endpoints: Vec<String>,
+    client_id: u64,
+    seq: u64,
+    timeout: Duration,
+    /// Where the leader was last seen; tried first.
+    leader: Option<String>,
+    conn: Option<(String, Conn)>,
+    next_endpoint: usize,
+}
+
+enum AttemptError {
+    /// Could not connect or send: the request certainly did not reach this node.
+    NotSent(String),
+    /// Sent, then the connection failed or nothing came back in time.
+    Lost(String),
+}
+
+impl Client {
+    pub fn new(endpoints: Vec<String>, timeout: Duration) -> Client {
+        Client {
+            endpoints,
+            client_id: random_u64(),
+            seq: 0,
+            timeout,
+            leader: None,
+            conn: None,
+            next_endpoint: 0,
+        }
+    }
+
+    /// Runs one operation to completion, retrying within the timeout.
+    pub async fn execute(&mut self, op: KvOp) -> Result<KvResult, Failure> {
+        self.seq += 1;
+        let req = ClientRequest {
+            client_id: self.client_id,
+            seq: self.seq,
+            op,
+        };
+        let deadline = Instant::now() + self.timeout;
+        let mut maybe_applied = false;
+        let mut last_error = String::from("no endpoint tried");
+        let mut failures_in_row = 0usize;
+        loop {
+            if Instant::now() >= deadline {
+                let message = if maybe_applied {
+                    format!(
+                        "timed out after sending; the outcome is unknown (last error: {last_error})"
+                    )
+                } else {
+                    format!("timed out; the request was not applied (last error: {last_error})")
+                };
+                return Err(Failure {
+                    message,
+                    definite: !maybe_applied,
+                });
+            }
+            let target = self.pick_target();
+            match self.attempt(&target, &req, deadline).await {
+                Ok(ServerFrame::Reply { reply, leader }) => match reply.outcome {
+                    Ok(result) => {
+                        self.leader = Some(target);
+                        return Ok(result);
+                    }
+                    Err(ClientError::NotLeader { .. }) => {
+                        last_error = format!("{target} is not the leader");
+                        match leader.and_then(|l| l.address) {
+                            Some(addr) if addr != target => self.leader = Some(addr),
+                            // No leader known yet (an election is running): ask around slowly.
+                            _ => {
+                                failures_in_row += 1;
+                                self.pause(failures_in_row, deadline).await;
+                            }
+                        }
+                    }
+                    Err(e @ ClientError::LeadershipLost) => {
+                        maybe_applied = true;
+                        last_error = e.to_string();
+                        failures_in_row += 1;
+                        self.pause(failures_in_row, deadline).await;
+                    }
+                    Err(e @ ClientError::Busy { .. }) => {
+                        last_error = e.to_string();
+                        self.leader = Some(target);
+                        failures_in_row += 1;
+                        self.pause(failures_in_row, deadline).await;
+                    }
+                    Err(e @ (ClientError::TooLarge { .. } | ClientError::Stale)) => {
+                        return Err(Failure {
+                            message: e.to_string(),
+                            definite: !maybe_applied,
+                        });
+                    }
+                },
+                Ok(ServerFrame::Error { reason }) => {
+                    return Err(Failure {
+                        message: format!("{target} refused the request: {reason}"),
+                        definite: !maybe_applied,
+                    });
+                }
+                Ok(ServerFrame::Status(_)) => {
+                    self.conn = None;
+                    maybe_applied = true;
+                    last_error = format!("{target} answered out of turn");
+                }
+                Err(AttemptError::NotSent(e)) => {
+                    last_error = e;
+                    failures_in_row += 1;
+                    // After trying every endpoint once, wait a little before the next round.
+                    if failures_in_row.is_multiple_of(self.endpoints.len().max(1)) {
+                        self.pause(failures_in_row / self.endpoints.len().max(1), deadline)
+                            .await;
+                    }
+                }
+                Err(AttemptError::Lost(e)) => {
+                    maybe_applied = true;
+                    last_error = e;
+                    failures_in_row += 1;
+                }
+            }
+        }
+    }
+
+    /// Closes the connection politely so the server does not log a reset.
+    pub async fn close(&mut self) {
+        if let Some((_, mut c)) = self.conn.take() {
+            let _ = tokio::time::timeout(Duration::from_millis(200), c.close(None)).await;
+        }
+    }
+
+    fn pick_target(&mut self) -> String {
+        if let Some(l) = self.leader.take() {
+            return l;
+        }
+        if let Some((addr, _)) = &self.conn {
+            return addr.clone();
+        }
+        let n = self.endpoints.len().max(1);
+        let t = self.endpoints[self.next_endpoint % n].clone();
+        self.next_endpoint = (self.next_endpoint + 1) % n;
+        t
+    }
+
+    async fn pause(&self, round: usize, deadline: Instant) {
+        let ms = (10u64 << round.min(5)).min(300);
+        let until = (Instant::now() + Duration::from_millis(ms)).min(deadline);
+        tokio::time::sleep_until(until).await;
+    }
+
+    async fn attempt(
+        &mut self,
+        target: &str,
+        req: &ClientRequest,
+        deadline: Instant,
+    ) -> Result<ServerFrame, AttemptError> {
+        let mut conn = match self.conn.take() {
+            Some((addr, c)) if addr == target => c,
+            _ => connect(target, deadline)
+                .await
+                .map_err(AttemptError::NotSent)?,
+        };
+        let frame = wire::encode(&ClientFrame::Request(req.clone()));
+        // A failed write may still have delivered the frame: count it as sent.
+        if let Err(e) = conn.send(TMessage::Binary(frame.into())).await {
+            return Err(AttemptError::Lost(format!("{target}: {e}")));
+        }
+        loop {
+            let next = tokio::time::timeout_at(deadline, conn.next()).await;
+            match next {
+                Err(_) => return Err(AttemptError::Lost(format!("{target}: no reply in time"))),
+                Ok(None) => return Err(AttemptError::Lost(format!("{target}: connection closed"))),
+                Ok(Some(Err(e))) => return Err(AttemptError::Lost(format!("{target}: {e}"))),
+                Ok(Some(Ok(TMessage::Binary(b)))) => match wire::decode::<ServerFrame>(&b) {
+                    Ok(ServerFrame::Reply { reply, leader })
+                        if reply.client_id == req.client_id && reply.seq == req.seq =>
+                    {
+                        self.conn = Some((target.to_string(), conn));
+                        return Ok(ServerFrame::Reply { reply, leader });
+                    }
+                    // The answer to an earlier attempt that we gave up on: not ours.
+                    Ok(ServerFrame::Reply { .. }) => continue,
+                    Ok(other) => return Ok(other),
+                    Err(e) => {
+                        return Err(AttemptError::Lost(format!("{target}: bad frame: {e}")));
+                    }
+                },
+                Ok(Some(Ok(TMessage::Close(_)))) => {
+                    return Err(AttemptError::Lost(format!("{target}: connection closed")));
+                }
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+}
+
+pub async fn connect(target: &str, deadline: Instant) -> Result<Conn, String> {
+    let url = format!("ws://{target}/client");
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_CLIENT_FRAME_BYTES * 2))
+        .max_frame_size(Some(MAX_CLIENT_FRAME_BYTES * 2));
+    let limit = (Instant::now() + CONNECT_TIMEOUT).min(deadline);
+    match tokio::time::timeout_at(
+        limit,
+        tokio_tungstenite::connect_async_with_config(&url, Some(config), true),
+    )
+    .await
+    {
+        Ok(Ok((conn, _))) => Ok(conn),
+        Ok(Err(e)) => Err(format!("{target}: {e}")),
+        Err(_) => Err(format!("{target}: connect timed out")),
+    }
+}
+
+/// One endpoint's answer to `status`.
+pub struct EndpointStatus {
+    pub address: String,
+    pub result: Result<StatusReply, String>,
+}
+
+pub async fn status_of(address: String, timeout: Duration) -> EndpointStatus {
+    let deadline = Instant::now() + timeout;
+    let result = async {
+        let mut conn = connect(&address, deadline).await?;
+        conn.send(TMessage::Binary(wire::encode(&ClientFrame::Status).into()))
+            .await
+            .map_err(|e| e.to_string())?;
+        loop {
+            match tokio::time::timeout_at(deadline, conn.next()).await {
+                Err(_) => return Err("no answer in time".to_string()),
+                Ok(None) => return Err("connection closed".to_string()),
+                Ok(Some(Err(e))) => return Err(e.to_string()),
+                Ok(Some(Ok(TMessage::Binary(b)))) => match wire::decode::<ServerFrame>(&b) {
+                    Ok(ServerFrame::Status(s)) => {
+                        let _ = conn.close(None).await;
+                        return Ok(s);
+                    }
+                    Ok(_) => continue,
+                    Err(e) => return Err(e.to_string()),
+                },
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+    .await;
+    EndpointStatus { address, result }
+}
+
+/// id -> address as the reachable nodes report it, to name unreachable endpoints too.
+pub fn known_members(all: &[EndpointStatus]) -> BTreeMap<NodeId, String> {
+    all.iter()
+        .filter_map(|e| e.result.as_ref().ok())
+        .flat_map(|s| s.members.iter().cloned())
+        .collect()
+}

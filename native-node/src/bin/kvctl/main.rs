@@ -1,0 +1,345 @@
+//! `kvctl`: the KeyVal command-line client (see SPEC.md for the contract).
+//!
+//! Exit status: 0 the command took effect (a `get` of an absent key included); 2 usage error;
+//! 3 definite failure (certainly not applied: refused, unreachable, or a key/value over the
+//! limits, checked here before sending); 4 indeterminate (timed out or lost the connection after
+//! sending: it may or may not have been applied).
+
+mod bench;
+mod client;
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use keyval_core::kv::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
+use keyval_core::{KvOp, KvResult};
+use serde_json::json;
+
+use client::{Client, Failure};
+
+const EXIT_DEFINITE: u8 = 3;
+const EXIT_INDETERMINATE: u8 = 4;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kvctl",
+    version,
+    about = "Command-line client for a KeyVal cluster"
+)]
+struct Cli {
+    /// Cluster endpoints, HOST:PORT,...
+    #[arg(
+        long,
+        env = "KVCTL_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003"
+    )]
+    endpoints: Vec<String>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
+    output: Output,
+    /// How long a command may take, retries and leader discovery included.
+    #[arg(long, default_value_t = 5000)]
+    timeout_ms: u64,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write KEY = VALUE.
+    Put { key: String, value: String },
+    /// Read KEY (linearizable: goes through the leader's log).
+    Get { key: String },
+    /// Remove KEY.
+    Delete { key: String },
+    /// One row per endpoint: role, term, leader, indexes, members.
+    Status,
+    /// Closed-loop load generator.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let endpoints: Vec<String> = cli
+        .endpoints
+        .iter()
+        .map(|e| e.trim().to_string())
+        .filter(|e| !e.is_empty())
+        .collect();
+    let out = cli.output;
+    if endpoints.is_empty() {
+        return usage(out, "no endpoints given");
+    }
+    if cli.timeout_ms == 0 {
+        return usage(out, "--timeout-ms must be at least 1");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(out, &format!("cannot start the async runtime: {e}"), true),
+    };
+    let timeout = Duration::from_millis(cli.timeout_ms);
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Put { key, value } => {
+                if let Some(code) = check_limits(out, &key, Some(&value)) {
+                    return code;
+                }
+                let op = KvOp::Put {
+                    key: key.into_bytes(),
+                    value: value.into_bytes(),
+                };
+                run_op(out, endpoints, timeout, op).await
+            }
+            Command::Get { key } => {
+                if let Some(code) = check_limits(out, &key, None) {
+                    return code;
+                }
+                run_op(
+                    out,
+                    endpoints,
+                    timeout,
+                    KvOp::Get {
+                        key: key.into_bytes(),
+                    },
+                )
+                .await
+            }
+            Command::Delete { key } => {
+                if let Some(code) = check_limits(out, &key, None) {
+                    return code;
+                }
+                run_op(
+                    out,
+                    endpoints,
+                    timeout,
+                    KvOp::Delete {
+                        key: key.into_bytes(),
+                    },
+                )
+                .await
+            }
+            Command::Status => status(out, endpoints, timeout).await,
+            Command::Bench(args) => {
+                match bench::run(args, endpoints, timeout, out == Output::Json).await {
+                    Ok(summary) => {
+                        print_line(&summary);
+                        ExitCode::SUCCESS
+                    }
+                    Err(bench::BenchError::Usage(m)) => usage(out, &m),
+                    Err(bench::BenchError::Failed(f)) => fail(out, &f.message, f.definite),
+                }
+            }
+        }
+    })
+}
+
+/// Refuses oversized keys and values before sending: a definite failure (exit 3), the same
+/// answer the server would give.
+fn check_limits(out: Output, key: &str, value: Option<&str>) -> Option<ExitCode> {
+    if key.len() > MAX_KEY_BYTES {
+        let m = format!(
+            "key is {} bytes, over the limit of {MAX_KEY_BYTES}",
+            key.len()
+        );
+        return Some(fail(out, &m, true));
+    }
+    if let Some(v) = value
+        && v.len() > MAX_VALUE_BYTES
+    {
+        let m = format!(
+            "value is {} bytes, over the limit of {MAX_VALUE_BYTES}",
+            v.len()
+        );
+        return Some(fail(out, &m, true));
+    }
+    None
+}
+
+async fn run_op(out: Output, endpoints: Vec<String>, timeout: Duration, op: KvOp) -> ExitCode {
+    let mut client = Client::new(endpoints, timeout);
+    let result = client.execute(op).await;
+    client.close().await;
+    match result {
+        Ok(result) => {
+            match (out, result) {
+                (Output::Json, KvResult::Put) => print_line(&json!({"ok": true}).to_string()),
+                (Output::Json, KvResult::Get(Some(v))) => print_line(
+                    &json!({"ok": true, "found": true, "value": String::from_utf8_lossy(&v)})
+                        .to_string(),
+                ),
+                (Output::Json, KvResult::Get(None)) => {
+                    print_line(&json!({"ok": true, "found": false}).to_string())
+                }
+                (Output::Json, KvResult::Delete { deleted }) => {
+                    print_line(&json!({"ok": true, "deleted": deleted}).to_string())
+                }
+                (Output::Text, KvResult::Put) => print_line("OK"),
+                (Output::Text, KvResult::Get(Some(v))) => print_line(&String::from_utf8_lossy(&v)),
+                (Output::Text, KvResult::Get(None)) => eprintln!("(not found)"),
+                (Output::Text, KvResult::Delete { deleted: true }) => print_line("deleted"),
+                (Output::Text, KvResult::Delete { deleted: false }) => print_line("not found"),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(Failure { message, definite }) => fail(out, &message, definite),
+    }
+}
+
+async fn status(out: Output, endpoints: Vec<String>, timeout: Duration) -> ExitCode {
+    let tasks: Vec<_> = endpoints
+        .into_iter()
+        .map(|e| tokio::spawn(client::status_of(e, timeout)))
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        if let Ok(s) = t.await {
+            all.push(s);
+        }
+    }
+    let members = client::known_members(&all);
+    let id_of = |addr: &str| {
+        members
+            .iter()
+            .find(|(_, a)| a.as_str() == addr)
+            .map(|(id, _)| *id)
+    };
+    let any_reachable = all.iter().any(|e| e.result.is_ok());
+    match out {
+        Output::Json => {
+            let nodes: Vec<_> = all
+                .iter()
+                .map(|e| match &e.result {
+                    Ok(r) => {
+                        let s = &r.status;
+                        json!({
+                            "id": s.id,
+                            "address": e.address,
+                            "reachable": true,
+                            "role": s.role.name(),
+                            "term": s.term,
+                            "leader": s.leader,
+                            "commit_index": s.commit_index,
+                            "applied_index": s.applied_index,
+                            "last_index": s.last_index,
+                            "snapshot_index": s.snapshot_index,
+                            "members": s.members,
+                        })
+                    }
+                    Err(err) => json!({
+                        "id": id_of(&e.address),
+                        "address": e.address,
+                        "reachable": false,
+                        "error": err,
+                    }),
+                })
+                .collect();
+            let mut v = json!({"ok": any_reachable, "nodes": nodes});
+            if !any_reachable {
+                v["error"] = json!("no endpoint is reachable");
+                v["definite"] = json!(true);
+            }
+            print_line(&v.to_string());
+        }
+        Output::Text => {
+            let mut text = format!(
+                "{:<4} {:<22} {:<12} {:>6} {:>6} {:>8} {:>8} {:>8} {:>8}  {}\n",
+                "ID",
+                "ADDRESS",
+                "ROLE",
+                "TERM",
+                "LEADER",
+                "COMMIT",
+                "APPLIED",
+                "LAST",
+                "SNAP",
+                "MEMBERS"
+            );
+            for e in &all {
+                match &e.result {
+                    Ok(r) => {
+                        let s = &r.status;
+                        let leader = s.leader.map_or("-".to_string(), |l| l.to_string());
+                        let m: Vec<String> = s.members.iter().map(|m| m.to_string()).collect();
+                        text.push_str(&format!(
+                            "{:<4} {:<22} {:<12} {:>6} {:>6} {:>8} {:>8} {:>8} {:>8}  {}\n",
+                            s.id,
+                            e.address,
+                            s.role.name(),
+                            s.term,
+                            leader,
+                            s.commit_index,
+                            s.applied_index,
+                            s.last_index,
+                            s.snapshot_index,
+                            m.join(",")
+                        ));
+                    }
+                    Err(err) => {
+                        let id = id_of(&e.address).map_or("?".to_string(), |i| i.to_string());
+                        text.push_str(&format!("{:<4} {:<22} unreachable: {err}\n", id, e.address));
+                    }
+                }
+            }
+            print!("{text}");
+            let _ = std::io::stdout().flush();
+            if !any_reachable {
+                eprintln!("kvctl: error: no endpoint is reachable");
+            }
+        }
+    }
+    if any_reachable {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_DEFINITE)
+    }
+}
+
+fn print_line(s: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{s}");
+}
+
+/// Reports a failed command: JSON on stdout or one line on stderr, and the exit status that
+/// tells a definite failure (3) from an indeterminate one (4).
+fn fail(out: Output, message: &str, definite: bool) -> ExitCode {
+    match out {
+        Output::Json => {
+            print_line(&json!({"ok": false, "error": message, "definite": definite}).to_string())
+        }
+        Output::Text => {
+            let what = if definite {
+                "not applied"
+            } else {
+                "outcome unknown: it may or may not have been applied"
+            };
+            eprintln!("kvctl: error: {message} ({what})");
+        }
+    }
+    ExitCode::from(if definite {
+        EXIT_DEFINITE
+    } else {
+        EXIT_INDETERMINATE
+    })
+}
+
+fn usage(out: Output, message: &str) -> ExitCode {
+    match out {
+        Output::Json => {
+            print_line(&json!({"ok": false, "error": message, "definite": true}).to_string())
+        }
+        Output::Text => eprintln!("kvctl: usage error: {message}"),
+    }
+    ExitCode::from(2)
+}

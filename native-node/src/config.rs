@@ -1,0 +1,308 @@
+//! `keyval` settings: command-line flags over an optional TOML file over defaults.
+//!
+//! Every flag can also be set in the file given by `--config` (same names, with `_` for `-`);
+//! a flag on the command line wins over the file. The result is validated once, up front, so a
+//! bad setting stops the node with one clear line before it touches its data directory.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use keyval_core::NodeId;
+use serde::Deserialize;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "keyval",
+    version,
+    about = "A KeyVal server node (Raft key-value store)"
+)]
+pub struct Args {
+    /// This node's id; must appear in --peers.
+    #[arg(long)]
+    pub id: Option<NodeId>,
+    /// Address to listen on for peers, clients, /metrics, /healthz and /events.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Every initial member, itself included: ID=HOST:PORT,... The membership persisted in the
+    /// data directory wins after the first start.
+    #[arg(long)]
+    pub peers: Option<String>,
+    /// Directory for the WAL, the cluster identity and the lock file.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// TOML file with any of these settings.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Serve the built playground from this directory at `/`.
+    #[arg(long)]
+    pub ui: Option<PathBuf>,
+    /// Leader heartbeat interval in milliseconds [default: 50].
+    #[arg(long)]
+    pub heartbeat_ms: Option<u64>,
+    /// Lower bound of the randomized election timeout in milliseconds [default: 300].
+    #[arg(long)]
+    pub election_timeout_ms: Option<u64>,
+    /// Length of one Raft tick in milliseconds [default: 10].
+    #[arg(long)]
+    pub tick_ms: Option<u64>,
+    /// Entries since the last snapshot that trigger compaction [default: 100000]. Accepted for
+    /// forward compatibility: the core does not compact its log yet.
+    #[arg(long)]
+    pub snapshot_threshold: Option<u64>,
+    /// Cluster identity checked in every peer handshake [default: derived from --peers].
+    #[arg(long)]
+    pub cluster_id: Option<String>,
+    /// Skip fsync (benchmarks only: a crash can then lose acknowledged writes).
+    #[arg(long)]
+    pub unsafe_no_fsync: bool,
+}
+
+/// The TOML file: the same settings as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    id: Option<NodeId>,
+    listen: Option<SocketAddr>,
+    peers: Option<String>,
+    data_dir: Option<PathBuf>,
+    ui: Option<PathBuf>,
+    heartbeat_ms: Option<u64>,
+    election_timeout_ms: Option<u64>,
+    tick_ms: Option<u64>,
+    snapshot_threshold: Option<u64>,
+    cluster_id: Option<String>,
+    unsafe_no_fsync: Option<bool>,
+}
+
+/// Validated settings the node runs with.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub id: NodeId,
+    pub listen: SocketAddr,
+    pub peers: BTreeMap<NodeId, String>,
+    pub data_dir: PathBuf,
+    pub ui: Option<PathBuf>,
+    pub heartbeat: Duration,
+    pub election_timeout: Duration,
+    pub tick: Duration,
+    pub snapshot_threshold: u64,
+    pub cluster_id: Option<String>,
+    pub fsync: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("missing required setting --{0} (flag or config file)")]
+    Missing(&'static str),
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {}: {message}", path.display())]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid --peers entry {entry:?}: {reason}")]
+    Peer { entry: String, reason: String },
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+}
+
+/// Parses `1=127.0.0.1:7001,2=...` into id -> address.
+pub fn parse_peers(s: &str) -> Result<BTreeMap<NodeId, String>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for entry in s.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let bad = |reason: &str| ConfigError::Peer {
+            entry: entry.to_string(),
+            reason: reason.to_string(),
+        };
+        let (id, addr) = entry
+            .split_once('=')
+            .ok_or_else(|| bad("expected ID=HOST:PORT"))?;
+        let id: NodeId = id
+            .trim()
+            .parse()
+            .map_err(|_| bad("the id is not a number"))?;
+        if id == 0 {
+            return Err(bad("node ids start at 1"));
+        }
+        let addr = addr.trim();
+        let (host, port) = addr
+            .rsplit_once(':')
+            .ok_or_else(|| bad("the address needs a port"))?;
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(bad("expected HOST:PORT"));
+        }
+        if out.insert(id, addr.to_string()).is_some() {
+            return Err(bad("duplicate node id"));
+        }
+    }
+    if out.is_empty() {
+        return Err(ConfigError::Invalid("--peers lists no node".into()));
+    }
+    Ok(out)
+}
+
+impl NodeConfig {
+    pub fn from_args(args: Args) -> Result<NodeConfig, ConfigError> {
+        let file = match &args.config {
+            Some(path) => load_file(path)?,
+            None => FileConfig::default(),
+        };
+        let id = args.id.or(file.id).ok_or(ConfigError::Missing("id"))?;
+        let listen = args
+            .listen
+            .or(file.listen)
+            .ok_or(ConfigError::Missing("listen"))?;
+        let peers_s = args
+            .peers
+            .or(file.peers)
+            .ok_or(ConfigError::Missing("peers"))?;
+        let peers = parse_peers(&peers_s)?;
+        if !peers.contains_key(&id) {
+            return Err(ConfigError::Invalid(format!(
+                "--id {id} is not listed in --peers ({peers_s})"
+            )));
+        }
+        let data_dir = args
+            .data_dir
+            .or(file.data_dir)
+            .ok_or(ConfigError::Missing("data-dir"))?;
+        let heartbeat_ms = args.heartbeat_ms.or(file.heartbeat_ms).unwrap_or(50);
+        let election_ms = args
+            .election_timeout_ms
+            .or(file.election_timeout_ms)
+            .unwrap_or(300);
+        let tick_ms = args.tick_ms.or(file.tick_ms).unwrap_or(10);
+        if tick_ms == 0 || tick_ms > 1000 {
+            return Err(ConfigError::Invalid(format!(
+                "--tick-ms must be in 1..=1000, got {tick_ms}"
+            )));
+        }
+        if heartbeat_ms < tick_ms {
+            return Err(ConfigError::Invalid(format!(
+                "--heartbeat-ms ({heartbeat_ms}) must be at least --tick-ms ({tick_ms})"
+            )));
+        }
+        if election_ms <= heartbeat_ms {
+            return Err(ConfigError::Invalid(format!(
+                "--election-timeout-ms ({election_ms}) must be greater than --heartbeat-ms ({heartbeat_ms})"
+            )));
+        }
+        if election_ms > 60_000 {
+            return Err(ConfigError::Invalid(format!(
+                "--election-timeout-ms ({election_ms}) is over a minute"
+            )));
+        }
+        let cluster_id = args.cluster_id.or(file.cluster_id);
+        if let Some(c) = &cluster_id
+            && (c.is_empty() || c.len() > 128)
+        {
+            return Err(ConfigError::Invalid(
+                "--cluster-id must be 1 to 128 characters".into(),
+            ));
+        }
+        Ok(NodeConfig {
+            id,
+            listen,
+            peers,
+            data_dir,
+            ui: args.ui.or(file.ui),
+            heartbeat: Duration::from_millis(heartbeat_ms),
+            election_timeout: Duration::from_millis(election_ms),
+            tick: Duration::from_millis(tick_ms),
+            snapshot_threshold: args
+                .snapshot_threshold
+                .or(file.snapshot_threshold)
+                .unwrap_or(100_000),
+            cluster_id,
+            fsync: !(args.unsafe_no_fsync || file.unsafe_no_fsync.unwrap_or(false)),
+        })
+    }
+
+    /// The core's tunables: milliseconds become ticks, and message batches are sized so a busy
+    /// leader moves thousands of small entries per append without any frame nearing the limit.
+    pub fn raft_config(&self) -> keyval_core::Config {
+        let tick = self.tick.as_millis().max(1) as u64;
+        let heartbeat_ticks = (self.heartbeat.as_millis() as u64).div_ceil(tick).max(1) as u32;
+        let election_ticks = ((self.election_timeout.as_millis() as u64) / tick)
+            .max(heartbeat_ticks as u64 + 1) as u32;
+        keyval_core::Config {
+            heartbeat_ticks,
+            election_ticks,
+            max_inflight_msgs: 128,
+            max_entries_per_msg: 4096,
+            max_bytes_per_msg: 1 << 20,
+            ..keyval_core::Config::default()
+        }
+    }
+}
+
+fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        // toml's messages span several lines; the contract is one line.
+        message: e.message().replace('\n', " "),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> Args {
+        let mut v = vec![
+            "keyval",
+            "--id",
+            "1",
+            "--listen",
+            "127.0.0.1:7001",
+            "--peers",
+            "1=127.0.0.1:7001,2=127.0.0.1:7002",
+            "--data-dir",
+            "d",
+        ];
+        v.extend_from_slice(extra);
+        Args::try_parse_from(v).expect("parse")
+    }
+
+    #[test]
+    fn defaults_become_ticks() {
+        let c = NodeConfig::from_args(args(&[])).expect("valid");
+        let r = c.raft_config();
+        assert_eq!((r.heartbeat_ticks, r.election_ticks), (5, 30));
+        assert!(r.validate().is_ok());
+        assert!(c.fsync);
+    }
+
+    #[test]
+    fn bad_settings_are_refused() {
+        assert!(NodeConfig::from_args(args(&["--heartbeat-ms", "300"])).is_err());
+        assert!(parse_peers("1=a").is_err());
+        assert!(parse_peers("x=a:1").is_err());
+        assert!(parse_peers("1=a:1,1=b:2").is_err());
+        let mut a = args(&[]);
+        a.id = Some(9);
+        assert!(NodeConfig::from_args(a).is_err());
+    }
+
+    #[test]
+    fn file_settings_apply_under_flags() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("k.toml");
+        std::fs::write(&path, "heartbeat_ms = 20\nelection_timeout_ms = 200\n").expect("write");
+        let p = path.to_string_lossy().to_string();
+        let c =
+            NodeConfig::from_args(args(&["--config", &p, "--heartbeat-ms", "30"])).expect("valid");
+        assert_eq!(c.heartbeat, Duration::from_millis(30));
+        assert_eq!(c.election_timeout, Duration::from_millis(200));
+        std::fs::write(&path, "bogus = 1\n").expect("write");
+        assert!(NodeConfig::from_args(args(&["--config", &p])).is_err());
+    }
+}

@@ -1,0 +1,228 @@
+//! The one listening port: plain HTTP routes next to the WebSocket upgrades.
+//!
+//! - `GET /healthz`: 200 while the node runs; the body names role, term and leader.
+//! - `GET /metrics`: Prometheus text.
+//! - `GET /raft`: WebSocket for peers (see [`crate::transport`]).
+//! - `GET /client`: WebSocket for clients (`kvctl`): requests in, replies out, matched by
+//!   (client_id, seq), so one connection may have several requests in flight.
+//! - `GET /events`: WebSocket live event stream (see [`crate::events`]).
+//! - with `--ui DIR`: the built playground, from DIR, at `/`.
+//!
+//! HTTP parsing is hyper's (through axum); frame size limits are set on each upgrade so an
+//! oversized frame is refused before it is buffered.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use axum::Router;
+use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use keyval_core::{Envelope, NodeStatus};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::events::{self, EventHub};
+use crate::metrics::Metrics;
+use crate::node_loop::Input;
+use crate::transport::{self, Identity};
+use crate::wire::{self, ClientFrame, MAX_CLIENT_FRAME_BYTES, MAX_PEER_FRAME_BYTES, ServerFrame};
+
+/// Replies buffered per client connection; a client that stops reading loses replies, not the
+/// node's memory.
+const CLIENT_REPLY_QUEUE: usize = 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub identity: Arc<Identity>,
+    pub metrics: Arc<Metrics>,
+    pub status: watch::Receiver<NodeStatus>,
+    pub events: EventHub,
+    pub peer_tx: mpsc::Sender<Vec<Envelope>>,
+    pub input_tx: mpsc::Sender<Input>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+pub fn router(state: AppState, ui: Option<PathBuf>) -> Router {
+    let router = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/raft", get(raft_ws))
+        .route("/client", get(client_ws))
+        .route("/events", get(events_ws))
+        .with_state(state);
+    match ui {
+        Some(dir) => router.fallback_service(tower_http::services::ServeDir::new(dir)),
+        None => router,
+    }
+}
+
+async fn healthz(State(s): State<AppState>) -> Response {
+    let st = s.status.borrow().clone();
+    let leader = st.leader.map_or("none".to_string(), |l| l.to_string());
+    let body = format!(
+        "ok id={} role={} term={} leader={} commit={} applied={}\n",
+        st.id, st.role, st.term, leader, st.commit_index, st.applied_index
+    );
+    (StatusCode::OK, body).into_response()
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    let st = s.status.borrow().clone();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(&st),
+    )
+        .into_response()
+}
+
+async fn raft_ws(
+    ws: WebSocketUpgrade,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    State(s): State<AppState>,
+) -> Response {
+    ws.max_message_size(MAX_PEER_FRAME_BYTES)
+        .max_frame_size(MAX_PEER_FRAME_BYTES)
+        .on_failed_upgrade(move |e| tracing::warn!(%remote, error = %e, "failed peer upgrade"))
+        .on_upgrade(move |socket| {
+            transport::serve_inbound(socket, s.identity, remote, s.peer_tx, s.metrics, s.shutdown)
+        })
+}
+
+async fn events_ws(ws: WebSocketUpgrade, State(s): State<AppState>) -> Response {
+    ws.max_message_size(64 << 10).on_upgrade(move |socket| {
+        events::serve_subscriber(
+            socket,
+            s.events.subscribe(),
+            s.status,
+            s.shutdown,
+            s.metrics,
+        )
+    })
+}
+
+async fn client_ws(
+    ws: WebSocketUpgrade,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    State(s): State<AppState>,
+) -> Response {
+    ws.max_message_size(MAX_CLIENT_FRAME_BYTES)
+        .max_frame_size(MAX_CLIENT_FRAME_BYTES)
+        .on_upgrade(move |socket| serve_client(socket, remote, s))
+}
+
+/// Reads client frames and forwards them to the node loop; a writer half sends replies back as
+/// the loop produces them, in whatever order they complete.
+async fn serve_client(socket: WebSocket, remote: SocketAddr, s: AppState) {
+    use futures_util::{SinkExt, StreamExt};
+    let (mut sink, mut stream) = socket.split();
+    let (reply_tx, mut reply_rx) = mpsc::channel::<ServerFrame>(CLIENT_REPLY_QUEUE);
+    let writer = tokio::spawn(async move {
+        while let Some(frame) = reply_rx.recv().await {
+            let last = matches!(frame, ServerFrame::Error { .. });
+            if sink
+                .send(WsMessage::Binary(wire::encode(&frame).into()))
+                .await
+                .is_err()
+            {
+                break;
+            }
+            if last {
+                let _ = sink.send(WsMessage::Close(None)).await;
+                break;
+            }
+        }
+    });
+    let mut shutdown = s.shutdown.clone();
+    loop {
+        let msg = tokio::select! {
+            _ = shutdown.changed() => break,
+            m = stream.next() => m,
+        };
+        let bytes = match msg {
+            Some(Ok(WsMessage::Binary(b))) => b,
+            Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
+            Some(Ok(WsMessage::Close(_))) | None => break,
+            Some(Ok(WsMessage::Text(_))) => {
+                refuse(
+                    &s,
+                    &reply_tx,
+                    remote,
+                    "text frames are not part of the protocol".into(),
+                );
+                break;
+            }
+            Some(Err(e)) => {
+                // A client that exits without a closing handshake is ordinary; anything else
+                // (oversized or malformed frames) is worth a warning.
+                if is_reset(&e) {
+                    tracing::debug!(%remote, "client went away");
+                } else {
+                    s.metrics.bad_frames.fetch_add(1, Relaxed);
+                    tracing::warn!(%remote, error = %e, "dropping client connection");
+                }
+                break;
+            }
+        };
+        match wire::decode::<ClientFrame>(&bytes) {
+            Ok(ClientFrame::Request(req)) => {
+                let input = Input::Client {
+                    req,
+                    reply_to: reply_tx.clone(),
+                };
+                if s.input_tx.send(input).await.is_err() {
+                    break;
+                }
+            }
+            Ok(ClientFrame::Status) => {
+                let (tx, rx) = oneshot::channel();
+                if s.input_tx
+                    .send(Input::Status { reply_to: tx })
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                let Ok(status) = rx.await else { break };
+                if reply_tx.send(ServerFrame::Status(status)).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                refuse(&s, &reply_tx, remote, e.to_string());
+                break;
+            }
+        }
+    }
+    // The writer lives on until the node loop has answered (or dropped) every request still
+    // owed to this connection, so a client that half-closed still gets its replies.
+    drop(reply_tx);
+    drop(writer);
+}
+
+fn is_reset(e: &axum::Error) -> bool {
+    use std::error::Error;
+    let mut source: Option<&(dyn Error + 'static)> = e.source();
+    while let Some(s) = source {
+        if let Some(t) = s.downcast_ref::<tokio_tungstenite::tungstenite::Error>() {
+            return matches!(
+                t,
+                tokio_tungstenite::tungstenite::Error::Protocol(
+                    tokio_tungstenite::tungstenite::error::ProtocolError::ResetWithoutClosingHandshake
+                ) | tokio_tungstenite::tungstenite::Error::ConnectionClosed
+                    | tokio_tungstenite::tungstenite::Error::Io(_)
+            );
+        }
+        source = s.source();
+    }
+    false
+}
+
+fn refuse(s: &AppState, reply_tx: &mpsc::Sender<ServerFrame>, remote: SocketAddr, reason: String) {
+    s.metrics.bad_frames.fetch_add(1, Relaxed);
+    tracing::warn!(%remote, %reason, "refused client frame; closing the connection");
+    let _ = reply_tx.try_send(ServerFrame::Error { reason });
+}

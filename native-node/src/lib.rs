@@ -1,0 +1,21 @@
+//! KeyVal's native executor: runs the sans-IO `keyval-core` Raft node with real sockets, real
+//! disks and a real clock, plus the pieces the `kvctl` client shares with it.
+//!
+//! Module map: [`config`] (flags + TOML), [`meta`] (cluster identity in the data dir),
+//! [`wal`] (byte-level segmented WAL), [`storage`] (typed Raft log store on the WAL, its
+//! conformance suite and the storage thread), [`wire`] (versioned postcard frames),
+//! [`transport`] (peer connections), [`http`] (routes on the one port), [`events`] (live event
+//! stream), [`metrics`], [`node_loop`] (the task that owns the Raft node), [`startup`].
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod events;
+pub mod http;
+pub mod meta;
+pub mod metrics;
+pub mod node_loop;
+pub mod startup;
+pub mod storage;
+pub mod transport;
+pub mod wal;
+pub mod wire;

@@ -1,0 +1,195 @@
+//! The cluster identity a data directory belongs to: cluster id, this node's id, and the members.
+//!
+//! Written once, on first start, and read on every later start: after that the persisted
+//! membership wins over `--peers` (SPEC), so restarting a node with a stale flag cannot quietly
+//! change who it talks to, and a data directory copied to another node id is refused.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use keyval_core::NodeId;
+use serde::{Deserialize, Serialize};
+
+const META_FILE: &str = "cluster.json";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterMeta {
+    pub cluster_id: String,
+    pub node_id: NodeId,
+    pub members: BTreeMap<NodeId, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    #[error("failed to {op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("corrupt cluster identity file {}: {reason}", path.display())]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("data directory belongs to node {found} of cluster {cluster}, not node {wanted}")]
+    WrongNode {
+        found: NodeId,
+        wanted: NodeId,
+        cluster: String,
+    },
+    #[error("data directory belongs to cluster {found}, but --cluster-id says {wanted}")]
+    WrongCluster { found: String, wanted: String },
+}
+
+/// A stable id for a cluster from its initial member list: every node started with the same
+/// `--peers` derives the same id, and clusters started with different lists refuse each other.
+pub fn derive_cluster_id(members: &BTreeMap<NodeId, String>) -> String {
+    // FNV-1a over the canonical (sorted) list: stable across builds and platforms, unlike
+    // std's hashers.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (id, addr) in members {
+        for b in format!("{id}={addr};").bytes() {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!("kv-{h:016x}")
+}
+
+/// Loads the identity from `data_dir`, or creates it from the flags on first start.
+/// Returns the identity and whether it was just created.
+pub fn load_or_init(
+    data_dir: &Path,
+    node_id: NodeId,
+    flag_members: &BTreeMap<NodeId, String>,
+    flag_cluster_id: Option<&str>,
+    fsync: bool,
+) -> Result<(ClusterMeta, bool), MetaError> {
+    let path = data_dir.join(META_FILE);
+    match fs::read(&path) {
+        Ok(bytes) => {
+            let meta: ClusterMeta =
+                serde_json::from_slice(&bytes).map_err(|e| MetaError::Corrupt {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+            if meta.node_id != node_id {
+                return Err(MetaError::WrongNode {
+                    found: meta.node_id,
+                    wanted: node_id,
+                    cluster: meta.cluster_id,
+                });
+            }
+            if !meta.members.contains_key(&node_id) {
+                return Err(MetaError::Corrupt {
+                    path,
+                    reason: format!("node {node_id} is not among its members"),
+                });
+            }
+            if let Some(wanted) = flag_cluster_id
+                && wanted != meta.cluster_id
+            {
+                return Err(MetaError::WrongCluster {
+                    found: meta.cluster_id,
+                    wanted: wanted.to_string(),
+                });
+            }
+            if &meta.members != flag_members {
+                tracing::warn!(
+                    persisted = ?meta.members,
+                    flag = ?flag_members,
+                    "--peers differs from the membership persisted in the data directory; using the persisted one"
+                );
+            }
+            Ok((meta, false))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let meta = ClusterMeta {
+                cluster_id: flag_cluster_id
+                    .map(str::to_string)
+                    .unwrap_or_else(|| derive_cluster_id(flag_members)),
+                node_id,
+                members: flag_members.clone(),
+            };
+            write_atomically(data_dir, &path, &meta, fsync)?;
+            Ok((meta, true))
+        }
+        Err(source) => Err(MetaError::Io {
+            op: "read",
+            path,
+            source,
+        }),
+    }
+}
+
+/// Write to a temporary file, fsync, rename over, fsync the directory: a crash leaves either
+/// no identity (first start again, same result) or the whole one, never half a file.
+fn write_atomically(
+    dir: &Path,
+    path: &Path,
+    meta: &ClusterMeta,
+    fsync: bool,
+) -> Result<(), MetaError> {
+    let io = |op: &'static str, p: &Path| {
+        let p = p.to_path_buf();
+        move |source| MetaError::Io {
+            op,
+            path: p,
+            source,
+        }
+    };
+    let tmp = dir.join(format!("{META_FILE}.tmp"));
+    let json = serde_json::to_vec_pretty(meta).map_err(|e| MetaError::Corrupt {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
+    f.write_all(&json).map_err(io("write", &tmp))?;
+    if fsync {
+        f.sync_all().map_err(io("fsync", &tmp))?;
+    }
+    drop(f);
+    fs::rename(&tmp, path).map_err(io("rename", &tmp))?;
+    if fsync {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io("fsync directory", dir))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members(s: &str) -> BTreeMap<NodeId, String> {
+        crate::config::parse_peers(s).expect("peers")
+    }
+
+    #[test]
+    fn identity_is_derived_persisted_and_enforced() {
+        let m = members("1=127.0.0.1:1,2=127.0.0.1:2,3=127.0.0.1:3");
+        let m_shuffled = members("3=127.0.0.1:3,1=127.0.0.1:1,2=127.0.0.1:2");
+        assert_eq!(derive_cluster_id(&m), derive_cluster_id(&m_shuffled));
+        assert_ne!(
+            derive_cluster_id(&m),
+            derive_cluster_id(&members("1=127.0.0.1:1"))
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, created) = load_or_init(dir.path(), 1, &m, None, false).expect("init");
+        assert!(created);
+        // Later starts keep the persisted membership even with another --peers.
+        let other = members("1=127.0.0.1:1");
+        let (b, created) = load_or_init(dir.path(), 1, &other, None, false).expect("load");
+        assert!(!created);
+        assert_eq!(a, b);
+        assert!(matches!(
+            load_or_init(dir.path(), 2, &m, None, false),
+            Err(MetaError::WrongNode { .. })
+        ));
+        assert!(matches!(
+            load_or_init(dir.path(), 1, &m, Some("other"), false),
+            Err(MetaError::WrongCluster { .. })
+        ));
+    }
+}

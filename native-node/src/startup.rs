@@ -1,0 +1,232 @@
+//! Bringing a node up and down: lock, identity, WAL recovery, listener, tasks, signals.
+//!
+//! Every way start-up can fail is a [`StartError`] whose message is the one line the operator
+//! sees; the binary only maps it to an exit status.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keyval_core::{KvServer, NodeStatus};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+use crate::config::NodeConfig;
+use crate::events::EventHub;
+use crate::http::{self, AppState};
+use crate::meta::{self, MetaError};
+use crate::metrics::Metrics;
+use crate::node_loop::{self, LoopError, NodeLoop};
+use crate::storage::worker::StorageWorker;
+use crate::storage::{StorageError, WalStore};
+use crate::transport::{self, Identity};
+use crate::wal::{DataDirLock, LockError, WalOptions};
+
+/// How long shutdown waits for connections to wind down before exiting anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    #[error("cannot recover the Raft log, refusing to start: {0}")]
+    Storage(#[from] StorageError),
+    #[error("cannot start the storage thread: {0}")]
+    Thread(std::io::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("node {0} is not among the persisted members")]
+    NotMember(u64),
+    #[error(transparent)]
+    Loop(#[from] LoopError),
+    #[error("HTTP server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Runs a node until `shutdown` flips to true (or a fatal error), then shuts down gracefully:
+/// stops accepting, lets the node loop finish its current batch (fsync included), closes the
+/// WAL and the connections.
+pub async fn run(cfg: NodeConfig, shutdown_tx: watch::Sender<bool>) -> Result<(), StartError> {
+    let shutdown = shutdown_tx.subscribe();
+    let lock = DataDirLock::acquire(&cfg.data_dir)?;
+    let (meta, created) = meta::load_or_init(
+        &cfg.data_dir,
+        cfg.id,
+        &cfg.peers,
+        cfg.cluster_id.as_deref(),
+        cfg.fsync,
+    )?;
+    if !meta.members.contains_key(&cfg.id) {
+        return Err(StartError::NotMember(cfg.id));
+    }
+    let wal_dir = cfg.data_dir.join("wal");
+    let opts = WalOptions {
+        fsync: cfg.fsync,
+        ..WalOptions::default()
+    };
+    let (store, persisted, summary) = WalStore::open(&wal_dir, opts)?;
+    tracing::info!(
+        id = cfg.id,
+        cluster_id = %meta.cluster_id,
+        new_cluster_identity = created,
+        members = ?meta.members,
+        records = summary.records,
+        segments = summary.segments,
+        first_index = summary.first_index,
+        last_index = summary.last_index,
+        last_term = summary.last_term,
+        term = summary.hard_state.term,
+        vote = ?summary.hard_state.vote,
+        torn_tail_truncated = summary.torn_tail.is_some(),
+        fsync = cfg.fsync,
+        "recovered"
+    );
+    if let Some(t) = &summary.torn_tail {
+        tracing::warn!(
+            file = %t.file.display(),
+            offset = t.offset,
+            dropped_bytes = t.dropped_bytes,
+            "the last WAL write was torn by a crash and has been truncated (it was never acknowledged)"
+        );
+    }
+    if cfg.snapshot_threshold > 0 {
+        tracing::debug!(
+            snapshot_threshold = cfg.snapshot_threshold,
+            "log compaction is not implemented yet; the threshold is recorded only"
+        );
+    }
+    let storage = StorageWorker::spawn(store).map_err(StartError::Thread)?;
+
+    let raft_config = cfg.raft_config();
+    let seed = seed(cfg.id);
+    let server = KvServer::new(
+        cfg.id,
+        meta.members.keys().copied(),
+        raft_config,
+        persisted,
+        seed,
+    );
+
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+
+    let metrics = Arc::new(Metrics::default());
+    let identity = Arc::new(Identity {
+        cluster_id: meta.cluster_id.clone(),
+        id: cfg.id,
+        members: meta.members.clone(),
+    });
+    let mut peers = BTreeMap::new();
+    for (&id, addr) in &meta.members {
+        if id != cfg.id {
+            let p = transport::spawn_peer(
+                (*identity).clone(),
+                id,
+                addr.clone(),
+                metrics.clone(),
+                shutdown.clone(),
+            );
+            peers.insert(id, p);
+        }
+    }
+    let (peer_tx, peer_rx) = mpsc::channel(node_loop::PEER_INBOX);
+    let (input_tx, input_rx) = mpsc::channel(node_loop::CLIENT_INBOX);
+    let (status_tx, status_rx) = watch::channel(NodeStatus::of(&server));
+    let events = EventHub::default();
+
+    let state = AppState {
+        identity: identity.clone(),
+        metrics: metrics.clone(),
+        status: status_rx,
+        events: events.clone(),
+        peer_tx,
+        input_tx,
+        shutdown: shutdown.clone(),
+    };
+    let app =
+        http::router(state, cfg.ui.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let mut serve_shutdown = shutdown.clone();
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        // Raft and client frames are small and latency-bound.
+        let _ = tcp.set_nodelay(true);
+    });
+    let server_task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = serve_shutdown.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    tracing::info!(listen = %cfg.listen, ui = ?cfg.ui, "serving");
+
+    let node = NodeLoop {
+        server,
+        storage,
+        peers,
+        peer_rx,
+        input_rx,
+        members: meta.members.clone(),
+        cluster_id: meta.cluster_id.clone(),
+        metrics,
+        events,
+        status_tx,
+        tick: cfg.tick,
+        shutdown,
+    };
+    let loop_result = node.run().await;
+    // Whatever ended the loop, everything else stops too.
+    let _ = shutdown_tx.send(true);
+    match tokio::time::timeout(SHUTDOWN_GRACE, server_task).await {
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server ended with an error"),
+        Ok(_) => {}
+        Err(_) => tracing::warn!("connections did not close within the grace period"),
+    }
+    drop(lock);
+    loop_result?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Election-timer randomness: different per node and per start, so restarted nodes do not
+/// replay the same timeouts and split votes are broken.
+fn seed(id: u64) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 32) ^ id.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+/// Resolves when SIGINT or SIGTERM arrives.
+pub async fn signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch SIGTERM; only SIGINT stops the node");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,408 @@
+//! Peer connections: one outbound WebSocket per peer for what this node sends, and the inbound
+//! `/raft` handler for what peers send it.
+//!
+//! Outbound: each peer has a task with a bounded queue. It dials `ws://ADDR/raft`, introduces
+//! itself with a `Hello` (cluster id, from, to) and, once welcomed, writes every queued message,
+//! batching whatever piled up into one frame. When the queue is full new messages are dropped
+//! and counted: Raft tolerates loss (heartbeats and probes retransmit), but it does not tolerate
+//! a node whose memory grows without bound behind a dead peer. While the peer is unreachable the
+//! task redials with exponential backoff and discards what is queued, since stale appends and
+//! votes would only be refused later.
+//!
+//! Inbound: a connection must open with a `Hello` naming our cluster and our id and a known
+//! peer as sender; anything else is refused with a reason, logged, and closed. The node itself
+//! is never affected by what a connection sends.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use axum::extract::ws::{Message as WsMessage, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use keyval_core::{Envelope, Message, NodeId};
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{self, Message as TMessage};
+
+use crate::metrics::{Metrics, kind_index};
+use crate::wire::{self, MAX_PEER_FRAME_BYTES, PeerFrame};
+
+/// Messages queued per peer before new ones are dropped.
+pub const PEER_QUEUE: usize = 4096;
+/// Estimated bytes after which a batch is sent even if more messages are queued.
+const BATCH_BYTES: usize = 4 << 20;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+const BACKOFF_MIN: Duration = Duration::from_millis(20);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// The node loop's handle on one peer's outbound queue.
+pub struct PeerSender {
+    tx: mpsc::Sender<Envelope>,
+}
+
+impl PeerSender {
+    /// Queues a message without waiting; a full queue drops it (and counts the drop).
+    pub fn send(&self, env: Envelope, metrics: &Metrics) {
+        match self.tx.try_send(env) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(env) | mpsc::error::TrySendError::Closed(env)) => {
+                metrics.dropped(&env.msg)
+            }
+        }
+    }
+}
+
+/// Identity this node presents and checks in handshakes.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub cluster_id: String,
+    pub id: NodeId,
+    pub members: BTreeMap<NodeId, String>,
+}
+
+fn estimate(env: &Envelope) -> usize {
+    64 + match &env.msg {
+        Message::AppendEntries { entries, .. } => entries.iter().map(|e| e.size_hint()).sum(),
+        _ => 0,
+    }
+}
+
+/// Starts the outbound task for `peer` at `addr`.
+pub fn spawn_peer(
+    me: Identity,
+    peer: NodeId,
+    addr: String,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+) -> PeerSender {
+    let (tx, rx) = mpsc::channel(PEER_QUEUE);
+    tokio::spawn(run_peer(me, peer, addr, rx, metrics, shutdown));
+    PeerSender { tx }
+}
+
+async fn run_peer(
+    me: Identity,
+    peer: NodeId,
+    addr: String,
+    mut rx: mpsc::Receiver<Envelope>,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let url = format!("ws://{addr}/raft");
+    let mut backoff = BACKOFF_MIN;
+    let mut logged_down = false;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        match dial(&me, peer, &url).await {
+            Ok(ws) => {
+                metrics.peer_connects.fetch_add(1, Relaxed);
+                tracing::info!(peer, %addr, "connected to peer");
+                logged_down = false;
+                backoff = BACKOFF_MIN;
+                let reason = pump(ws, &mut rx, &metrics, &mut shutdown).await;
+                if *shutdown.borrow() {
+                    return;
+                }
+                tracing::info!(peer, %addr, %reason, "peer connection closed");
+            }
+            Err(e) => {
+                if !logged_down {
+                    tracing::warn!(peer, %addr, error = %e, "cannot reach peer; retrying with backoff");
+                    logged_down = true;
+                } else {
+                    tracing::debug!(peer, %addr, error = %e, "peer still unreachable");
+                }
+            }
+        }
+        // Wait before redialing, discarding what arrives meanwhile: it would be stale by then.
+        let sleep = tokio::time::sleep(jitter(backoff));
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                _ = &mut sleep => break,
+                _ = shutdown.changed() => return,
+                env = rx.recv() => match env {
+                    Some(env) => metrics.dropped(&env.msg),
+                    None => return,
+                },
+            }
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// Up to 25% random slack so peers that lost each other at once do not redial in lockstep.
+fn jitter(d: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |t| t.subsec_nanos());
+    d + d.mul_f64((nanos % 1000) as f64 / 4000.0)
+}
+
+type ClientWs =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+#[derive(Debug, thiserror::Error)]
+enum DialError {
+    #[error("connect timed out")]
+    Timeout,
+    #[error(transparent)]
+    Ws(#[from] tungstenite::Error),
+    #[error("peer refused the handshake: {0}")]
+    Refused(String),
+    #[error("unexpected handshake answer: {0}")]
+    Protocol(String),
+}
+
+async fn dial(me: &Identity, peer: NodeId, url: &str) -> Result<ClientWs, DialError> {
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_PEER_FRAME_BYTES))
+        .max_frame_size(Some(MAX_PEER_FRAME_BYTES));
+    let (mut ws, _) = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        tokio_tungstenite::connect_async_with_config(url, Some(config), true),
+    )
+    .await
+    .map_err(|_| DialError::Timeout)??;
+    let hello = PeerFrame::Hello {
+        cluster_id: me.cluster_id.clone(),
+        from: me.id,
+        to: peer,
+    };
+    ws.send(TMessage::Binary(wire::encode(&hello).into()))
+        .await?;
+    let answer = tokio::time::timeout(HANDSHAKE_TIMEOUT, ws.next())
+        .await
+        .map_err(|_| DialError::Timeout)?;
+    match answer {
+        Some(Ok(TMessage::Binary(b))) => match wire::decode::<PeerFrame>(&b) {
+            Ok(PeerFrame::Welcome { node }) if node == peer => Ok(ws),
+            Ok(PeerFrame::Welcome { node }) => Err(DialError::Refused(format!(
+                "answered as node {node}, expected node {peer}"
+            ))),
+            Ok(PeerFrame::Refused { reason }) => Err(DialError::Refused(reason)),
+            Ok(other) => Err(DialError::Protocol(format!("{other:?}"))),
+            Err(e) => Err(DialError::Protocol(e.to_string())),
+        },
+        Some(Ok(other)) => Err(DialError::Protocol(format!("non-binary frame {other:?}"))),
+        Some(Err(e)) => Err(e.into()),
+        None => Err(DialError::Protocol("closed during handshake".into())),
+    }
+}
+
+/// Writes queued messages until the connection fails or the node shuts down.
+async fn pump(
+    ws: ClientWs,
+    rx: &mut mpsc::Receiver<Envelope>,
+    metrics: &Metrics,
+    shutdown: &mut watch::Receiver<bool>,
+) -> String {
+    let (mut sink, mut stream) = ws.split();
+    let mut batch = Vec::new();
+    loop {
+        let first = tokio::select! {
+            _ = shutdown.changed() => {
+                let _ = sink.send(TMessage::Close(None)).await;
+                return "shutting down".into();
+            }
+            // The listener sends nothing after Welcome; reading notices a close or reset
+            // promptly even while we have nothing to write.
+            incoming = stream.next() => match incoming {
+                Some(Ok(TMessage::Close(_))) | None => return "closed by peer".into(),
+                Some(Err(e)) => return e.to_string(),
+                Some(Ok(_)) => continue,
+            },
+            env = rx.recv() => match env {
+                Some(env) => env,
+                None => return "node stopped".into(),
+            },
+        };
+        let mut bytes = estimate(&first);
+        batch.push(first);
+        while bytes < BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(env) => {
+                    bytes += estimate(&env);
+                    batch.push(env);
+                }
+                Err(_) => break,
+            }
+        }
+        let envs = std::mem::take(&mut batch);
+        let kinds: Vec<usize> = envs.iter().map(|e| kind_index(&e.msg)).collect();
+        let frame = wire::encode(&PeerFrame::Raft(envs));
+        if let Err(e) = sink.send(TMessage::Binary(frame.into())).await {
+            for &k in &kinds {
+                metrics.dropped_kind(k);
+            }
+            return e.to_string();
+        }
+        for &k in &kinds {
+            metrics.sent_kind(k);
+        }
+    }
+}
+
+/// Serves one inbound `/raft` connection: handshake, then forward batches to the node loop.
+pub async fn serve_inbound(
+    mut socket: WebSocket,
+    me: Arc<Identity>,
+    remote: std::net::SocketAddr,
+    to_node: mpsc::Sender<Vec<Envelope>>,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, socket.recv()).await;
+    let from = match hello {
+        Ok(Some(Ok(WsMessage::Binary(b)))) => match wire::decode::<PeerFrame>(&b) {
+            Ok(PeerFrame::Hello {
+                cluster_id,
+                from,
+                to,
+            }) => match check_hello(&me, &cluster_id, from, to) {
+                Ok(()) => from,
+                Err(reason) => {
+                    metrics.peer_rejections.fetch_add(1, Relaxed);
+                    tracing::warn!(%remote, %reason, "refused peer handshake");
+                    let frame = wire::encode(&PeerFrame::Refused { reason });
+                    let _ = socket.send(WsMessage::Binary(frame.into())).await;
+                    let _ = socket.send(WsMessage::Close(None)).await;
+                    return;
+                }
+            },
+            Ok(other) => {
+                return refuse_frame(
+                    socket,
+                    &metrics,
+                    remote,
+                    format!("expected Hello, got {other:?}"),
+                )
+                .await;
+            }
+            Err(e) => return refuse_frame(socket, &metrics, remote, e.to_string()).await,
+        },
+        Ok(Some(Ok(other))) => {
+            return refuse_frame(
+                socket,
+                &metrics,
+                remote,
+                format!("expected a binary Hello, got {other:?}"),
+            )
+            .await;
+        }
+        Ok(Some(Err(e))) => {
+            metrics.bad_frames.fetch_add(1, Relaxed);
+            tracing::warn!(%remote, error = %e, "peer connection failed during handshake");
+            return;
+        }
+        Ok(None) => return,
+        Err(_) => {
+            return refuse_frame(
+                socket,
+                &metrics,
+                remote,
+                "no Hello within the handshake timeout".into(),
+            )
+            .await;
+        }
+    };
+    let welcome = wire::encode(&PeerFrame::Welcome { node: me.id });
+    if socket
+        .send(WsMessage::Binary(welcome.into()))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    tracing::debug!(peer = from, %remote, "peer connected");
+    loop {
+        let msg = tokio::select! {
+            _ = shutdown.changed() => break,
+            m = socket.recv() => m,
+        };
+        match msg {
+            Some(Ok(WsMessage::Binary(b))) => match wire::decode::<PeerFrame>(&b) {
+                Ok(PeerFrame::Raft(envs)) => {
+                    // A peer speaks for itself only: drop anything claiming another sender.
+                    let envs: Vec<Envelope> = envs
+                        .into_iter()
+                        .filter(|e| e.from == from && e.to == me.id)
+                        .collect();
+                    for e in &envs {
+                        metrics.received(&e.msg);
+                    }
+                    if !envs.is_empty() && to_node.send(envs).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(other) => {
+                    return refuse_frame(
+                        socket,
+                        &metrics,
+                        remote,
+                        format!("unexpected frame {other:?} from peer {from}"),
+                    )
+                    .await;
+                }
+                Err(e) => {
+                    return refuse_frame(
+                        socket,
+                        &metrics,
+                        remote,
+                        format!("from peer {from}: {e}"),
+                    )
+                    .await;
+                }
+            },
+            Some(Ok(WsMessage::Close(_))) | None => break,
+            Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => {}
+            Some(Ok(other)) => {
+                return refuse_frame(
+                    socket,
+                    &metrics,
+                    remote,
+                    format!("unexpected non-binary frame {other:?}"),
+                )
+                .await;
+            }
+            Some(Err(e)) => {
+                metrics.bad_frames.fetch_add(1, Relaxed);
+                tracing::warn!(peer = from, %remote, error = %e, "dropping peer connection");
+                break;
+            }
+        }
+    }
+}
+
+fn check_hello(me: &Identity, cluster_id: &str, from: NodeId, to: NodeId) -> Result<(), String> {
+    if cluster_id != me.cluster_id {
+        return Err(format!(
+            "cluster id mismatch: peer says {cluster_id:?}, this node belongs to {:?}",
+            me.cluster_id
+        ));
+    }
+    if to != me.id {
+        return Err(format!("addressed to node {to}, this is node {}", me.id));
+    }
+    if from == me.id || !me.members.contains_key(&from) {
+        return Err(format!("node {from} is not a member of this cluster"));
+    }
+    Ok(())
+}
+
+async fn refuse_frame(
+    mut socket: WebSocket,
+    metrics: &Metrics,
+    remote: std::net::SocketAddr,
+    reason: String,
+) {
+    metrics.bad_frames.fetch_add(1, Relaxed);
+    tracing::warn!(%remote, %reason, "refused frame on peer connection; closing it");
+    let frame = wire::encode(&PeerFrame::Refused { reason });
+    let _ = socket.send(WsMessage::Binary(frame.into())).await;
+    let _ = socket.send(WsMessage::Close(None)).await;
+}

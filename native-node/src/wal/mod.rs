@@ -1,0 +1,466 @@
+//! Byte-level write-ahead log.
+//!
+//! The Raft layer persists its entries here before acknowledging them, so
+//! the one property that matters above all is that recovery never silently
+//! loses a record that was synced. Damage that a crash can explain (a torn
+//! final write in the newest segment) is repaired by truncation; anything
+//! else is reported as [`WalError::Corrupt`] and the node refuses to start.
+//!
+//! On disk: a directory of segments named `{first_lsn:020}.wal`, each a
+//! 16-byte header (`KVWAL\0\0` + format version + first LSN as u64 LE)
+//! followed by `[len u32 LE][crc32c u32 LE over len and payload][payload]`
+//! records. LSNs are implicit (segment first LSN + index), so the header and
+//! the file name are cross-checked, and consecutive segments must continue
+//! each other's LSNs.
+
+mod error;
+mod lock;
+mod record;
+mod segment;
+#[cfg(test)]
+mod tests;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+pub use error::WalError;
+pub use lock::{DataDirLock, LockError};
+pub use record::MAX_RECORD_BYTES;
+
+use segment::{HEADER_BYTES, Tail};
+
+/// Appends are copied into memory and written out once this much has piled
+/// up, so a large group commit does not hold an unbounded buffer while the
+/// syscalls stay large.
+const WRITE_BUFFER_BYTES: usize = 1 << 20;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalOptions {
+    /// Roll threshold. Space is reclaimed only in whole segments, so this
+    /// trades how soon a snapshot frees disk against how often a roll pays
+    /// its extra fsyncs.
+    pub segment_bytes: u64,
+    /// Without fsync a crash can lose or tear any unsynced record, including
+    /// in non-last segments (which recovery then reports as corrupt); only
+    /// benchmarks and tests should turn it off.
+    pub fsync: bool,
+}
+
+impl Default for WalOptions {
+    fn default() -> Self {
+        WalOptions {
+            segment_bytes: 64 << 20,
+            fsync: true,
+        }
+    }
+}
+
+/// A torn final write that recovery cut off, reported so the caller can log
+/// or count it; the bytes dropped were never synced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornTail {
+    pub file: PathBuf,
+    pub offset: u64,
+    pub dropped_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Recovery {
+    /// Every valid record in LSN order, as `(lsn, payload)`.
+    pub records: Vec<(u64, Vec<u8>)>,
+    pub torn_tail: Option<TornTail>,
+    /// Number of segment files after recovery.
+    pub segments: usize,
+}
+
+#[derive(Debug)]
+struct Sealed {
+    first_lsn: u64,
+    path: PathBuf,
+    bytes: u64,
+}
+
+#[derive(Debug)]
+struct Active {
+    first_lsn: u64,
+    path: PathBuf,
+    file: File,
+    /// Bytes written to the file so far (excluding the in-memory buffer).
+    bytes: u64,
+}
+
+/// An open write-ahead log; single writer, owned by the Raft storage task.
+#[derive(Debug)]
+pub struct Wal {
+    dir: PathBuf,
+    opts: WalOptions,
+    sealed: Vec<Sealed>,
+    active: Active,
+    buf: Vec<u8>,
+    next_lsn: u64,
+    /// Records appended since the last successful fsync.
+    dirty: bool,
+    poisoned: bool,
+}
+
+impl Wal {
+    /// Opens (creating if needed) the WAL in `dir` and returns every record
+    /// that survived, repairing a torn tail in the newest segment.
+    ///
+    /// Callers must hold the [`DataDirLock`] for the enclosing data directory;
+    /// the WAL itself does not lock so that tests and tools can open it freely.
+    pub fn open(dir: &Path, opts: WalOptions) -> Result<(Wal, Recovery), WalError> {
+        ensure_dir(dir, opts.fsync)?;
+        let listed = segment::list(dir)?;
+        let last_idx = listed.len().saturating_sub(1);
+
+        let mut records = Vec::new();
+        let mut sealed = Vec::new();
+        let mut torn_tail = None;
+        let mut active = None;
+        let mut expected_lsn: Option<u64> = None;
+
+        for (i, (first_lsn, path)) in listed.into_iter().enumerate() {
+            if let Some(expected) = expected_lsn
+                && expected != first_lsn
+            {
+                return Err(WalError::Corrupt {
+                    file: path,
+                    offset: 0,
+                    reason: format!(
+                        "LSN discontinuity: the previous segment ends before LSN {expected} but this one starts at LSN {first_lsn}"
+                    ),
+                });
+            }
+            let is_last = i == last_idx;
+            let bytes = fs::read(&path).map_err(|e| WalError::io("read", &path, e))?;
+            let scan = segment::scan(&path, &bytes, first_lsn, is_last)?;
+
+            let mut lsn = first_lsn;
+            for payload in scan.records {
+                records.push((lsn, payload.to_vec()));
+                lsn = lsn.checked_add(1).ok_or_else(|| WalError::Corrupt {
+                    file: path.clone(),
+                    offset: 0,
+                    reason: "LSN overflows u64".into(),
+                })?;
+            }
+            expected_lsn = Some(lsn);
+
+            if is_last {
+                let (file, bytes, torn) =
+                    repair_last(&path, first_lsn, bytes.len() as u64, scan.tail, opts.fsync)?;
+                torn_tail = torn;
+                active = Some(Active {
+                    first_lsn,
+                    path,
+                    file,
+                    bytes,
+                });
+            } else {
+                sealed.push(Sealed {
+                    first_lsn,
+                    path,
+                    bytes: bytes.len() as u64,
+                });
+            }
+        }
+
+        let active = match active {
+            Some(active) => active,
+            None => {
+                let (file, path) = segment::create(dir, 1, opts.fsync)?;
+                Active {
+                    first_lsn: 1,
+                    path,
+                    file,
+                    bytes: HEADER_BYTES as u64,
+                }
+            }
+        };
+        let next_lsn = expected_lsn.unwrap_or(1);
+        let wal = Wal {
+            dir: dir.to_path_buf(),
+            opts,
+            sealed,
+            active,
+            buf: Vec::new(),
+            next_lsn,
+            dirty: false,
+            poisoned: false,
+        };
+        let recovery = Recovery {
+            records,
+            torn_tail,
+            segments: wal.segment_count(),
+        };
+        tracing::info!(
+            dir = %dir.display(),
+            segments = recovery.segments,
+            records = recovery.records.len(),
+            first_lsn = wal.first_lsn(),
+            next_lsn,
+            torn_tail = recovery.torn_tail.is_some(),
+            "WAL recovered"
+        );
+        Ok((wal, recovery))
+    }
+
+    /// Buffers one record and returns its LSN. The record is durable only
+    /// after a later [`Wal::sync`], which lets callers group-commit.
+    pub fn append(&mut self, payload: &[u8]) -> Result<u64, WalError> {
+        self.ensure_usable()?;
+        if payload.len() > MAX_RECORD_BYTES {
+            return Err(self.too_large(payload.len()));
+        }
+        let lsn = self.next_lsn;
+        let Some(next_lsn) = lsn.checked_add(1) else {
+            return Err(WalError::LsnExhausted {
+                dir: self.dir.clone(),
+            });
+        };
+        record::encode_into(&mut self.buf, payload).map_err(|len| self.too_large(len))?;
+        self.next_lsn = next_lsn;
+        self.dirty = true;
+        let result = self.after_append();
+        self.poison_on_err(result)?;
+        Ok(lsn)
+    }
+
+    /// Writes buffered records and fdatasyncs the active segment; once this
+    /// returns Ok every LSN handed out so far survives a crash.
+    pub fn sync(&mut self) -> Result<(), WalError> {
+        self.ensure_usable()?;
+        let result = self.sync_inner();
+        self.poison_on_err(result)
+    }
+
+    /// Deletes sealed segments whose records all have LSN < `lsn`, oldest
+    /// first so that a crash midway never leaves a gap in the LSN sequence.
+    /// The active segment is never deleted, so LSNs keep counting up.
+    pub fn remove_segments_before(&mut self, lsn: u64) -> Result<usize, WalError> {
+        let mut removed = 0;
+        let mut result = Ok(());
+        for (i, seg) in self.sealed.iter().enumerate() {
+            let next_first = self
+                .sealed
+                .get(i + 1)
+                .map_or(self.active.first_lsn, |s| s.first_lsn);
+            // The segment's last LSN is next_first - 1.
+            if next_first > lsn {
+                break;
+            }
+            if let Err(e) = fs::remove_file(&seg.path) {
+                result = Err(WalError::io("remove", &seg.path, e));
+                break;
+            }
+            removed += 1;
+        }
+        self.sealed.drain(..removed);
+        result?;
+        if removed > 0 && self.opts.fsync {
+            segment::sync_dir(&self.dir)?;
+        }
+        if removed > 0 {
+            tracing::debug!(dir = %self.dir.display(), removed, before_lsn = lsn, "removed WAL segments");
+        }
+        Ok(removed)
+    }
+
+    /// The LSN the next [`Wal::append`] will return.
+    pub fn next_lsn(&self) -> u64 {
+        self.next_lsn
+    }
+
+    /// The LSN of the oldest record still on disk (or that the active segment
+    /// will receive, if it is empty); rises after
+    /// [`Wal::remove_segments_before`].
+    pub fn first_lsn(&self) -> u64 {
+        self.sealed
+            .first()
+            .map_or(self.active.first_lsn, |s| s.first_lsn)
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.sealed.len() + 1
+    }
+
+    /// Bytes in segment files, excluding appends still in the write buffer.
+    pub fn disk_bytes(&self) -> u64 {
+        self.sealed.iter().map(|s| s.bytes).sum::<u64>() + self.active.bytes
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn ensure_usable(&self) -> Result<(), WalError> {
+        if self.poisoned {
+            return Err(WalError::Poisoned {
+                dir: self.dir.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    fn poison_on_err<T>(&mut self, result: Result<T, WalError>) -> Result<T, WalError> {
+        if result.is_err() {
+            self.poisoned = true;
+        }
+        result
+    }
+
+    fn too_large(&self, len: usize) -> WalError {
+        WalError::RecordTooLarge {
+            dir: self.dir.clone(),
+            len,
+            max: MAX_RECORD_BYTES,
+        }
+    }
+
+    fn after_append(&mut self) -> Result<(), WalError> {
+        if self.buf.len() >= WRITE_BUFFER_BYTES {
+            self.flush_buf()?;
+        }
+        if self.should_roll() {
+            self.roll()?;
+        }
+        Ok(())
+    }
+
+    fn sync_inner(&mut self) -> Result<(), WalError> {
+        self.flush_buf()?;
+        self.sync_active()?;
+        if self.should_roll() {
+            self.roll()?;
+        }
+        Ok(())
+    }
+
+    fn flush_buf(&mut self) -> Result<(), WalError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.active
+            .file
+            .write_all(&self.buf)
+            .map_err(|e| WalError::io("write", &self.active.path, e))?;
+        self.active.bytes += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+
+    fn sync_active(&mut self) -> Result<(), WalError> {
+        if self.dirty && self.opts.fsync {
+            self.active
+                .file
+                .sync_data()
+                .map_err(|e| WalError::io("fsync", &self.active.path, e))?;
+        }
+        self.dirty = false;
+        Ok(())
+    }
+
+    /// An empty active segment never rolls, or a tiny `segment_bytes` would
+    /// create segments forever.
+    fn should_roll(&self) -> bool {
+        self.next_lsn > self.active.first_lsn
+            && self.active.bytes + self.buf.len() as u64 >= self.opts.segment_bytes
+    }
+
+    /// Seals the active segment and starts a new one.
+    ///
+    /// The old segment is synced before the new file exists: recovery treats
+    /// damage in any non-last segment as corruption, which is only sound if
+    /// a segment is complete on disk before a successor can appear.
+    fn roll(&mut self) -> Result<(), WalError> {
+        self.flush_buf()?;
+        self.sync_active()?;
+        let (file, path) = segment::create(&self.dir, self.next_lsn, self.opts.fsync)?;
+        let new = Active {
+            first_lsn: self.next_lsn,
+            path,
+            file,
+            bytes: HEADER_BYTES as u64,
+        };
+        let old = std::mem::replace(&mut self.active, new);
+        tracing::debug!(
+            sealed = %old.path.display(),
+            active = %self.active.path.display(),
+            "rolled WAL segment"
+        );
+        self.sealed.push(Sealed {
+            first_lsn: old.first_lsn,
+            path: old.path,
+            bytes: old.bytes,
+        });
+        Ok(())
+    }
+}
+
+/// Creates the WAL directory, syncing its parent the first time so the
+/// directory itself survives a crash along with the segments inside it.
+fn ensure_dir(dir: &Path, fsync: bool) -> Result<(), WalError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::create_dir_all(dir).map_err(|e| WalError::io("create directory", dir, e))?;
+    if fsync {
+        let parent = match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        segment::sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+/// Cuts a torn tail off the newest segment (or rewrites its header) and
+/// opens it for appending.
+fn repair_last(
+    path: &Path,
+    first_lsn: u64,
+    file_len: u64,
+    tail: Tail,
+    fsync: bool,
+) -> Result<(File, u64, Option<TornTail>), WalError> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| WalError::io("open", path, e))?;
+    let keep = match tail {
+        Tail::Clean => None,
+        Tail::TornHeader => Some(0),
+        Tail::TornRecord { offset } => Some(offset as u64),
+    };
+    let torn = keep.map(|offset| TornTail {
+        file: path.to_path_buf(),
+        offset,
+        dropped_bytes: file_len.saturating_sub(offset),
+    });
+    if let Some(t) = &torn {
+        tracing::warn!(
+            file = %t.file.display(),
+            offset = t.offset,
+            dropped_bytes = t.dropped_bytes,
+            "truncating torn tail of WAL segment"
+        );
+        file.set_len(t.offset)
+            .map_err(|e| WalError::io("truncate", path, e))?;
+    }
+    let len = file
+        .seek(SeekFrom::End(0))
+        .map_err(|e| WalError::io("seek", path, e))?;
+    let len = if len == 0 {
+        segment::write_header(&mut file, path, first_lsn)?;
+        HEADER_BYTES as u64
+    } else {
+        len
+    };
+    if torn.is_some() && fsync {
+        file.sync_all()
+            .map_err(|e| WalError::io("fsync", path, e))?;
+    }
+    Ok((file, len, torn))
+}

@@ -1,0 +1,151 @@
+//! What travels in WebSocket binary frames between nodes and between clients and nodes.
+//!
+//! Every frame is one version byte followed by the postcard encoding of one of the frame enums
+//! below. The version byte lets a future node refuse an old peer with a clear message instead of
+//! misreading it; postcard is compact and is what the core's types already derive. Frames are
+//! size-limited on read (the WebSocket layer refuses larger ones before buffering them), and a
+//! frame that fails to decode is refused, never trusted.
+
+use keyval_core::{ClientReply, ClientRequest, Envelope, NodeId, NodeStatus};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+pub const WIRE_VERSION: u8 = 1;
+
+/// Largest peer frame accepted: room for an append of `max_bytes_per_msg` plus one 1 MiB value,
+/// with a wide margin. Anything larger is refused by the WebSocket reader.
+pub const MAX_PEER_FRAME_BYTES: usize = 16 << 20;
+
+/// Largest client frame: a 1 KiB key and a 1 MiB value plus headers.
+pub const MAX_CLIENT_FRAME_BYTES: usize = 2 << 20;
+
+/// Peer-to-peer frames on `/raft`. A connection starts with `Hello` from the dialer, answered by
+/// `Welcome` or `Refused`; afterwards only `Raft` frames flow, dialer to listener.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PeerFrame {
+    Hello {
+        cluster_id: String,
+        from: NodeId,
+        to: NodeId,
+    },
+    Welcome {
+        node: NodeId,
+    },
+    Refused {
+        reason: String,
+    },
+    /// Messages batched by the sender's peer task: one frame per wake-up, not per message.
+    Raft(Vec<Envelope>),
+}
+
+/// Client to node, on `/client`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientFrame {
+    Request(ClientRequest),
+    Status,
+}
+
+/// Where the leader is, so a client can follow a redirect without a second round trip.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderHint {
+    pub id: NodeId,
+    pub address: Option<String>,
+}
+
+/// A node's status plus what a client needs to map ids to endpoints.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReply {
+    pub status: NodeStatus,
+    pub cluster_id: String,
+    pub members: Vec<(NodeId, String)>,
+}
+
+/// Node to client, on `/client`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerFrame {
+    Reply {
+        reply: ClientReply,
+        leader: Option<LeaderHint>,
+    },
+    Status(StatusReply),
+    /// The node could not understand a frame; the connection is closed after this.
+    Error {
+        reason: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("empty frame")]
+    Empty,
+    #[error("unsupported wire version {got} (this build speaks version {WIRE_VERSION})")]
+    Version { got: u8 },
+    #[error("undecodable frame: {0}")]
+    Decode(#[from] postcard::Error),
+    #[error("{0} trailing bytes after the frame")]
+    Trailing(usize),
+}
+
+pub fn encode<T: Serialize>(frame: &T) -> Vec<u8> {
+    // Encoding into a Vec only fails for types serde cannot describe, which ours are not;
+    // an empty body would then be refused by the receiver instead of crashing the sender.
+    postcard::to_extend(frame, vec![WIRE_VERSION]).unwrap_or_default()
+}
+
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
+    let (&version, body) = bytes.split_first().ok_or(WireError::Empty)?;
+    if version != WIRE_VERSION {
+        return Err(WireError::Version { got: version });
+    }
+    let (frame, rest) = postcard::take_from_bytes(body)?;
+    if !rest.is_empty() {
+        return Err(WireError::Trailing(rest.len()));
+    }
+    Ok(frame)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keyval_core::{KvOp, Message};
+
+    #[test]
+    fn round_trips_and_refuses_garbage() {
+        let f = PeerFrame::Raft(vec![Envelope {
+            from: 1,
+            to: 2,
+            msg: Message::Heartbeat { term: 3, commit: 4 },
+        }]);
+        let bytes = encode(&f);
+        assert_eq!(decode::<PeerFrame>(&bytes).expect("decode"), f);
+        assert!(matches!(decode::<PeerFrame>(&[]), Err(WireError::Empty)));
+        assert!(matches!(
+            decode::<PeerFrame>(&[9, 0]),
+            Err(WireError::Version { got: 9 })
+        ));
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert!(decode::<PeerFrame>(&trailing).is_err());
+        let c = ClientFrame::Request(ClientRequest {
+            client_id: 1,
+            seq: 2,
+            op: KvOp::Get { key: b"k".to_vec() },
+        });
+        assert_eq!(decode::<ClientFrame>(&encode(&c)).expect("decode"), c);
+        // Random bytes never panic.
+        let mut x: u64 = 0x9e3779b97f4a7c15;
+        for len in 0..2000usize {
+            let buf: Vec<u8> = (0..len % 97)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .chain(std::iter::once(WIRE_VERSION))
+                .rev()
+                .collect();
+            let _ = decode::<PeerFrame>(&buf);
+            let _ = decode::<ClientFrame>(&buf);
+        }
+    }
+}
