@@ -29,3 +29,15 @@ bench:
 SEEDS ?= 100000
 sim:
 	KEYVAL_SEEDS=$(SEEDS) $(CARGO) test --release -p keyval-core --test simulation -- --nocapture
+
+## The local 3-node cluster (127.0.0.1:7001..7003, data/node{N}); see scripts/cluster.sh.
+## PROFILE=release for an optimized build; FOLLOW=1 make cluster-logs to follow.
+.PHONY: cluster-start cluster-status cluster-stop cluster-logs
+cluster-start:
+	bash scripts/cluster.sh start
+cluster-status:
+	bash scripts/cluster.sh status
+cluster-stop:
+	bash scripts/cluster.sh stop
+cluster-logs:
+	bash scripts/cluster.sh logs

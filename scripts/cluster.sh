@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# The local 3-node cluster behind `make cluster-start|cluster-status|cluster-stop|cluster-logs`.
+# Nodes 1..3 listen on 127.0.0.1:7001..7003, keep their data in data/node{N}, log to
+# data/node{N}.log and record their PID in data/node{N}.pid.
+#   PROFILE=release make cluster-start   # optimized build (for benchmarks)
+#   KEYVAL_ARGS="--heartbeat-ms 20" make cluster-start
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CARGO=${CARGO:-cargo}
+PROFILE=${PROFILE:-debug}
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+BIN="$TARGET_DIR/$PROFILE"
+DATA=data
+NODES=(1 2 3)
+PEERS="1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003"
+ENDPOINTS="127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003"
+WAIT_SECS=${WAIT_SECS:-20}
+
+# Prints the PID of node N if it is running (and really is a keyval process).
+running_pid() {
+  local f="$DATA/node$1.pid" pid
+  [ -f "$f" ] || return 1
+  pid=$(cat "$f")
+  [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "keyval .*--id $1 " || return 1
+  echo "$pid"
+}
+
+build() {
+  local flags=()
+  [ "$PROFILE" = release ] && flags=(--release)
+  "$CARGO" build -q -p native-node --bins "${flags[@]}"
+}
+
+start() {
+  build
+  mkdir -p "$DATA"
+  for n in "${NODES[@]}"; do
+    if pid=$(running_pid "$n"); then
+      echo "node $n already running (pid $pid)"
+      continue
+    fi
+    # setsid: the node outlives this script and make, and a Ctrl-C in this terminal
+    # does not reach it.
+    # shellcheck disable=SC2086
+    setsid "$BIN/keyval" --id "$n" --listen "127.0.0.1:700$n" --peers "$PEERS" \
+      --data-dir "$DATA/node$n" ${KEYVAL_ARGS:-} >>"$DATA/node$n.log" 2>&1 </dev/null &
+    echo $! >"$DATA/node$n.pid"
+    echo "node $n started (pid $!, log $DATA/node$n.log)"
+  done
+  local deadline=$((SECONDS + WAIT_SECS))
+  while [ $SECONDS -lt $deadline ]; do
+    if "$BIN/kvctl" --endpoints "$ENDPOINTS" --timeout-ms 1000 -o json status 2>/dev/null |
+      grep -q '"role":"leader"'; then
+      "$BIN/kvctl" --endpoints "$ENDPOINTS" status
+      return 0
+    fi
+    for n in "${NODES[@]}"; do
+      if ! running_pid "$n" >/dev/null; then
+        echo "node $n exited; last lines of $DATA/node$n.log:" >&2
+        tail -n 5 "$DATA/node$n.log" >&2
+        return 1
+      fi
+    done
+    sleep 0.2
+  done
+  echo "no leader elected within ${WAIT_SECS}s; see make cluster-logs" >&2
+  return 1
+}
+
+status() {
+  [ -x "$BIN/kvctl" ] || build
+  "$BIN/kvctl" --endpoints "$ENDPOINTS" status
+}
+
+stop() {
+  local pids=()
+  for n in "${NODES[@]}"; do
+    if pid=$(running_pid "$n"); then
+      kill -TERM "$pid" && pids+=("$pid") && echo "node $n: SIGTERM (pid $pid)"
+    fi
+    rm -f "$DATA/node$n.pid"
+  done
+  # Graceful shutdown takes milliseconds; give it a few seconds before forcing.
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 50); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "pid $pid did not stop; SIGKILL" >&2
+      kill -KILL "$pid" || true
+    fi
+  done
+}
+
+logs() {
+  local files=()
+  for n in "${NODES[@]}"; do
+    [ -f "$DATA/node$n.log" ] && files+=("$DATA/node$n.log")
+  done
+  [ ${#files[@]} -gt 0 ] || { echo "no logs in $DATA/"; return 0; }
+  if [ "${FOLLOW:-0}" = 1 ]; then
+    tail -n "${LINES:-20}" -F "${files[@]}"
+  else
+    tail -n "${LINES:-40}" "${files[@]}"
+  fi
+}
+
+case "${1:-}" in
+  start) start ;;
+  status) status ;;
+  stop) stop ;;
+  logs) logs ;;
+  *) echo "usage: $0 start|status|stop|logs" >&2; exit 2 ;;
+esac
