@@ -30,6 +30,20 @@ SEEDS ?= 100000
 sim:
 	KEYVAL_SEEDS=$(SEEDS) $(CARGO) test --release -p keyval-core --test simulation -- --nocapture
 
+## The playground (web-viz): build it, start the local cluster if needed, serve it on :8080.
+.PHONY: playground web-test web-tools
+playground:
+	bash scripts/playground.sh
+
+## Every playground test: native, wasm-bindgen-test in Chromium, end-to-end (screenshots in
+## artifacts/screenshots/).
+web-test:
+	bash web-viz/test.sh
+
+## Installs trunk, wasm-bindgen-cli, chromium and the e2e npm packages when missing.
+web-tools:
+	bash scripts/install-web-tools.sh
+
 ## The local 3-node cluster (127.0.0.1:7001..7003, data/node{N}); see scripts/cluster.sh.
 ## PROFILE=release for an optimized build; FOLLOW=1 make cluster-logs to follow.
 .PHONY: cluster-start cluster-status cluster-stop cluster-logs

@@ -1,0 +1,499 @@
+//! The playground's simulation engine: the real `keyval_core` simulator plus the log of what the
+//! user did, so any moment of a run can be rebuilt exactly.
+//!
+//! A run is fully described by its [`SimConfig`] and its [`LoggedAction`]s (each applied after a
+//! given number of simulator steps). Scrubbing back replays from the seed; acting in the past
+//! truncates the log there and forks a new future. This module has no browser dependency, so
+//! native `cargo test` exercises the same code the page runs.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use keyval_core::sim::trace::Payload;
+use keyval_core::sim::{FaultAction, SimConfig, Simulator, TraceEvent, TraceKind};
+use keyval_core::{KvOp, Message, NodeId};
+use serde::{Deserialize, Serialize};
+
+/// Client id the simulator gives operations submitted by hand.
+pub const MANUAL_CLIENT: u64 = keyval_core::sim::workload::MANUAL_CLIENT;
+
+/// Something the learner did to the cluster.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum UserAction {
+    Fault(FaultAction),
+    Submit(KvOp),
+}
+
+/// A user action applied after `step` simulator steps (before step `step + 1`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LoggedAction {
+    pub step: u64,
+    pub action: UserAction,
+}
+
+/// A scripted action of a guided scenario, resolved against the cluster when it fires.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ScriptAction {
+    Fault(FaultAction),
+    CrashLeader,
+    PauseLeader,
+    /// Crash the node the last `IsolateLeader` cut off.
+    CrashIsolated,
+    /// Restart crashed nodes, resume paused ones, heal the network.
+    RestartAll,
+    /// Cut the current leader off with `extra` other nodes (a minority when extra < quorum-1).
+    IsolateLeader {
+        extra: usize,
+    },
+    Submit(KvOp),
+}
+
+/// A message on its way, for drawing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Flight {
+    pub id: u64,
+    pub from: keyval_core::sim::Addr,
+    pub to: keyval_core::sim::Addr,
+    pub sent_at: u64,
+    pub deliver_at: u64,
+    pub payload: Payload,
+}
+
+pub struct Engine {
+    pub cfg: SimConfig,
+    pub sim: Simulator,
+    pub actions: Vec<LoggedAction>,
+    /// Index of the next logged action to apply.
+    next_action: usize,
+    /// Furthest step reached under the current action log (the end of the timeline).
+    pub horizon: u64,
+    /// Steps that recorded at least one trace event so far (what "step" advances by one).
+    pub visible_steps: u64,
+    /// Trace events already folded into the derived state below.
+    cursor: usize,
+    pub inflight: BTreeMap<u64, Flight>,
+    /// Trace indices `[start, end)` produced by the most recent visible step.
+    pub last_batch: (usize, usize),
+    pub script: VecDeque<(u64, ScriptAction)>,
+    /// Sequence number of the manual client's latest request.
+    pub client_seq: Option<u64>,
+    /// The leader a scripted `IsolateLeader` cut off.
+    isolated: Option<NodeId>,
+}
+
+impl Engine {
+    pub fn new(cfg: SimConfig) -> Self {
+        let sim = Simulator::new(cfg.clone());
+        Engine {
+            cfg,
+            sim,
+            actions: Vec::new(),
+            next_action: 0,
+            horizon: 0,
+            visible_steps: 0,
+            cursor: 0,
+            inflight: BTreeMap::new(),
+            last_batch: (0, 0),
+            script: VecDeque::new(),
+            client_seq: None,
+            isolated: None,
+        }
+    }
+
+    pub fn with_actions(cfg: SimConfig, actions: Vec<LoggedAction>, upto: u64) -> Self {
+        let mut e = Engine::new(cfg);
+        e.actions = actions;
+        e.horizon = upto;
+        e.run_to(upto);
+        e
+    }
+
+    pub fn step_count(&self) -> u64 {
+        self.sim.events_processed()
+    }
+
+    pub fn now(&self) -> u64 {
+        self.sim.now()
+    }
+
+    pub fn trace(&self) -> &[TraceEvent] {
+        self.sim.trace()
+    }
+
+    /// Applies logged actions due at the current step, fires due script actions, then processes
+    /// one simulator event. Returns false when the simulator has nothing left to do.
+    pub fn advance(&mut self) -> bool {
+        self.apply_due_actions();
+        self.fire_script();
+        let before = self.sim.trace().len();
+        if !self.sim.step() {
+            return false;
+        }
+        let after = self.sim.trace().len();
+        if after > before {
+            self.visible_steps += 1;
+            self.last_batch = (before, after);
+        }
+        self.fold();
+        let s = self.step_count();
+        if s > self.horizon {
+            self.horizon = s;
+        }
+        true
+    }
+
+    /// Advances to the end of the next step that records something. Returns the number of
+    /// simulator steps taken.
+    pub fn step_visible(&mut self) -> u64 {
+        let start = self.step_count();
+        let v = self.visible_steps;
+        // Bounded: a cluster always ticks, but never loop forever on an empty queue.
+        for _ in 0..1_000_000 {
+            if !self.advance() || self.visible_steps > v {
+                break;
+            }
+        }
+        self.step_count() - start
+    }
+
+    /// Processes every event scheduled at or before virtual time `t`, at most `budget` of them.
+    /// Returns the number processed.
+    pub fn run_until_time(&mut self, t: u64, budget: u64) -> u64 {
+        let mut n = 0;
+        while n < budget {
+            let next = self.sim.next_event_time();
+            let due_script = self.script.front().map(|(st, _)| *st);
+            match (next, due_script) {
+                (Some(nt), _) if nt <= t => {}
+                (_, Some(st)) if st <= t => {
+                    self.fire_script();
+                    continue;
+                }
+                _ => break,
+            }
+            if !self.advance() {
+                break;
+            }
+            n += 1;
+        }
+        n
+    }
+
+    /// Steps forward until `step` simulator steps have been processed.
+    fn run_to(&mut self, step: u64) {
+        while self.step_count() < step {
+            if !self.advance() {
+                break;
+            }
+        }
+        self.apply_due_actions();
+    }
+
+    /// Rebuilds the state after `step` steps: forward from here or, for the past, a replay from
+    /// the seed and the action log (exact, because the simulator is deterministic).
+    pub fn seek(&mut self, step: u64) {
+        let step = step.min(self.horizon);
+        if step < self.step_count() {
+            let mut fresh = Engine::new(self.cfg.clone());
+            fresh.actions = std::mem::take(&mut self.actions);
+            fresh.horizon = self.horizon;
+            fresh.script = std::mem::take(&mut self.script);
+            fresh.isolated = self.isolated;
+            *self = fresh;
+        }
+        self.run_to(step);
+    }
+
+    fn apply_due_actions(&mut self) {
+        let now = self.step_count();
+        while let Some(a) = self.actions.get(self.next_action) {
+            if a.step > now {
+                break;
+            }
+            let action = a.action.clone();
+            self.next_action += 1;
+            self.execute(action);
+        }
+    }
+
+    fn execute(&mut self, action: UserAction) {
+        match action {
+            UserAction::Fault(f) => self.sim.apply_fault(f),
+            UserAction::Submit(op) => {
+                if let Ok(seq) = self.sim.submit(op) {
+                    self.client_seq = Some(seq);
+                }
+            }
+        }
+        self.fold();
+    }
+
+    /// Does something now. Acting in the past drops the old future from here on.
+    pub fn act(&mut self, action: UserAction) {
+        let now = self.step_count();
+        self.actions.truncate(self.next_action);
+        self.actions.push(LoggedAction {
+            step: now,
+            action: action.clone(),
+        });
+        self.next_action = self.actions.len();
+        self.horizon = now;
+        self.execute(action);
+    }
+
+    /// Whether the manual client still waits for an answer (a new submit would be refused).
+    pub fn client_busy(&self) -> bool {
+        self.sim
+            .clients()
+            .any(|c| c.id == MANUAL_CLIENT && c.pending.is_some())
+    }
+
+    fn fire_script(&mut self) {
+        let now = self.sim.now();
+        let next = self.sim.next_event_time().unwrap_or(u64::MAX);
+        while let Some((t, _)) = self.script.front() {
+            // Fire once virtual time has reached the scripted moment.
+            if *t > next.max(now) {
+                break;
+            }
+            let (_, a) = self.script.pop_front().expect("front exists");
+            if let Some(action) = self.resolve(a) {
+                self.act(action);
+            }
+        }
+    }
+
+    fn resolve(&mut self, a: ScriptAction) -> Option<UserAction> {
+        let nodes: Vec<NodeId> = self.sim.voters();
+        Some(match a {
+            ScriptAction::Fault(f) => UserAction::Fault(f),
+            ScriptAction::Submit(op) => UserAction::Submit(op),
+            ScriptAction::CrashLeader => UserAction::Fault(FaultAction::Crash(self.sim.leader()?)),
+            ScriptAction::CrashIsolated => UserAction::Fault(FaultAction::Crash(self.isolated?)),
+            ScriptAction::PauseLeader => UserAction::Fault(FaultAction::Pause(self.sim.leader()?)),
+            ScriptAction::RestartAll => UserAction::Fault(FaultAction::StopFaults),
+            ScriptAction::IsolateLeader { extra } => {
+                let l = self.sim.leader()?;
+                self.isolated = Some(l);
+                let mut minority = vec![l];
+                minority.extend(nodes.iter().copied().filter(|&n| n != l).take(extra));
+                let rest: Vec<NodeId> = nodes
+                    .iter()
+                    .copied()
+                    .filter(|n| !minority.contains(n))
+                    .collect();
+                UserAction::Fault(FaultAction::Partition(vec![minority, rest]))
+            }
+        })
+    }
+
+    /// Folds new trace events into the in-flight message set.
+    fn fold(&mut self) {
+        let trace = self.sim.trace();
+        for ev in &trace[self.cursor..] {
+            match &ev.kind {
+                TraceKind::Sent {
+                    id,
+                    from,
+                    to,
+                    deliver_at,
+                    payload,
+                } => {
+                    self.inflight.insert(
+                        *id,
+                        Flight {
+                            id: *id,
+                            from: *from,
+                            to: *to,
+                            sent_at: ev.time,
+                            deliver_at: *deliver_at,
+                            payload: payload.clone(),
+                        },
+                    );
+                }
+                TraceKind::Delivered { id, .. } | TraceKind::Dropped { id, .. } => {
+                    self.inflight.remove(id);
+                }
+                _ => {}
+            }
+        }
+        self.cursor = trace.len();
+        // A message to a crashed or paused node may wait without a matching event: forget
+        // anything far past its delivery time so the picture stays clean.
+        let now = self.sim.now();
+        if self.inflight.len() > 64 {
+            self.inflight.retain(|_, f| f.deliver_at + 1_000_000 > now);
+        }
+    }
+
+    /// The log index holding the manual client's latest request on the leader, if appended.
+    pub fn client_entry_index(&self) -> Option<u64> {
+        let seq = self.client_seq?;
+        for n in self.sim.nodes().values() {
+            let Some(s) = &n.server else { continue };
+            for e in s.raft().log().entries().iter().rev() {
+                if let keyval_core::EntryPayload::Command(r) = &e.payload {
+                    if r.client_id == MANUAL_CLIENT && r.seq == seq {
+                        return Some(e.index);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Whether a message belongs to the manual client's current request (for highlighting).
+    pub fn follows_client(&self, f: &Flight, entry: Option<u64>) -> bool {
+        use keyval_core::sim::Addr;
+        if matches!(f.from, Addr::Client(MANUAL_CLIENT))
+            || matches!(f.to, Addr::Client(MANUAL_CLIENT))
+        {
+            return true;
+        }
+        let Some(idx) = entry else { return false };
+        match &f.payload {
+            Payload::Raft(Message::AppendEntries { entries, .. }) => {
+                entries.iter().any(|e| e.index == idx)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The exported form of a run: enough to rebuild it exactly, plus the trace it produced so a
+/// replay can be checked event for event. See web-viz/README.md.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TraceFile {
+    pub format: String,
+    pub config: SimConfig,
+    pub actions: Vec<LoggedAction>,
+    /// Simulator steps the run had processed when exported.
+    pub steps: u64,
+    pub trace: Vec<TraceEvent>,
+    /// `TraceEvent::render()` of each event, for people and diffs.
+    pub rendered: Vec<String>,
+}
+
+pub const TRACE_FORMAT: &str = "keyval-playground-trace/1";
+
+impl TraceFile {
+    pub fn of(e: &Engine) -> Self {
+        let trace = e.trace().to_vec();
+        let rendered = trace.iter().map(|t| t.render()).collect();
+        TraceFile {
+            format: TRACE_FORMAT.into(),
+            config: e.cfg.clone(),
+            actions: e.actions.clone(),
+            steps: e.step_count(),
+            trace,
+            rendered,
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("trace serializes")
+    }
+
+    pub fn from_json(s: &str) -> Result<Self, String> {
+        let t: TraceFile = serde_json::from_str(s).map_err(|e| format!("not a trace file: {e}"))?;
+        if t.format != TRACE_FORMAT {
+            return Err(format!("unknown trace format {:?}", t.format));
+        }
+        Ok(t)
+    }
+
+    /// Rebuilds the run and checks that it reproduces the recorded trace.
+    pub fn replay(&self) -> Result<Engine, String> {
+        let e = Engine::with_actions(self.config.clone(), self.actions.clone(), self.steps);
+        let got = e.trace();
+        if got.len() != self.trace.len() {
+            return Err(format!(
+                "replay produced {} events, the file records {}",
+                got.len(),
+                self.trace.len()
+            ));
+        }
+        if let Some(i) = (0..got.len()).find(|&i| got[i] != self.trace[i]) {
+            return Err(format!(
+                "replay diverges at event {i}: {} vs {}",
+                got[i].render(),
+                self.trace[i].render()
+            ));
+        }
+        Ok(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(k: &str, v: &str) -> KvOp {
+        KvOp::Put {
+            key: k.into(),
+            value: v.into(),
+        }
+    }
+
+    #[test]
+    fn seeking_back_replays_exactly() {
+        let mut e = Engine::new(SimConfig::new(3, 7));
+        for _ in 0..3000 {
+            e.advance();
+        }
+        e.act(UserAction::Submit(put("a", "1")));
+        for _ in 0..2000 {
+            e.advance();
+        }
+        let at_end = e.trace().to_vec();
+        e.seek(1000);
+        assert_eq!(e.step_count(), 1000);
+        e.seek(5000);
+        assert_eq!(e.trace(), &at_end[..]);
+    }
+
+    #[test]
+    fn acting_in_the_past_forks() {
+        let mut e = Engine::new(SimConfig::new(3, 1));
+        for _ in 0..2000 {
+            e.advance();
+        }
+        e.act(UserAction::Fault(FaultAction::Crash(1)));
+        for _ in 0..500 {
+            e.advance();
+        }
+        e.seek(1000);
+        e.act(UserAction::Fault(FaultAction::Crash(2)));
+        assert_eq!(e.actions.len(), 1);
+        assert_eq!(e.horizon, 1000);
+    }
+
+    #[test]
+    fn export_import_round_trip() {
+        let mut e = Engine::new(SimConfig::new(5, 3));
+        for _ in 0..4000 {
+            e.advance();
+        }
+        e.act(UserAction::Submit(put("k", "v")));
+        e.act(UserAction::Fault(FaultAction::Crash(2)));
+        for _ in 0..3000 {
+            e.advance();
+        }
+        let file = TraceFile::of(&e);
+        let back = TraceFile::from_json(&file.to_json()).unwrap();
+        let r = back.replay().unwrap();
+        assert_eq!(r.step_count(), e.step_count());
+        assert_eq!(r.trace(), e.trace());
+    }
+
+    #[test]
+    fn step_visible_records_something() {
+        let mut e = Engine::new(SimConfig::new(3, 9));
+        for _ in 0..50 {
+            let len = e.trace().len();
+            let v = e.visible_steps;
+            e.step_visible();
+            assert_eq!(e.visible_steps, v + 1);
+            assert!(e.trace().len() > len);
+        }
+    }
+}

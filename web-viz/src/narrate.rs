@@ -1,0 +1,310 @@
+//! Plain-words explanations of trace events, each with the Raft rule that caused it.
+
+use keyval_core::message::AppendResult;
+use keyval_core::sim::trace::{op_text, result_text, DropReason, Payload};
+use keyval_core::sim::{Addr, TraceEvent, TraceKind};
+use keyval_core::{Message, NodeEvent, Role};
+
+/// One narrated line: what happened and which rule of the paper says so.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Narration {
+    pub text: String,
+    /// e.g. "§5.2 leader election"; empty when no protocol rule is involved.
+    pub rule: &'static str,
+    /// A category for styling and filtering.
+    pub class: &'static str,
+}
+
+fn n(text: String, rule: &'static str, class: &'static str) -> Option<Narration> {
+    Some(Narration { text, rule, class })
+}
+
+pub const RULE_ELECTION: &str = "§5.2 leader election";
+pub const RULE_PREVOTE: &str = "thesis §9.6 pre-vote";
+pub const RULE_LOG_MATCH: &str = "§5.3 log matching";
+pub const RULE_COMMIT: &str = "§5.4.2 commit rule";
+pub const RULE_ELECTION_RESTRICTION: &str = "§5.4.1 election restriction";
+pub const RULE_CHECK_QUORUM: &str = "thesis §6.2 / §4.2.3 check-quorum";
+pub const RULE_TERMS: &str = "§5.1 terms";
+pub const RULE_PERSIST: &str = "§5.1 / Fig. 2 persistent state";
+pub const RULE_CLIENT: &str = "§8 client interaction";
+pub const RULE_SM: &str = "§5.3 state machine safety";
+
+/// Explains one event. `heartbeats` includes heartbeat traffic; `deliveries` includes
+/// message deliveries (both are very frequent and say little on their own).
+pub fn narrate(ev: &TraceEvent, heartbeats: bool, deliveries: bool) -> Option<Narration> {
+    match &ev.kind {
+        TraceKind::Node { node, event } => node_event(*node, event),
+        TraceKind::Sent {
+            from, to, payload, ..
+        } => sent(*from, *to, payload, heartbeats),
+        TraceKind::Delivered { id, from, to } if deliveries => n(
+            format!("{to} receives message #{id} from {from}."),
+            "",
+            "net",
+        ),
+        TraceKind::Delivered { .. } => None,
+        TraceKind::Dropped {
+            id,
+            from,
+            to,
+            reason,
+        } => {
+            let why = match reason {
+                DropReason::Random => "the network lost it (drop rate)",
+                DropReason::Partitioned => "the link is cut",
+                DropReason::Crashed => "the receiver is down",
+                DropReason::InboxFull => "the paused receiver's buffer is full",
+            };
+            n(
+                format!("Message #{id} {from}→{to} is lost: {why}. Raft tolerates lost messages by retrying."),
+                "§5.5 failures",
+                "fault",
+            )
+        }
+        TraceKind::Persisted {
+            node,
+            first,
+            last,
+            term,
+        } => n(
+            format!("n{node} made entries {first}..{last} (term {term}) durable on disk before acknowledging them."),
+            RULE_PERSIST,
+            "disk",
+        ),
+        TraceKind::Truncated { node, from } => n(
+            format!("n{node} deletes its conflicting log suffix from index {from}: the leader's log wins."),
+            RULE_LOG_MATCH,
+            "log",
+        ),
+        TraceKind::Applied {
+            node,
+            index,
+            term,
+            op,
+            result,
+        } => {
+            let what = op.as_ref().map_or("its no-op".to_string(), op_text);
+            let res = result
+                .as_ref()
+                .map_or(String::new(), |r| format!(" → {}", result_text(r)));
+            n(
+                format!("n{node} applies entry {index} (term {term}) to its key-value store: {what}{res}. Every node applies the same commands in the same order."),
+                RULE_SM,
+                "apply",
+            )
+        }
+        TraceKind::Crashed { node } => n(
+            format!("n{node} crashes: it loses everything in memory but keeps its disk (term, vote, log)."),
+            "§5.5 crashes",
+            "fault",
+        ),
+        TraceKind::Restarted { node } => n(
+            format!("n{node} restarts from its disk as a follower; it must catch up from the leader."),
+            RULE_PERSIST,
+            "fault",
+        ),
+        TraceKind::Paused { node } => n(
+            format!("n{node} is paused (like a long GC pause): it keeps its state but stops reacting."),
+            "",
+            "fault",
+        ),
+        TraceKind::Resumed { node } => n(
+            format!("n{node} resumes and handles the messages that queued up meanwhile."),
+            "",
+            "fault",
+        ),
+        TraceKind::LinkCut { from, to } => {
+            n(format!("The link n{from}→n{to} is cut."), "", "fault")
+        }
+        TraceKind::LinkRestored { from, to } => {
+            n(format!("The link n{from}→n{to} is restored."), "", "fault")
+        }
+        TraceKind::Partitioned { .. } => n(
+            format!("{}: only a side holding a majority can elect a leader or commit.", ev.kind.render()),
+            "§5.2 / §5.4 majorities",
+            "fault",
+        ),
+        TraceKind::Healed => n("The network is healed.".into(), "", "fault"),
+        TraceKind::NetworkChanged { .. } => n(
+            format!("Network settings change: {}.", ev.kind.render()),
+            "",
+            "fault",
+        ),
+        TraceKind::ClientInvoke {
+            client,
+            seq,
+            op,
+            node,
+        } => n(
+            format!("Client c{client} sends request #{seq} ({}) to n{node}.", op_text(op)),
+            RULE_CLIENT,
+            "client",
+        ),
+        TraceKind::ClientRetry {
+            client,
+            seq,
+            node,
+            reason,
+        } => n(
+            format!("Client c{client} retries request #{seq} at n{node} ({reason}) with the same number, so it is never applied twice."),
+            RULE_CLIENT,
+            "client",
+        ),
+        TraceKind::ClientComplete {
+            client,
+            seq,
+            result,
+        } => n(
+            format!("Client c{client} gets its answer to #{seq}: {}.", result_text(result)),
+            RULE_CLIENT,
+            "client",
+        ),
+        TraceKind::ClientGaveUp { client, seq } => n(
+            format!("Client c{client} gives up on #{seq}; its outcome is unknown."),
+            RULE_CLIENT,
+            "client",
+        ),
+        TraceKind::FaultsStopped => n(
+            "All faults stop: every node restarts and the network heals.".into(),
+            "",
+            "fault",
+        ),
+    }
+}
+
+fn node_event(node: u64, e: &NodeEvent) -> Option<Narration> {
+    match e {
+        NodeEvent::ElectionTimeout { term, pre_vote } => {
+            if *pre_vote {
+                n(format!("n{node} heard no leader within its randomized election timeout. Before disturbing anyone it asks whether it could win term {} (pre-vote).", term + 1), RULE_PREVOTE, "election")
+            } else {
+                n(format!("n{node}'s election timeout fired: it starts an election for term {term}."), RULE_ELECTION, "election")
+            }
+        }
+        NodeEvent::RoleChanged {
+            from,
+            to,
+            term,
+            leader,
+        } => match to {
+            Role::Leader => n(
+                format!("n{node} won a majority of votes and becomes leader of term {term}. It appends a no-op entry so it can commit entries of its own term."),
+                RULE_ELECTION,
+                "leader",
+            ),
+            Role::Candidate => n(
+                format!("n{node} becomes a candidate: it increments its term to {term}, votes for itself and asks every peer for a vote."),
+                RULE_ELECTION,
+                "election",
+            ),
+            Role::PreCandidate => n(
+                format!("n{node} becomes a pre-candidate for term {term}+1 without changing its term."),
+                RULE_PREVOTE,
+                "election",
+            ),
+            Role::Follower => {
+                let l = leader.map_or(String::new(), |l| format!(", following leader n{l}"));
+                let why = if *from == Role::Leader {
+                    "steps down"
+                } else {
+                    "becomes a follower"
+                };
+                n(
+                    format!("n{node} {why} in term {term}{l}. A node that sees a higher term always adopts it."),
+                    RULE_TERMS,
+                    "role",
+                )
+            }
+        },
+        NodeEvent::VoteCast {
+            candidate,
+            term,
+            granted,
+            pre_vote,
+        } => {
+            let what = if *pre_vote { "pre-vote" } else { "vote" };
+            if *granted {
+                let once = if *pre_vote {
+                    ""
+                } else {
+                    " It can vote only once per term."
+                };
+                n(
+                    format!("n{node} grants its {what} for term {term} to n{candidate}: the candidate's log is at least as up-to-date.{once}"),
+                    if *pre_vote { RULE_PREVOTE } else { RULE_ELECTION_RESTRICTION },
+                    "vote",
+                )
+            } else {
+                n(
+                    format!("n{node} refuses its {what} for term {term} to n{candidate} (already voted, has a leader, or its log is more up-to-date)."),
+                    if *pre_vote { RULE_PREVOTE } else { RULE_ELECTION_RESTRICTION },
+                    "vote",
+                )
+            }
+        }
+        NodeEvent::CheckQuorumFailed { term } => n(
+            format!("Leader n{node} has not heard from a majority for an election timeout and steps down in term {term}, so clients stop waiting on it."),
+            RULE_CHECK_QUORUM,
+            "role",
+        ),
+        NodeEvent::CommitAdvanced { from, to } => n(
+            format!("n{node} advances its commit index {from}→{to}: those entries are stored on a majority (a leader counts only entries of its current term)."),
+            RULE_COMMIT,
+            "commit",
+        ),
+        NodeEvent::ProtocolViolation { from, detail } => n(
+            format!("n{node} refused a message from n{from} that no correct node sends: {detail}"),
+            "",
+            "fault",
+        ),
+    }
+}
+
+fn sent(from: Addr, to: Addr, p: &Payload, heartbeats: bool) -> Option<Narration> {
+    match p {
+        Payload::Raft(m) => match m {
+            Message::PreVote { term, last_log_index, last_log_term } => n(
+                format!("{from} asks {to}: would you vote for me in term {term}? (my log ends at {last_log_index}@{last_log_term})"),
+                RULE_PREVOTE,
+                "vote",
+            ),
+            Message::RequestVote { term, last_log_index, last_log_term } => n(
+                format!("{from} asks {to} for its vote in term {term} (RequestVote; log ends at {last_log_index}@{last_log_term})."),
+                RULE_ELECTION,
+                "vote",
+            ),
+            Message::PreVoteResponse { term, granted } | Message::RequestVoteResponse { term, granted } => {
+                let what = if matches!(m, Message::PreVoteResponse { .. }) { "pre-vote" } else { "vote" };
+                let ans = if *granted { "yes" } else { "no" };
+                n(format!("{from} answers {to}'s {what} request for term {term}: {ans}."), if what == "pre-vote" { RULE_PREVOTE } else { RULE_ELECTION }, "vote")
+            }
+            Message::AppendEntries { term, prev_log_index, prev_log_term, entries, leader_commit } => {
+                let what = match (entries.first(), entries.last()) {
+                    (Some(f), Some(l)) => format!("entries {}..{}", f.index, l.index),
+                    _ => "no entries (a probe)".into(),
+                };
+                n(format!("Leader {from} sends {to} {what} in term {term}, after {prev_log_index}@{prev_log_term}; {to} accepts only if its log holds that entry (consistency check). Leader commit={leader_commit}."), RULE_LOG_MATCH, "append")
+            }
+            Message::AppendEntriesResponse { term, result } => match result {
+                AppendResult::Success { match_index } => n(format!("{from} tells leader {to}: my log matches yours up to {match_index} (term {term})."), RULE_LOG_MATCH, "append"),
+                AppendResult::Reject { rejected_prev, hint_index, .. } => n(format!("{from} rejects {to}'s append: no matching entry at {rejected_prev}; the leader backs up to {hint_index} and retries."), RULE_LOG_MATCH, "append"),
+            },
+            Message::Heartbeat { term, commit } if heartbeats => n(format!("Leader {from} sends {to} a heartbeat (term {term}, commit {commit}) to keep its authority and suppress elections."), RULE_ELECTION, "heartbeat"),
+            Message::HeartbeatResponse { term } if heartbeats => n(format!("{from} acknowledges {to}'s heartbeat (term {term})."), RULE_CHECK_QUORUM, "heartbeat"),
+            _ => None,
+        },
+        Payload::Request { seq, op } => n(
+            format!("{from} sends request #{seq} ({}) to {to}.", op_text(op)),
+            RULE_CLIENT,
+            "client",
+        ),
+        Payload::Reply { seq, outcome } => {
+            let what = match outcome {
+                Ok(r) => result_text(r),
+                Err(e) => format!("error: {e}"),
+            };
+            n(format!("{from} answers {to}'s request #{seq}: {what}."), RULE_CLIENT, "client")
+        }
+    }
+}

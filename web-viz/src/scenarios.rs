@@ -1,0 +1,110 @@
+//! Guided scenarios: a cluster size, a seed and a script of actions at virtual times.
+
+use keyval_core::sim::FaultAction;
+use keyval_core::KvOp;
+
+use crate::engine::ScriptAction;
+
+pub struct Scenario {
+    pub id: &'static str,
+    pub title: &'static str,
+    pub what: &'static str,
+    pub nodes: usize,
+    pub seed: u64,
+    /// Speed slider position to start at, if the scenario wants one.
+    pub speed: Option<f64>,
+    pub script: fn() -> Vec<(u64, ScriptAction)>,
+}
+
+const MS: u64 = 1_000;
+
+fn put(k: &str, v: &str) -> ScriptAction {
+    ScriptAction::Submit(KvOp::Put {
+        key: k.into(),
+        value: v.into(),
+    })
+}
+
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        id: "split-vote",
+        title: "Split vote",
+        what: "Two nodes time out almost together and split the votes: no one gets a majority in that term. Randomized election timeouts (§5.2) make the next round very likely to produce one winner.",
+        nodes: 5,
+        seed: SPLIT_VOTE_SEED,
+        speed: Some(10.0),
+        script: || {
+            vec![(
+                0,
+                ScriptAction::Fault(FaultAction::SetNetwork(keyval_core::sim::NetworkConfig {
+                    latency_us: (8 * MS, 20 * MS),
+                    ..Default::default()
+                })),
+            )]
+        },
+    },
+    Scenario {
+        id: "leader-crash",
+        title: "Leader crash",
+        what: "The leader crashes at 1 s. Followers stop hearing heartbeats, one times out, wins a pre-vote and then a real election (§5.2), and the cluster goes on. At 3 s the old leader restarts from disk as a follower and catches up (§5.3).",
+        nodes: 5,
+        seed: 1,
+        speed: None,
+        script: || {
+            vec![
+                (700 * MS, put("x", "1")),
+                (1_000 * MS, ScriptAction::CrashLeader),
+                (3_000 * MS, ScriptAction::RestartAll),
+            ]
+        },
+    },
+    Scenario {
+        id: "minority-partition",
+        title: "Minority partition",
+        what: "At 1 s the leader and one follower are cut off from the other three. The old leader cannot commit anything (no majority, §5.4.2) and steps down when check-quorum fails (thesis §6.2); the majority side elects a new leader that serves the client. At 4 s the network heals and the minority catches up.",
+        nodes: 5,
+        seed: 2,
+        speed: None,
+        script: || {
+            vec![
+                (1_000 * MS, ScriptAction::IsolateLeader { extra: 1 }),
+                (1_010 * MS, put("y", "2")),
+                (4_000 * MS, ScriptAction::RestartAll),
+            ]
+        },
+    },
+    Scenario {
+        id: "stale-leader",
+        title: "Stale leader returns",
+        what: "At 1 s the leader is paused (a long GC pause). The others elect a new leader in a higher term. At 3 s the old leader wakes up still believing it leads; the first reply carrying the higher term makes it step down (§5.1).",
+        nodes: 5,
+        seed: 3,
+        speed: None,
+        script: || {
+            vec![
+                (1_000 * MS, ScriptAction::PauseLeader),
+                (3_000 * MS, ScriptAction::RestartAll),
+            ]
+        },
+    },
+    Scenario {
+        id: "figure-8",
+        title: "Figure 8: uncommitted entries can be overwritten",
+        what: "The leader is isolated at 1 s and accepts a put it cannot replicate; then it crashes. The majority elects a new leader whose log lacks that entry. When the old leader returns, its uncommitted entry is overwritten (Truncated): an entry is safe only once committed, and a leader counts replicas only for entries of its own term (§5.4.2, Figure 8). The client, never answered, retries with the same sequence number and the new leader commits it at a new index.",
+        nodes: 5,
+        seed: 4,
+        speed: None,
+        script: || {
+            vec![
+                (1_000 * MS, ScriptAction::IsolateLeader { extra: 0 }),
+                (1_002 * MS, put("fig8", "retried")),
+                (1_100 * MS, ScriptAction::CrashIsolated),
+                (2_500 * MS, ScriptAction::RestartAll),
+            ]
+        },
+    },
+];
+
+/// A seed whose first election splits the vote with the scenario's network (found by
+/// `cargo test -p web-viz find_split_vote_seed -- --ignored --nocapture`).
+pub const SPLIT_VOTE_SEED: u64 = 46;

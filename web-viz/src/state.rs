@@ -1,0 +1,600 @@
+//! The UI state and its reducer. Platform-neutral (no Yew, no DOM): the app wraps it in
+//! `use_reducer_eq`, and unit tests drive it directly, natively and under wasm-bindgen-test.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use keyval_core::sim::{FaultAction, NetworkConfig, SimConfig, TraceKind};
+use keyval_core::{KvOp, LiveFrame, NodeId, NodeStatus};
+
+use crate::engine::{Engine, ScriptAction, TraceFile, UserAction};
+use crate::scenarios::SCENARIOS;
+
+/// Milliseconds from a monotonic clock (performance.now() in the browser).
+pub fn now_ms() -> f64 {
+    #[cfg(target_arch = "wasm32")]
+    {
+        web_sys::window()
+            .and_then(|w| w.performance())
+            .map_or(0.0, |p| p.now())
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use std::sync::OnceLock;
+        use std::time::Instant;
+        static START: OnceLock<Instant> = OnceLock::new();
+        START.get_or_init(Instant::now).elapsed().as_secs_f64() * 1000.0
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Sim,
+    Live,
+}
+
+/// Speed slider position (0..=100) to virtual microseconds per real millisecond:
+/// 0 is 0.01× real time, 100 is 1000× (10^(s/20 − 2) × real time).
+pub fn speed_factor(slider: f64) -> f64 {
+    10f64.powf(slider / 20.0 - 2.0)
+}
+
+pub const DEFAULT_SPEED: f64 = 10.0;
+/// Time a frame may spend stepping the simulator before the page would stutter.
+pub const FRAME_BUDGET_MS: f64 = 10.0;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LiveNode {
+    pub addr: String,
+    pub connected: bool,
+    pub status: Option<NodeStatus>,
+    /// now_ms() of the last frame of any kind (status or event).
+    pub last_frame_ms: f64,
+    pub last_status_ms: f64,
+    pub events: u64,
+    pub lagged: u64,
+}
+
+impl LiveNode {
+    /// Dead when the socket is closed or nothing arrived for more than a second.
+    pub fn is_dead(&self, now: f64) -> bool {
+        !self.connected || now - self.last_frame_ms > 1000.0
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LiveState {
+    pub nodes: Vec<LiveNode>,
+    /// Latest events from every node, newest last: (node index, wall ms, event).
+    pub events: VecDeque<(usize, u64, TraceKind)>,
+    pub last_render_ms: f64,
+}
+
+pub const LIVE_EVENTS_KEPT: usize = 200;
+
+impl LiveState {
+    pub fn new(addrs: &[String]) -> Self {
+        LiveState {
+            nodes: addrs
+                .iter()
+                .map(|a| LiveNode {
+                    addr: a.clone(),
+                    connected: false,
+                    status: None,
+                    last_frame_ms: f64::NEG_INFINITY,
+                    last_status_ms: f64::NEG_INFINITY,
+                    events: 0,
+                    lagged: 0,
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    /// The leader most live nodes agree on, preferring the highest term.
+    pub fn leader(&self, now: f64) -> Option<NodeId> {
+        self.nodes
+            .iter()
+            .filter(|n| !n.is_dead(now))
+            .filter_map(|n| n.status.as_ref())
+            .filter(|s| s.role == keyval_core::Role::Leader)
+            .max_by_key(|s| s.term)
+            .map(|s| s.id)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum LiveMsg {
+    Open(usize),
+    Closed(usize),
+    Frame(usize, Vec<u8>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Msg {
+    /// An animation frame at this `now_ms()`.
+    Frame(f64),
+    TogglePlay,
+    Pause,
+    /// Advance to the next simulator event that records something.
+    Step,
+    SetSpeed(f64),
+    /// Jump to this simulator step (replaying from the seed when it is in the past).
+    Seek(u64),
+    NewRun {
+        nodes: usize,
+        seed: u64,
+    },
+    /// New run with the nodes and seed in the form.
+    NewRunFromForm,
+    /// Submit the operation in the client form.
+    SubmitForm,
+    Act(UserAction),
+    Submit(KvOp),
+    Select(Option<NodeId>),
+    /// Cut the link both ways, or restore it when either direction is cut.
+    ToggleLink(NodeId, NodeId),
+    /// Partition group (0, 1, 2) picked for a node.
+    SetGroup(NodeId, u8),
+    ApplyPartition,
+    SetDropRate(f64),
+    /// One-way latency range in milliseconds.
+    SetLatency(u64, u64),
+    ToggleHeartbeats,
+    ToggleDeliveries,
+    Import(String),
+    Export,
+    Scenario(usize),
+    Bench,
+    SetMode(Mode),
+    Live(LiveMsg),
+    DismissNotice,
+    /// A form field edited by the user (kept in state so re-renders never undo typing).
+    Field(Field, String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Field {
+    ClientOp,
+    ClientKey,
+    ClientValue,
+    Seed,
+    Nodes,
+}
+
+/// What the form fields hold.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Form {
+    pub op: String,
+    pub key: String,
+    pub value: String,
+    pub seed: String,
+    pub nodes: String,
+}
+
+#[derive(Clone)]
+pub struct Ui {
+    pub engine: Rc<RefCell<Engine>>,
+    /// Bumped on every change that should re-render.
+    pub version: u64,
+    pub playing: bool,
+    pub speed: f64,
+    /// Virtual time the picture shows (µs); runs ahead of the last event while playing.
+    pub display_time: u64,
+    pub last_frame_ms: Option<f64>,
+    /// True when the last frames could not keep up with the chosen speed.
+    pub saturated: bool,
+    pub selected: Option<NodeId>,
+    pub show_heartbeats: bool,
+    pub show_deliveries: bool,
+    pub notice: Option<String>,
+    /// Simulator events per second measured while playing (rolling).
+    pub eps: f64,
+    perf_events: u64,
+    perf_ms: f64,
+    perf_window: Option<f64>,
+    pub bench: Option<f64>,
+    pub groups: Vec<u8>,
+    pub drop_rate: f64,
+    pub latency_ms: (u64, u64),
+    pub scenario: Option<usize>,
+    pub mode: Mode,
+    pub live: LiveState,
+    /// A JSON trace prepared for download (the app saves it as a file).
+    pub export: Option<Rc<String>>,
+    pub fps: f64,
+    pub form: Form,
+}
+
+impl PartialEq for Ui {
+    fn eq(&self, other: &Self) -> bool {
+        self.version == other.version && Rc::ptr_eq(&self.engine, &other.engine)
+    }
+}
+
+impl Ui {
+    pub fn new(nodes: usize, seed: u64, mode: Mode, live_addrs: &[String]) -> Self {
+        let cfg = SimConfig::new(nodes.clamp(1, 7), seed);
+        Ui {
+            engine: Rc::new(RefCell::new(Engine::new(cfg))),
+            version: 0,
+            playing: mode == Mode::Sim,
+            speed: DEFAULT_SPEED,
+            display_time: 0,
+            last_frame_ms: None,
+            saturated: false,
+            selected: None,
+            show_heartbeats: false,
+            show_deliveries: false,
+            notice: None,
+            eps: 0.0,
+            perf_events: 0,
+            perf_ms: 0.0,
+            perf_window: None,
+            bench: None,
+            groups: vec![0; nodes.clamp(1, 7)],
+            drop_rate: 0.0,
+            latency_ms: (1, 5),
+            scenario: None,
+            mode,
+            live: LiveState::new(live_addrs),
+            export: None,
+            fps: 0.0,
+            form: Form {
+                op: "put".into(),
+                key: "x".into(),
+                value: "1".into(),
+                seed: seed.to_string(),
+                nodes: nodes.clamp(1, 7).to_string(),
+            },
+        }
+    }
+
+    pub fn nodes(&self) -> usize {
+        self.engine.borrow().cfg.nodes
+    }
+
+    pub fn seed(&self) -> u64 {
+        self.engine.borrow().cfg.seed
+    }
+
+    /// Applies one message. Returns the same state (no re-render) when nothing changed.
+    pub fn apply(self: Rc<Self>, msg: Msg) -> Rc<Self> {
+        let mut s = (*self).clone();
+        s.export = None;
+        let changed = s.update(msg);
+        if changed {
+            s.version += 1;
+            Rc::new(s)
+        } else {
+            self
+        }
+    }
+
+    fn update(&mut self, msg: Msg) -> bool {
+        match msg {
+            Msg::Frame(now) => return self.frame(now),
+            Msg::TogglePlay => {
+                self.playing = !self.playing;
+                self.last_frame_ms = None;
+                self.sync_display();
+            }
+            Msg::Pause => {
+                self.playing = false;
+                self.sync_display();
+            }
+            Msg::Step => {
+                self.playing = false;
+                self.engine.borrow_mut().step_visible();
+                self.sync_display();
+            }
+            Msg::SetSpeed(v) => self.speed = v.clamp(0.0, 100.0),
+            Msg::Seek(step) => {
+                self.engine.borrow_mut().seek(step);
+                self.sync_display();
+            }
+            Msg::NewRun { nodes, seed } => {
+                let nodes = nodes.clamp(1, 7);
+                let mut form = self.form.clone();
+                form.seed = seed.to_string();
+                form.nodes = nodes.to_string();
+                *self = Ui {
+                    speed: self.speed,
+                    show_heartbeats: self.show_heartbeats,
+                    version: self.version,
+                    form,
+                    ..Ui::new(nodes, seed, Mode::Sim, &[])
+                };
+            }
+            Msg::NewRunFromForm => {
+                let nodes = self.form.nodes.parse().unwrap_or(5);
+                let seed = self.form.seed.trim().parse().unwrap_or(1);
+                return self.update(Msg::NewRun { nodes, seed });
+            }
+            Msg::SubmitForm => {
+                let key = self.form.key.clone().into_bytes();
+                let value = self.form.value.clone().into_bytes();
+                let op = match self.form.op.as_str() {
+                    "get" => KvOp::Get { key },
+                    "delete" => KvOp::Delete { key },
+                    _ => KvOp::Put { key, value },
+                };
+                return self.update(Msg::Submit(op));
+            }
+            Msg::Act(a) => self.act(a),
+            Msg::Submit(op) => {
+                if self.engine.borrow().client_busy() {
+                    self.notice = Some("The previous request is still pending.".into());
+                } else {
+                    self.act(UserAction::Submit(op));
+                }
+            }
+            Msg::Select(n) => self.selected = if self.selected == n { None } else { n },
+            Msg::ToggleLink(a, b) => {
+                let cut = {
+                    let e = self.engine.borrow();
+                    e.sim.network().is_cut(a, b) || e.sim.network().is_cut(b, a)
+                };
+                if cut {
+                    self.act(UserAction::Fault(FaultAction::RestoreLink(a, b)));
+                    self.act(UserAction::Fault(FaultAction::RestoreLink(b, a)));
+                } else {
+                    self.act(UserAction::Fault(FaultAction::CutLink(a, b)));
+                    self.act(UserAction::Fault(FaultAction::CutLink(b, a)));
+                }
+            }
+            Msg::SetGroup(n, g) => {
+                if let Some(x) = self.groups.get_mut(n as usize - 1) {
+                    *x = g.min(2);
+                }
+            }
+            Msg::ApplyPartition => {
+                let mut groups: Vec<Vec<NodeId>> = vec![Vec::new(); 3];
+                for (i, g) in self.groups.iter().enumerate() {
+                    groups[*g as usize].push(i as u64 + 1);
+                }
+                groups.retain(|g| !g.is_empty());
+                if groups.len() < 2 {
+                    self.act(UserAction::Fault(FaultAction::Heal));
+                } else {
+                    self.act(UserAction::Fault(FaultAction::Partition(groups)));
+                }
+            }
+            Msg::SetDropRate(r) => {
+                self.drop_rate = r.clamp(0.0, 1.0);
+                self.act(UserAction::Fault(FaultAction::SetNetwork(self.net())));
+            }
+            Msg::SetLatency(lo, hi) => {
+                self.latency_ms = (lo.max(1), hi.max(lo.max(1)));
+                self.act(UserAction::Fault(FaultAction::SetNetwork(self.net())));
+            }
+            Msg::ToggleHeartbeats => self.show_heartbeats = !self.show_heartbeats,
+            Msg::ToggleDeliveries => self.show_deliveries = !self.show_deliveries,
+            Msg::Export => {
+                let json = TraceFile::of(&self.engine.borrow()).to_json();
+                self.export = Some(Rc::new(json));
+            }
+            Msg::Import(text) => match TraceFile::from_json(&text).and_then(|t| {
+                let e = t.replay()?;
+                Ok((t, e))
+            }) {
+                Ok((t, e)) => {
+                    let nodes = t.config.nodes;
+                    let prev =
+                        std::mem::replace(self, Ui::new(nodes, t.config.seed, Mode::Sim, &[]));
+                    self.engine = Rc::new(RefCell::new(e));
+                    self.playing = false;
+                    self.speed = prev.speed;
+                    self.version = prev.version;
+                    self.notice = Some(format!(
+                        "Imported and replayed {} steps: all {} events match the file.",
+                        t.steps,
+                        t.trace.len()
+                    ));
+                    self.sync_display();
+                }
+                Err(e) => self.notice = Some(format!("Import failed: {e}")),
+            },
+            Msg::Scenario(i) => {
+                let Some(sc) = SCENARIOS.get(i) else {
+                    return false;
+                };
+                let version = self.version;
+                let speed = self.speed;
+                *self = Ui::new(sc.nodes, sc.seed, Mode::Sim, &[]);
+                self.version = version;
+                self.speed = sc.speed.unwrap_or(speed);
+                self.scenario = Some(i);
+                let mut e = self.engine.borrow_mut();
+                e.script = (sc.script)()
+                    .into_iter()
+                    .collect::<VecDeque<(u64, ScriptAction)>>();
+            }
+            Msg::Bench => self.bench = Some(bench(self.engine.borrow().cfg.clone())),
+            Msg::SetMode(m) => {
+                self.mode = m;
+                if m == Mode::Live {
+                    self.playing = false;
+                }
+            }
+            Msg::Live(l) => return self.live(l),
+            Msg::DismissNotice => self.notice = None,
+            Msg::Field(f, v) => match f {
+                Field::ClientOp => self.form.op = v,
+                Field::ClientKey => self.form.key = v,
+                Field::ClientValue => self.form.value = v,
+                Field::Seed => self.form.seed = v,
+                Field::Nodes => self.form.nodes = v,
+            },
+        }
+        true
+    }
+
+    fn net(&self) -> NetworkConfig {
+        NetworkConfig {
+            latency_us: (self.latency_ms.0 * 1000, self.latency_ms.1 * 1000),
+            drop_rate: self.drop_rate,
+            ..NetworkConfig::default()
+        }
+    }
+
+    fn act(&mut self, a: UserAction) {
+        self.engine.borrow_mut().act(a);
+        // Picture and clock agree after an action (it happens at the last event's time).
+        self.display_time = self.display_time.max(self.engine.borrow().now());
+    }
+
+    fn sync_display(&mut self) {
+        self.display_time = self.engine.borrow().now();
+    }
+
+    fn frame(&mut self, now: f64) -> bool {
+        let prev = self.last_frame_ms.replace(now);
+        if self.mode == Mode::Live {
+            if now - self.live.last_render_ms > 200.0 {
+                self.live.last_render_ms = now;
+                return true;
+            }
+            return false;
+        }
+        if !self.playing {
+            return false;
+        }
+        let dt = prev.map_or(0.0, |p| (now - p).clamp(0.0, 100.0));
+        if dt > 0.0 {
+            self.fps = 0.9 * self.fps + 0.1 * (1000.0 / dt);
+        }
+        let advance = (dt * speed_factor(self.speed) * 1000.0) as u64;
+        let target = self.display_time + advance;
+        let start = now_ms();
+        let mut stepped = 0;
+        let mut e = self.engine.borrow_mut();
+        loop {
+            let n = e.run_until_time(target, 256);
+            stepped += n;
+            if n < 256 {
+                self.saturated = false;
+                self.display_time = target;
+                break;
+            }
+            if now_ms() - start > FRAME_BUDGET_MS {
+                self.saturated = true;
+                self.display_time = e.now();
+                break;
+            }
+        }
+        let spent = now_ms() - start;
+        if e.sim.next_event_time().is_none() {
+            self.playing = false;
+        }
+        drop(e);
+        // Events per second of stepping time, refreshed every half second of wall time.
+        self.perf_events += stepped;
+        self.perf_ms += spent;
+        let window_start = *self.perf_window.get_or_insert(now);
+        if now - window_start > 500.0 && self.perf_events > 0 {
+            self.eps = self.perf_events as f64 / (self.perf_ms.max(0.01) / 1000.0);
+            self.perf_events = 0;
+            self.perf_ms = 0.0;
+            self.perf_window = Some(now);
+        }
+        true
+    }
+
+    fn live(&mut self, m: LiveMsg) -> bool {
+        let now = now_ms();
+        match m {
+            LiveMsg::Open(i) => {
+                if let Some(n) = self.live.nodes.get_mut(i) {
+                    n.connected = true;
+                    n.last_frame_ms = now;
+                }
+            }
+            LiveMsg::Closed(i) => {
+                if let Some(n) = self.live.nodes.get_mut(i) {
+                    n.connected = false;
+                }
+            }
+            LiveMsg::Frame(i, bytes) => {
+                let Some(n) = self.live.nodes.get_mut(i) else {
+                    return false;
+                };
+                n.last_frame_ms = now;
+                match postcard::from_bytes::<LiveFrame>(&bytes) {
+                    Ok(LiveFrame::Status(s)) => {
+                        n.status = Some(s);
+                        n.last_status_ms = now;
+                    }
+                    Ok(LiveFrame::Event { time_ms, kind }) => {
+                        n.events += 1;
+                        self.live.events.push_back((i, time_ms, kind));
+                        while self.live.events.len() > LIVE_EVENTS_KEPT {
+                            self.live.events.pop_front();
+                        }
+                    }
+                    Ok(LiveFrame::Lagged { dropped }) => n.lagged += dropped,
+                    Err(_) => return false,
+                }
+                // Frames can arrive by the hundred per second: re-render at most every 100 ms.
+                if now - self.live.last_render_ms < 100.0 {
+                    return false;
+                }
+                self.live.last_render_ms = now;
+            }
+        }
+        true
+    }
+}
+
+/// Runs a fresh copy of this configuration flat out for a fixed number of events and returns
+/// simulator events per second (with trace recording on, as the page runs it).
+pub fn bench(cfg: SimConfig) -> f64 {
+    let mut e = Engine::new(cfg);
+    let start = now_ms();
+    let mut n = 0u64;
+    while n < 200_000 && now_ms() - start < 1500.0 {
+        for _ in 0..1000 {
+            e.advance();
+        }
+        n += 1000;
+    }
+    n as f64 / ((now_ms() - start).max(0.001) / 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ui() -> Rc<Ui> {
+        Rc::new(Ui::new(3, 7, Mode::Sim, &[]))
+    }
+
+    #[test]
+    fn step_advances_one_visible_event() {
+        let mut s = ui();
+        for i in 1..=5 {
+            s = s.apply(Msg::Step);
+            assert_eq!(s.engine.borrow().visible_steps, i);
+            assert!(!s.playing);
+        }
+    }
+
+    #[test]
+    fn three_quick_messages_all_register() {
+        let mut s = ui();
+        let v = s.version;
+        s = s.apply(Msg::Step);
+        s = s.apply(Msg::Step);
+        s = s.apply(Msg::Step);
+        assert_eq!(s.engine.borrow().visible_steps, 3);
+        assert_eq!(s.version, v + 3);
+    }
+
+    #[test]
+    fn paused_frames_do_not_rerender() {
+        let s = ui().apply(Msg::Pause);
+        let t = s.clone().apply(Msg::Frame(16.0));
+        assert!(Rc::ptr_eq(&s, &t));
+    }
+}

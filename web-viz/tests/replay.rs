@@ -1,0 +1,156 @@
+#![cfg(not(target_arch = "wasm32"))]
+//! Native checks of the playground engine: exported traces replay in `cargo test`, and the
+//! guided scenarios show what they promise.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use keyval_core::sim::{SimConfig, TraceEvent, TraceKind};
+use keyval_core::{NodeEvent, Role};
+use web_viz::engine::{Engine, TraceFile};
+use web_viz::scenarios::SCENARIOS;
+
+/// Every trace exported from the browser and saved under tests/traces/ replays event for event.
+#[test]
+fn saved_traces_replay_exactly() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/traces");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).expect("tests/traces exists") {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let file =
+            TraceFile::from_json(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        if let Err(e) = file.replay() {
+            panic!("{} does not replay: {e}", path.display());
+        }
+        n += 1;
+    }
+    assert!(n > 0, "no trace under {}", dir.display());
+}
+
+fn run_scenario(id: &str, until_us: u64) -> Engine {
+    let sc = SCENARIOS
+        .iter()
+        .find(|s| s.id == id)
+        .expect("scenario exists");
+    let mut e = Engine::new(SimConfig::new(sc.nodes, sc.seed));
+    e.script = (sc.script)().into_iter().collect();
+    e.run_until_time(until_us, u64::MAX);
+    e
+}
+
+fn leaders_by_term(trace: &[TraceEvent]) -> BTreeMap<u64, BTreeSet<u64>> {
+    let mut m: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
+    for ev in trace {
+        if let TraceKind::Node {
+            node,
+            event:
+                NodeEvent::RoleChanged {
+                    to: Role::Leader,
+                    term,
+                    ..
+                },
+        } = &ev.kind
+        {
+            m.entry(*term).or_default().insert(*node);
+        }
+    }
+    m
+}
+
+/// A term in which two or more nodes stood as candidates and nobody won.
+fn split_term(trace: &[TraceEvent]) -> Option<u64> {
+    let leaders = leaders_by_term(trace);
+    let mut cands: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
+    for ev in trace {
+        if let TraceKind::Node {
+            node,
+            event:
+                NodeEvent::RoleChanged {
+                    to: Role::Candidate,
+                    term,
+                    ..
+                },
+        } = &ev.kind
+        {
+            cands.entry(*term).or_default().insert(*node);
+        }
+    }
+    cands
+        .into_iter()
+        .find(|(t, c)| c.len() >= 2 && !leaders.contains_key(t))
+        .map(|(t, _)| t)
+}
+
+#[test]
+fn split_vote_scenario_splits_the_vote() {
+    let e = run_scenario("split-vote", 3_000_000);
+    assert!(
+        split_term(e.trace()).is_some(),
+        "no split vote in the scenario"
+    );
+    assert!(e.sim.leader().is_some(), "a leader is eventually elected");
+}
+
+#[test]
+fn leader_crash_scenario_elects_a_new_leader() {
+    let e = run_scenario("leader-crash", 4_000_000);
+    let leaders = leaders_by_term(e.trace());
+    assert!(leaders.len() >= 2, "expected a second leader: {leaders:?}");
+    assert!(e
+        .trace()
+        .iter()
+        .any(|ev| matches!(ev.kind, TraceKind::Crashed { .. })));
+}
+
+#[test]
+fn minority_partition_scenario_serves_the_client() {
+    let e = run_scenario("minority-partition", 6_000_000);
+    assert!(e
+        .trace()
+        .iter()
+        .any(|ev| matches!(ev.kind, TraceKind::ClientComplete { client: 100, .. })));
+    assert!(e.trace().iter().any(|ev| matches!(
+        ev.kind,
+        TraceKind::Node {
+            event: NodeEvent::CheckQuorumFailed { .. },
+            ..
+        }
+    )));
+}
+
+#[test]
+fn stale_leader_scenario_steps_down() {
+    let e = run_scenario("stale-leader", 5_000_000);
+    assert!(leaders_by_term(e.trace()).len() >= 2);
+}
+
+#[test]
+fn figure_8_scenario_overwrites_an_uncommitted_entry() {
+    let e = run_scenario("figure-8", 5_000_000);
+    assert!(
+        e.trace()
+            .iter()
+            .any(|ev| matches!(ev.kind, TraceKind::Truncated { .. })),
+        "no truncation in the figure 8 scenario"
+    );
+}
+
+/// Finds seeds for the split-vote scenario: `cargo test -p web-viz --test replay
+/// find_split_vote_seed -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn find_split_vote_seed() {
+    let sc = SCENARIOS.iter().find(|s| s.id == "split-vote").unwrap();
+    for seed in 0..300 {
+        let mut e = Engine::new(SimConfig::new(sc.nodes, seed));
+        e.script = (sc.script)().into_iter().collect();
+        e.run_until_time(1_500_000, u64::MAX);
+        if let Some(t) = split_term(e.trace()) {
+            let first_leader = leaders_by_term(e.trace()).keys().next().copied();
+            println!("seed {seed}: split in term {t}, first leader term {first_leader:?}");
+        }
+    }
+}
