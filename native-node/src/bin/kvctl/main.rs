@@ -26,7 +26,11 @@ const EXIT_INDETERMINATE: u8 = 4;
 #[command(
     name = "kvctl",
     version,
-    about = "Command-line client for a KeyVal cluster"
+    about = "Command-line client for a KeyVal cluster",
+    after_help = "Exit status: 0 done (a get of an absent key included); 2 usage error; \
+        3 definite failure (not applied: refused, unreachable before sending, or a key over \
+        1 KiB / value over 1 MiB, checked before sending); 4 indeterminate (timed out or lost \
+        the connection after sending: it may or may not have been applied)."
 )]
 struct Cli {
     /// Cluster endpoints, HOST:PORT,...
