@@ -15,7 +15,8 @@ use std::thread;
 use std::time::Duration;
 
 use common::*;
-use keyval_core::{ClientRequest, KvOp};
+use keyval_core::sim::trace::TraceKind;
+use keyval_core::{ClientRequest, KvOp, LiveFrame};
 use native_node::wire::{self, ClientFrame, PeerFrame, ServerFrame};
 use serde_json::{json, Value};
 
@@ -74,6 +75,37 @@ fn three_nodes_elect_a_leader_and_serve_put_get_delete_json() {
         // Followers learn the leader with its first heartbeat.
         assert!(n["leader"] == leader_id || n["leader"].is_null(), "{n}");
     }
+
+    // The live event stream: a status frame on connect, then events as they happen.
+    let mut events = ws(c.nodes[0].port, "/events");
+    let first = events.read().expect("first frame");
+    let frame: LiveFrame = postcard::from_bytes(&first.into_data()).expect("LiveFrame");
+    assert!(
+        matches!(frame, LiveFrame::Status(ref s) if s.id == 1),
+        "{frame:?}"
+    );
+    ok(&c, &["put", "watched", "yes"]);
+    let mut saw_applied = false;
+    for _ in 0..500 {
+        let Ok(msg) = events.read() else { break };
+        let frame = postcard::from_bytes::<LiveFrame>(&msg.into_data());
+        if let Ok(LiveFrame::Event {
+            kind:
+                TraceKind::Applied {
+                    op: Some(KvOp::Put { key, .. }),
+                    ..
+                },
+            ..
+        }) = frame
+        {
+            if key == b"watched" {
+                saw_applied = true;
+                break;
+            }
+        }
+    }
+    assert!(saw_applied, "no Applied event for the put on /events");
+    drop(events);
 
     // /healthz and /metrics on the same port.
     let health = http_get(c.nodes[0].port, "/healthz");
