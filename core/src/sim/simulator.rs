@@ -38,6 +38,11 @@ pub struct SimConfig {
     pub workload: WorkloadConfig,
     /// Record every event (the playground and snapshot tests); randomized runs only count.
     pub record_trace: bool,
+    /// Chance, while faults are active, that a node crashes (and soon restarts) right after a
+    /// protocol-critical moment: granting a vote, becoming leader, or committing as leader. Random crashes
+    /// rarely land in those sub-millisecond windows; targeted ones do (Jepsen-style nemesis).
+    #[serde(default)]
+    pub crash_on_critical_event: f64,
 }
 
 impl SimConfig {
@@ -55,6 +60,7 @@ impl SimConfig {
             fsync_us: (200, 1_000),
             workload: WorkloadConfig::default(),
             record_trace: true,
+            crash_on_critical_event: 0.0,
         }
     }
 }
@@ -505,7 +511,52 @@ impl Simulator {
                 _ => {}
             }
         }
+        self.maybe_crash_after(id, &e);
         self.record(TraceKind::Node { node: id, event: e });
+    }
+
+    fn maybe_crash_after(&mut self, id: NodeId, e: &NodeEvent) {
+        let rate = self.cfg.crash_on_critical_event;
+        if rate <= 0.0 || self.faults_stopped_at.is_some() {
+            return;
+        }
+        let is_vote = matches!(
+            e,
+            NodeEvent::VoteCast {
+                granted: true,
+                pre_vote: false,
+                ..
+            }
+        );
+        let critical = match e {
+            _ if is_vote => true,
+            // A leader that dies right after its election leaves an unreplicated no-op behind:
+            // the divergent logs that Figure 8 is made of.
+            NodeEvent::RoleChanged {
+                to: Role::Leader, ..
+            } => true,
+            NodeEvent::CommitAdvanced { .. } => {
+                self.nodes.get(&id).and_then(SimNode::role) == Some(Role::Leader)
+            }
+            _ => false,
+        };
+        if critical && self.rng.chance(rate) {
+            let at = self.now + self.rng.range(0, 2_000);
+            let back_at = at + self.rng.range(1_000, 600_000);
+            // A vote is forgotten only by a crash; a leader's fresh entries are stranded best
+            // by isolation.
+            if is_vote || self.rng.chance(0.5) {
+                self.schedule(at, Action::Fault(FaultAction::Crash(id)));
+                self.schedule(back_at, Action::Fault(FaultAction::Restart(id)));
+            } else {
+                // Isolation also stops what the node already sent: messages still in flight
+                // are dropped at delivery, unlike after a crash.
+                let rest: Vec<NodeId> = self.nodes.keys().copied().filter(|&n| n != id).collect();
+                let groups = vec![vec![id], rest];
+                self.schedule(at, Action::Fault(FaultAction::Partition(groups)));
+                self.schedule(back_at, Action::Fault(FaultAction::Heal));
+            }
+        }
     }
 
     fn on_persist_done(&mut self, id: NodeId, incarnation: u64) {
