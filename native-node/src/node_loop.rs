@@ -2,7 +2,8 @@
 //!
 //! Each turn it waits for something to do (a peer batch, a client request, the next tick),
 //! then drains everything else already queued, up to a bound, so a burst of inputs becomes one
-//! batch. It then takes ONE `Ready` and executes it in the order `keyval_core::ready` requires:
+//! batch. A turn has two phases, peer traffic (and ticks) first, then client requests, and each
+//! phase ends by taking ONE `Ready` and executing it in the order `keyval_core::ready` requires:
 //!
 //! 1. persist: all persist ops go to the storage thread, which writes them and fsyncs once
 //!    (group commit); the loop waits for that before anything else;
@@ -11,6 +12,9 @@
 //!
 //! While the loop waits for the disk, new inputs queue in bounded channels and all join the next
 //! batch: the slower the disk, the bigger the batches, which is what keeps throughput up.
+//! Splitting the turn keeps a leader's replies off the critical path of its next fsync: the
+//! acknowledgements that commit entries persist nothing, so the peer phase's batch answers
+//! clients without touching the disk, and only then do new proposals pay for their fsync.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -99,12 +103,13 @@ impl NodeLoop {
             if *self.shutdown.borrow() {
                 break Ok(());
             }
+            let mut first_input = None;
             tokio::select! {
                 biased;
                 _ = self.shutdown.changed() => break Ok(()),
                 _ = tokio::time::sleep_until(next_tick) => {}
                 Some(envs) = self.peer_rx.recv() => self.step_peers(envs),
-                Some(input) = self.input_rx.recv() => self.handle_input(input, &mut st),
+                Some(input) = self.input_rx.recv() => first_input = Some(input),
             }
             // Time that passed while we waited on the disk still counts; catching up is capped
             // so a stalled process does not fire a burst of elections when it wakes.
@@ -119,15 +124,33 @@ impl NodeLoop {
                     break;
                 }
             }
+            // Phase 1: peer traffic and time. On a leader this is mostly acknowledgements, which
+            // commit entries but persist nothing, so the replies they release go out at once
+            // instead of waiting behind the fsync of the next proposals.
             let mut handled = 0;
             while handled < MAX_INPUTS_PER_TURN {
-                if let Ok(envs) = self.peer_rx.try_recv() {
-                    self.step_peers(envs);
-                } else if let Ok(input) = self.input_rx.try_recv() {
-                    self.handle_input(input, &mut st);
-                } else {
+                let Ok(envs) = self.peer_rx.try_recv() else {
                     break;
-                }
+                };
+                self.step_peers(envs);
+                handled += 1;
+            }
+            let ready = self.server.take_ready();
+            if !ready.is_empty()
+                && let Err(e) = self.execute(ready, &mut st).await
+            {
+                break Err(e);
+            }
+            // Phase 2: client requests; all proposals of the turn share one append and fsync.
+            if let Some(input) = first_input {
+                self.handle_input(input, &mut st);
+            }
+            let mut handled = 0;
+            while handled < MAX_INPUTS_PER_TURN {
+                let Ok(input) = self.input_rx.try_recv() else {
+                    break;
+                };
+                self.handle_input(input, &mut st);
                 handled += 1;
             }
             let ready = self.server.take_ready();
