@@ -155,7 +155,7 @@ pub fn run(cfg: &RunConfig) -> RunReport {
         if !sim.step() {
             break;
         }
-        if sim.events_processed() % LOG_MATCHING_EVERY == 0 {
+        if sim.events_processed().is_multiple_of(LOG_MATCHING_EVERY) {
             sim.check_log_matching();
         }
         if sim.faults_stopped_at.is_some() && sim.clients_done() {
