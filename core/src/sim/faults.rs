@@ -69,6 +69,11 @@ pub fn plan(
                     let b = pick(rng);
                     FaultAction::CutLink(a, b)
                 }
+                11 if rng.chance(0.5) => {
+                    let (a, b) = (pick(rng), pick(rng));
+                    let lo = rng.range(1_000, 50_000);
+                    FaultAction::SetLinkLatency(a, b, Some((lo, lo + rng.range(0, 100_000))))
+                }
                 11..=12 => FaultAction::Heal,
                 _ => FaultAction::SetNetwork(random_network(rng)),
             },

@@ -2,7 +2,7 @@
 //! partitions (symmetric or one-way). Client links are reliable; clients see faults through the
 //! nodes they talk to.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -37,6 +37,9 @@ pub struct Network {
     pub config: NetworkConfig,
     /// Directed links that are down: (from, to).
     cut: BTreeSet<(NodeId, NodeId)>,
+    /// Directed links with their own latency range, overriding `config.latency_us` (a slow
+    /// WAN link, one far-away replica).
+    link_latency: BTreeMap<(NodeId, NodeId), (u64, u64)>,
 }
 
 /// What the network decided for one message.
@@ -51,6 +54,7 @@ impl Network {
         Network {
             config,
             cut: BTreeSet::new(),
+            link_latency: BTreeMap::new(),
         }
     }
 
@@ -90,18 +94,34 @@ impl Network {
         self.cut.clear();
     }
 
-    pub fn fate(&self, rng: &mut Rng) -> Fate {
+    /// Gives the directed link its own latency range; `None` returns it to the default.
+    pub fn set_link_latency(&mut self, from: NodeId, to: NodeId, range: Option<(u64, u64)>) {
+        match range {
+            Some(r) => self.link_latency.insert((from, to), r),
+            None => self.link_latency.remove(&(from, to)),
+        };
+    }
+
+    pub fn link_latency(&self, from: NodeId, to: NodeId) -> (u64, u64) {
+        self.link_latency
+            .get(&(from, to))
+            .copied()
+            .unwrap_or(self.config.latency_us)
+    }
+
+    pub fn fate(&self, from: NodeId, to: NodeId, rng: &mut Rng) -> Fate {
         let c = &self.config;
         if rng.chance(c.drop_rate) {
             return Fate::Drop;
         }
         let copies = if rng.chance(c.duplicate_rate) { 2 } else { 1 };
-        Fate::Deliver((0..copies).map(|_| self.delay(rng)).collect())
+        let latency = self.link_latency(from, to);
+        Fate::Deliver((0..copies).map(|_| self.delay(latency, rng)).collect())
     }
 
-    fn delay(&self, rng: &mut Rng) -> u64 {
+    fn delay(&self, latency: (u64, u64), rng: &mut Rng) -> u64 {
         let c = &self.config;
-        let mut d = rng.range(c.latency_us.0, c.latency_us.1);
+        let mut d = rng.range(latency.0, latency.1);
         if c.long_delay_us > 0 && rng.chance(c.long_delay_rate) {
             d += rng.range(0, c.long_delay_us);
         }

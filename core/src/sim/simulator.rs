@@ -77,6 +77,8 @@ pub enum FaultAction {
     Partition(Vec<Vec<NodeId>>),
     Heal,
     SetNetwork(NetworkConfig),
+    /// Directed link latency range in microseconds; None restores the network default.
+    SetLinkLatency(NodeId, NodeId, Option<(u64, u64)>),
     /// Restart every crashed node, resume every paused one, heal the network and stop
     /// dropping messages: from here on the cluster must make progress (liveness).
     StopFaults,
@@ -650,7 +652,7 @@ impl Simulator {
                     });
                     return;
                 }
-                match self.network.fate(&mut self.rng) {
+                match self.network.fate(a, b, &mut self.rng) {
                     Fate::Drop => {
                         self.record_send(id, from, to, self.now, &payload);
                         let reason = DropReason::Random;
@@ -732,6 +734,15 @@ impl Simulator {
                 };
                 self.network.config = c;
                 self.record(kind);
+            }
+            FaultAction::SetLinkLatency(a, b, range) => {
+                self.network.set_link_latency(a, b, range);
+                let (lo, hi) = self.network.link_latency(a, b);
+                self.record(TraceKind::LinkLatency {
+                    from: a,
+                    to: b,
+                    latency_ms: ((lo / 1000) as u32, (hi / 1000) as u32),
+                });
             }
             FaultAction::StopFaults => self.stop_faults(),
         }

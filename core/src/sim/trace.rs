@@ -130,6 +130,11 @@ pub enum TraceKind {
     Partitioned {
         groups: Vec<Vec<NodeId>>,
     },
+    LinkLatency {
+        from: NodeId,
+        to: NodeId,
+        latency_ms: (u32, u32),
+    },
     Healed,
     NetworkChanged {
         drop_rate_pct: u32,
@@ -311,6 +316,14 @@ impl TraceKind {
                     .collect();
                 format!("network partitioned {}", g.join(" | "))
             }
+            TraceKind::LinkLatency {
+                from,
+                to,
+                latency_ms,
+            } => format!(
+                "link n{from}->n{to} latency={}..{}ms",
+                latency_ms.0, latency_ms.1
+            ),
             TraceKind::Healed => "network healed".into(),
             TraceKind::NetworkChanged {
                 drop_rate_pct,
