@@ -23,7 +23,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use keyval_core::{Envelope, NodeStatus};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
 use crate::events::{self, EventHub};
 use crate::metrics::Metrics;
@@ -35,6 +35,44 @@ use crate::wire::{self, ClientFrame, MAX_CLIENT_FRAME_BYTES, MAX_PEER_FRAME_BYTE
 /// node's memory.
 const CLIENT_REPLY_QUEUE: usize = 1024;
 
+/// Open WebSocket connections allowed per kind. Every connection holds buffers and a task, so
+/// the count is bounded like every queue; beyond it new upgrades get 503 and the node goes on
+/// serving the connections it has.
+pub const MAX_CLIENT_CONNECTIONS: usize = 4096;
+pub const MAX_PEER_CONNECTIONS: usize = 256;
+pub const MAX_EVENT_SUBSCRIBERS: usize = 256;
+
+/// Connection slots, one semaphore per kind of WebSocket.
+#[derive(Clone)]
+pub struct Limits {
+    clients: Arc<Semaphore>,
+    peers: Arc<Semaphore>,
+    subscribers: Arc<Semaphore>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            clients: Arc::new(Semaphore::new(MAX_CLIENT_CONNECTIONS)),
+            peers: Arc::new(Semaphore::new(MAX_PEER_CONNECTIONS)),
+            subscribers: Arc::new(Semaphore::new(MAX_EVENT_SUBSCRIBERS)),
+        }
+    }
+}
+
+fn slot(sem: &Arc<Semaphore>) -> Option<OwnedSemaphorePermit> {
+    sem.clone().try_acquire_owned().ok()
+}
+
+fn too_many(what: &str) -> Response {
+    tracing::warn!(what, "connection limit reached; refusing a new connection");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("too many {what} connections\n"),
+    )
+        .into_response()
+}
+
 #[derive(Clone)]
 pub struct AppState {
     pub identity: Arc<Identity>,
@@ -44,6 +82,7 @@ pub struct AppState {
     pub peer_tx: mpsc::Sender<Vec<Envelope>>,
     pub input_tx: mpsc::Sender<Input>,
     pub shutdown: watch::Receiver<bool>,
+    pub limits: Limits,
 }
 
 pub fn router(state: AppState, ui: Option<PathBuf>) -> Router {
@@ -84,24 +123,29 @@ async fn raft_ws(
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     State(s): State<AppState>,
 ) -> Response {
+    let Some(permit) = slot(&s.limits.peers) else {
+        return too_many("peer");
+    };
     ws.max_message_size(MAX_PEER_FRAME_BYTES)
         .max_frame_size(MAX_PEER_FRAME_BYTES)
         .on_failed_upgrade(move |e| tracing::warn!(%remote, error = %e, "failed peer upgrade"))
-        .on_upgrade(move |socket| {
+        .on_upgrade(move |socket| async move {
             transport::serve_inbound(socket, s.identity, remote, s.peer_tx, s.metrics, s.shutdown)
+                .await;
+            drop(permit);
         })
 }
 
 async fn events_ws(ws: WebSocketUpgrade, State(s): State<AppState>) -> Response {
-    ws.max_message_size(64 << 10).on_upgrade(move |socket| {
-        events::serve_subscriber(
-            socket,
-            s.events.subscribe(),
-            s.status,
-            s.shutdown,
-            s.metrics,
-        )
-    })
+    let Some(permit) = slot(&s.limits.subscribers) else {
+        return too_many("event stream");
+    };
+    ws.max_message_size(64 << 10)
+        .on_upgrade(move |socket| async move {
+            let events = s.events.subscribe();
+            events::serve_subscriber(socket, events, s.status, s.shutdown, s.metrics).await;
+            drop(permit);
+        })
 }
 
 async fn client_ws(
@@ -109,9 +153,15 @@ async fn client_ws(
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     State(s): State<AppState>,
 ) -> Response {
+    let Some(permit) = slot(&s.limits.clients) else {
+        return too_many("client");
+    };
     ws.max_message_size(MAX_CLIENT_FRAME_BYTES)
         .max_frame_size(MAX_CLIENT_FRAME_BYTES)
-        .on_upgrade(move |socket| serve_client(socket, remote, s))
+        .on_upgrade(move |socket| async move {
+            serve_client(socket, remote, s).await;
+            drop(permit);
+        })
 }
 
 /// Reads client frames and forwards them to the node loop; a writer half sends replies back as

@@ -152,6 +152,7 @@ pub async fn run(cfg: NodeConfig, shutdown_tx: watch::Sender<bool>) -> Result<()
         peer_tx,
         input_tx,
         shutdown: shutdown.clone(),
+        limits: http::Limits::default(),
     };
     let app =
         http::router(state, cfg.ui.clone()).into_make_service_with_connect_info::<SocketAddr>();
