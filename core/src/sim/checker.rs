@@ -33,6 +33,8 @@ pub struct Checker {
     leaders: BTreeMap<Term, NodeId>,
     /// Every entry known committed, by index. Any later disagreement is a safety failure.
     committed: BTreeMap<Index, Entry>,
+    /// The earliest term in which some node knew each committed index committed.
+    committed_in: BTreeMap<Index, Term>,
     max_term: BTreeMap<NodeId, Term>,
     /// Last applied index per node in its current incarnation.
     applied: BTreeMap<NodeId, Index>,
@@ -65,8 +67,10 @@ impl Checker {
         }
     }
 
-    /// Election safety (at most one leader per term) and leader completeness (a new leader
-    /// holds every entry committed before it was elected).
+    /// Election safety (at most one leader per term) and leader completeness (§5.4: a leader
+    /// of term T holds every entry committed in a term before T). Entries committed in T or
+    /// later are not its business: a candidate paused mid-election can legitimately win an
+    /// old term after a newer leader has committed more.
     pub fn on_leader(&mut self, time: u64, node: NodeId, term: Term, log: &RaftLog) {
         if let Some(&other) = self.leaders.get(&term) {
             if other != node {
@@ -81,7 +85,10 @@ impl Checker {
         let missing: Vec<Index> = self
             .committed
             .iter()
-            .filter(|(i, e)| log.get(**i).map(|x| x.term) != Some(e.term))
+            .filter(|(i, e)| {
+                self.committed_in.get(i).is_some_and(|&t| t < term)
+                    && log.get(**i).map(|x| x.term) != Some(e.term)
+            })
             .map(|(i, _)| *i)
             .take(5)
             .collect();
@@ -111,7 +118,14 @@ impl Checker {
     }
 
     /// Records entries a node declared committed and checks they agree with earlier commits.
-    pub fn on_commit(&mut self, time: u64, node: NodeId, from: Index, to: Index, log: &RaftLog) {
+    pub fn on_commit(
+        &mut self,
+        time: u64,
+        node: NodeId,
+        term: Term,
+        (from, to): (Index, Index),
+        log: &RaftLog,
+    ) {
         if to < from {
             self.fail(
                 time,
@@ -128,11 +142,13 @@ impl Checker {
                 );
                 continue;
             };
-            self.record_committed(time, node, e, "state machine safety (commit)");
+            self.record_committed(time, node, e, term, "state machine safety (commit)");
         }
     }
 
-    fn record_committed(&mut self, time: u64, node: NodeId, e: &Entry, property: &str) {
+    fn record_committed(&mut self, time: u64, node: NodeId, e: &Entry, term: Term, property: &str) {
+        let first_term = self.committed_in.entry(e.index).or_insert(term);
+        *first_term = (*first_term).min(term);
         match self.committed.get(&e.index) {
             Some(known) if known != e => {
                 let detail = format!(
@@ -150,7 +166,7 @@ impl Checker {
 
     /// State machine safety: no two nodes apply different entries at one index; each node
     /// applies in order without gaps.
-    pub fn on_applied(&mut self, time: u64, node: NodeId, entry: &Entry) {
+    pub fn on_applied(&mut self, time: u64, node: NodeId, term: Term, entry: &Entry) {
         let last = self.applied.entry(node).or_insert(0);
         if entry.index != *last + 1 {
             let l = *last;
@@ -161,7 +177,7 @@ impl Checker {
             );
         }
         *self.applied.entry(node).or_insert(0) = entry.index;
-        self.record_committed(time, node, entry, "state machine safety");
+        self.record_committed(time, node, entry, term, "state machine safety");
     }
 
     pub fn on_restart(&mut self, node: NodeId) {

@@ -504,7 +504,8 @@ impl Simulator {
                     ..
                 } => self.checker.on_leader(now, id, *term, log),
                 NodeEvent::CommitAdvanced { from, to } => {
-                    self.checker.on_commit(now, id, *from, *to, log)
+                    let term = s.raft().term();
+                    self.checker.on_commit(now, id, term, (*from, *to), log)
                 }
                 NodeEvent::ProtocolViolation { from, detail } => {
                     let d = format!("n{id} refused a message from n{from}: {detail}");
@@ -608,6 +609,11 @@ impl Simulator {
                 Payload::Raft(env.msg),
             );
         }
+        let node_term = self
+            .nodes
+            .get(&id)
+            .and_then(|n| n.server.as_ref())
+            .map(|s| s.raft().term());
         for a in ready.applied {
             let entry = crate::types::Entry {
                 term: a.term,
@@ -617,7 +623,8 @@ impl Simulator {
                     None => crate::types::EntryPayload::Noop,
                 },
             };
-            self.checker.on_applied(self.now, id, &entry);
+            let term = node_term.unwrap_or(entry.term);
+            self.checker.on_applied(self.now, id, term, &entry);
             self.record(TraceKind::Applied {
                 node: id,
                 index: a.index,
