@@ -126,7 +126,8 @@ async fn raft_ws(
     let Some(permit) = slot(&s.limits.peers) else {
         return too_many("peer");
     };
-    ws.max_message_size(MAX_PEER_FRAME_BYTES)
+    ws.read_buffer_size(wire::READ_BUFFER_BYTES)
+        .max_message_size(MAX_PEER_FRAME_BYTES)
         .max_frame_size(MAX_PEER_FRAME_BYTES)
         .on_failed_upgrade(move |e| tracing::warn!(%remote, error = %e, "failed peer upgrade"))
         .on_upgrade(move |socket| async move {
@@ -140,7 +141,8 @@ async fn events_ws(ws: WebSocketUpgrade, State(s): State<AppState>) -> Response 
     let Some(permit) = slot(&s.limits.subscribers) else {
         return too_many("event stream");
     };
-    ws.max_message_size(64 << 10)
+    ws.read_buffer_size(wire::READ_BUFFER_BYTES)
+        .max_message_size(64 << 10)
         .on_upgrade(move |socket| async move {
             let events = s.events.subscribe();
             events::serve_subscriber(socket, events, s.status, s.shutdown, s.metrics).await;
@@ -156,7 +158,8 @@ async fn client_ws(
     let Some(permit) = slot(&s.limits.clients) else {
         return too_many("client");
     };
-    ws.max_message_size(MAX_CLIENT_FRAME_BYTES)
+    ws.read_buffer_size(wire::READ_BUFFER_BYTES)
+        .max_message_size(MAX_CLIENT_FRAME_BYTES)
         .max_frame_size(MAX_CLIENT_FRAME_BYTES)
         .on_upgrade(move |socket| async move {
             serve_client(socket, remote, s).await;

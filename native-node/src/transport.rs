@@ -160,6 +160,7 @@ enum DialError {
 
 async fn dial(me: &Identity, peer: NodeId, url: &str) -> Result<ClientWs, DialError> {
     let config = WebSocketConfig::default()
+        .read_buffer_size(wire::READ_BUFFER_BYTES)
         .max_message_size(Some(MAX_PEER_FRAME_BYTES))
         .max_frame_size(Some(MAX_PEER_FRAME_BYTES));
     let (mut ws, _) = tokio::time::timeout(

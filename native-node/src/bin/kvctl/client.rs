@@ -243,6 +243,7 @@ impl Client {
 pub async fn connect(target: &str, deadline: Instant) -> Result<Conn, String> {
     let url = format!("ws://{target}/client");
     let config = WebSocketConfig::default()
+        .read_buffer_size(wire::READ_BUFFER_BYTES)
         .max_message_size(Some(MAX_CLIENT_FRAME_BYTES * 2))
         .max_frame_size(Some(MAX_CLIENT_FRAME_BYTES * 2));
     let limit = (Instant::now() + CONNECT_TIMEOUT).min(deadline);
