@@ -170,6 +170,14 @@ pub fn narrate(ev: &TraceEvent, heartbeats: bool, deliveries: bool) -> Option<Na
             "",
             "fault",
         ),
+        TraceKind::LinkLatency { .. } => n(
+            format!("Link latency changes: {}. Slow links delay votes and appends but never break safety.", ev.kind.render()),
+            "§5.6 timing and availability",
+            "fault",
+        ),
+        // Events added to the core later are still shown, in the core's own words.
+        #[allow(unreachable_patterns)]
+        _ => n(ev.kind.render(), "", "net"),
     }
 }
 
