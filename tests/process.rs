@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use common::*;
 use keyval_core::sim::trace::TraceKind;
-use keyval_core::{ClientRequest, KvOp, LiveFrame};
+use keyval_core::{ClientRequest, Entry, EntryPayload, Envelope, KvOp, LiveFrame, Message};
 use native_node::wire::{self, ClientFrame, PeerFrame, ServerFrame};
 use serde_json::{json, Value};
 
@@ -486,12 +486,40 @@ fn hostile_input_leaves_the_node_up_and_serving() {
         from: 2,
         to: 1,
     };
+    let hello_again = hello.clone();
     w.send(tungstenite::Message::Binary(wire::encode(&hello).into()))
         .expect("send");
     let _ = w.send(tungstenite::Message::Binary(
         vec![1, 0xff, 0xff, 0xff].into(),
     ));
     drain(&mut w);
+
+    // A well-framed but malformed append (an index gap) from a handshaken "peer" is dropped
+    // before it reaches the Raft core, whose log invariants would otherwise be violated.
+    let mut w = ws(port, "/raft");
+    w.send(tungstenite::Message::Binary(
+        wire::encode(&hello_again).into(),
+    ))
+    .expect("send");
+    let bad = PeerFrame::Raft(vec![Envelope {
+        from: 2,
+        to: 1,
+        msg: Message::AppendEntries {
+            term: 1000,
+            prev_log_index: 0,
+            prev_log_term: 0,
+            entries: vec![Entry {
+                index: 5,
+                term: 1000,
+                payload: EntryPayload::Noop,
+            }],
+            leader_commit: 5,
+        },
+    }]);
+    w.send(tungstenite::Message::Binary(wire::encode(&bad).into()))
+        .expect("send");
+    thread::sleep(Duration::from_millis(200));
+    drop(w);
 
     // A value over 1 MiB sent straight to the server is refused as a definite failure.
     let mut w = ws(port, "/client");
@@ -526,6 +554,7 @@ fn hostile_input_leaves_the_node_up_and_serving() {
     let log = c.nodes[0].log_text();
     assert!(log.contains("cluster id mismatch"), "{log}");
     assert!(log.contains("refused"), "{log}");
+    assert!(log.contains("malformed"), "{log}");
 }
 
 #[test]

@@ -328,11 +328,23 @@ pub async fn serve_inbound(
         match msg {
             Some(Ok(WsMessage::Binary(b))) => match wire::decode::<PeerFrame>(&b) {
                 Ok(PeerFrame::Raft(envs)) => {
-                    // A peer speaks for itself only: drop anything claiming another sender.
+                    // A peer speaks for itself only, and only in shapes a correct node sends:
+                    // the core trusts message structure (it asserts its own log invariants), so
+                    // malformed messages stop here instead of reaching it.
+                    let total = envs.len();
                     let envs: Vec<Envelope> = envs
                         .into_iter()
-                        .filter(|e| e.from == from && e.to == me.id)
+                        .filter(|e| e.from == from && e.to == me.id && well_formed(&e.msg))
                         .collect();
+                    if envs.len() != total {
+                        metrics.bad_frames.fetch_add(1, Relaxed);
+                        tracing::warn!(
+                            peer = from,
+                            %remote,
+                            dropped = total - envs.len(),
+                            "dropped malformed or misaddressed peer messages"
+                        );
+                    }
                     for e in &envs {
                         metrics.received(&e.msg);
                     }
@@ -379,6 +391,37 @@ pub async fn serve_inbound(
     }
 }
 
+/// Whether a message has a shape a correct peer can produce. Appends must carry contiguous
+/// entries right after `prev_log_index`, with terms that never decrease, start at or above
+/// `prev_log_term` and never exceed the message's term.
+pub fn well_formed(msg: &Message) -> bool {
+    match msg {
+        Message::AppendEntries {
+            term,
+            prev_log_index,
+            prev_log_term,
+            entries,
+            ..
+        } => {
+            if prev_log_term > term {
+                return false;
+            }
+            let mut last_term = *prev_log_term;
+            for (i, e) in entries.iter().enumerate() {
+                let Some(want) = prev_log_index.checked_add(i as u64 + 1) else {
+                    return false;
+                };
+                if e.index != want || e.term < last_term || e.term > *term {
+                    return false;
+                }
+                last_term = e.term;
+            }
+            true
+        }
+        _ => true,
+    }
+}
+
 fn check_hello(me: &Identity, cluster_id: &str, from: NodeId, to: NodeId) -> Result<(), String> {
     if cluster_id != me.cluster_id {
         return Err(format!(
@@ -406,4 +449,49 @@ async fn refuse_frame(
     let frame = wire::encode(&PeerFrame::Refused { reason });
     let _ = socket.send(WsMessage::Binary(frame.into())).await;
     let _ = socket.send(WsMessage::Close(None)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::well_formed;
+    use keyval_core::{Entry, EntryPayload, Message};
+
+    fn append(prev: u64, prev_term: u64, term: u64, entries: &[(u64, u64)]) -> Message {
+        Message::AppendEntries {
+            term,
+            prev_log_index: prev,
+            prev_log_term: prev_term,
+            entries: entries
+                .iter()
+                .map(|&(index, term)| Entry {
+                    index,
+                    term,
+                    payload: EntryPayload::Noop,
+                })
+                .collect(),
+            leader_commit: 0,
+        }
+    }
+
+    #[test]
+    fn malformed_appends_are_recognized() {
+        assert!(well_formed(&append(3, 1, 2, &[(4, 1), (5, 2)])));
+        assert!(well_formed(&append(0, 0, 1, &[])));
+        assert!(!well_formed(&append(3, 1, 2, &[(5, 2)])), "gap");
+        assert!(
+            !well_formed(&append(3, 1, 2, &[(4, 2), (5, 1)])),
+            "term goes back"
+        );
+        assert!(!well_formed(&append(3, 2, 2, &[(4, 1)])), "below prev term");
+        assert!(
+            !well_formed(&append(3, 1, 2, &[(4, 3)])),
+            "above message term"
+        );
+        assert!(
+            !well_formed(&append(3, 3, 2, &[])),
+            "prev term above message term"
+        );
+        assert!(!well_formed(&append(u64::MAX, 1, 2, &[(0, 1)])), "overflow");
+        assert!(well_formed(&Message::Heartbeat { term: 1, commit: 9 }));
+    }
 }
