@@ -117,6 +117,7 @@ fn three_nodes_elect_a_leader_and_serve_put_get_delete_json() {
         "keyval_commit_index",
         "keyval_fsync_duration_seconds_count",
         "keyval_messages_sent_total{type=\"Heartbeat\"}",
+        "keyval_peer_connected{peer=\"2\"} 1",
     ] {
         assert!(metrics.contains(m), "metrics lack {m}");
     }

@@ -59,6 +59,8 @@ pub struct Metrics {
     pub bad_frames: AtomicU64,
     pub event_subscribers_lagged: AtomicU64,
     pub elections: AtomicU64,
+    /// Whether the outbound connection to each peer is up; touched only on (dis)connects.
+    peer_up: std::sync::Mutex<std::collections::BTreeMap<u64, bool>>,
 }
 
 impl Metrics {
@@ -74,6 +76,12 @@ impl Metrics {
             .unwrap_or(FSYNC_BUCKETS.len() - 1);
         if secs <= FSYNC_BUCKETS[FSYNC_BUCKETS.len() - 1] {
             self.fsync_buckets[slot].fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn set_peer_up(&self, peer: u64, up: bool) {
+        if let Ok(mut m) = self.peer_up.lock() {
+            m.insert(peer, up);
         }
     }
 
@@ -237,6 +245,19 @@ impl Metrics {
         );
         let _ = writeln!(out, "keyval_fsync_duration_seconds_count {count}");
 
+        let _ = writeln!(
+            out,
+            "# HELP keyval_peer_connected Outbound connection to the peer is up (1) or not (0).\n# TYPE keyval_peer_connected gauge"
+        );
+        if let Ok(m) = self.peer_up.lock() {
+            for (peer, up) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "keyval_peer_connected{{peer=\"{peer}\"}} {}",
+                    u8::from(*up)
+                );
+            }
+        }
         for (name, help, arr) in [
             (
                 "keyval_messages_sent_total",

@@ -93,6 +93,7 @@ async fn run_peer(
     let url = format!("ws://{addr}/raft");
     let mut backoff = BACKOFF_MIN;
     let mut logged_down = false;
+    metrics.set_peer_up(peer, false);
     loop {
         if *shutdown.borrow() {
             return;
@@ -103,7 +104,9 @@ async fn run_peer(
                 tracing::info!(peer, %addr, "connected to peer");
                 logged_down = false;
                 backoff = BACKOFF_MIN;
+                metrics.set_peer_up(peer, true);
                 let reason = pump(ws, &mut rx, &metrics, &mut shutdown).await;
+                metrics.set_peer_up(peer, false);
                 if *shutdown.borrow() {
                     return;
                 }
