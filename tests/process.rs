@@ -293,10 +293,11 @@ fn flipped_byte_mid_wal_refuses_to_start_naming_file_and_offset() {
         .expect("run keyval");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "started on a corrupt WAL");
-    let line = stderr
-        .lines()
-        .find(|l| l.starts_with("keyval: error:"))
-        .unwrap_or_else(|| panic!("no error line:\n{stderr}"));
+    // Exactly one line: the refusal, naming file and offset.
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one line:\n{stderr}");
+    let line = lines[0];
+    assert!(line.starts_with("keyval: error:"), "{line}");
     let name = seg.file_name().and_then(|n| n.to_str()).expect("name");
     assert!(line.contains("corrupt"), "{line}");
     assert!(line.contains(name), "error does not name the file: {line}");
@@ -319,6 +320,8 @@ fn locked_data_dir_is_refused_and_bad_flags_exit_2() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("locked"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(out.status.code(), Some(1));
     // The running node is unaffected.
     ok(&c, &["put", "still", "serving"]);
 

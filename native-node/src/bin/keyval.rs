@@ -44,7 +44,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %e, "keyval stopped");
+            // One line, not also a log record: the contract is a single clear line on failure.
             eprintln!("keyval: error: {e}");
             ExitCode::from(1)
         }
