@@ -613,3 +613,21 @@ fn kvctl_bad_input_gets_the_documented_exit_codes() {
         .expect("run kvctl");
     assert_eq!(out.status.code(), Some(3));
 }
+
+#[test]
+fn config_file_and_ui_dir_are_honoured() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ui = dir.path().join("ui");
+    fs::create_dir_all(&ui).expect("mkdir");
+    fs::write(ui.join("index.html"), "<h1>playground</h1>").expect("write");
+    let toml = dir.path().join("keyval.toml");
+    fs::write(&toml, "heartbeat_ms = 20\nelection_timeout_ms = 200\n").expect("write");
+    let ui_s = ui.to_string_lossy().to_string();
+    let toml_s = toml.to_string_lossy().to_string();
+    let c = Cluster::start_with(1, &["--ui", &ui_s, "--config", &toml_s]);
+    let page = http_get(c.nodes[0].port, "/");
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("<h1>playground</h1>"), "{page}");
+    // The API routes still win over the static files.
+    assert!(http_get(c.nodes[0].port, "/healthz").contains("role=leader"));
+}
