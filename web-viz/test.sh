@@ -26,5 +26,9 @@ echo "==> live-mode fixture frames (from the real core)"
 mkdir -p web-viz/e2e/.cache
 cargo run -q -p web-viz --example live_fixture -- 6 1 > web-viz/e2e/.cache/frames.jsonl
 
+echo "==> keyval binaries for the live-mode test against a real cluster"
+cargo build -q -p native-node --bins
+export KEYVAL_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/keyval"
+
 echo "==> end-to-end browser tests"
 (cd web-viz/e2e && npm test)

@@ -286,7 +286,13 @@ pub fn app() -> Html {
     // Live mode: one WebSocket per node while the mode is on.
     {
         let dispatcher = state.dispatcher();
-        let addrs: Vec<String> = state.live.nodes.iter().map(|n| n.addr.clone()).collect();
+        let addrs: Vec<String> = state
+            .live
+            .borrow()
+            .nodes
+            .iter()
+            .map(|n| n.addr.clone())
+            .collect();
         use_effect_with(state.mode, move |mode| {
             let links = (*mode == Mode::Live).then(|| {
                 let d = dispatcher.clone();
@@ -1005,7 +1011,7 @@ fn logs_panel(state: &UseReducerHandle<Ui>, e: &crate::engine::Engine) -> Html {
 
 fn live_view(state: &UseReducerHandle<Ui>) -> Html {
     let now = now_ms();
-    let live = &state.live;
+    let live = state.live.borrow();
     let leader = live.leader(now);
     let n = live.nodes.len().max(1);
     let nodes = live.nodes.iter().enumerate().map(|(i, ln)| {
@@ -1028,6 +1034,16 @@ fn live_view(state: &UseReducerHandle<Ui>) -> Html {
             </g>
         }
     });
+    let mut live_links = Vec::new();
+    for a in 1..=n as u64 {
+        for b in (a + 1)..=n as u64 {
+            let (x1, y1) = pos(n, a);
+            let (x2, y2) = pos(n, b);
+            live_links.push(html! {
+                <g class="link"><line class="link-line" x1={x1.to_string()} y1={y1.to_string()} x2={x2.to_string()} y2={y2.to_string()} /></g>
+            });
+        }
+    }
     let rows = live.nodes.iter().enumerate().map(|(i, ln)| {
         let dead = ln.is_dead(now);
         let s = ln.status.as_ref();
@@ -1050,8 +1066,8 @@ fn live_view(state: &UseReducerHandle<Ui>) -> Html {
     });
     let events = live.events.iter().rev().take(60).map(|(i, t, k)| {
         let ev = keyval_core::sim::TraceEvent { time: 0, kind: k.clone() };
-        let text = narrate(&ev, true, false).map_or_else(|| k.render(), |n| n.text);
-        html! { <li class="nar" data-testid="live-event"><span class="t">{format!("{}.{:03}", (t / 1000) % 100_000, t % 1000)}</span><span class="txt">{format!("[{}] {text}", live.nodes.get(*i).map_or("?", |n| n.addr.as_str()))}</span></li> }
+        let text = narrate(&ev, false, false).map_or_else(|| k.render(), |n| n.text);
+        html! { <li class="nar" data-testid="live-event"><span class="t">{format!("{:02}:{:02}:{:02}.{:03}", (t / 3_600_000) % 24, (t / 60_000) % 60, (t / 1000) % 60, t % 1000)}</span><span class="txt">{format!("[{}] {text}", live.nodes.get(*i).map_or("?", |n| n.addr.as_str()))}</span></li> }
     });
     html! {
         <main class="live">
@@ -1059,6 +1075,7 @@ fn live_view(state: &UseReducerHandle<Ui>) -> Html {
                 <div class="card cluster">
                     <div class="svgwrap">
                         <svg viewBox={format!("0 0 {VIEW_W} {VIEW_H}")} data-testid="live-cluster">
+                            <g class="links">{ for live_links }</g>
                             <g class="nodes">{ for nodes }</g>
                         </svg>
                         <div class="leader-badge" data-testid="live-leader">{ leader.map_or("no leader".to_string(), |l| format!("leader: n{l}")) }</div>

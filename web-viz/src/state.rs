@@ -200,7 +200,8 @@ pub struct Ui {
     pub latency_ms: (u64, u64),
     pub scenario: Option<usize>,
     pub mode: Mode,
-    pub live: LiveState,
+    /// Shared, not cloned: frames that do not re-render must still be kept.
+    pub live: Rc<RefCell<LiveState>>,
     /// A JSON trace prepared for download (the app saves it as a file).
     pub export: Option<Rc<String>>,
     pub fps: f64,
@@ -238,7 +239,7 @@ impl Ui {
             latency_ms: (1, 5),
             scenario: None,
             mode,
-            live: LiveState::new(live_addrs),
+            live: Rc::new(RefCell::new(LiveState::new(live_addrs))),
             export: None,
             fps: 0.0,
             form: Form {
@@ -452,8 +453,9 @@ impl Ui {
     fn frame(&mut self, now: f64) -> bool {
         let prev = self.last_frame_ms.replace(now);
         if self.mode == Mode::Live {
-            if now - self.live.last_render_ms > 200.0 {
-                self.live.last_render_ms = now;
+            let mut live = self.live.borrow_mut();
+            if now - live.last_render_ms > 200.0 {
+                live.last_render_ms = now;
                 return true;
             }
             return false;
@@ -504,20 +506,21 @@ impl Ui {
 
     fn live(&mut self, m: LiveMsg) -> bool {
         let now = now_ms();
+        let mut live = self.live.borrow_mut();
         match m {
             LiveMsg::Open(i) => {
-                if let Some(n) = self.live.nodes.get_mut(i) {
+                if let Some(n) = live.nodes.get_mut(i) {
                     n.connected = true;
                     n.last_frame_ms = now;
                 }
             }
             LiveMsg::Closed(i) => {
-                if let Some(n) = self.live.nodes.get_mut(i) {
+                if let Some(n) = live.nodes.get_mut(i) {
                     n.connected = false;
                 }
             }
             LiveMsg::Frame(i, bytes) => {
-                let Some(n) = self.live.nodes.get_mut(i) else {
+                let Some(n) = live.nodes.get_mut(i) else {
                     return false;
                 };
                 n.last_frame_ms = now;
@@ -528,19 +531,26 @@ impl Ui {
                     }
                     Ok(LiveFrame::Event { time_ms, kind }) => {
                         n.events += 1;
-                        self.live.events.push_back((i, time_ms, kind));
-                        while self.live.events.len() > LIVE_EVENTS_KEPT {
-                            self.live.events.pop_front();
+                        // Heartbeats and deliveries are counted, not listed: they would push
+                        // everything worth reading out of the list within a second.
+                        let ev = keyval_core::sim::TraceEvent { time: 0, kind };
+                        if crate::narrate::narrate(&ev, false, false).is_none() {
+                            return false;
+                        }
+                        let kind = ev.kind;
+                        live.events.push_back((i, time_ms, kind));
+                        while live.events.len() > LIVE_EVENTS_KEPT {
+                            live.events.pop_front();
                         }
                     }
                     Ok(LiveFrame::Lagged { dropped }) => n.lagged += dropped,
                     Err(_) => return false,
                 }
                 // Frames can arrive by the hundred per second: re-render at most every 100 ms.
-                if now - self.live.last_render_ms < 100.0 {
+                if now - live.last_render_ms < 100.0 {
                     return false;
                 }
-                self.live.last_render_ms = now;
+                live.last_render_ms = now;
             }
         }
         true

@@ -140,9 +140,9 @@ fn live_frames_update_nodes_and_silence_means_dead() {
     let bytes = postcard::to_allocvec(&LiveFrame::Status(status)).unwrap();
     let s = s.apply(Msg::Live(web_viz::state::LiveMsg::Frame(0, bytes)));
     let now = web_viz::state::now_ms();
-    assert_eq!(s.live.leader(now), Some(1));
-    assert!(!s.live.nodes[0].is_dead(now));
-    assert!(s.live.nodes[0].is_dead(now + 1500.0));
+    assert_eq!(s.live.borrow().leader(now), Some(1));
+    assert!(!s.live.borrow().nodes[0].is_dead(now));
+    assert!(s.live.borrow().nodes[0].is_dead(now + 1500.0));
     let s = s.apply(Msg::Live(web_viz::state::LiveMsg::Closed(0)));
-    assert!(s.live.nodes[0].is_dead(now));
+    assert!(s.live.borrow().nodes[0].is_dead(now));
 }
