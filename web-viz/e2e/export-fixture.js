@@ -4,7 +4,7 @@ const fs = require('fs');
 const { serve, launch, openPage, text, waitFor } = require('./lib');
 (async () => {
   const site = await serve(); const browser = await launch();
-  const page = await openPage(browser, site.url + '/?nodes=5&seed=11&speed=40');
+  const page = await openPage(browser, site.url + '/?nodes=5&seed=11&speed=50');
   await waitFor(async () => /leader: n/.test(await text(page, 'leader')));
   const l = Number((await text(page, 'leader')).match(/n(\d)/)[1]);
   await page.locator('[data-testid="client-key"]').fill('fruit');

@@ -583,8 +583,10 @@ fn sim_view(state: &UseReducerHandle<Ui>, reader: Reader) -> Html {
             })
         };
         let factor = speed_factor(state.speed);
-        let speed_text = if factor >= 1.0 {
+        let speed_text = if factor >= 10.0 {
             format!("{factor:.0}×")
+        } else if factor >= 1.0 {
+            format!("{factor:.1}×")
         } else {
             format!("{factor:.3}×")
         };
@@ -609,6 +611,7 @@ fn sim_view(state: &UseReducerHandle<Ui>, reader: Reader) -> Html {
                     <span>{"event "}<b data-testid="event-count">{e.visible_steps}</b></span>
                     <span>{"step "}<b data-testid="step-count">{e.step_count()}</b>{format!(" / {}", e.horizon)}</span>
                     <span title="simulator events per second while playing">{"sim "}<b data-testid="eps">{fmt_rate(state.eps)}</b>{" ev/s"}</span>
+                    <span title="frames per second of the animation">{"fps "}<b data-testid="fps">{format!("{:.0}", state.fps)}</b></span>
                     <span>{"actions "}<b data-testid="action-count">{e.actions.len()}</b></span>
                 </div>
             </div>
@@ -872,7 +875,8 @@ fn client_status(e: &crate::engine::Engine) -> Html {
     };
     let mut lines: Vec<String> = Vec::new();
     let mut done = false;
-    for ev in e.trace() {
+    // Newest first, stopping at the invocation: the trace can be long.
+    for ev in e.trace().iter().rev() {
         match &ev.kind {
             TraceKind::ClientInvoke {
                 client,
@@ -885,6 +889,7 @@ fn client_status(e: &crate::engine::Engine) -> Html {
                     fmt_time(ev.time),
                     op_text(op)
                 ));
+                break;
             }
             TraceKind::ClientRetry {
                 client,
@@ -910,27 +915,19 @@ fn client_status(e: &crate::engine::Engine) -> Html {
         }
     }
     let idx = e.client_entry_index();
-    let commits: Vec<String> = match idx {
-        Some(i) => e
-            .sim
-            .nodes()
-            .values()
-            .filter(|n| {
-                n.server
-                    .as_ref()
-                    .is_some_and(|s| s.raft().commit_index() >= i)
-            })
-            .map(|n| format!("n{}", n.id))
-            .collect(),
-        None => Vec::new(),
-    };
+    let commits: Vec<String> = idx
+        .map(|i| e.client_committed_on(i))
+        .unwrap_or_default()
+        .iter()
+        .map(|n| format!("n{n}"))
+        .collect();
     html! {
         <div data-state={if done { "done" } else { "pending" }}>
             <b>{ if done { "✔ answered" } else { "… pending" } }</b>
             if let Some(i) = idx {
                 <span class="muted">{format!(" · entry {i}, committed on {}", if commits.is_empty() { "none yet".to_string() } else { commits.join(", ") })}</span>
             }
-            <ul>{ for lines.iter().rev().take(4).map(|l| html!{ <li>{l}</li> }) }</ul>
+            <ul>{ for lines.iter().take(4).map(|l| html!{ <li>{l}</li> }) }</ul>
         </div>
     }
 }

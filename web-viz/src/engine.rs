@@ -325,20 +325,55 @@ impl Engine {
         }
     }
 
-    /// The log index holding the manual client's latest request on the leader, if appended.
+    /// Whether this entry is the manual client's latest request.
+    pub fn is_client_entry(&self, e: &keyval_core::Entry) -> bool {
+        match (&e.payload, self.client_seq) {
+            (keyval_core::EntryPayload::Command(r), Some(seq)) => {
+                r.client_id == MANUAL_CLIENT && r.seq == seq
+            }
+            _ => false,
+        }
+    }
+
+    /// The log index holding the manual client's latest request, looked up on the leader first
+    /// (where it is appended), then on any node.
     pub fn client_entry_index(&self) -> Option<u64> {
-        let seq = self.client_seq?;
-        for n in self.sim.nodes().values() {
+        self.client_seq?;
+        let leader = self.sim.leader();
+        let mut nodes: Vec<_> = self.sim.nodes().values().collect();
+        nodes.sort_by_key(|n| Some(n.id) != leader);
+        for n in nodes {
             let Some(s) = &n.server else { continue };
-            for e in s.raft().log().entries().iter().rev() {
-                if let keyval_core::EntryPayload::Command(r) = &e.payload {
-                    if r.client_id == MANUAL_CLIENT && r.seq == seq {
-                        return Some(e.index);
-                    }
-                }
+            if let Some(e) = s
+                .raft()
+                .log()
+                .entries()
+                .iter()
+                .rev()
+                .find(|e| self.is_client_entry(e))
+            {
+                return Some(e.index);
             }
         }
         None
+    }
+
+    /// Nodes on which the manual client's request is committed at `index`.
+    pub fn client_committed_on(&self, index: u64) -> Vec<NodeId> {
+        self.sim
+            .nodes()
+            .values()
+            .filter(|n| {
+                n.server.as_ref().is_some_and(|s| {
+                    s.raft().commit_index() >= index
+                        && s.raft()
+                            .log()
+                            .get(index)
+                            .is_some_and(|e| self.is_client_entry(e))
+                })
+            })
+            .map(|n| n.id)
+            .collect()
     }
 
     /// Whether a message belongs to the manual client's current request (for highlighting).
@@ -349,10 +384,12 @@ impl Engine {
         {
             return true;
         }
-        let Some(idx) = entry else { return false };
+        if entry.is_none() {
+            return false;
+        }
         match &f.payload {
             Payload::Raft(Message::AppendEntries { entries, .. }) => {
-                entries.iter().any(|e| e.index == idx)
+                entries.iter().any(|e| self.is_client_entry(e))
             }
             _ => false,
         }

@@ -34,10 +34,10 @@ pub enum Mode {
     Live,
 }
 
-/// Speed slider position (0..=100) to virtual microseconds per real millisecond:
-/// 0 is 0.01× real time, 100 is 1000× (10^(s/20 − 2) × real time).
+/// Speed slider position (0..=100) to a multiple of real time: 0 is 0.01×, 50 is 1× (real
+/// time), 100 is 100× (10^(s/25 − 2)).
 pub fn speed_factor(slider: f64) -> f64 {
-    10f64.powf(slider / 20.0 - 2.0)
+    10f64.powf(slider / 25.0 - 2.0)
 }
 
 pub const DEFAULT_SPEED: f64 = 10.0;

@@ -44,7 +44,7 @@ fn three_quick_actions_all_register() {
 
 #[wasm_bindgen_test]
 fn play_frames_advance_virtual_time() {
-    let mut s = Rc::new(Ui::new(5, 2, Mode::Sim, &[])).apply(Msg::SetSpeed(40.0));
+    let mut s = Rc::new(Ui::new(5, 2, Mode::Sim, &[])).apply(Msg::SetSpeed(50.0));
     assert!(s.playing);
     for i in 0..60 {
         s = s.apply(Msg::Frame(i as f64 * 16.0));

@@ -26,8 +26,8 @@ test('page loads with no console error', async () => {
 });
 
 test('a leader is elected', async () => {
-  // speed 40 = real time
-  const page = await openPage(browser, `${site.url}/?nodes=5&seed=1&speed=40`);
+  // speed 50 = real time
+  const page = await openPage(browser, `${site.url}/?nodes=5&seed=1&speed=50`);
   const l = await waitFor(() => leaderOf(page), 15000, 'a leader');
   assert.ok(l >= 1 && l <= 5);
   const role = await page.locator(`[data-testid="node-${l}"]`).getAttribute('data-role');
@@ -38,7 +38,7 @@ test('a leader is elected', async () => {
 });
 
 test('crashing the leader from the UI elects a new one', async () => {
-  const page = await openPage(browser, `${site.url}/?nodes=5&seed=2&speed=40`);
+  const page = await openPage(browser, `${site.url}/?nodes=5&seed=2&speed=50`);
   const old = await waitFor(() => leaderOf(page), 15000, 'a leader');
   await page.locator(`[data-testid="node-${old}"]`).click();
   await page.locator('[data-testid="menu-crash"]').click();
@@ -52,7 +52,7 @@ test('crashing the leader from the UI elects a new one', async () => {
 });
 
 test('a put from the UI is committed on every live node', async () => {
-  const page = await openPage(browser, `${site.url}/?nodes=5&seed=3&speed=40`);
+  const page = await openPage(browser, `${site.url}/?nodes=5&seed=3&speed=50`);
   await waitFor(() => leaderOf(page), 15000, 'a leader');
   await page.locator('[data-testid="client-key"]').fill('color');
   await page.locator('[data-testid="client-value"]').fill('blue');
@@ -104,7 +104,7 @@ async function snapshot(page) {
 }
 
 test('exporting a trace and importing it reproduces the same state', async () => {
-  const page = await openPage(browser, `${site.url}/?nodes=5&seed=6&speed=40`);
+  const page = await openPage(browser, `${site.url}/?nodes=5&seed=6&speed=50`);
   const l = await waitFor(() => leaderOf(page), 15000, 'a leader');
   await page.locator('[data-testid="client-key"]').fill('k');
   await page.locator('[data-testid="client-value"]').fill('v1');
@@ -175,17 +175,37 @@ test('scrubbing back replays exactly and the URL carries nodes and seed', async 
 });
 
 test('guided scenario and in-browser simulator speed', async () => {
-  const page = await openPage(browser, `${site.url}/?nodes=7&seed=1&speed=55`);
+  const page = await openPage(browser, `${site.url}/?nodes=7&seed=1&speed=60`);
   await waitFor(() => leaderOf(page), 15000, 'a leader');
   await page.waitForTimeout(1500);
   await shot(page, '06-seven-nodes-fast');
   await page.locator('[data-testid="bench"]').click();
   const r = await waitFor(async () => { const t = await text(page, 'bench-result'); return t; }, 20000, 'bench');
   console.log(`# in-browser simulator speed (7 nodes, trace on): ${r}`);
-  console.log(`# playing at speed 55: ${await text(page, 'eps')}`);
+  console.log(`# playing at speed 60: ${await text(page, 'eps')}`);
   await page.locator('[data-testid="scenario-leader-crash"]').click();
   await waitFor(async () => (await text(page, 'sim-time')).startsWith('1.') || (await text(page, 'sim-time')).startsWith('2.'), 20000, 'scenario time');
   await shot(page, '07-scenario-leader-crash');
+  assert.deepEqual(page.errors, []);
+  await page.context().close();
+});
+
+test('7 nodes at full speed keep animating smoothly', async () => {
+  const page = await openPage(browser, `${site.url}/?nodes=7&seed=5&speed=100`);
+  await waitFor(() => leaderOf(page), 15000, 'a leader');
+  await page.waitForTimeout(1000);
+  // Count animation frames the page gets for 3 s while the simulator runs flat out.
+  const frames = await page.evaluate(() => new Promise((resolve) => {
+    let n = 0; let worst = 0; let last = performance.now();
+    const end = last + 3000;
+    const f = (t) => { n++; worst = Math.max(worst, t - last); last = t; if (t < end) requestAnimationFrame(f); else resolve({ n, worst }); };
+    requestAnimationFrame(f);
+  }));
+  const eps = await text(page, 'eps');
+  const simTime = await text(page, 'sim-time');
+  console.log(`# 7 nodes at 100x: ${(frames.n / 3).toFixed(0)} fps (worst frame ${frames.worst.toFixed(0)} ms), stepping at ${eps} ev/s, sim time ${simTime}`);
+  await shot(page, '12-seven-nodes-full-speed');
+  assert.ok(frames.n / 3 > 20, `only ${frames.n / 3} fps`);
   assert.deepEqual(page.errors, []);
   await page.context().close();
 });
