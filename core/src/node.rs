@@ -185,6 +185,7 @@ impl RaftNode {
             self.heartbeat_elapsed = 0;
             self.broadcast_heartbeat();
         }
+        self.reprobe_stalled_followers();
         if self.election_elapsed >= self.config.election_ticks {
             self.election_elapsed = 0;
             if self.config.check_quorum && !self.quorum_recently_active() {

@@ -23,6 +23,10 @@ pub struct Progress {
     inflight: VecDeque<Index>,
     /// Heard from since the last check-quorum round.
     pub recent_active: bool,
+    /// Leader ticks since an append to this follower was last acknowledged while some were
+    /// outstanding. Appends lost in bulk (a dropped connection) would otherwise be freed one
+    /// per heartbeat response; past an election timeout the leader probes again instead.
+    pub stalled_ticks: u32,
 }
 
 impl Progress {
@@ -34,6 +38,7 @@ impl Progress {
             probe_sent: false,
             inflight: VecDeque::new(),
             recent_active: false,
+            stalled_ticks: 0,
         }
     }
 
@@ -64,6 +69,7 @@ impl Progress {
     /// Returns false for a stale acknowledgement (reordered or duplicated).
     pub fn on_success(&mut self, match_index: Index) -> bool {
         let advanced = match_index > self.match_index;
+        self.stalled_ticks = 0;
         if advanced {
             self.match_index = match_index;
         }
@@ -79,6 +85,7 @@ impl Progress {
 
     pub fn become_probe(&mut self, next_index: Index) {
         self.state = ProgressState::Probe;
+        self.stalled_ticks = 0;
         self.next_index = next_index.max(self.match_index + 1);
         self.probe_sent = false;
         self.inflight.clear();
@@ -89,6 +96,21 @@ impl Progress {
         self.next_index = self.match_index + 1;
         self.probe_sent = false;
         self.inflight.clear();
+    }
+
+    /// Counts a leader tick; true when outstanding appends have gone unanswered for `limit`
+    /// ticks, i.e. they were lost and the follower must be probed again.
+    pub fn tick_stalled(&mut self, limit: u32) -> bool {
+        let outstanding = match self.state {
+            ProgressState::Probe => self.probe_sent,
+            ProgressState::Replicate => !self.inflight.is_empty(),
+        };
+        if !outstanding {
+            self.stalled_ticks = 0;
+            return false;
+        }
+        self.stalled_ticks += 1;
+        self.stalled_ticks >= limit
     }
 
     /// A heartbeat response proves the follower alive: let one more append through so a lost

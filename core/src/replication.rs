@@ -110,6 +110,25 @@ impl RaftNode {
         out
     }
 
+    /// Followers whose appends went unanswered for an election timeout are probed again from
+    /// what they acknowledged, instead of waiting for heartbeat responses to free the window one
+    /// slot at a time.
+    pub(crate) fn reprobe_stalled_followers(&mut self) {
+        let limit = self.config.election_ticks;
+        let stalled: Vec<NodeId> = self
+            .progress
+            .iter_mut()
+            .filter_map(|(&id, pr)| pr.tick_stalled(limit).then_some(id))
+            .collect();
+        for peer in stalled {
+            if let Some(pr) = self.progress.get_mut(&peer) {
+                let next = pr.match_index + 1;
+                pr.become_probe(next);
+            }
+            self.send_append(peer);
+        }
+    }
+
     pub(crate) fn broadcast_heartbeat(&mut self) {
         for peer in self.peers().collect::<Vec<_>>() {
             let matched = self.progress.get(&peer).map_or(0, |p| p.match_index);
@@ -179,11 +198,14 @@ impl RaftNode {
             );
             return;
         }
-        if let Some(bad) = entries
-            .iter()
-            .enumerate()
-            .find(|(i, e)| e.index != prev + 1 + *i as u64 || e.term < prev_term)
-        {
+        if let Some(bad) = entries.iter().enumerate().find(|(i, e)| {
+            let before = if *i == 0 {
+                prev_term
+            } else {
+                entries[i - 1].term
+            };
+            e.index != prev + 1 + *i as u64 || e.term < before || e.term > term
+        }) {
             let detail = format!("append entries not contiguous at position {}", bad.0);
             self.emit(NodeEvent::ProtocolViolation { from, detail });
             return;
@@ -269,7 +291,9 @@ impl RaftNode {
                 let Some(pr) = self.progress.get_mut(&from) else {
                     return;
                 };
-                pr.become_probe(next.min(rejected_prev).max(1));
+                // A reject can only move the leader back: never past its own log or the
+                // follower's acknowledged prefix, whatever the hints say.
+                pr.become_probe(next.min(rejected_prev).min(last_index + 1).max(1));
                 self.send_append(from);
             }
         }
