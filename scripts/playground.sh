@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 PORT=${PORT:-8080}
 export PATH="$PWD/web-viz/e2e/node_modules/.bin:$HOME/.cargo/bin:$PATH"
 export TRUNK_SKIP_VERSION_CHECK=true
+# A smaller wasm at the same simulator speed (measured: 948 -> 703 KB, ~5M events/s both).
+export CARGO_PROFILE_RELEASE_OPT_LEVEL=s CARGO_PROFILE_RELEASE_LTO=true CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
 
 if ! command -v trunk >/dev/null || [ ! -x web-viz/e2e/node_modules/.bin/wasm-opt ]; then
   bash scripts/install-web-tools.sh

@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/web-viz/e2e/node_modules/.bin:$HOME/.cargo/bin:$PATH"
 export TRUNK_SKIP_VERSION_CHECK=true
+# A smaller wasm at the same simulator speed (measured: 948 -> 703 KB, ~5M events/s both).
+export CARGO_PROFILE_RELEASE_OPT_LEVEL=s CARGO_PROFILE_RELEASE_LTO=true CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
 
 bash scripts/install-web-tools.sh
 
@@ -31,4 +33,8 @@ cargo build -q -p native-node --bins
 export KEYVAL_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/keyval"
 
 echo "==> end-to-end browser tests"
+rm -rf artifacts/traces
 (cd web-viz/e2e && npm test)
+
+echo "==> the trace the browser exported replays in cargo test"
+WEB_VIZ_TRACES="$PWD/artifacts/traces" cargo test -q -p web-viz --test replay saved_traces_replay_exactly -- --nocapture

@@ -1,5 +1,5 @@
-// Regenerates web-viz/tests/traces/browser-5n-seed11-crash-put.json by driving the built page
-// (after an intended change of the core's behaviour): node web-viz/e2e/export-fixture.js
+// Exports a trace from the built page into web-viz/tests/traces/ (a run with a put, a cut link
+// and a crashed leader), to pin it as a regression test: node web-viz/e2e/export-fixture.js
 const fs = require('fs');
 const { serve, launch, openPage, text, waitFor } = require('./lib');
 (async () => {

@@ -3,7 +3,8 @@
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
-const { serve, launch, openPage, shot, text, num, waitFor } = require('../lib');
+const path = require('node:path');
+const { serve, launch, openPage, shot, text, num, waitFor, ROOT } = require('../lib');
 
 let site;
 let browser;
@@ -122,6 +123,10 @@ test('exporting a trace and importing it reproduces the same state', async () =>
   ]);
   const file = await download.path();
   const json = JSON.parse(fs.readFileSync(file, 'utf8'));
+  // Kept for `cargo test` to replay (web-viz/test.sh: WEB_VIZ_TRACES=artifacts/traces).
+  const traces = path.join(ROOT, 'artifacts', 'traces');
+  fs.mkdirSync(traces, { recursive: true });
+  fs.copyFileSync(file, path.join(traces, 'e2e-export-5n-seed6.json'));
   assert.equal(json.format, 'keyval-playground-trace/1');
   assert.ok(json.actions.length >= 2);
   // Go somewhere else, then import.
