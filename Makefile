@@ -6,8 +6,9 @@ CARGO ?= cargo
 build:
 	$(CARGO) build --workspace --bins
 
-## The whole suite, exactly as CI runs it.
-test: lint test-rust
+## The whole suite, exactly as CI runs it: lint, every Rust test (core, simulator, process
+## tests), the core's wasm build, then the playground's browser tests.
+test: lint test-rust web-test
 
 test-rust:
 	$(CARGO) build -p native-node --bins
