@@ -690,7 +690,16 @@ fn narration_panel(state: &UseReducerHandle<Ui>, e: &crate::engine::Engine) -> H
     }
     let mut lines: Vec<Line> = Vec::new();
     let mut newest_time = None;
-    for (i, ev) in trace.iter().enumerate().rev() {
+    // Without heartbeats and deliveries, walk the index of notable events; with them, they are
+    // dense, so a bounded window of the tail is enough.
+    let indices: Box<dyn Iterator<Item = usize>> = if state.show_heartbeats || state.show_deliveries
+    {
+        Box::new((trace.len().saturating_sub(20_000)..trace.len()).rev())
+    } else {
+        Box::new(e.notable.iter().rev().copied())
+    };
+    for i in indices {
+        let ev = &trace[i];
         if lines.len() >= 40 {
             break;
         }
@@ -935,8 +944,16 @@ fn client_status(e: &crate::engine::Engine) -> Html {
     };
     let mut lines: Vec<String> = Vec::new();
     let mut done = false;
-    // Newest first, stopping at the invocation: the trace can be long.
-    for ev in e.trace().iter().rev() {
+    // From the invocation on, over notable events only: the trace can be long.
+    let from = e.client_invoked_at.unwrap_or(0);
+    let start = e.notable.partition_point(|&i| i < from);
+    let mut seen: Vec<&keyval_core::sim::TraceEvent> = e.notable[start..]
+        .iter()
+        .take(5_000)
+        .map(|&i| &e.trace()[i])
+        .collect();
+    seen.reverse();
+    for ev in seen {
         match &ev.kind {
             TraceKind::ClientInvoke {
                 client,

@@ -70,6 +70,11 @@ pub struct Engine {
     pub visible_steps: u64,
     /// Trace events already folded into the derived state below.
     cursor: usize,
+    /// Trace indices of the events worth narrating without heartbeats and deliveries, so the
+    /// page never scans a long quiet stretch of heartbeats.
+    pub notable: Vec<usize>,
+    /// Trace index of the manual client's latest invocation.
+    pub client_invoked_at: Option<usize>,
     pub inflight: BTreeMap<u64, Flight>,
     /// Trace indices `[start, end)` produced by the most recent visible step.
     pub last_batch: (usize, usize),
@@ -91,6 +96,8 @@ impl Engine {
             horizon: 0,
             visible_steps: 0,
             cursor: 0,
+            notable: Vec::new(),
+            client_invoked_at: None,
             inflight: BTreeMap::new(),
             last_batch: (0, 0),
             script: VecDeque::new(),
@@ -289,7 +296,19 @@ impl Engine {
     /// Folds new trace events into the in-flight message set.
     fn fold(&mut self) {
         let trace = self.sim.trace();
-        for ev in &trace[self.cursor..] {
+        for (i, ev) in trace.iter().enumerate().skip(self.cursor) {
+            if is_notable(&ev.kind) {
+                self.notable.push(i);
+            }
+            if matches!(
+                ev.kind,
+                TraceKind::ClientInvoke {
+                    client: MANUAL_CLIENT,
+                    ..
+                }
+            ) {
+                self.client_invoked_at = Some(i);
+            }
             match &ev.kind {
                 TraceKind::Sent {
                     id,
@@ -393,6 +412,19 @@ impl Engine {
             }
             _ => false,
         }
+    }
+}
+
+/// Whether an event says more than "the cluster is alive": everything but heartbeats and
+/// message deliveries.
+pub fn is_notable(kind: &TraceKind) -> bool {
+    match kind {
+        TraceKind::Sent { payload, .. } => !matches!(
+            payload,
+            Payload::Raft(Message::Heartbeat { .. } | Message::HeartbeatResponse { .. })
+        ),
+        TraceKind::Delivered { .. } => false,
+        _ => true,
     }
 }
 
@@ -520,6 +552,20 @@ mod tests {
         let r = back.replay().unwrap();
         assert_eq!(r.step_count(), e.step_count());
         assert_eq!(r.trace(), e.trace());
+    }
+
+    #[test]
+    fn notable_index_matches_the_trace() {
+        let mut e = Engine::new(SimConfig::new(5, 2));
+        for _ in 0..20_000 {
+            e.advance();
+        }
+        let want: Vec<usize> = (0..e.trace().len())
+            .filter(|&i| is_notable(&e.trace()[i].kind))
+            .collect();
+        assert_eq!(e.notable, want);
+        e.seek(5_000);
+        assert!(e.notable.iter().all(|&i| i < e.trace().len()));
     }
 
     #[test]

@@ -41,6 +41,9 @@ pub fn speed_factor(slider: f64) -> f64 {
 }
 
 pub const DEFAULT_SPEED: f64 = 10.0;
+/// Trace events after which playing stops: the simulator keeps every event in memory (a few
+/// hundred MB at this size; about an hour of virtual time with 7 nodes).
+pub const TRACE_LIMIT: usize = 2_000_000;
 /// Time a frame may spend stepping the simulator before the page would stutter.
 pub const FRAME_BUDGET_MS: f64 = 10.0;
 
@@ -489,6 +492,14 @@ impl Ui {
         let spent = now_ms() - start;
         if e.sim.next_event_time().is_none() {
             self.playing = false;
+        }
+        if e.trace().len() > TRACE_LIMIT {
+            // The simulator keeps every event of the run in memory (about 150 bytes each).
+            self.playing = false;
+            self.notice = Some(format!(
+                "Paused: this run has recorded {} events, the most a browser tab should hold. Scrub back to fork it, export it, or start a new run.",
+                e.trace().len()
+            ));
         }
         drop(e);
         // Events per second of stepping time, refreshed every half second of wall time.
