@@ -423,6 +423,7 @@ fn sim_view(state: &UseReducerHandle<Ui>, reader: Reader) -> Html {
         }
     }
 
+    let inspected = state.inspected.as_ref().map(|f| f.id);
     // Messages in flight, positioned by the displayed time.
     let flights: Vec<&Flight> = e.inflight.values().collect();
     let msgs = flights.iter().map(|f| {
@@ -445,8 +446,8 @@ fn sim_view(state: &UseReducerHandle<Ui>, reader: Reader) -> Html {
         let follow = e.follows_client(f, client_entry);
         let tip = format!("#{} {} {}→{}: {}", f.id, f.payload.kind(), f.from, f.to, f.payload.summary());
         html! {
-            <g class={classes!("msg", follow.then_some("follow"))} transform={format!("translate({x:.1},{y:.1})")}
-               data-testid="msg" data-kind={f.payload.kind()}>
+            <g class={classes!("msg", follow.then_some("follow"), (inspected == Some(f.id)).then_some("inspected"))} transform={format!("translate({x:.1},{y:.1})")}
+               data-testid="msg" data-kind={f.payload.kind()} onclick={cb(Msg::InspectMsg(Some(f.id)))}>
                 <title>{tip}</title>
                 if follow { <circle class="halo" r="15" /> }
                 <circle r="10" fill={if hollow { "#ffffff" } else { color }} stroke={color} stroke-width={if hollow { "3" } else { "1.5" }} />
@@ -554,6 +555,14 @@ fn sim_view(state: &UseReducerHandle<Ui>, reader: Reader) -> Html {
                     { match leader { Some(l) => format!("leader: n{l}"), None => "no leader".to_string() } }
                 </div>
             </div>
+            if let Some(f) = state.inspected.clone() {
+                <div class="inspector" data-testid="msg-inspector">
+                    <b>{format!("#{} {}", f.id, f.payload.kind())}</b>
+                    {format!(" {}→{} · sent {} · arrives {} · ", f.from, f.to, fmt_time(f.sent_at), fmt_time(f.deliver_at))}
+                    <code>{f.payload.summary()}</code>
+                    <button class="x" onclick={cb(Msg::InspectMsg(None))}>{"✕"}</button>
+                </div>
+            }
             { legend() }
         </div>
     };
@@ -1020,6 +1029,7 @@ fn logs_panel(state: &UseReducerHandle<Ui>, e: &crate::engine::Engine) -> Html {
         let role = sn.role();
         const SHOWN: usize = 28;
         let skip = entries.len().saturating_sub(SHOWN);
+        let snap = raft.map_or(0, |r| r.log().first_index().saturating_sub(1));
         let cells = entries[skip..].iter().map(|en| {
             let what = match &en.payload {
                 EntryPayload::Noop => "no-op".to_string(),
@@ -1063,6 +1073,7 @@ fn logs_panel(state: &UseReducerHandle<Ui>, e: &crate::engine::Engine) -> Html {
                 <td class="num" data-testid={format!("commit-{id}")}>{commit}</td>
                 <td class="num" data-testid={format!("applied-{id}")}>{applied}</td>
                 <td class="log" data-testid={format!("log-{id}")}>
+                    if snap > 0 { <span class="snap" title="entries up to here are compacted into a snapshot">{format!("⟦snapshot ≤{snap}⟧")}</span> }
                     if skip > 0 { <span class="more">{format!("…{skip}")}</span> }
                     { for cells }
                 </td>

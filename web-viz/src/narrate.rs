@@ -207,7 +207,7 @@ fn node_event(node: u64, e: &NodeEvent) -> Option<Narration> {
                 "election",
             ),
             Role::PreCandidate => n(
-                format!("n{node} becomes a pre-candidate for term {term}+1 without changing its term."),
+                format!("n{node} becomes a pre-candidate: it asks for pre-votes for term {} while staying in term {term}.", term + 1),
                 RULE_PREVOTE,
                 "election",
             ),

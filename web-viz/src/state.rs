@@ -136,6 +136,8 @@ pub enum Msg {
     Act(UserAction),
     Submit(KvOp),
     Select(Option<NodeId>),
+    /// Inspect a message (pauses, so its fields can be read).
+    InspectMsg(Option<u64>),
     /// Cut the link both ways, or restore it when either direction is cut.
     ToggleLink(NodeId, NodeId),
     /// Partition group (0, 1, 2) picked for a node.
@@ -189,6 +191,8 @@ pub struct Ui {
     /// True when the last frames could not keep up with the chosen speed.
     pub saturated: bool,
     pub selected: Option<NodeId>,
+    /// The message being inspected, as it was when clicked.
+    pub inspected: Option<crate::engine::Flight>,
     pub show_heartbeats: bool,
     pub show_deliveries: bool,
     pub notice: Option<String>,
@@ -229,6 +233,7 @@ impl Ui {
             last_frame_ms: None,
             saturated: false,
             selected: None,
+            inspected: None,
             show_heartbeats: false,
             show_deliveries: false,
             notice: None,
@@ -332,6 +337,12 @@ impl Ui {
                     self.notice = Some("The previous request is still pending.".into());
                 } else {
                     self.act(UserAction::Submit(op));
+                }
+            }
+            Msg::InspectMsg(id) => {
+                self.inspected = id.and_then(|id| self.engine.borrow().inflight.get(&id).cloned());
+                if self.inspected.is_some() {
+                    self.playing = false;
                 }
             }
             Msg::Select(n) => self.selected = if self.selected == n { None } else { n },

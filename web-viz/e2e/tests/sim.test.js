@@ -82,6 +82,21 @@ test('stepping advances exactly one event (button and arrow key)', async () => {
   await page.context().close();
 });
 
+test('clicking a message in flight shows its fields', async () => {
+  const page = await openPage(browser, `${site.url}/?nodes=3&seed=4&paused=1`);
+  await page.locator('[data-testid="step"]').waitFor();
+  await waitFor(async () => {
+    await page.locator('[data-testid="step"]').click();
+    return (await page.locator('[data-testid="msg"]').count()) > 0;
+  }, 10000, 'a message in flight');
+  await page.locator('[data-testid="msg"]').first().click({ force: true });
+  const t = await text(page, 'msg-inspector');
+  assert.match(t, /#\d+ \w+/);
+  assert.match(t, /term=/);
+  await shot(page, '04b-message-inspected');
+  await page.context().close();
+});
+
 test('three quick clicks all register', async () => {
   const page = await openPage(browser, `${site.url}/?nodes=3&seed=4&paused=1`);
   await page.locator('[data-testid="step"]').waitFor();
