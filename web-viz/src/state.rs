@@ -8,7 +8,7 @@ use std::rc::Rc;
 use keyval_core::sim::{FaultAction, NetworkConfig, SimConfig, TraceKind};
 use keyval_core::{KvOp, LiveFrame, NodeId, NodeStatus};
 
-use crate::engine::{Engine, ScriptAction, TraceFile, UserAction};
+use crate::engine::{Engine, TraceFile, UserAction};
 use crate::scenarios::SCENARIOS;
 
 /// Milliseconds from a monotonic clock (performance.now() in the browser).
@@ -417,14 +417,12 @@ impl Ui {
                 };
                 let version = self.version;
                 let speed = self.speed;
-                *self = Ui::new(sc.nodes, sc.seed, Mode::Sim, &[]);
+                let engine = sc.engine();
+                *self = Ui::new(sc.nodes, engine.cfg.seed, Mode::Sim, &[]);
+                self.engine = Rc::new(RefCell::new(engine));
                 self.version = version;
                 self.speed = sc.speed.unwrap_or(speed);
                 self.scenario = Some(i);
-                let mut e = self.engine.borrow_mut();
-                e.script = (sc.script)()
-                    .into_iter()
-                    .collect::<VecDeque<(u64, ScriptAction)>>();
             }
             Msg::Bench => self.bench = Some(bench(self.engine.borrow().cfg.clone())),
             Msg::SetMode(m) => {
