@@ -53,12 +53,16 @@ impl RaftNode {
 
     /// Sends as many appends as the follower's window allows. In Probe one append goes out even
     /// without new entries: it is how the leader finds where the follower's log diverges.
-    fn send_append(&mut self, peer: NodeId) {
+    pub(crate) fn send_append(&mut self, peer: NodeId) {
         let max_inflight = self.config.max_inflight_msgs;
         loop {
             let Some(pr) = self.progress.get(&peer) else {
                 return;
             };
+            if pr.state == ProgressState::Snapshot {
+                self.send_snapshot_chunk(peer);
+                return;
+            }
             if pr.is_paused(max_inflight) {
                 return;
             }
@@ -69,8 +73,13 @@ impl RaftNode {
             }
             let prev = next - 1;
             let Some(prev_term) = self.log.term(prev) else {
-                // Compacted away: catching up needs a snapshot, which this log never drops yet.
-                invariant!(self, false, "no term for prev index {prev} of peer {peer}");
+                // Compacted away: only the snapshot that replaced it can catch this peer up.
+                invariant!(
+                    self,
+                    prev < self.log.snapshot_index(),
+                    "no term for prev index {prev} of peer {peer}"
+                );
+                self.send_snapshot_chunk(peer);
                 return;
             };
             let entries = self.batch_from(next);
@@ -255,6 +264,8 @@ impl RaftNode {
                     // refused (it overtook its predecessor), so the entries after it are missing.
                     ProgressState::Replicate => rejected_prev < pr.match_index,
                     ProgressState::Probe => rejected_prev + 1 != pr.next_index,
+                    // Sent before the transfer started; the transfer's answer decides.
+                    ProgressState::Snapshot => true,
                 };
                 if stale {
                     return;

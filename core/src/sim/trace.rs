@@ -100,6 +100,18 @@ pub enum TraceKind {
         node: NodeId,
         from: Index,
     },
+    /// A snapshot made durable on a node (taken by it or installed from a leader).
+    SnapshotSaved {
+        node: NodeId,
+        index: Index,
+        term: Term,
+        bytes: u64,
+    },
+    /// The log prefix up to and including `through` removed from a node's disk.
+    LogCompacted {
+        node: NodeId,
+        through: Index,
+    },
     Applied {
         node: NodeId,
         index: Index,
@@ -230,6 +242,40 @@ pub fn node_event_text(node: NodeId, e: &NodeEvent) -> String {
         NodeEvent::ProtocolViolation { from, detail } => {
             format!("n{node} PROTOCOL VIOLATION from n{from}: {detail}")
         }
+        NodeEvent::SnapshotTaken { index, term, bytes } => {
+            format!("n{node} took snapshot {index}@{term} ({bytes} bytes), compacts log")
+        }
+        NodeEvent::SnapshotChunkSent {
+            to,
+            index,
+            offset,
+            bytes,
+            done,
+        } => {
+            let last = if *done { " (last)" } else { "" };
+            let end = offset.saturating_add(*bytes);
+            format!("n{node} sends n{to} snapshot {index} bytes {offset}..{end}{last}")
+        }
+        NodeEvent::SnapshotChunkReceived {
+            from,
+            index,
+            offset,
+            bytes,
+            done,
+        } => {
+            let last = if *done { " (last)" } else { "" };
+            let end = offset.saturating_add(*bytes);
+            format!("n{node} stored snapshot {index} bytes {offset}..{end} from n{from}{last}")
+        }
+        NodeEvent::SnapshotInstalled {
+            from,
+            index,
+            term,
+            bytes,
+            kept_entries,
+        } => format!(
+            "n{node} installed snapshot {index}@{term} from n{from} ({bytes} bytes, kept {kept_entries} log entries)"
+        ),
     }
 }
 
@@ -287,6 +333,15 @@ impl TraceKind {
                 term,
             } => format!("n{node} persisted entries {first}..={last} term={term}"),
             TraceKind::Truncated { node, from } => format!("n{node} truncated log from {from}"),
+            TraceKind::SnapshotSaved {
+                node,
+                index,
+                term,
+                bytes,
+            } => format!("n{node} persisted snapshot {index}@{term} ({bytes} bytes)"),
+            TraceKind::LogCompacted { node, through } => {
+                format!("n{node} compacted log through {through}")
+            }
             TraceKind::Applied {
                 node,
                 index,
