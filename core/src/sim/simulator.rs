@@ -827,10 +827,22 @@ impl Simulator {
         self.checker.on_term(self.now, n, term);
         self.checker
             .on_restart(self.now, n, server.raft(), server.kv());
+        let restored = server
+            .raft()
+            .snapshot()
+            .map(|s| TraceKind::RestoredSnapshot {
+                node: n,
+                index: s.meta.last_index,
+                term: s.meta.last_term,
+                log_last: server.raft().log().last_index(),
+            });
         if let Some(node) = self.nodes.get_mut(&n) {
             node.server = Some(server);
         }
         self.record(TraceKind::Restarted { node: n });
+        if let Some(kind) = restored {
+            self.record(kind);
+        }
         let at = self.now + self.rng.below(self.cfg.tick_us);
         self.schedule(
             at,

@@ -125,6 +125,14 @@ pub enum TraceKind {
     Restarted {
         node: NodeId,
     },
+    /// What a restarted node recovered, when it had a snapshot: the snapshot and the log tail
+    /// after it (`log_last` equal to `index` when the tail is empty).
+    RestoredSnapshot {
+        node: NodeId,
+        index: Index,
+        term: Term,
+        log_last: Index,
+    },
     Paused {
         node: NodeId,
     },
@@ -357,6 +365,19 @@ impl TraceKind {
             }
             TraceKind::Crashed { node } => format!("n{node} CRASHED"),
             TraceKind::Restarted { node } => format!("n{node} restarted from disk"),
+            TraceKind::RestoredSnapshot {
+                node,
+                index,
+                term,
+                log_last,
+            } => {
+                let tail = if log_last > index {
+                    format!("log {}..={log_last}", index + 1)
+                } else {
+                    "an empty log".to_string()
+                };
+                format!("n{node} loaded snapshot {index}@{term} and {tail}, applied={index}")
+            }
             TraceKind::Paused { node } => format!("n{node} paused"),
             TraceKind::Resumed { node } => format!("n{node} resumed"),
             TraceKind::LinkCut { from, to } => format!("link n{from}->n{to} cut"),
