@@ -225,11 +225,12 @@ impl RaftNode {
         let index = snapshot.meta.last_index;
         let term = snapshot.meta.last_term;
         let stale_ok = self.config.has_mutation(Mutation::InstallStaleSnapshot);
-        if index < self.log.snapshot_index() || (index <= self.commit && !stale_ok) {
+        let matches = self.log.term(index) == Some(term);
+        let ours = self.log.snapshot_index();
+        if index < ours || (index == ours && !matches) || (index <= self.commit && !stale_ok) {
             self.reply_snapshot(from, index, self.commit);
             return false;
         }
-        let matches = self.log.term(index) == Some(term);
         let kept_entries = if matches {
             self.log.last_index() - index
         } else {

@@ -75,8 +75,10 @@ impl IncomingSnapshot {
         let same_transfer = slot
             .as_ref()
             .is_some_and(|s| s.term == term && &s.meta == meta);
-        if !same_transfer || offset == 0 {
-            // Another leader or another snapshot: a partial transfer of it is worthless.
+        if !same_transfer {
+            // Another leader or another snapshot: a partial transfer of it is worthless. (A
+            // repeated chunk 0 of the same transfer is a duplicate, not a restart: the reply
+            // tells the leader where we really are.)
             *slot = None;
         }
         let have = slot.as_ref().map_or(0, |s| s.data.len() as u64);

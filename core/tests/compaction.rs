@@ -86,6 +86,7 @@ fn partitioned_follower_catches_up_by_install_snapshot() {
         assert_eq!(installed.len(), 1, "seed {seed}: installs {installed:?}");
         assert!(raft(&sim, follower).snapshot_index() >= installed[0]);
         assert_eq!(kv_of(&sim, follower), kv_of(&sim, leader));
+        assert!(sim.checker().snapshots_checked() > 0);
         for i in 0..40 {
             let want = format!("v{i}").into_bytes();
             assert_eq!(
@@ -215,4 +216,149 @@ fn threshold_zero_never_compacts() {
         assert!(raft(&sim, n).snapshot().is_none());
     }
     assert_safe(&mut sim);
+}
+
+mod hostile_input {
+    //! A follower fed InstallSnapshot messages directly: malformed ones are refused without a
+    //! panic (a reply naming the expected offset, or a protocol violation), a good one is
+    //! installed and persisted in the same batch as its acknowledgement.
+
+    use keyval_core::message::SnapshotResult;
+    use keyval_core::snapshot::{SnapshotMeta, MAX_SNAPSHOT_CHUNK_BYTES};
+    use keyval_core::{
+        Config, Envelope, KvServer, KvStore, Message, NodeEvent, PersistOp, Persisted, Ready,
+    };
+
+    fn follower() -> KvServer {
+        KvServer::new(2, [1, 2, 3], Config::default(), Persisted::default(), 7)
+    }
+
+    fn meta(index: u64) -> SnapshotMeta {
+        SnapshotMeta {
+            last_index: index,
+            last_term: 1,
+            voters: vec![1, 2, 3],
+        }
+    }
+
+    fn chunk(
+        s: &mut KvServer,
+        meta: SnapshotMeta,
+        offset: u64,
+        data: Vec<u8>,
+        done: bool,
+    ) -> Ready {
+        s.step(Envelope {
+            from: 1,
+            to: 2,
+            msg: Message::InstallSnapshot {
+                term: 1,
+                meta,
+                offset,
+                data,
+                done,
+            },
+        });
+        s.take_ready()
+    }
+
+    fn state_at(index: u64) -> Vec<u8> {
+        let mut kv = KvStore::default();
+        for i in 1..=index {
+            kv.apply_noop(i);
+        }
+        postcard::to_allocvec(&kv).unwrap()
+    }
+
+    fn violations(r: &Ready) -> usize {
+        r.events
+            .iter()
+            .filter(|e| matches!(e, NodeEvent::ProtocolViolation { .. }))
+            .count()
+    }
+
+    fn snapshot_reply(r: &Ready) -> Option<SnapshotResult> {
+        r.messages.iter().find_map(|m| match &m.msg {
+            Message::InstallSnapshotResponse { result, .. } => Some(result.clone()),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_chunk_at_the_wrong_offset_is_answered_with_the_expected_one() {
+        let mut s = follower();
+        let r = chunk(&mut s, meta(5), 10, vec![1; 4], false);
+        assert_eq!(
+            snapshot_reply(&r),
+            Some(SnapshotResult::Continue { next_offset: 0 })
+        );
+        assert_eq!(violations(&r), 0);
+    }
+
+    #[test]
+    fn an_oversized_chunk_is_a_protocol_violation() {
+        let mut s = follower();
+        let r = chunk(
+            &mut s,
+            meta(5),
+            0,
+            vec![0; MAX_SNAPSHOT_CHUNK_BYTES + 1],
+            true,
+        );
+        assert_eq!(violations(&r), 1);
+        assert!(snapshot_reply(&r).is_none());
+        assert_eq!(s.raft().snapshot_index(), 0);
+    }
+
+    #[test]
+    fn undecodable_state_or_foreign_membership_is_refused() {
+        let mut s = follower();
+        let r = chunk(&mut s, meta(5), 0, vec![0xff; 40], true);
+        assert_eq!(violations(&r), 1);
+        // A state at another index than the snapshot claims.
+        let r = chunk(&mut s, meta(5), 0, state_at(4), true);
+        assert_eq!(violations(&r), 1);
+        let mut m = meta(5);
+        m.voters = vec![1, 2, 3, 4];
+        let r = chunk(&mut s, m, 0, state_at(5), true);
+        assert_eq!(violations(&r), 1);
+        assert_eq!(s.raft().snapshot_index(), 0);
+        assert!(r.persist.is_empty());
+    }
+
+    #[test]
+    fn a_good_snapshot_is_persisted_with_its_acknowledgement_and_a_stale_one_is_ignored() {
+        let mut s = follower();
+        let data = state_at(5);
+        let half = data.len() / 2;
+        let r = chunk(&mut s, meta(5), 0, data[..half].to_vec(), false);
+        assert_eq!(
+            snapshot_reply(&r),
+            Some(SnapshotResult::Continue {
+                next_offset: half as u64
+            })
+        );
+        let r = chunk(&mut s, meta(5), half as u64, data[half..].to_vec(), true);
+        assert_eq!(violations(&r), 0);
+        assert_eq!(
+            snapshot_reply(&r),
+            Some(SnapshotResult::Done { match_index: 5 })
+        );
+        assert!(
+            matches!(r.persist.first(), Some(PersistOp::SaveSnapshot(x)) if x.meta.last_index == 5)
+        );
+        assert!(r.persist.contains(&PersistOp::CompactLog(5)));
+        assert_eq!(s.raft().commit_index(), 5);
+        assert_eq!(s.raft().applied_index(), 5);
+        assert_eq!(s.kv().applied_index(), 5);
+
+        // Not newer than the commit index: acknowledged with what we have, not installed.
+        let r = chunk(&mut s, meta(3), 0, state_at(3), true);
+        assert_eq!(
+            snapshot_reply(&r),
+            Some(SnapshotResult::Done { match_index: 5 })
+        );
+        assert!(r.persist.is_empty());
+        assert_eq!(s.kv().applied_index(), 5);
+    }
 }
