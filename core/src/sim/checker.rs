@@ -282,6 +282,13 @@ impl Checker {
         }
     }
 
+    /// Forgets reference digests below `index`: no node can take, install or restart from a
+    /// snapshot older than the oldest snapshot on any disk, so memory stays bounded by what is
+    /// not yet covered everywhere.
+    pub fn forget_reference_before(&mut self, index: Index) {
+        self.reference_digests = self.reference_digests.split_off(&index);
+    }
+
     /// A snapshot reached a node's disk.
     pub fn on_snapshot_saved(&mut self, node: NodeId, index: Index) {
         let floor = self.snapshot_floor.entry(node).or_insert(0);

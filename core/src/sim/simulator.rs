@@ -626,6 +626,12 @@ impl Simulator {
                 PersistOp::HardState(hs) => self.checker.on_term(self.now, id, hs.term),
                 PersistOp::SaveSnapshot(snap) => {
                     self.checker.on_snapshot_saved(id, snap.meta.last_index);
+                    let oldest = self
+                        .nodes
+                        .values()
+                        .map(|n| n.storage.snapshot_index())
+                        .min();
+                    self.checker.forget_reference_before(oldest.unwrap_or(0));
                     self.record(TraceKind::SnapshotSaved {
                         node: id,
                         index: snap.meta.last_index,

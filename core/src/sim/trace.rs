@@ -100,18 +100,6 @@ pub enum TraceKind {
         node: NodeId,
         from: Index,
     },
-    /// A snapshot made durable on a node (taken by it or installed from a leader).
-    SnapshotSaved {
-        node: NodeId,
-        index: Index,
-        term: Term,
-        bytes: u64,
-    },
-    /// The log prefix up to and including `through` removed from a node's disk.
-    LogCompacted {
-        node: NodeId,
-        through: Index,
-    },
     Applied {
         node: NodeId,
         index: Index,
@@ -124,14 +112,6 @@ pub enum TraceKind {
     },
     Restarted {
         node: NodeId,
-    },
-    /// What a restarted node recovered, when it had a snapshot: the snapshot and the log tail
-    /// after it (`log_last` equal to `index` when the tail is empty).
-    RestoredSnapshot {
-        node: NodeId,
-        index: Index,
-        term: Term,
-        log_last: Index,
     },
     Paused {
         node: NodeId,
@@ -182,6 +162,28 @@ pub enum TraceKind {
         seq: u64,
     },
     FaultsStopped,
+    // Log compaction. New variants go last: postcard (the live event stream) encodes variants
+    // by position.
+    /// A snapshot made durable on a node (taken by it or installed from a leader).
+    SnapshotSaved {
+        node: NodeId,
+        index: Index,
+        term: Term,
+        bytes: u64,
+    },
+    /// The log prefix up to and including `through` removed from a node's disk.
+    LogCompacted {
+        node: NodeId,
+        through: Index,
+    },
+    /// What a restarted node recovered, when it had a snapshot: the snapshot and the log tail
+    /// after it (`log_last` equal to `index` when the tail is empty).
+    RestoredSnapshot {
+        node: NodeId,
+        index: Index,
+        term: Term,
+        log_last: Index,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
