@@ -23,6 +23,15 @@ pub struct Config {
     /// A leader refuses proposals while this many entries are uncommitted: back-pressure instead
     /// of an unbounded log when followers cannot keep up.
     pub max_uncommitted_entries: u64,
+    /// Take a snapshot and compact the log once this many entries were applied since the last
+    /// snapshot; 0 never compacts (the log then grows forever and a restart replays all of it).
+    #[serde(default)]
+    pub snapshot_threshold: u64,
+    /// Upper bound on the state bytes in one InstallSnapshot message (at most
+    /// [`crate::snapshot::MAX_SNAPSHOT_CHUNK_BYTES`]), so a large state never travels as one
+    /// huge message and a lost chunk costs only one chunk.
+    #[serde(default = "default_snapshot_chunk_bytes")]
+    pub snapshot_chunk_bytes: usize,
     /// Test-only deliberate bug; see [`crate::mutation`].
     #[cfg(feature = "mutations")]
     #[serde(skip)]
@@ -40,10 +49,16 @@ impl Default for Config {
             max_entries_per_msg: 1024,
             max_bytes_per_msg: 4 << 20,
             max_uncommitted_entries: 20_000,
+            snapshot_threshold: 0,
+            snapshot_chunk_bytes: default_snapshot_chunk_bytes(),
             #[cfg(feature = "mutations")]
             mutation: None,
         }
     }
+}
+
+fn default_snapshot_chunk_bytes() -> usize {
+    64 << 10
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -54,6 +69,8 @@ pub enum ConfigError {
     ElectionNotAboveHeartbeat { election: u32, heartbeat: u32 },
     #[error("{0} must be at least 1")]
     ZeroLimit(&'static str),
+    #[error("snapshot_chunk_bytes ({0}) is over the limit of {max}", max = crate::snapshot::MAX_SNAPSHOT_CHUNK_BYTES)]
+    ChunkTooLarge(usize),
 }
 
 impl Config {
@@ -75,6 +92,12 @@ impl Config {
         }
         if self.max_uncommitted_entries == 0 {
             return Err(ConfigError::ZeroLimit("max_uncommitted_entries"));
+        }
+        if self.snapshot_chunk_bytes == 0 {
+            return Err(ConfigError::ZeroLimit("snapshot_chunk_bytes"));
+        }
+        if self.snapshot_chunk_bytes > crate::snapshot::MAX_SNAPSHOT_CHUNK_BYTES {
+            return Err(ConfigError::ChunkTooLarge(self.snapshot_chunk_bytes));
         }
         Ok(())
     }

@@ -8,12 +8,13 @@
 //! simulator in [`sim`] exploits to check safety over thousands of faulty runs.
 //!
 //! Module map: [`types`] (ids, entries, hard state), [`message`], [`log`], [`progress`],
-//! [`node`] (state and step), `election`, `replication`, [`kv`] (state machine and client
-//! protocol), [`server`] (node + state machine), [`ready`] (the effects contract), [`rng`],
+//! [`node`] (state and step), `election`, `replication`, `compaction`, [`kv`] (state machine and client
+//! protocol), [`server`] (node + state machine), [`ready`] (the effects contract), [`snapshot`] (log compaction), [`rng`],
 //! [`config`], [`mutation`] (test-only deliberate bugs), [`sim`] (simulator and checkers).
 
 #![forbid(unsafe_code)]
 
+mod compaction;
 pub mod config;
 mod election;
 pub mod kv;
@@ -27,15 +28,17 @@ mod replication;
 pub mod rng;
 pub mod server;
 pub mod sim;
+pub mod snapshot;
 pub mod status;
 pub mod types;
 
 pub use config::Config;
 pub use kv::{ClientError, ClientReply, ClientRequest, KvOp, KvResult, KvStore};
-pub use message::{AppendResult, Envelope, Message};
+pub use message::{AppendResult, Envelope, Message, SnapshotResult};
 pub use node::{Persisted, RaftNode};
 pub use ready::{Applied, NodeEvent, PersistOp, Ready};
 pub use replication::ProposeError;
 pub use server::KvServer;
+pub use snapshot::{Snapshot, SnapshotMeta};
 pub use status::{LiveFrame, NodeStatus};
 pub use types::{Entry, EntryPayload, HardState, Index, NodeId, Role, Term};

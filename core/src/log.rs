@@ -89,6 +89,29 @@ impl RaftLog {
         self.entries.truncate((index - self.offset - 1) as usize);
     }
 
+    /// Last index covered by the snapshot this log starts after (0 without one).
+    pub fn snapshot_index(&self) -> Index {
+        self.offset
+    }
+
+    /// Drops every entry up to and including `index`, which a snapshot ending at (`index`,
+    /// `term`) now covers. Entries after it stay; a log that ends before `index` becomes empty.
+    /// Callers make sure the entries dropped are applied (or replaced by an installed snapshot).
+    pub fn compact_to(&mut self, index: Index, term: Term) {
+        assert!(
+            index >= self.offset,
+            "compacting back to {index} behind the snapshot at {}",
+            self.offset
+        );
+        if let Some(t) = self.term(index) {
+            assert_eq!(t, term, "snapshot term differs from the log's at {index}");
+        }
+        let drop = ((index - self.offset) as usize).min(self.entries.len());
+        self.entries.drain(..drop);
+        self.offset = index;
+        self.offset_term = term;
+    }
+
     /// Whether a log ending at (`index`, `term`) is at least as up to date as this one (§5.4.1).
     pub fn is_up_to_date(&self, index: Index, term: Term) -> bool {
         term > self.last_term() || (term == self.last_term() && index >= self.last_index())

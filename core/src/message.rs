@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::snapshot::SnapshotMeta;
 use crate::types::{Entry, Index, NodeId, Term};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +55,32 @@ pub enum Message {
     HeartbeatResponse {
         term: Term,
     },
+    /// One chunk of the leader's snapshot, for a follower that needs entries the leader has
+    /// compacted away. `data` holds bytes `[offset, offset + data.len())` of the encoded state;
+    /// `done` marks the last chunk. Chunks travel one at a time per follower.
+    InstallSnapshot {
+        term: Term,
+        meta: SnapshotMeta,
+        offset: u64,
+        data: Vec<u8>,
+        done: bool,
+    },
+    /// Answer to a chunk of the snapshot ending at `snapshot_index`.
+    InstallSnapshotResponse {
+        term: Term,
+        snapshot_index: Index,
+        result: SnapshotResult,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SnapshotResult {
+    /// The transfer is not complete: send from this byte offset next. Also the answer to a
+    /// lost, duplicated or reordered chunk, which is how a transfer resumes where it stopped.
+    Continue { next_offset: u64 },
+    /// The follower installed the snapshot (or already had everything it covers): its log
+    /// matches the leader's up to and including `match_index`.
+    Done { match_index: Index },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,7 +108,9 @@ impl Message {
             | Message::AppendEntries { term, .. }
             | Message::AppendEntriesResponse { term, .. }
             | Message::Heartbeat { term, .. }
-            | Message::HeartbeatResponse { term } => *term,
+            | Message::HeartbeatResponse { term }
+            | Message::InstallSnapshot { term, .. }
+            | Message::InstallSnapshotResponse { term, .. } => *term,
         }
     }
 
@@ -96,6 +125,8 @@ impl Message {
             Message::AppendEntriesResponse { .. } => "AppendResp",
             Message::Heartbeat { .. } => "Heartbeat",
             Message::HeartbeatResponse { .. } => "HeartbeatResp",
+            Message::InstallSnapshot { .. } => "Snapshot",
+            Message::InstallSnapshotResponse { .. } => "SnapshotResp",
         }
     }
 
@@ -148,6 +179,34 @@ impl Message {
             },
             Message::Heartbeat { term, commit } => format!("term={term} commit={commit}"),
             Message::HeartbeatResponse { term } => format!("term={term}"),
+            Message::InstallSnapshot {
+                term,
+                meta,
+                offset,
+                data,
+                done,
+            } => {
+                let last = if *done { " last" } else { "" };
+                format!(
+                    "term={term} snap={}@{} bytes={}..{}{last}",
+                    meta.last_index,
+                    meta.last_term,
+                    offset,
+                    offset.saturating_add(data.len() as u64)
+                )
+            }
+            Message::InstallSnapshotResponse {
+                term,
+                snapshot_index,
+                result,
+            } => match result {
+                SnapshotResult::Continue { next_offset } => {
+                    format!("term={term} snap={snapshot_index} next_offset={next_offset}")
+                }
+                SnapshotResult::Done { match_index } => {
+                    format!("term={term} snap={snapshot_index} done match={match_index}")
+                }
+            },
         }
     }
 }

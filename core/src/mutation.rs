@@ -15,12 +15,16 @@ pub enum Mutation {
     /// Answer a vote request before the vote is durable: the granted vote never reaches the
     /// persisted hard state, so a crash and restart forgets it and the node can vote again.
     VoteReplyBeforePersist,
+    /// Install a snapshot that is not newer than the follower's commit index, replacing a newer
+    /// log and state: commit and applied go backwards, and the state machine with them.
+    InstallStaleSnapshot,
 }
 
 impl Mutation {
-    pub const ALL: [Mutation; 3] = [
+    pub const ALL: [Mutation; 4] = [
         Mutation::CommitPreviousTermByCounting,
         Mutation::VoteWithoutLogCheck,
         Mutation::VoteReplyBeforePersist,
+        Mutation::InstallStaleSnapshot,
     ];
 }

@@ -7,6 +7,7 @@
 //! [`crate::election`], log replication and commit in [`crate::replication`].
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::config::Config;
 use crate::log::RaftLog;
@@ -14,6 +15,7 @@ use crate::message::{Envelope, Message};
 use crate::progress::Progress;
 use crate::ready::{NodeEvent, PersistOp, Ready};
 use crate::rng::Rng;
+use crate::snapshot::{IncomingSnapshot, Snapshot};
 use crate::types::{Entry, HardState, Index, NodeId, Role, Term};
 
 /// Panics with the node's state when one of its own invariants breaks. These guard against bugs
@@ -32,10 +34,13 @@ macro_rules! invariant {
 }
 pub(crate) use invariant;
 
-/// What a node recovers from stable storage at start-up.
+/// What a node recovers from stable storage at start-up: its hard state, its latest snapshot
+/// and the log entries after it (`entries` start at the snapshot's last index + 1, or at 1
+/// without a snapshot). A restart loads the snapshot and replays only that tail.
 #[derive(Clone, Debug, Default)]
 pub struct Persisted {
     pub hard_state: HardState,
+    pub snapshot: Option<Snapshot>,
     pub entries: Vec<Entry>,
 }
 
@@ -63,6 +68,14 @@ pub struct RaftNode {
     /// Set by proposals; followers are sent the new entries once per `take_ready`, so a burst of
     /// proposals in one executor turn travels in one append per follower.
     pub(crate) pending_broadcast: bool,
+    /// The latest snapshot, taken or installed; the log starts right after it. Leaders send it
+    /// to followers that need the entries it replaced.
+    pub(crate) snapshot: Option<Arc<Snapshot>>,
+    /// A follower's partly received InstallSnapshot transfer.
+    pub(crate) incoming_snapshot: Option<IncomingSnapshot>,
+    /// A completely received snapshot (and its sender) waiting for the state machine layer to
+    /// validate and install it ([`RaftNode::take_received_snapshot`]).
+    pub(crate) received_snapshot: Option<(NodeId, Snapshot)>,
     pub(crate) ready: Ready,
 }
 
@@ -78,7 +91,11 @@ impl RaftNode {
     ) -> Self {
         let voters: BTreeSet<NodeId> = voters.into_iter().collect();
         assert!(voters.contains(&id), "node {id} is not among the voters");
-        let log = RaftLog::restore(0, 0, persisted.entries);
+        let (offset, offset_term) = persisted
+            .snapshot
+            .as_ref()
+            .map_or((0, 0), |s| (s.meta.last_index, s.meta.last_term));
+        let log = RaftLog::restore(offset, offset_term, persisted.entries);
         let mut node = RaftNode {
             id,
             config,
@@ -88,8 +105,10 @@ impl RaftNode {
             role: Role::Follower,
             leader: None,
             log,
-            commit: 0,
-            applied: 0,
+            // Everything a snapshot covers was committed and applied before it was taken; the
+            // state machine layer restores it from the same snapshot.
+            commit: offset,
+            applied: offset,
             votes: BTreeMap::new(),
             progress: BTreeMap::new(),
             election_elapsed: 0,
@@ -98,6 +117,9 @@ impl RaftNode {
             rng: Rng::new(seed),
             persisted_hard_state: persisted.hard_state,
             pending_broadcast: false,
+            snapshot: persisted.snapshot.map(Arc::new),
+            incoming_snapshot: None,
+            received_snapshot: None,
             ready: Ready::default(),
         };
         node.reset_election_timer();
@@ -141,6 +163,14 @@ impl RaftNode {
     pub fn election_timer(&self) -> (u32, u32) {
         (self.election_elapsed, self.randomized_timeout)
     }
+    /// The latest snapshot this node took or installed.
+    pub fn snapshot(&self) -> Option<&Snapshot> {
+        self.snapshot.as_deref()
+    }
+    /// Last index covered by the latest snapshot (0 without one).
+    pub fn snapshot_index(&self) -> Index {
+        self.log.snapshot_index()
+    }
     pub fn progress(&self, peer: NodeId) -> Option<&Progress> {
         self.progress.get(&peer)
     }
@@ -156,11 +186,12 @@ impl RaftNode {
 
     pub(crate) fn state_summary(&self) -> String {
         format!(
-            "role={} term={} vote={:?} leader={:?} last={}@{} commit={} applied={}",
+            "role={} term={} vote={:?} leader={:?} snap={} last={}@{} commit={} applied={}",
             self.role,
             self.term,
             self.vote,
             self.leader,
+            self.log.snapshot_index(),
             self.log.last_index(),
             self.log.last_term(),
             self.commit,
@@ -185,7 +216,7 @@ impl RaftNode {
             self.heartbeat_elapsed = 0;
             self.broadcast_heartbeat();
         }
-        self.reprobe_stalled_followers();
+        self.age_outstanding_appends();
         if self.election_elapsed >= self.config.election_ticks {
             self.election_elapsed = 0;
             if self.config.check_quorum && !self.quorum_recently_active() {
@@ -216,7 +247,9 @@ impl RaftNode {
                     // a node that was partitioned away must not depose it (thesis §4.2.3).
                     return;
                 }
-                Message::AppendEntries { .. } | Message::Heartbeat { .. } => {
+                Message::AppendEntries { .. }
+                | Message::Heartbeat { .. }
+                | Message::InstallSnapshot { .. } => {
                     self.become_follower(term, Some(from));
                 }
                 _ => self.become_follower(term, None),
@@ -255,6 +288,18 @@ impl RaftNode {
             }
             Message::Heartbeat { commit, .. } => self.handle_heartbeat(from, commit),
             Message::HeartbeatResponse { .. } => self.handle_heartbeat_response(from),
+            Message::InstallSnapshot {
+                term,
+                meta,
+                offset,
+                data,
+                done,
+            } => self.handle_snapshot_chunk(from, term, meta, offset, data, done),
+            Message::InstallSnapshotResponse {
+                snapshot_index,
+                result,
+                ..
+            } => self.handle_snapshot_response(from, snapshot_index, result),
         }
     }
 
@@ -262,7 +307,9 @@ impl RaftNode {
     /// a stale pre-candidate is refused so it learns the term; everything else is ignored.
     fn step_stale(&mut self, from: NodeId, msg: &Message) {
         match msg {
-            Message::AppendEntries { .. } | Message::Heartbeat { .. } => {
+            Message::AppendEntries { .. }
+            | Message::Heartbeat { .. }
+            | Message::InstallSnapshot { .. } => {
                 self.send(from, Message::HeartbeatResponse { term: self.term });
             }
             Message::PreVote { .. } => self.send(
@@ -351,6 +398,11 @@ impl RaftNode {
             "commit beyond the log"
         );
         invariant!(self, self.applied <= self.commit, "applied beyond commit");
+        invariant!(
+            self,
+            self.log.snapshot_index() <= self.applied,
+            "log compacted beyond the applied index"
+        );
         std::mem::take(&mut self.ready)
     }
 

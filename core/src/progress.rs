@@ -1,6 +1,9 @@
 //! What a leader knows about each follower's log, and how many appends it may have in flight.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crate::snapshot::Snapshot;
 
 use crate::types::Index;
 
@@ -10,6 +13,9 @@ pub enum ProgressState {
     Probe,
     /// Follower known to match: appends are pipelined up to the inflight window.
     Replicate,
+    /// Follower needs entries the leader compacted: the leader's snapshot is sent chunk by
+    /// chunk, one outstanding at a time, until the follower reports it done.
+    Snapshot,
 }
 
 #[derive(Clone, Debug)]
@@ -27,6 +33,16 @@ pub struct Progress {
     /// outstanding. Appends lost in bulk (a dropped connection) would otherwise be freed one
     /// per heartbeat response; past an election timeout the leader probes again instead.
     pub stalled_ticks: u32,
+    /// In Snapshot: last index of the snapshot being sent.
+    pub pending_snapshot: Index,
+    /// In Snapshot: the snapshot being sent. The transfer pins it, so the leader taking a newer
+    /// snapshot meanwhile does not restart it (which, with a busy leader, could repeat forever).
+    pub transfer: Option<Arc<Snapshot>>,
+    /// In Snapshot: the byte offset of the next chunk to send.
+    pub snapshot_offset: u64,
+    /// In Snapshot: a chunk is outstanding; the next goes out on its answer, or (if it or the
+    /// answer was lost) after the next heartbeat response.
+    pub snapshot_sent: bool,
 }
 
 impl Progress {
@@ -39,6 +55,10 @@ impl Progress {
             inflight: VecDeque::new(),
             recent_active: false,
             stalled_ticks: 0,
+            pending_snapshot: 0,
+            transfer: None,
+            snapshot_offset: 0,
+            snapshot_sent: false,
         }
     }
 
@@ -46,6 +66,7 @@ impl Progress {
         match self.state {
             ProgressState::Probe => self.probe_sent,
             ProgressState::Replicate => self.inflight.len() >= max_inflight,
+            ProgressState::Snapshot => self.snapshot_sent,
         }
     }
 
@@ -63,6 +84,7 @@ impl Progress {
                 }
             }
             ProgressState::Probe => self.probe_sent = true,
+            ProgressState::Snapshot => {}
         }
     }
 
@@ -77,15 +99,34 @@ impl Progress {
         while self.inflight.front().is_some_and(|&i| i <= match_index) {
             self.inflight.pop_front();
         }
-        if self.state == ProgressState::Probe {
-            self.become_replicate();
+        match self.state {
+            ProgressState::Probe => self.become_replicate(),
+            // The follower holds everything the snapshot covers (it installed it, or caught up
+            // some other way): plain appends take over from here.
+            ProgressState::Snapshot if self.match_index >= self.pending_snapshot => {
+                self.become_replicate()
+            }
+            _ => {}
         }
         advanced
+    }
+
+    /// Starts sending the snapshot ending at `index` from its first byte.
+    pub fn become_snapshot(&mut self, snapshot: Arc<Snapshot>) {
+        self.state = ProgressState::Snapshot;
+        self.pending_snapshot = snapshot.meta.last_index;
+        self.transfer = Some(snapshot);
+        self.snapshot_offset = 0;
+        self.snapshot_sent = false;
+        self.probe_sent = false;
+        self.stalled_ticks = 0;
+        self.inflight.clear();
     }
 
     pub fn become_probe(&mut self, next_index: Index) {
         self.state = ProgressState::Probe;
         self.stalled_ticks = 0;
+        self.transfer = None;
         self.next_index = next_index.max(self.match_index + 1);
         self.probe_sent = false;
         self.inflight.clear();
@@ -93,24 +134,21 @@ impl Progress {
 
     fn become_replicate(&mut self) {
         self.state = ProgressState::Replicate;
+        self.transfer = None;
         self.next_index = self.match_index + 1;
         self.probe_sent = false;
         self.inflight.clear();
     }
 
-    /// Counts a leader tick; true when outstanding appends have gone unanswered for `limit`
-    /// ticks, i.e. they were lost and the follower must be probed again.
-    pub fn tick_stalled(&mut self, limit: u32) -> bool {
-        let outstanding = match self.state {
-            ProgressState::Probe => self.probe_sent,
-            ProgressState::Replicate => !self.inflight.is_empty(),
-        };
-        if !outstanding {
+    /// Counts a leader tick while appends are outstanding. A follower that answers heartbeats
+    /// but not appends for an election timeout lost them (in bulk, e.g. with a dropped
+    /// connection): the leader then probes it again instead of freeing one slot per beat.
+    pub fn tick_stalled(&mut self) {
+        if self.state == ProgressState::Replicate && !self.inflight.is_empty() {
+            self.stalled_ticks = self.stalled_ticks.saturating_add(1);
+        } else {
             self.stalled_ticks = 0;
-            return false;
         }
-        self.stalled_ticks += 1;
-        self.stalled_ticks >= limit
     }
 
     /// A heartbeat response proves the follower alive: let one more append through so a lost
@@ -122,6 +160,9 @@ impl Progress {
             ProgressState::Replicate => {
                 self.inflight.pop_front();
             }
+            // The chunk or its answer may be lost: send again from the last known offset
+            // (the follower answers a duplicate with the offset it really wants).
+            ProgressState::Snapshot => self.snapshot_sent = false,
         }
     }
 }

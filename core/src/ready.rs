@@ -4,8 +4,10 @@
 //! `take_ready()` and carries out the batch **in this order**:
 //!
 //! 1. **persist**: apply [`Ready::persist`] to stable storage in order (hard state, truncations,
-//!    appends) and make it durable (fsync). A crash before this completes must lose the whole
-//!    batch, including its messages and replies.
+//!    appends, snapshots and compactions) and make it durable (fsync). A crash before this
+//!    completes must lose the whole batch, including its messages and replies. An installed
+//!    snapshot's acknowledgement is in the same batch as its `SaveSnapshot`, so a follower never
+//!    promises state it could lose.
 //! 2. **send**: only then send [`Ready::messages`]. A vote reply or an append acknowledgement
 //!    promises that the durable state above exists; sending first would break election safety
 //!    or let a leader count an entry that a crash can still erase.
@@ -20,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::kv::{ClientReply, ClientRequest, KvResult};
 use crate::message::Envelope;
+use crate::snapshot::Snapshot;
 use crate::types::{Entry, HardState, Index, NodeId, Role, Term};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +31,13 @@ pub enum PersistOp {
     /// Remove every entry at this index and after (a follower resolving a conflict).
     TruncateFrom(Index),
     Append(Vec<Entry>),
+    /// Make this snapshot the durable latest one, replacing the previous. Always queued before
+    /// the [`PersistOp::CompactLog`] that drops what it covers: a crash in between must leave
+    /// either the old snapshot with the full log or the new one, never a log with a hole.
+    SaveSnapshot(Snapshot),
+    /// Remove every entry at this index and before (they are covered by the saved snapshot);
+    /// entries after it stay. A log that ends earlier becomes empty, starting after this index.
+    CompactLog(Index),
 }
 
 /// An entry the state machine applied, for traces and checkers.
@@ -75,6 +85,37 @@ pub enum NodeEvent {
         from: NodeId,
         detail: String,
     },
+    /// The node snapshotted its state machine at `index` and compacted its log up to there.
+    SnapshotTaken {
+        index: Index,
+        term: Term,
+        bytes: u64,
+    },
+    /// A leader sent one InstallSnapshot chunk (`bytes` long, starting at `offset`).
+    SnapshotChunkSent {
+        to: NodeId,
+        index: Index,
+        offset: u64,
+        bytes: u64,
+        done: bool,
+    },
+    /// A follower stored one InstallSnapshot chunk that continued its transfer.
+    SnapshotChunkReceived {
+        from: NodeId,
+        index: Index,
+        offset: u64,
+        bytes: u64,
+        done: bool,
+    },
+    /// A follower replaced its state with a leader's snapshot; `kept_entries` of its log after
+    /// the snapshot matched and were kept.
+    SnapshotInstalled {
+        from: NodeId,
+        index: Index,
+        term: Term,
+        bytes: u64,
+        kept_entries: u64,
+    },
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +134,16 @@ impl Ready {
             && self.applied.is_empty()
             && self.replies.is_empty()
             && self.events.is_empty()
+    }
+
+    /// Appends `later` to this batch, as if both had been taken as one: its persist ops run
+    /// after ours, its messages are still sent only after all of them are durable.
+    pub fn merge(&mut self, later: Ready) {
+        self.persist.extend(later.persist);
+        self.messages.extend(later.messages);
+        self.applied.extend(later.applied);
+        self.replies.extend(later.replies);
+        self.events.extend(later.events);
     }
 
     /// Whether executing this batch needs an fsync.

@@ -53,12 +53,16 @@ impl RaftNode {
 
     /// Sends as many appends as the follower's window allows. In Probe one append goes out even
     /// without new entries: it is how the leader finds where the follower's log diverges.
-    fn send_append(&mut self, peer: NodeId) {
+    pub(crate) fn send_append(&mut self, peer: NodeId) {
         let max_inflight = self.config.max_inflight_msgs;
         loop {
             let Some(pr) = self.progress.get(&peer) else {
                 return;
             };
+            if pr.state == ProgressState::Snapshot {
+                self.send_snapshot_chunk(peer);
+                return;
+            }
             if pr.is_paused(max_inflight) {
                 return;
             }
@@ -69,8 +73,13 @@ impl RaftNode {
             }
             let prev = next - 1;
             let Some(prev_term) = self.log.term(prev) else {
-                // Compacted away: catching up needs a snapshot, which this log never drops yet.
-                invariant!(self, false, "no term for prev index {prev} of peer {peer}");
+                // Compacted away: only the snapshot that replaced it can catch this peer up.
+                invariant!(
+                    self,
+                    prev < self.log.snapshot_index(),
+                    "no term for prev index {prev} of peer {peer}"
+                );
+                self.send_snapshot_chunk(peer);
                 return;
             };
             let entries = self.batch_from(next);
@@ -110,22 +119,10 @@ impl RaftNode {
         out
     }
 
-    /// Followers whose appends went unanswered for an election timeout are probed again from
-    /// what they acknowledged, instead of waiting for heartbeat responses to free the window one
-    /// slot at a time.
-    pub(crate) fn reprobe_stalled_followers(&mut self) {
-        let limit = self.config.election_ticks;
-        let stalled: Vec<NodeId> = self
-            .progress
-            .iter_mut()
-            .filter_map(|(&id, pr)| pr.tick_stalled(limit).then_some(id))
-            .collect();
-        for peer in stalled {
-            if let Some(pr) = self.progress.get_mut(&peer) {
-                let next = pr.match_index + 1;
-                pr.become_probe(next);
-            }
-            self.send_append(peer);
+    /// Ages the outstanding appends of every follower; see [`Progress::tick_stalled`].
+    pub(crate) fn age_outstanding_appends(&mut self) {
+        for pr in self.progress.values_mut() {
+            pr.tick_stalled();
         }
     }
 
@@ -277,6 +274,8 @@ impl RaftNode {
                     // refused (it overtook its predecessor), so the entries after it are missing.
                     ProgressState::Replicate => rejected_prev < pr.match_index,
                     ProgressState::Probe => rejected_prev + 1 != pr.next_index,
+                    // Sent before the transfer started; the transfer's answer decides.
+                    ProgressState::Snapshot => true,
                 };
                 if stale {
                     return;
@@ -319,14 +318,15 @@ impl RaftNode {
         let Some(pr) = self.progress.get_mut(&from) else {
             return;
         };
+        let stalled = pr.stalled_ticks >= self.config.election_ticks;
         pr.on_heartbeat_response();
-        if pr.state == ProgressState::Replicate
-            && pr.inflight_count() == 0
-            && pr.match_index < last_index
-            && pr.next_index > last_index
-        {
-            // Nothing is in flight, yet the follower lacks entries we believed sent: an append
-            // was lost or refused after reordering. Probe again from what it acknowledged.
+        let replicate = pr.state == ProgressState::Replicate;
+        let all_acked_but_behind =
+            pr.inflight_count() == 0 && pr.match_index < last_index && pr.next_index > last_index;
+        if replicate && (stalled || all_acked_but_behind) {
+            // The follower is alive (it answers heartbeats) but lacks entries we believed sent:
+            // appends were lost, in bulk if it went unanswered for an election timeout. Probe
+            // again from what it acknowledged rather than freeing the window one slot a beat.
             let next = pr.match_index + 1;
             pr.become_probe(next);
         }

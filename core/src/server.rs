@@ -11,7 +11,40 @@ use crate::message::Envelope;
 use crate::node::{Persisted, RaftNode};
 use crate::ready::{Applied, Ready};
 use crate::replication::ProposeError;
+use crate::snapshot::Snapshot;
 use crate::types::{EntryPayload, Index, NodeId, Role, Term};
+
+/// A snapshot whose bytes are not the state machine it claims to be.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("snapshot at index {index} does not decode: {reason}")]
+    Undecodable { index: Index, reason: String },
+    #[error("snapshot claims index {claimed} but its state is at index {actual}")]
+    IndexMismatch { claimed: Index, actual: Index },
+}
+
+/// Decodes a snapshot's state machine, refusing trailing bytes and a state at another index.
+pub fn decode_snapshot(s: &Snapshot) -> Result<KvStore, SnapshotError> {
+    let index = s.meta.last_index;
+    let (kv, rest) =
+        postcard::take_from_bytes::<KvStore>(&s.data).map_err(|e| SnapshotError::Undecodable {
+            index,
+            reason: e.to_string(),
+        })?;
+    if !rest.is_empty() {
+        return Err(SnapshotError::Undecodable {
+            index,
+            reason: format!("{} trailing bytes", rest.len()),
+        });
+    }
+    if kv.applied_index() != index {
+        return Err(SnapshotError::IndexMismatch {
+            claimed: index,
+            actual: kv.applied_index(),
+        });
+    }
+    Ok(kv)
+}
 
 /// Upper bound on requests waiting for their entry to apply; more are refused as Busy.
 pub const MAX_PENDING_REQUESTS: usize = 100_000;
@@ -40,12 +73,32 @@ impl KvServer {
         persisted: Persisted,
         seed: u64,
     ) -> Self {
-        KvServer {
+        match Self::try_new(id, voters, config, persisted, seed) {
+            Ok(server) => server,
+            Err(e) => panic!("node {id} cannot start: {e}"),
+        }
+    }
+
+    /// Starts (or restarts) a node: the state machine is the persisted snapshot's (if any) and
+    /// the log entries after it are applied again as they commit. Fails, instead of starting on
+    /// a state it cannot trust, when the snapshot does not decode.
+    pub fn try_new(
+        id: NodeId,
+        voters: impl IntoIterator<Item = NodeId>,
+        config: Config,
+        persisted: Persisted,
+        seed: u64,
+    ) -> Result<Self, SnapshotError> {
+        let kv = match &persisted.snapshot {
+            Some(s) => decode_snapshot(s)?,
+            None => KvStore::default(),
+        };
+        Ok(KvServer {
             raft: RaftNode::new(id, voters, config, persisted, seed),
-            kv: KvStore::default(),
+            kv,
             pending: BTreeMap::new(),
             replies: Vec::new(),
-        }
+        })
     }
 
     pub fn raft(&self) -> &RaftNode {
@@ -62,6 +115,43 @@ impl KvServer {
 
     pub fn step(&mut self, env: Envelope) {
         self.raft.step(env);
+        self.install_received_snapshot();
+    }
+
+    /// Validates a snapshot the node finished receiving and swaps it in for the state machine.
+    /// Undecodable bytes are refused (a protocol violation), never a panic.
+    fn install_received_snapshot(&mut self) {
+        let Some((from, snapshot)) = self.raft.take_received_snapshot() else {
+            return;
+        };
+        match decode_snapshot(&snapshot) {
+            Ok(kv) => {
+                if self.raft.install_snapshot(from, snapshot) {
+                    self.kv = kv;
+                }
+            }
+            Err(e) => self.raft.refuse_snapshot(from, e.to_string()),
+        }
+    }
+
+    /// Snapshots the state machine and compacts the log once `snapshot_threshold` entries
+    /// were applied since the last snapshot. Returns the batch that saves it.
+    fn maybe_snapshot(&mut self) -> Option<Ready> {
+        let threshold = self.raft.config().snapshot_threshold;
+        let applied = self.raft.applied_index();
+        if threshold == 0 || applied - self.raft.snapshot_index() < threshold {
+            return None;
+        }
+        assert_eq!(
+            self.kv.applied_index(),
+            applied,
+            "state machine and raft disagree on the applied index"
+        );
+        // Encoding an in-memory map into a Vec cannot fail short of running out of memory; if
+        // it ever did, skipping this snapshot only delays compaction.
+        let data = postcard::to_allocvec(&self.kv).ok()?;
+        self.raft.compact(applied, data);
+        Some(self.raft.take_ready())
     }
 
     /// Accepts a client request. The reply comes in a later `Ready` (possibly the very next).
@@ -154,6 +244,9 @@ impl KvServer {
             for (_, p) in std::mem::take(&mut self.pending) {
                 self.reply(p.client_id, p.seq, Err(ClientError::LeadershipLost));
             }
+        }
+        if let Some(compaction) = self.maybe_snapshot() {
+            ready.merge(compaction);
         }
         ready.replies = std::mem::take(&mut self.replies);
         ready

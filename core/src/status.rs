@@ -18,7 +18,7 @@ pub struct NodeStatus {
     pub applied_index: Index,
     pub last_index: Index,
     pub last_term: Term,
-    /// Last index covered by the latest snapshot (0 until log compaction exists).
+    /// Last index covered by the latest snapshot (0 without one).
     pub snapshot_index: Index,
     pub members: Vec<NodeId>,
     pub keys: u64,
@@ -37,7 +37,7 @@ impl NodeStatus {
             applied_index: raft.applied_index(),
             last_index: raft.log().last_index(),
             last_term: raft.log().last_term(),
-            snapshot_index: raft.log().first_index() - 1,
+            snapshot_index: raft.snapshot_index(),
             members: raft.voters().iter().copied().collect(),
             keys: server.kv().len() as u64,
         }

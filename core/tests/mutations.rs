@@ -46,6 +46,11 @@ fn answering_a_vote_before_persisting_it_is_caught() {
     assert_caught(Mutation::VoteReplyBeforePersist);
 }
 
+#[test]
+fn installing_a_stale_snapshot_over_a_newer_log_is_caught() {
+    assert_caught(Mutation::InstallStaleSnapshot);
+}
+
 /// The same seeds without a mutation pass: what the checkers flag above is the bug, not noise.
 #[test]
 fn the_same_seeds_pass_without_mutations() {

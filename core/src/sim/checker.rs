@@ -1,13 +1,18 @@
 //! Safety checkers that watch every run of the simulator (Raft §5.2–5.4, Figure 3):
 //! election safety, leader append-only, log matching, leader completeness, state machine safety,
-//! and monotonic terms, commit and applied indexes.
+//! and monotonic terms, commit and applied indexes — across snapshot boundaries: a snapshot must
+//! equal the state a reference state machine reaches by applying the committed entries in index
+//! order, and a node that installs or restores one continues applying right after it.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::kv::KvStore;
 use crate::log::RaftLog;
-use crate::types::{Entry, Index, NodeId, Term};
+use crate::node::RaftNode;
+use crate::snapshot::Snapshot;
+use crate::types::{Entry, EntryPayload, Index, NodeId, Term};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Violation {
@@ -38,7 +43,33 @@ pub struct Checker {
     max_term: BTreeMap<NodeId, Term>,
     /// Last applied index per node in its current incarnation.
     applied: BTreeMap<NodeId, Index>,
+    /// Highest snapshot index each node made durable: a restart must come back at least there.
+    snapshot_floor: BTreeMap<NodeId, Index>,
+    /// The reference state machine: the committed entries applied in index order.
+    reference: KvStore,
+    /// Digest of the reference state after each index (8 bytes per committed entry, like the
+    /// `committed` map itself), so a snapshot at any index can be compared with it.
+    reference_digests: BTreeMap<Index, u64>,
+    /// Snapshots at indexes the reference has not reached yet: `(time, node, index, digest)`.
+    pending_snapshots: Vec<(u64, NodeId, Index, u64)>,
+    snapshots_checked: u64,
     violations: Vec<Violation>,
+}
+
+/// Snapshots waiting for the reference state machine; more are not checked (a run that keeps
+/// snapshotting past what is known committed is broken in other, reported ways).
+const MAX_PENDING_SNAPSHOTS: usize = 1_000;
+
+/// The entry at absolute index `i` of a contiguous run starting at index `first`.
+fn entry_at(l: &[Entry], first: Index, i: Index) -> &Entry {
+    &l[(i - first) as usize]
+}
+
+/// FNV-1a: a stable 64-bit digest of a snapshot's bytes (std's hashers are not stable).
+fn digest(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// Keeps a pathological run from collecting millions of copies of one failure.
@@ -55,6 +86,12 @@ impl Checker {
 
     pub fn leaders(&self) -> &BTreeMap<Term, NodeId> {
         &self.leaders
+    }
+
+    /// Snapshots (taken, installed or restored) compared with the reference state machine so
+    /// far: proof in tests that the snapshot check is not vacuous.
+    pub fn snapshots_checked(&self) -> u64 {
+        self.snapshots_checked
     }
 
     pub fn fail(&mut self, time: u64, property: &str, detail: String) {
@@ -86,7 +123,9 @@ impl Checker {
             .committed
             .iter()
             .filter(|(i, e)| {
+                // An entry the leader's snapshot covers is present: it was applied to make it.
                 self.committed_in.get(i).is_some_and(|&t| t < term)
+                    && **i > log.snapshot_index()
                     && log.get(**i).map(|x| x.term) != Some(e.term)
             })
             .map(|(i, _)| *i)
@@ -133,7 +172,8 @@ impl Checker {
                 format!("n{node} commit went from {from} back to {to}"),
             );
         }
-        for i in from + 1..=to {
+        // Entries the node compacted in the same batch were applied, and checked, already.
+        for i in (from + 1).max(log.snapshot_index() + 1)..=to {
             let Some(e) = log.get(i) else {
                 self.fail(
                     time,
@@ -160,8 +200,114 @@ impl Checker {
             Some(_) => {}
             None => {
                 self.committed.insert(e.index, e.clone());
+                self.advance_reference(time);
             }
         }
+    }
+
+    /// Applies newly known committed entries to the reference state machine, in order, and
+    /// checks snapshots that were waiting for it.
+    fn advance_reference(&mut self, time: u64) {
+        loop {
+            let next = self.reference.applied_index() + 1;
+            let Some(e) = self.committed.get(&next) else {
+                return;
+            };
+            match &e.payload {
+                EntryPayload::Noop => self.reference.apply_noop(next),
+                EntryPayload::Command(req) => {
+                    self.reference.apply(next, req);
+                }
+            }
+            let Ok(bytes) = postcard::to_allocvec(&self.reference) else {
+                return;
+            };
+            let d = digest(&bytes);
+            self.reference_digests.insert(next, d);
+            let waiting: Vec<_> = self
+                .pending_snapshots
+                .iter()
+                .filter(|p| p.2 == next)
+                .copied()
+                .collect();
+            self.pending_snapshots.retain(|p| p.2 != next);
+            for (at, node, index, got) in waiting {
+                self.compare_snapshot(at.max(time), node, index, got, d);
+            }
+        }
+    }
+
+    fn compare_snapshot(&mut self, time: u64, node: NodeId, index: Index, got: u64, want: u64) {
+        self.snapshots_checked += 1;
+        if got != want {
+            self.fail(
+                time,
+                "state machine safety (snapshot)",
+                format!(
+                    "n{node}'s snapshot at {index} differs from the committed entries applied in order"
+                ),
+            );
+        }
+    }
+
+    /// A node took (`installed` false) or installed a snapshot: its state must be the reference
+    /// state at that index, and the node's state machine must now be exactly that snapshot.
+    pub fn on_snapshot(
+        &mut self,
+        time: u64,
+        node: NodeId,
+        snap: &Snapshot,
+        installed: bool,
+        kv: &KvStore,
+    ) {
+        let index = snap.meta.last_index;
+        if kv.applied_index() != index {
+            let what = if installed { "installed" } else { "took" };
+            self.fail(
+                time,
+                "snapshot",
+                format!(
+                    "n{node} {what} snapshot {index} but its state machine is at {}",
+                    kv.applied_index()
+                ),
+            );
+        }
+        let got = digest(&snap.data);
+        match self.reference_digests.get(&index) {
+            Some(&want) => self.compare_snapshot(time, node, index, got, want),
+            None if self.pending_snapshots.len() < MAX_PENDING_SNAPSHOTS => {
+                self.pending_snapshots.push((time, node, index, got));
+            }
+            None => {}
+        }
+    }
+
+    /// Forgets reference digests below `index`: no node can take, install or restart from a
+    /// snapshot older than the oldest snapshot on any disk, so memory stays bounded by what is
+    /// not yet covered everywhere.
+    pub fn forget_reference_before(&mut self, index: Index) {
+        self.reference_digests = self.reference_digests.split_off(&index);
+    }
+
+    /// A snapshot reached a node's disk.
+    pub fn on_snapshot_saved(&mut self, node: NodeId, index: Index) {
+        let floor = self.snapshot_floor.entry(node).or_insert(0);
+        *floor = (*floor).max(index);
+    }
+
+    /// An installed snapshot became durable (with the acknowledgement): from here the node
+    /// applies `index + 1` next, and it must not have applied beyond `index` before.
+    pub fn on_install_durable(&mut self, time: u64, node: NodeId, index: Index) {
+        let last = self.applied.entry(node).or_insert(0);
+        if index < *last {
+            let l = *last;
+            self.fail(
+                time,
+                "monotonic applied",
+                format!("n{node} installed snapshot {index} after applying up to {l}"),
+            );
+        }
+        self.applied.insert(node, index);
     }
 
     /// State machine safety: no two nodes apply different entries at one index; each node
@@ -180,23 +326,51 @@ impl Checker {
         self.record_committed(time, node, entry, term, "state machine safety");
     }
 
-    pub fn on_restart(&mut self, node: NodeId) {
-        self.applied.insert(node, 0);
+    /// A node restarted from its disk: it resumes at its snapshot (if any), which must be the
+    /// latest it made durable, with its state machine restored from it.
+    pub fn on_restart(&mut self, time: u64, node: NodeId, raft: &RaftNode, kv: &KvStore) {
+        let floor = self.snapshot_floor.get(&node).copied().unwrap_or(0);
+        let at = raft.snapshot_index();
+        if at < floor || raft.commit_index() < at || raft.applied_index() != at {
+            self.fail(
+                time,
+                "monotonic commit/applied (restart)",
+                format!(
+                    "n{node} restarted at snapshot {at}, commit {}, applied {} after saving snapshot {floor}",
+                    raft.commit_index(),
+                    raft.applied_index()
+                ),
+            );
+        }
+        if let Some(snap) = raft.snapshot() {
+            self.on_snapshot(time, node, snap, true, kv);
+        }
+        self.applied.insert(node, at);
     }
 
     /// Log matching (§5.3): if two logs hold an entry with the same index and term, they are
-    /// identical up to that index. Checked pairwise from the highest common agreement down.
+    /// identical up to that index. Checked pairwise from the highest common agreement down, over
+    /// the indexes both still hold (what either compacted is covered by the snapshot checks).
+    /// Each log is a contiguous run of entries, starting anywhere.
     pub fn check_log_matching(&mut self, time: u64, logs: &[(NodeId, &[Entry])]) {
         for (a, (na, la)) in logs.iter().enumerate() {
             for (nb, lb) in logs.iter().skip(a + 1) {
-                let common = la.len().min(lb.len());
-                let Some(top) = (0..common).rev().find(|&i| la[i].term == lb[i].term) else {
+                let (Some(fa), Some(fb)) = (la.first(), lb.first()) else {
                     continue;
                 };
-                if let Some(i) = (0..=top).find(|&i| la[i] != lb[i]) {
+                let lo = fa.index.max(fb.index);
+                let hi = (fa.index + la.len() as u64).min(fb.index + lb.len() as u64);
+                let at = entry_at;
+                let Some(top) = (lo..hi)
+                    .rev()
+                    .find(|&i| at(la, fa.index, i).term == at(lb, fb.index, i).term)
+                else {
+                    continue;
+                };
+                if let Some(i) = (lo..=top).find(|&i| at(la, fa.index, i) != at(lb, fb.index, i)) {
                     let detail = format!(
-                        "n{na} and n{nb} agree at {}@{} but differ at index {}",
-                        la[top].index, la[top].term, la[i].index
+                        "n{na} and n{nb} agree at {top}@{} but differ at index {i}",
+                        at(la, fa.index, top).term
                     );
                     self.fail(time, "log matching", detail);
                     return;

@@ -62,6 +62,10 @@ impl RunConfig {
         // Without Pre-Vote, candidates of one term collide more often: the schedules in which a
         // forgotten vote becomes a second leader.
         c.raft.pre_vote = self.profile != FaultProfile::CrashHeavy && knobs.below(5) != 0;
+        // Compaction on: small thresholds so every run snapshots several times, and chunks
+        // small enough that a transfer spans several messages (and loses some of them).
+        c.raft.snapshot_threshold = 5 + knobs.below(16);
+        c.raft.snapshot_chunk_bytes = [64, 256, 1024, 64 << 10][knobs.below(4) as usize];
         c.workload = WorkloadConfig {
             clients: self.clients,
             ops_per_client: self.ops_per_client,

@@ -468,6 +468,13 @@ impl Simulator {
             return;
         }
         let events = std::mem::take(&mut ready.events);
+        // Installing a snapshot moves the node's applied index; the checker learns it when the
+        // batch is durable, in order with the entries applied by earlier batches.
+        ready.events = events
+            .iter()
+            .filter(|e| matches!(e, NodeEvent::SnapshotInstalled { .. }))
+            .cloned()
+            .collect();
         let cost = if ready.needs_sync() {
             self.rng.range(self.cfg.fsync_us.0, self.cfg.fsync_us.1)
         } else {
@@ -511,6 +518,18 @@ impl Simulator {
                     let d = format!("n{id} refused a message from n{from}: {detail}");
                     self.checker.fail(now, "protocol", d);
                 }
+                NodeEvent::SnapshotTaken { index, .. }
+                | NodeEvent::SnapshotInstalled { index, .. } => {
+                    let installed = matches!(e, NodeEvent::SnapshotInstalled { .. });
+                    match s.raft().snapshot().filter(|x| x.meta.last_index == *index) {
+                        Some(snap) => self.checker.on_snapshot(now, id, snap, installed, s.kv()),
+                        None => self.checker.fail(
+                            now,
+                            "snapshot",
+                            format!("n{id} reported snapshot {index} it does not hold"),
+                        ),
+                    }
+                }
                 _ => {}
             }
         }
@@ -541,6 +560,11 @@ impl Simulator {
             NodeEvent::CommitAdvanced { .. } => {
                 self.nodes.get(&id).and_then(SimNode::role) == Some(Role::Leader)
             }
+            // Crashes around taking, receiving and installing snapshots: before the batch that
+            // saves it is durable (lost), or right after (the restart loads it).
+            NodeEvent::SnapshotTaken { .. }
+            | NodeEvent::SnapshotInstalled { .. }
+            | NodeEvent::SnapshotChunkReceived { .. } => true,
             _ => false,
         };
         if critical && self.rng.chance(rate) {
@@ -600,6 +624,30 @@ impl Simulator {
                     });
                 }
                 PersistOp::HardState(hs) => self.checker.on_term(self.now, id, hs.term),
+                PersistOp::SaveSnapshot(snap) => {
+                    self.checker.on_snapshot_saved(id, snap.meta.last_index);
+                    let oldest = self
+                        .nodes
+                        .values()
+                        .map(|n| n.storage.snapshot_index())
+                        .min();
+                    self.checker.forget_reference_before(oldest.unwrap_or(0));
+                    self.record(TraceKind::SnapshotSaved {
+                        node: id,
+                        index: snap.meta.last_index,
+                        term: snap.meta.last_term,
+                        bytes: snap.data.len() as u64,
+                    });
+                }
+                PersistOp::CompactLog(through) => self.record(TraceKind::LogCompacted {
+                    node: id,
+                    through: *through,
+                }),
+            }
+        }
+        for e in &ready.events {
+            if let NodeEvent::SnapshotInstalled { index, .. } = e {
+                self.checker.on_install_durable(self.now, id, *index);
             }
         }
         for env in ready.messages {
@@ -782,12 +830,25 @@ impl Simulator {
         let server = self.new_server(n, node.storage.clone(), seed);
         let term = server.raft().term();
         let incarnation = node.incarnation;
+        self.checker.on_term(self.now, n, term);
+        self.checker
+            .on_restart(self.now, n, server.raft(), server.kv());
+        let restored = server
+            .raft()
+            .snapshot()
+            .map(|s| TraceKind::RestoredSnapshot {
+                node: n,
+                index: s.meta.last_index,
+                term: s.meta.last_term,
+                log_last: server.raft().log().last_index(),
+            });
         if let Some(node) = self.nodes.get_mut(&n) {
             node.server = Some(server);
         }
-        self.checker.on_term(self.now, n, term);
-        self.checker.on_restart(n);
         self.record(TraceKind::Restarted { node: n });
+        if let Some(kind) = restored {
+            self.record(kind);
+        }
         let at = self.now + self.rng.below(self.cfg.tick_us);
         self.schedule(
             at,
@@ -832,23 +893,32 @@ impl Simulator {
     }
 
     /// Every node's log as it is now: in memory for live nodes, on disk for crashed ones.
+    /// Compacted entries are not included: see [`Simulator::log_views`] for where each starts.
     pub fn logs(&self) -> Vec<(NodeId, Vec<crate::types::Entry>)> {
+        self.log_views()
+            .into_iter()
+            .map(|(n, _, entries)| (n, entries))
+            .collect()
+    }
+
+    /// Every node's log as `(node, snapshot index, entries after it)`.
+    pub fn log_views(&self) -> Vec<(NodeId, crate::types::Index, Vec<crate::types::Entry>)> {
         self.nodes
             .values()
-            .map(|n| {
-                let entries = match &n.server {
-                    Some(s) => s.raft().log().entries().to_vec(),
-                    None => n.storage.entries.clone(),
-                };
-                (n.id, entries)
+            .map(|n| match &n.server {
+                Some(s) => {
+                    let log = s.raft().log();
+                    (n.id, log.snapshot_index(), log.entries().to_vec())
+                }
+                None => (n.id, n.storage.offset, n.storage.entries.clone()),
             })
             .collect()
     }
 
     pub fn check_log_matching(&mut self) {
-        let logs = self.logs();
+        let logs = self.log_views();
         let views: Vec<(NodeId, &[crate::types::Entry])> =
-            logs.iter().map(|(n, l)| (*n, l.as_slice())).collect();
+            logs.iter().map(|(n, _, l)| (*n, l.as_slice())).collect();
         let now = self.now;
         self.checker.check_log_matching(now, &views);
     }

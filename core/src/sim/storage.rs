@@ -2,11 +2,16 @@
 
 use crate::node::Persisted;
 use crate::ready::PersistOp;
-use crate::types::{Entry, HardState};
+use crate::snapshot::Snapshot;
+use crate::types::{Entry, HardState, Index};
 
 #[derive(Clone, Debug, Default)]
 pub struct MemStorage {
     pub hard_state: HardState,
+    /// The latest saved snapshot.
+    pub snapshot: Option<Snapshot>,
+    /// Index just before `entries[0]`: the last index compacted away (0 before any compaction).
+    pub offset: Index,
     pub entries: Vec<Entry>,
 }
 
@@ -15,24 +20,54 @@ impl MemStorage {
         match op {
             PersistOp::HardState(hs) => self.hard_state = *hs,
             PersistOp::TruncateFrom(i) => {
-                self.entries.truncate(i.saturating_sub(1) as usize);
+                assert!(
+                    *i > self.offset,
+                    "persisted truncation into compacted entries"
+                );
+                self.entries.truncate((i - self.offset - 1) as usize);
             }
             PersistOp::Append(es) => {
                 for e in es {
                     assert_eq!(
                         e.index,
-                        self.entries.len() as u64 + 1,
+                        self.last_index() + 1,
                         "persisted append leaves a gap"
                     );
                     self.entries.push(e.clone());
                 }
             }
+            PersistOp::SaveSnapshot(s) => self.snapshot = Some(s.clone()),
+            PersistOp::CompactLog(i) => {
+                if *i <= self.offset {
+                    return;
+                }
+                let drop = ((i - self.offset) as usize).min(self.entries.len());
+                self.entries.drain(..drop);
+                self.offset = *i;
+            }
         }
     }
 
+    pub fn last_index(&self) -> Index {
+        self.offset + self.entries.len() as u64
+    }
+
+    /// Index of the latest saved snapshot (0 without one).
+    pub fn snapshot_index(&self) -> Index {
+        self.snapshot.as_ref().map_or(0, |s| s.meta.last_index)
+    }
+
     pub fn load(&self) -> Persisted {
+        // The core saves a snapshot before compacting up to it, in one batch; a disk whose log
+        // starts anywhere else was written by a broken executor.
+        assert_eq!(
+            self.offset,
+            self.snapshot_index(),
+            "stored log does not start right after the stored snapshot"
+        );
         Persisted {
             hard_state: self.hard_state,
+            snapshot: self.snapshot.clone(),
             entries: self.entries.clone(),
         }
     }

@@ -162,6 +162,28 @@ pub enum TraceKind {
         seq: u64,
     },
     FaultsStopped,
+    // Log compaction. New variants go last: postcard (the live event stream) encodes variants
+    // by position.
+    /// A snapshot made durable on a node (taken by it or installed from a leader).
+    SnapshotSaved {
+        node: NodeId,
+        index: Index,
+        term: Term,
+        bytes: u64,
+    },
+    /// The log prefix up to and including `through` removed from a node's disk.
+    LogCompacted {
+        node: NodeId,
+        through: Index,
+    },
+    /// What a restarted node recovered, when it had a snapshot: the snapshot and the log tail
+    /// after it (`log_last` equal to `index` when the tail is empty).
+    RestoredSnapshot {
+        node: NodeId,
+        index: Index,
+        term: Term,
+        log_last: Index,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -230,6 +252,40 @@ pub fn node_event_text(node: NodeId, e: &NodeEvent) -> String {
         NodeEvent::ProtocolViolation { from, detail } => {
             format!("n{node} PROTOCOL VIOLATION from n{from}: {detail}")
         }
+        NodeEvent::SnapshotTaken { index, term, bytes } => {
+            format!("n{node} took snapshot {index}@{term} ({bytes} bytes), compacts log")
+        }
+        NodeEvent::SnapshotChunkSent {
+            to,
+            index,
+            offset,
+            bytes,
+            done,
+        } => {
+            let last = if *done { " (last)" } else { "" };
+            let end = offset.saturating_add(*bytes);
+            format!("n{node} sends n{to} snapshot {index} bytes {offset}..{end}{last}")
+        }
+        NodeEvent::SnapshotChunkReceived {
+            from,
+            index,
+            offset,
+            bytes,
+            done,
+        } => {
+            let last = if *done { " (last)" } else { "" };
+            let end = offset.saturating_add(*bytes);
+            format!("n{node} stored snapshot {index} bytes {offset}..{end} from n{from}{last}")
+        }
+        NodeEvent::SnapshotInstalled {
+            from,
+            index,
+            term,
+            bytes,
+            kept_entries,
+        } => format!(
+            "n{node} installed snapshot {index}@{term} from n{from} ({bytes} bytes, kept {kept_entries} log entries)"
+        ),
     }
 }
 
@@ -287,6 +343,15 @@ impl TraceKind {
                 term,
             } => format!("n{node} persisted entries {first}..={last} term={term}"),
             TraceKind::Truncated { node, from } => format!("n{node} truncated log from {from}"),
+            TraceKind::SnapshotSaved {
+                node,
+                index,
+                term,
+                bytes,
+            } => format!("n{node} persisted snapshot {index}@{term} ({bytes} bytes)"),
+            TraceKind::LogCompacted { node, through } => {
+                format!("n{node} compacted log through {through}")
+            }
             TraceKind::Applied {
                 node,
                 index,
@@ -302,6 +367,19 @@ impl TraceKind {
             }
             TraceKind::Crashed { node } => format!("n{node} CRASHED"),
             TraceKind::Restarted { node } => format!("n{node} restarted from disk"),
+            TraceKind::RestoredSnapshot {
+                node,
+                index,
+                term,
+                log_last,
+            } => {
+                let tail = if log_last > index {
+                    format!("log {}..={log_last}", index + 1)
+                } else {
+                    "an empty log".to_string()
+                };
+                format!("n{node} loaded snapshot {index}@{term} and {tail}, applied={index}")
+            }
             TraceKind::Paused { node } => format!("n{node} paused"),
             TraceKind::Resumed { node } => format!("n{node} resumed"),
             TraceKind::LinkCut { from, to } => format!("link n{from}->n{to} cut"),

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 use keyval_core::kv::KvOp;
+use keyval_core::log::RaftLog;
 use keyval_core::mutation::Mutation;
 use keyval_core::sim::linearizability::OpResult;
 use keyval_core::sim::trace::Payload;
@@ -205,10 +206,59 @@ pub fn converged(sim: &Simulator) -> bool {
         && sim.nodes().values().all(|n| {
             n.server.as_ref().is_some_and(|s| {
                 s.raft().applied_index() == last
-                    && s.raft().log().entries() == ls.raft().log().entries()
+                    && same_log_tail(s.raft().log(), ls.raft().log())
                     && s.kv() == ls.kv()
             })
         })
+}
+
+/// Whether two logs end at the same index and hold the same entries wherever both still hold
+/// one (log compaction drops different prefixes on different nodes).
+pub fn same_log_tail(a: &RaftLog, b: &RaftLog) -> bool {
+    let from = a.first_index().max(b.first_index());
+    a.last_index() == b.last_index()
+        && a.slice(from, a.last_index()) == b.slice(from, b.last_index())
+}
+
+/// A fault-free cluster that snapshots every `threshold` applied entries and sends snapshots in
+/// chunks of at most `chunk_bytes`.
+pub fn snapshot_cluster(n: usize, seed: u64, threshold: u64, chunk_bytes: usize) -> Simulator {
+    let mut cfg = SimConfig::new(n, seed);
+    cfg.raft.snapshot_threshold = threshold;
+    cfg.raft.snapshot_chunk_bytes = chunk_bytes;
+    Simulator::new(cfg)
+}
+
+/// The InstallSnapshot chunks `from` sent `to` after `since`, as `(time, snapshot index,
+/// offset, bytes, done)`.
+pub fn snapshot_chunks_sent(
+    sim: &Simulator,
+    since: u64,
+    from: NodeId,
+    to: NodeId,
+) -> Vec<(u64, Index, u64, usize, bool)> {
+    sim.trace()
+        .iter()
+        .filter(|e| e.time > since)
+        .filter_map(|e| match &e.kind {
+            TraceKind::Sent {
+                from: keyval_core::sim::Addr::Node(f),
+                to: keyval_core::sim::Addr::Node(t),
+                payload:
+                    Payload::Raft(Message::InstallSnapshot {
+                        meta,
+                        offset,
+                        data,
+                        done,
+                        ..
+                    }),
+                ..
+            } if *f == from && *t == to => {
+                Some((e.time, meta.last_index, *offset, data.len(), *done))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// Waits (at most `within` of virtual time) until [`converged`].

@@ -1,0 +1,316 @@
+//! Log compaction in the Raft node: taking a snapshot, sending it in chunks to a follower that
+//! needs compacted entries, and installing one (Raft §7, thesis chapter 5).
+//!
+//! The node never looks inside the snapshot bytes: the state machine layer
+//! ([`crate::server::KvServer`]) encodes them when it asks to compact, and decodes and validates
+//! a received snapshot before it is installed ([`RaftNode::take_received_snapshot`], then
+//! [`RaftNode::install_snapshot`] or [`RaftNode::refuse_snapshot`]).
+
+use std::sync::Arc;
+
+use crate::message::{Message, SnapshotResult};
+use crate::mutation::Mutation;
+use crate::node::{invariant, RaftNode};
+use crate::progress::ProgressState;
+use crate::ready::{NodeEvent, PersistOp};
+use crate::snapshot::{
+    chunk, ChunkOutcome, IncomingSnapshot, Snapshot, SnapshotMeta, MAX_SNAPSHOT_CHUNK_BYTES,
+};
+use crate::types::{Index, NodeId, Role, Term};
+
+impl RaftNode {
+    /// Replaces the log up to and including `index` with a snapshot whose state machine bytes
+    /// are `data`. `index` must be applied: compacting an entry the state machine has not seen
+    /// would lose it. The snapshot is saved before the prefix is dropped (one batch, in order).
+    pub fn compact(&mut self, index: Index, data: Vec<u8>) {
+        invariant!(
+            self,
+            index <= self.applied,
+            "compacting to {index} beyond the applied index"
+        );
+        if index <= self.log.snapshot_index() {
+            return;
+        }
+        let Some(term) = self.log.term(index) else {
+            invariant!(self, false, "no term for applied index {index}");
+            return;
+        };
+        let snapshot = Snapshot {
+            meta: SnapshotMeta {
+                last_index: index,
+                last_term: term,
+                voters: self.voters.iter().copied().collect(),
+            },
+            data,
+        };
+        let bytes = snapshot.data.len() as u64;
+        self.persist(PersistOp::SaveSnapshot(snapshot.clone()));
+        self.persist(PersistOp::CompactLog(index));
+        self.log.compact_to(index, term);
+        self.snapshot = Some(Arc::new(snapshot));
+        self.emit(NodeEvent::SnapshotTaken { index, term, bytes });
+    }
+
+    /// Sends `peer` the next chunk of a snapshot, starting a transfer of the latest snapshot if
+    /// none is under way. One chunk is outstanding at a time per follower.
+    pub(crate) fn send_snapshot_chunk(&mut self, peer: NodeId) {
+        let Some(latest) = self.snapshot.clone() else {
+            invariant!(
+                self,
+                false,
+                "peer {peer} needs a snapshot but there is none"
+            );
+            return;
+        };
+        let max = self
+            .config
+            .snapshot_chunk_bytes
+            .clamp(1, MAX_SNAPSHOT_CHUNK_BYTES);
+        let term = self.term;
+        let Some(pr) = self.progress.get_mut(&peer) else {
+            return;
+        };
+        if pr.state != ProgressState::Snapshot || pr.transfer.is_none() {
+            pr.become_snapshot(latest);
+        }
+        if pr.snapshot_sent {
+            return;
+        }
+        let Some(snap) = pr.transfer.clone() else {
+            return;
+        };
+        let offset = pr.snapshot_offset;
+        let (data, done) = chunk(&snap.data, offset, max);
+        pr.snapshot_sent = true;
+        let bytes = data.len() as u64;
+        let msg = Message::InstallSnapshot {
+            term,
+            meta: snap.meta.clone(),
+            offset,
+            data: data.to_vec(),
+            done,
+        };
+        self.send(peer, msg);
+        self.emit(NodeEvent::SnapshotChunkSent {
+            to: peer,
+            index: snap.meta.last_index,
+            offset,
+            bytes,
+            done,
+        });
+    }
+
+    /// A follower receives one chunk from the leader of `term` (already adopted by `step`).
+    pub(crate) fn handle_snapshot_chunk(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        meta: SnapshotMeta,
+        offset: u64,
+        data: Vec<u8>,
+        done: bool,
+    ) {
+        if self.role != Role::Follower {
+            self.become_follower(self.term, Some(from));
+        }
+        self.leader = Some(from);
+        self.election_elapsed = 0;
+        if let Some(detail) = self.meta_problem(&meta, term) {
+            self.incoming_snapshot = None;
+            self.emit(NodeEvent::ProtocolViolation { from, detail });
+            return;
+        }
+        let index = meta.last_index;
+        let stale_ok = self.config.has_mutation(Mutation::InstallStaleSnapshot)
+            && index >= self.log.snapshot_index();
+        if index <= self.commit && !stale_ok {
+            // We already hold everything it covers (committed entries are the same on every
+            // node): say so, and the leader moves on to plain appends.
+            self.incoming_snapshot = None;
+            self.reply_snapshot(from, index, self.commit);
+            return;
+        }
+        let len = data.len() as u64;
+        match IncomingSnapshot::receive(
+            &mut self.incoming_snapshot,
+            term,
+            &meta,
+            offset,
+            &data,
+            done,
+        ) {
+            ChunkOutcome::Continue { next_offset } => {
+                if next_offset == offset.saturating_add(len) {
+                    self.emit(NodeEvent::SnapshotChunkReceived {
+                        from,
+                        index,
+                        offset,
+                        bytes: len,
+                        done: false,
+                    });
+                }
+                let term = self.term;
+                self.send(
+                    from,
+                    Message::InstallSnapshotResponse {
+                        term,
+                        snapshot_index: index,
+                        result: SnapshotResult::Continue { next_offset },
+                    },
+                );
+            }
+            ChunkOutcome::Complete(snapshot) => {
+                self.emit(NodeEvent::SnapshotChunkReceived {
+                    from,
+                    index,
+                    offset,
+                    bytes: len,
+                    done: true,
+                });
+                self.received_snapshot = Some((from, snapshot));
+            }
+            ChunkOutcome::Malformed(detail) => {
+                self.emit(NodeEvent::ProtocolViolation { from, detail });
+            }
+        }
+    }
+
+    /// Why a snapshot's metadata cannot be right, if it cannot.
+    fn meta_problem(&self, meta: &SnapshotMeta, term: Term) -> Option<String> {
+        if meta.last_index == 0 || meta.last_term == 0 {
+            return Some(format!(
+                "snapshot of the empty log ({}@{})",
+                meta.last_index, meta.last_term
+            ));
+        }
+        if meta.last_term > term {
+            return Some(format!(
+                "snapshot ends in term {} after the sender's term {term}",
+                meta.last_term
+            ));
+        }
+        if !meta.voters.iter().copied().eq(self.voters.iter().copied()) {
+            return Some(format!(
+                "snapshot membership {:?} differs from ours",
+                meta.voters
+            ));
+        }
+        None
+    }
+
+    fn reply_snapshot(&mut self, to: NodeId, snapshot_index: Index, match_index: Index) {
+        let term = self.term;
+        self.send(
+            to,
+            Message::InstallSnapshotResponse {
+                term,
+                snapshot_index,
+                result: SnapshotResult::Done { match_index },
+            },
+        );
+    }
+
+    /// A snapshot received completely, with its sender, for the state machine layer to decode.
+    /// It must answer with [`RaftNode::install_snapshot`] or [`RaftNode::refuse_snapshot`].
+    pub fn take_received_snapshot(&mut self) -> Option<(NodeId, Snapshot)> {
+        self.received_snapshot.take()
+    }
+
+    /// Adopts a received snapshot whose state the caller has already decoded and swapped in.
+    /// If the log holds the snapshot's last entry (same index and term) the entries after it are
+    /// kept, since they may still be the leader's; otherwise the whole log is discarded. The
+    /// snapshot is persisted in the same batch as the acknowledgement (effects contract).
+    /// Returns false, changing nothing, when the snapshot is not newer than what we applied.
+    pub fn install_snapshot(&mut self, from: NodeId, snapshot: Snapshot) -> bool {
+        let index = snapshot.meta.last_index;
+        let term = snapshot.meta.last_term;
+        let stale_ok = self.config.has_mutation(Mutation::InstallStaleSnapshot);
+        let matches = self.log.term(index) == Some(term);
+        let ours = self.log.snapshot_index();
+        if index < ours || (index == ours && !matches) || (index <= self.commit && !stale_ok) {
+            self.reply_snapshot(from, index, self.commit);
+            return false;
+        }
+        let kept_entries = if matches {
+            self.log.last_index() - index
+        } else {
+            0
+        };
+        self.persist(PersistOp::SaveSnapshot(snapshot.clone()));
+        // A different entry at the snapshot's index: it and everything after it conflict with
+        // the leader (log matching), so the whole log goes.
+        let cut = index.max(self.log.snapshot_index() + 1);
+        if !matches && self.log.last_index() >= cut {
+            self.log.truncate_from(cut);
+            self.persist(PersistOp::TruncateFrom(cut));
+        }
+        self.persist(PersistOp::CompactLog(index));
+        self.log.compact_to(index, term);
+        self.commit = index;
+        self.applied = index;
+        let bytes = snapshot.data.len() as u64;
+        self.snapshot = Some(Arc::new(snapshot));
+        self.emit(NodeEvent::SnapshotInstalled {
+            from,
+            index,
+            term,
+            bytes,
+            kept_entries,
+        });
+        self.reply_snapshot(from, index, index);
+        true
+    }
+
+    /// Refuses a received snapshot the state machine layer could not decode. Nothing is
+    /// acknowledged; the leader's next attempt starts over.
+    pub fn refuse_snapshot(&mut self, from: NodeId, detail: String) {
+        self.incoming_snapshot = None;
+        self.emit(NodeEvent::ProtocolViolation { from, detail });
+    }
+
+    /// The leader hears how a follower's transfer goes.
+    pub(crate) fn handle_snapshot_response(
+        &mut self,
+        from: NodeId,
+        snapshot_index: Index,
+        result: SnapshotResult,
+    ) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let last_index = self.log.last_index();
+        let Some(pr) = self.progress.get_mut(&from) else {
+            return;
+        };
+        pr.recent_active = true;
+        match result {
+            SnapshotResult::Done { match_index } => {
+                if match_index > last_index {
+                    let detail = format!("acknowledged index {match_index} beyond our log");
+                    self.emit(NodeEvent::ProtocolViolation { from, detail });
+                    return;
+                }
+                if pr.on_success(match_index) {
+                    self.maybe_commit();
+                }
+                self.send_append(from);
+            }
+            SnapshotResult::Continue { next_offset } => {
+                let current =
+                    pr.state == ProgressState::Snapshot && pr.pending_snapshot == snapshot_index;
+                if !current {
+                    return; // an answer about an earlier transfer
+                }
+                let len = pr.transfer.as_ref().map_or(0, |s| s.data.len() as u64);
+                if next_offset > len {
+                    let detail = format!("asked for snapshot offset {next_offset} of {len}");
+                    self.emit(NodeEvent::ProtocolViolation { from, detail });
+                    return;
+                }
+                pr.snapshot_offset = next_offset;
+                pr.snapshot_sent = false;
+                self.send_snapshot_chunk(from);
+            }
+        }
+    }
+}
