@@ -10,7 +10,7 @@ use std::time::Duration;
 use keyval_core::{Message, NodeStatus};
 
 /// Message kinds in a fixed order, so per-kind counters are array slots.
-const KINDS: [&str; 8] = [
+const KINDS: [&str; 10] = [
     "PreVote",
     "PreVoteResp",
     "Vote",
@@ -19,6 +19,8 @@ const KINDS: [&str; 8] = [
     "AppendResp",
     "Heartbeat",
     "HeartbeatResp",
+    "Snapshot",
+    "SnapshotResp",
 ];
 
 pub fn kind_index(m: &Message) -> usize {
@@ -31,6 +33,8 @@ pub fn kind_index(m: &Message) -> usize {
         Message::AppendEntriesResponse { .. } => 5,
         Message::Heartbeat { .. } => 6,
         Message::HeartbeatResponse { .. } => 7,
+        Message::InstallSnapshot { .. } => 8,
+        Message::InstallSnapshotResponse { .. } => 9,
     }
 }
 

@@ -287,6 +287,7 @@ impl NodeLoop {
                         persisted_traces.push(TraceKind::Truncated { node: me, from: *i });
                     }
                     PersistOp::HardState(_) => {}
+                    PersistOp::SaveSnapshot(_) | PersistOp::CompactLog(_) => {}
                 }
             }
             let took = self.storage.persist(persist).await?;
@@ -414,5 +415,12 @@ fn log_event(ev: &NodeEvent, metrics: &Metrics) {
         NodeEvent::ProtocolViolation { from, detail } => {
             tracing::warn!(from, %detail, "refused a message that breaks the protocol")
         }
+        NodeEvent::SnapshotTaken { index, term, bytes } => {
+            tracing::info!(index, term, bytes, "snapshot taken")
+        }
+        NodeEvent::SnapshotInstalled {
+            from, index, term, ..
+        } => tracing::info!(from, index, term, "snapshot installed"),
+        NodeEvent::SnapshotChunkSent { .. } | NodeEvent::SnapshotChunkReceived { .. } => {}
     }
 }

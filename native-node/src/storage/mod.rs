@@ -57,6 +57,10 @@ pub enum StorageError {
     },
     #[error("failed to encode a Raft log record: {0}")]
     Encode(#[from] postcard::Error),
+    /// Log compaction is not persisted by the native node yet, and it never asks the core for
+    /// it (snapshot threshold 0); refusing is safer than acknowledging what is not on disk.
+    #[error("snapshots are not yet supported by the native log store")]
+    SnapshotUnsupported,
 }
 
 /// What recovery found, for the start-up log line.
@@ -120,6 +124,7 @@ impl WalStore {
             torn_tail: recovery.torn_tail,
         };
         let persisted = Persisted {
+            snapshot: None,
             hard_state: replay.hard_state,
             entries: replay.entries,
         };
@@ -155,6 +160,9 @@ impl LogStore for WalStore {
                     for chunk in append_chunks(entries) {
                         self.append_record(&LogRecordRef::Append(chunk))?;
                     }
+                }
+                PersistOp::SaveSnapshot(_) | PersistOp::CompactLog(_) => {
+                    return Err(StorageError::SnapshotUnsupported);
                 }
             }
         }
