@@ -102,6 +102,8 @@ fn msg_style(p: &Payload) -> (&'static str, &'static str, bool) {
             Message::AppendEntriesResponse { .. } => (OI_BLUE, "A", true),
             Message::Heartbeat { .. } => (OI_SKY, "H", false),
             Message::HeartbeatResponse { .. } => (OI_SKY, "H", true),
+            Message::InstallSnapshot { .. } => (OI_VERMILLION, "S", false),
+            Message::InstallSnapshotResponse { .. } => (OI_VERMILLION, "S", true),
         },
         Payload::Request { .. } => (OI_PURPLE, "C", false),
         Payload::Reply { .. } => (OI_PURPLE, "C", true),
@@ -677,6 +679,7 @@ fn legend() -> Html {
                 { item(OI_ORANGE, "V", false, "vote") }
                 { item(OI_BLUE, "A", false, "append") }
                 { item(OI_SKY, "H", false, "heartbeat") }
+                { item(OI_VERMILLION, "S", false, "snapshot") }
                 { item(OI_PURPLE, "C", false, "client") }
                 { item("#555", "", true, "hollow = response") }
             </div>

@@ -36,6 +36,8 @@ pub enum ScriptAction {
     Fault(FaultAction),
     CrashLeader,
     PauseLeader,
+    /// Crash a follower (the highest-numbered node that does not lead).
+    CrashFollower,
     /// Crash the node the last `IsolateLeader` cut off.
     CrashIsolated,
     /// Restart crashed nodes, resume paused ones, heal the network.
@@ -276,6 +278,13 @@ impl Engine {
             ScriptAction::Submit(op) => UserAction::Submit(op),
             ScriptAction::CrashLeader => UserAction::Fault(FaultAction::Crash(self.sim.leader()?)),
             ScriptAction::CrashIsolated => UserAction::Fault(FaultAction::Crash(self.isolated?)),
+            ScriptAction::CrashFollower => {
+                let l = self.sim.leader();
+                let f = nodes.iter().rev().copied().find(|n| {
+                    Some(*n) != l && self.sim.nodes().get(n).is_some_and(|x| x.is_up())
+                })?;
+                UserAction::Fault(FaultAction::Crash(f))
+            }
             ScriptAction::PauseLeader => UserAction::Fault(FaultAction::Pause(self.sim.leader()?)),
             ScriptAction::RestartAll => UserAction::Fault(FaultAction::StopFaults),
             ScriptAction::IsolateLeader { extra } => {

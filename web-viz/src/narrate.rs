@@ -29,6 +29,7 @@ pub const RULE_TERMS: &str = "§5.1 terms";
 pub const RULE_PERSIST: &str = "§5.1 / Fig. 2 persistent state";
 pub const RULE_CLIENT: &str = "§8 client interaction";
 pub const RULE_SM: &str = "§5.3 state machine safety";
+pub const RULE_SNAPSHOT: &str = "§7 log compaction";
 
 /// Explains one event. `heartbeats` includes heartbeat traffic; `deliveries` includes
 /// message deliveries (both are very frequent and say little on their own).
@@ -170,6 +171,11 @@ pub fn narrate(ev: &TraceEvent, heartbeats: bool, deliveries: bool) -> Option<Na
             "",
             "fault",
         ),
+        TraceKind::SnapshotSaved { .. } | TraceKind::LogCompacted { .. } | TraceKind::RestoredSnapshot { .. } => n(
+            format!("{}.", ev.kind.render()),
+            RULE_SNAPSHOT,
+            "snapshot",
+        ),
         TraceKind::LinkLatency { .. } => n(
             format!("Link latency changes: {}. Slow links delay votes and appends but never break safety.", ev.kind.render()),
             "§5.6 timing and availability",
@@ -266,6 +272,29 @@ fn node_event(node: u64, e: &NodeEvent) -> Option<Narration> {
             "",
             "fault",
         ),
+        NodeEvent::SnapshotTaken { index, term, bytes } => n(
+            format!("n{node} snapshots its key-value store up to entry {index} (term {term}, {bytes} bytes): the log before it can be discarded."),
+            RULE_SNAPSHOT,
+            "snapshot",
+        ),
+        NodeEvent::SnapshotChunkSent { to, index, offset, bytes, done } => n(
+            format!("Leader n{node} sends n{to} {bytes} bytes of its snapshot through entry {index} (offset {offset}{}): the entries n{to} lacks were compacted away.", if *done { ", last chunk" } else { "" }),
+            RULE_SNAPSHOT,
+            "snapshot",
+        ),
+        NodeEvent::SnapshotChunkReceived { from, index, offset, bytes, done } => n(
+            format!("n{node} stores {bytes} bytes of n{from}'s snapshot through entry {index} (offset {offset}{}).", if *done { ", last chunk" } else { "" }),
+            RULE_SNAPSHOT,
+            "snapshot",
+        ),
+        NodeEvent::SnapshotInstalled { from, index, term, bytes, kept_entries } => n(
+            format!("n{node} replaces its state with n{from}'s snapshot through entry {index} (term {term}, {bytes} bytes), keeping {kept_entries} matching log entries after it: caught up without replaying the log."),
+            RULE_SNAPSHOT,
+            "snapshot",
+        ),
+        // Events added to the core later are still shown, in its own words.
+        #[allow(unreachable_patterns)]
+        other => n(keyval_core::sim::trace::node_event_text(node, other), "", "net"),
     }
 }
 
@@ -299,6 +328,8 @@ fn sent(from: Addr, to: Addr, p: &Payload, heartbeats: bool) -> Option<Narration
                 AppendResult::Reject { rejected_prev, hint_index, .. } => n(format!("{from} rejects {to}'s append: no matching entry at {rejected_prev}; the leader backs up to {hint_index} and retries."), RULE_LOG_MATCH, "append"),
             },
             Message::Heartbeat { term, commit } if heartbeats => n(format!("Leader {from} sends {to} a heartbeat (term {term}, commit {commit}) to keep its authority and suppress elections."), RULE_ELECTION, "heartbeat"),
+            Message::InstallSnapshot { .. } => n(format!("Leader {from} sends {to} part of its snapshot ({}).", m.summary()), RULE_SNAPSHOT, "snapshot"),
+            Message::InstallSnapshotResponse { .. } => n(format!("{from} answers {to}'s snapshot chunk ({}).", m.summary()), RULE_SNAPSHOT, "snapshot"),
             Message::HeartbeatResponse { term } if heartbeats => n(format!("{from} acknowledges {to}'s heartbeat (term {term})."), RULE_CHECK_QUORUM, "heartbeat"),
             _ => None,
         },

@@ -22,6 +22,8 @@ pub struct Scenario {
     /// When set, the scenario needs a seed on which this holds after `until` µs; if `seed`
     /// does not (the core's behaviour changed), the next seeds are tried.
     pub needs: Option<(u64, TracePredicate)>,
+    /// Changes to `SimConfig::new(nodes, seed)` the scenario needs (recorded in exported traces).
+    pub tune: Option<fn(&mut SimConfig)>,
 }
 
 impl Scenario {
@@ -29,7 +31,11 @@ impl Scenario {
     /// scenario is about) and its script.
     pub fn engine(&self) -> Engine {
         let make = |seed| {
-            let mut e = Engine::new(SimConfig::new(self.nodes, seed));
+            let mut cfg = SimConfig::new(self.nodes, seed);
+            if let Some(t) = self.tune {
+                t(&mut cfg);
+            }
+            let mut e = Engine::new(cfg);
             e.script = (self.script)().into_iter().collect();
             e
         };
@@ -107,6 +113,7 @@ pub const SCENARIOS: &[Scenario] = &[
         seed: SPLIT_VOTE_SEED,
         speed: Some(10.0),
         needs: Some((1_500_000, |t| split_term(t).is_some() && !leaders_by_term(t).is_empty())),
+        tune: None,
         script: || {
             vec![(
                 0,
@@ -125,6 +132,7 @@ pub const SCENARIOS: &[Scenario] = &[
         seed: 1,
         speed: None,
         needs: None,
+        tune: None,
         script: || {
             vec![
                 (700 * MS, put("x", "1")),
@@ -141,6 +149,7 @@ pub const SCENARIOS: &[Scenario] = &[
         seed: 2,
         speed: None,
         needs: None,
+        tune: None,
         script: || {
             vec![
                 (1_000 * MS, ScriptAction::IsolateLeader { extra: 1 }),
@@ -157,6 +166,7 @@ pub const SCENARIOS: &[Scenario] = &[
         seed: 3,
         speed: None,
         needs: None,
+        tune: None,
         script: || {
             vec![
                 (1_000 * MS, ScriptAction::PauseLeader),
@@ -172,6 +182,7 @@ pub const SCENARIOS: &[Scenario] = &[
         seed: 4,
         speed: None,
         needs: None,
+        tune: None,
         script: || {
             vec![
                 (1_000 * MS, ScriptAction::IsolateLeader { extra: 0 }),
@@ -179,6 +190,24 @@ pub const SCENARIOS: &[Scenario] = &[
                 (1_100 * MS, ScriptAction::CrashIsolated),
                 (2_500 * MS, ScriptAction::RestartAll),
             ]
+        },
+    },
+    Scenario {
+        id: "snapshot-catch-up",
+        title: "Follower caught up by snapshot",
+        what: "Nodes snapshot their state every 4 applied entries and discard the log before it (§7). A follower crashes at 0.6 s and misses eight puts; when it returns at 1.8 s the leader no longer has the entries it needs, so it sends its snapshot (InstallSnapshot, S) instead, then the log after it.",
+        nodes: 3,
+        seed: 5,
+        speed: None,
+        needs: None,
+        tune: Some(|c| c.raft.snapshot_threshold = 4),
+        script: || {
+            let mut s = vec![(600 * MS, ScriptAction::CrashFollower)];
+            for i in 0..8u64 {
+                s.push((700 * MS + i * 120 * MS, put(&format!("k{i}"), &format!("v{i}"))));
+            }
+            s.push((1_800 * MS, ScriptAction::RestartAll));
+            s
         },
     },
 ];

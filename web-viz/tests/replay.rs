@@ -111,6 +111,31 @@ fn figure_8_scenario_overwrites_an_uncommitted_entry() {
     );
 }
 
+#[test]
+fn snapshot_scenario_catches_a_follower_up_by_snapshot() {
+    let e = run_scenario("snapshot-catch-up", 3_000_000);
+    assert!(
+        e.trace().iter().any(|ev| matches!(
+            ev.kind,
+            TraceKind::Node {
+                event: NodeEvent::SnapshotInstalled { .. },
+                ..
+            }
+        )),
+        "no snapshot installed in the snapshot scenario"
+    );
+    let kvs: Vec<usize> = e
+        .sim
+        .nodes()
+        .values()
+        .filter_map(|n| n.server.as_ref().map(|s| s.kv().len()))
+        .collect();
+    assert!(
+        kvs.iter().all(|&k| k == 8),
+        "every node holds the 8 keys: {kvs:?}"
+    );
+}
+
 /// Finds seeds for the split-vote scenario: `cargo test -p web-viz --test replay
 /// find_split_vote_seed -- --ignored --nocapture`.
 #[test]
