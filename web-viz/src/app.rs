@@ -270,6 +270,10 @@ pub fn app() -> Html {
                         e.prevent_default();
                         dispatcher.dispatch(Msg::Step);
                     }
+                    "ArrowLeft" => {
+                        e.prevent_default();
+                        dispatcher.dispatch(Msg::StepBack);
+                    }
                     _ => {}
                 }
             });
@@ -607,6 +611,7 @@ fn sim_view(state: &UseReducerHandle<Ui>, reader: Reader) -> Html {
                     <button data-testid="play" class="primary big" onclick={cb(Msg::TogglePlay)} title="Play / pause (space)">
                         { if state.playing { "❚❚ Pause" } else { "▶ Play" } }
                     </button>
+                    <button data-testid="step-back" onclick={cb(Msg::StepBack)} title="Previous event (←): replays the run from its seed">{"|◂"}</button>
                     <button data-testid="step" class="big" onclick={cb(Msg::Step)} title="Next event (→)">{"Step ▸|"}</button>
                     <label class="speed">{"Speed "}
                         <input data-testid="speed" type="range" min="0" max="100" step="1" value={state.speed.to_string()} oninput={on_speed} />
@@ -942,7 +947,7 @@ fn side_panels(state: &UseReducerHandle<Ui>, e: &crate::engine::Engine, reader: 
                     <span data-testid="bench-result" class="val">{format!("{} events/s", fmt_rate(b))}</span>
                 }
             </div>
-            <p class="hint">{"Shortcuts: space = play/pause, → = step. Drag the timeline to go back; acting in the past forks a new future."}</p>
+            <p class="hint">{"Shortcuts: space = play/pause, → = step, ← = step back. Drag the timeline to go back; acting in the past forks a new future."}</p>
         </div>
     };
 

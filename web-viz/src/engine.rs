@@ -77,6 +77,8 @@ pub struct Engine {
     pub notable: Vec<usize>,
     /// Trace index of the manual client's latest invocation.
     pub client_invoked_at: Option<usize>,
+    /// Simulator step count after each visible step, to step back one event.
+    pub visible_at: Vec<u64>,
     pub inflight: BTreeMap<u64, Flight>,
     /// Trace indices `[start, end)` produced by the most recent visible step.
     pub last_batch: (usize, usize),
@@ -100,6 +102,7 @@ impl Engine {
             cursor: 0,
             notable: Vec::new(),
             client_invoked_at: None,
+            visible_at: Vec::new(),
             inflight: BTreeMap::new(),
             last_batch: (0, 0),
             script: VecDeque::new(),
@@ -141,6 +144,7 @@ impl Engine {
         if after > before {
             self.visible_steps += 1;
             self.last_batch = (before, after);
+            self.visible_at.push(self.sim.events_processed());
         }
         self.fold();
         let s = self.step_count();
@@ -162,6 +166,13 @@ impl Engine {
             }
         }
         self.step_count() - start
+    }
+
+    /// Goes back to just after the previous visible event (a replay from the seed).
+    pub fn step_back(&mut self) {
+        let n = self.visible_at.len();
+        let target = if n >= 2 { self.visible_at[n - 2] } else { 0 };
+        self.seek(target);
     }
 
     /// Processes every event scheduled at or before virtual time `t`, at most `budget` of them.
@@ -575,6 +586,19 @@ mod tests {
         assert_eq!(e.notable, want);
         e.seek(5_000);
         assert!(e.notable.iter().all(|&i| i < e.trace().len()));
+    }
+
+    #[test]
+    fn step_back_undoes_one_visible_step() {
+        let mut e = Engine::new(SimConfig::new(3, 9));
+        for _ in 0..30 {
+            e.step_visible();
+        }
+        let trace = e.trace().to_vec();
+        e.step_visible();
+        e.step_back();
+        assert_eq!(e.visible_steps, 30);
+        assert_eq!(e.trace(), &trace[..]);
     }
 
     #[test]

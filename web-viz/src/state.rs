@@ -122,6 +122,8 @@ pub enum Msg {
     Pause,
     /// Advance to the next simulator event that records something.
     Step,
+    /// Back to the previous visible event (replayed from the seed).
+    StepBack,
     SetSpeed(f64),
     /// Jump to this simulator step (replaying from the seed when it is in the past).
     Seek(u64),
@@ -296,6 +298,11 @@ impl Ui {
             Msg::Step => {
                 self.playing = false;
                 self.engine.borrow_mut().step_visible();
+                self.sync_display();
+            }
+            Msg::StepBack => {
+                self.playing = false;
+                self.engine.borrow_mut().step_back();
                 self.sync_display();
             }
             Msg::SetSpeed(v) => self.speed = v.clamp(0.0, 100.0),

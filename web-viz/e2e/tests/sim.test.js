@@ -79,6 +79,8 @@ test('stepping advances exactly one event (button and arrow key)', async () => {
   assert.equal(await num(page, 'event-count'), e0 + 2);
   await page.waitForTimeout(300);
   assert.equal(await num(page, 'event-count'), e0 + 2, 'paused: nothing else happens');
+  await page.keyboard.press('ArrowLeft');
+  await waitFor(async () => (await num(page, 'event-count')) === e0 + 1, 3000, 'a step back');
   await page.context().close();
 });
 
