@@ -170,6 +170,12 @@ fn initial_state() -> Ui {
         Mode::Sim
     };
     let mut ui = Ui::new(nodes, seed, mode, &live_addrs_from_query());
+    if let Some(i) = q
+        .get("scenario")
+        .and_then(|id| SCENARIOS.iter().position(|s| s.id == id))
+    {
+        ui = (*Rc::new(ui).apply(Msg::Scenario(i))).clone();
+    }
     if q.get("paused").is_some() {
         ui.playing = false;
     }
@@ -179,11 +185,15 @@ fn initial_state() -> Ui {
     ui
 }
 
-fn set_url(nodes: usize, seed: u64, mode: Mode) {
+fn set_url(nodes: usize, seed: u64, mode: Mode, scenario: Option<usize>) {
     let Some(w) = web_sys::window() else { return };
     let q = query();
     q.set("nodes", &nodes.to_string());
     q.set("seed", &seed.to_string());
+    match scenario.and_then(|i| SCENARIOS.get(i)) {
+        Some(sc) => q.set("scenario", sc.id),
+        None => q.delete("scenario"),
+    }
     if mode == Mode::Live {
         q.set("mode", "live");
     } else {
@@ -283,9 +293,9 @@ pub fn app() -> Html {
 
     // Keep the URL in step with the run, so it can be shared.
     {
-        let (nodes, seed, mode) = (state.nodes(), state.seed(), state.mode);
-        use_effect_with((nodes, seed, mode), move |(n, s, m)| {
-            set_url(*n, *s, *m);
+        let (nodes, seed, mode, sc) = (state.nodes(), state.seed(), state.mode, state.scenario);
+        use_effect_with((nodes, seed, mode, sc), move |(n, s, m, sc)| {
+            set_url(*n, *s, *m, *sc);
         });
     }
 

@@ -196,6 +196,14 @@ test('scrubbing back replays exactly and the URL carries nodes and seed', async 
   await page.context().close();
 });
 
+test('a scenario link opens that scenario', async () => {
+  const page = await openPage(browser, `${site.url}/?scenario=figure-8&paused=1`);
+  assert.match(await text(page, 'scenario-note'), /Figure 8/);
+  assert.equal(await page.locator('[data-testid^="node-"]').count(), 5);
+  assert.match(page.url(), /scenario=figure-8/);
+  await page.context().close();
+});
+
 test('guided scenario and in-browser simulator speed', async () => {
   const page = await openPage(browser, `${site.url}/?nodes=7&seed=1&speed=60`);
   await waitFor(() => leaderOf(page), 15000, 'a leader');
