@@ -48,10 +48,15 @@ pub struct Args {
     /// Length of one Raft tick in milliseconds [default: 10].
     #[arg(long)]
     pub tick_ms: Option<u64>,
-    /// Entries since the last snapshot that trigger compaction [default: 100000]. Accepted for
-    /// forward compatibility: the core does not compact its log yet.
+    /// Applied entries since the last snapshot that trigger a snapshot and log compaction
+    /// [default: 10000]; 0 never compacts (the log then grows forever).
     #[arg(long)]
     pub snapshot_threshold: Option<u64>,
+    /// Size at which a WAL segment is sealed and a new one started [default: 64 MiB]. Disk is
+    /// reclaimed in whole segments once a snapshot covers them, so smaller segments free space
+    /// sooner at the cost of more files and fsyncs. At least 4096.
+    #[arg(long)]
+    pub wal_segment_bytes: Option<u64>,
     /// Cluster identity checked in every peer handshake [default: derived from --peers].
     #[arg(long)]
     pub cluster_id: Option<String>,
@@ -59,6 +64,15 @@ pub struct Args {
     #[arg(long)]
     pub unsafe_no_fsync: bool,
 }
+
+/// Applied entries between snapshots unless configured: at ~300 bytes an entry, a few MB of WAL
+/// per snapshot, and a restart replays at most this many entries after the snapshot.
+pub const DEFAULT_SNAPSHOT_THRESHOLD: u64 = 10_000;
+
+/// State bytes per InstallSnapshot message: the core's maximum (1 MiB). With the frame's
+/// envelope this stays far below the 16 MiB peer frame limit even when the transport batches
+/// it with up to 4 MiB of appends, and a lost chunk costs one round trip of 1 MiB.
+pub const SNAPSHOT_CHUNK_BYTES: usize = keyval_core::snapshot::MAX_SNAPSHOT_CHUNK_BYTES;
 
 /// The TOML file: the same settings as the flags.
 #[derive(Debug, Default, Deserialize)]
@@ -73,6 +87,7 @@ struct FileConfig {
     election_timeout_ms: Option<u64>,
     tick_ms: Option<u64>,
     snapshot_threshold: Option<u64>,
+    wal_segment_bytes: Option<u64>,
     cluster_id: Option<String>,
     unsafe_no_fsync: Option<bool>,
 }
@@ -89,6 +104,7 @@ pub struct NodeConfig {
     pub election_timeout: Duration,
     pub tick: Duration,
     pub snapshot_threshold: u64,
+    pub wal_segment_bytes: u64,
     pub cluster_id: Option<String>,
     pub fsync: bool,
 }
@@ -196,6 +212,19 @@ impl NodeConfig {
                 "--election-timeout-ms ({election_ms}) is over a minute"
             )));
         }
+        let snapshot_threshold = args
+            .snapshot_threshold
+            .or(file.snapshot_threshold)
+            .unwrap_or(DEFAULT_SNAPSHOT_THRESHOLD);
+        let wal_segment_bytes = args
+            .wal_segment_bytes
+            .or(file.wal_segment_bytes)
+            .unwrap_or(64 << 20);
+        if !(4096..=1 << 40).contains(&wal_segment_bytes) {
+            return Err(ConfigError::Invalid(format!(
+                "--wal-segment-bytes must be in 4096..=2^40, got {wal_segment_bytes}"
+            )));
+        }
         let cluster_id = args.cluster_id.or(file.cluster_id);
         if let Some(c) = &cluster_id
             && (c.is_empty() || c.len() > 128)
@@ -213,10 +242,8 @@ impl NodeConfig {
             heartbeat: Duration::from_millis(heartbeat_ms),
             election_timeout: Duration::from_millis(election_ms),
             tick: Duration::from_millis(tick_ms),
-            snapshot_threshold: args
-                .snapshot_threshold
-                .or(file.snapshot_threshold)
-                .unwrap_or(100_000),
+            snapshot_threshold,
+            wal_segment_bytes,
             cluster_id,
             fsync: !(args.unsafe_no_fsync || file.unsafe_no_fsync.unwrap_or(false)),
         })
@@ -235,6 +262,8 @@ impl NodeConfig {
             max_inflight_msgs: 128,
             max_entries_per_msg: 4096,
             max_bytes_per_msg: 1 << 20,
+            snapshot_threshold: self.snapshot_threshold,
+            snapshot_chunk_bytes: SNAPSHOT_CHUNK_BYTES,
             ..keyval_core::Config::default()
         }
     }
@@ -279,6 +308,18 @@ mod tests {
         assert_eq!((r.heartbeat_ticks, r.election_ticks), (5, 30));
         assert!(r.validate().is_ok());
         assert!(c.fsync);
+        assert_eq!(r.snapshot_threshold, DEFAULT_SNAPSHOT_THRESHOLD);
+        assert_eq!(r.snapshot_chunk_bytes, 1 << 20);
+        let c = NodeConfig::from_args(args(&[
+            "--snapshot-threshold",
+            "50",
+            "--wal-segment-bytes",
+            "8192",
+        ]))
+        .expect("valid");
+        assert_eq!(c.raft_config().snapshot_threshold, 50);
+        assert_eq!(c.wal_segment_bytes, 8192);
+        assert!(NodeConfig::from_args(args(&["--wal-segment-bytes", "100"])).is_err());
     }
 
     #[test]

@@ -55,14 +55,23 @@ pub struct Metrics {
     fsync_micros_sum: AtomicU64,
     fsync_buckets: [AtomicU64; FSYNC_BUCKETS.len()],
     pub ready_batches: AtomicU64,
-    sent: [AtomicU64; 8],
-    received: [AtomicU64; 8],
-    dropped: [AtomicU64; 8],
+    sent: [AtomicU64; KINDS.len()],
+    received: [AtomicU64; KINDS.len()],
+    dropped: [AtomicU64; KINDS.len()],
     pub peer_connects: AtomicU64,
     pub peer_rejections: AtomicU64,
     pub bad_frames: AtomicU64,
     pub event_subscribers_lagged: AtomicU64,
     pub elections: AtomicU64,
+    /// Snapshots installed from a leader (InstallSnapshot), counted by the node loop.
+    pub snapshots_installed: AtomicU64,
+    /// Mirrors of the log store's counters, refreshed after every persisted batch.
+    snapshots_saved: AtomicU64,
+    snapshot_bytes: AtomicU64,
+    compactions: AtomicU64,
+    wal_segments_removed: AtomicU64,
+    wal_bytes: AtomicU64,
+    wal_segments: AtomicU64,
     /// Whether the outbound connection to each peer is up; touched only on (dis)connects.
     peer_up: std::sync::Mutex<std::collections::BTreeMap<u64, bool>>,
 }
@@ -81,6 +90,16 @@ impl Metrics {
         if secs <= FSYNC_BUCKETS[FSYNC_BUCKETS.len() - 1] {
             self.fsync_buckets[slot].fetch_add(1, Relaxed);
         }
+    }
+
+    /// Copies the log store's counters (cumulative since start-up) and sizes.
+    pub fn observe_store(&self, s: &crate::storage::StoreStats) {
+        self.snapshots_saved.store(s.snapshots_saved, Relaxed);
+        self.snapshot_bytes.store(s.last_snapshot_bytes, Relaxed);
+        self.compactions.store(s.compactions, Relaxed);
+        self.wal_segments_removed.store(s.segments_removed, Relaxed);
+        self.wal_bytes.store(s.wal_bytes, Relaxed);
+        self.wal_segments.store(s.wal_segments as u64, Relaxed);
     }
 
     pub fn set_peer_up(&self, peer: u64, up: bool) {
@@ -140,14 +159,29 @@ impl Metrics {
             status.members.len() as u64,
         );
         gauge(
+            "keyval_snapshot_index",
+            "Last index covered by the latest snapshot (0: none).",
+            status.snapshot_index,
+        );
+        gauge(
             "keyval_snapshot_count",
-            "Snapshots taken (compaction not implemented yet).",
-            0,
+            "Snapshots made durable since start-up (taken or installed).",
+            self.snapshots_saved.load(Relaxed),
         );
         gauge(
             "keyval_snapshot_size_bytes",
-            "Size of the latest snapshot.",
-            0,
+            "Size of the latest snapshot file on disk (header included).",
+            self.snapshot_bytes.load(Relaxed),
+        );
+        gauge(
+            "keyval_wal_bytes",
+            "Bytes in WAL segment files.",
+            self.wal_bytes.load(Relaxed),
+        );
+        gauge(
+            "keyval_wal_segments",
+            "WAL segment files.",
+            self.wal_segments.load(Relaxed),
         );
         let _ = writeln!(
             out,
@@ -203,6 +237,21 @@ impl Metrics {
             "keyval_elections_total",
             "Election timeouts (pre-vote or vote) started.",
             &self.elections,
+        );
+        counter(
+            "keyval_snapshots_installed_total",
+            "Snapshots installed from a leader.",
+            &self.snapshots_installed,
+        );
+        counter(
+            "keyval_log_compactions_total",
+            "Log compactions carried out on disk since start-up.",
+            &self.compactions,
+        );
+        counter(
+            "keyval_wal_segments_removed_total",
+            "WAL segments deleted because a snapshot covers them.",
+            &self.wal_segments_removed,
         );
         counter(
             "keyval_peer_connects_total",

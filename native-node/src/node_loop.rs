@@ -77,6 +77,8 @@ pub struct NodeLoop {
     pub status_tx: watch::Sender<NodeStatus>,
     pub tick: Duration,
     pub shutdown: watch::Receiver<bool>,
+    /// What recovery loaded from a snapshot, published once as a live trace event.
+    pub restored: Option<TraceKind>,
 }
 
 struct State {
@@ -97,6 +99,9 @@ impl NodeLoop {
             last_status_at: Instant::now(),
             sent_ids: 0,
         };
+        if let Some(kind) = self.restored.take() {
+            self.events.publish(now_ms(), kind);
+        }
         let max_catch_up = self.server.raft().config().election_ticks;
         let mut next_tick = Instant::now() + self.tick;
         let result = loop {
@@ -287,11 +292,25 @@ impl NodeLoop {
                         persisted_traces.push(TraceKind::Truncated { node: me, from: *i });
                     }
                     PersistOp::HardState(_) => {}
-                    PersistOp::SaveSnapshot(_) | PersistOp::CompactLog(_) => {}
+                    PersistOp::SaveSnapshot(s) => {
+                        persisted_traces.push(TraceKind::SnapshotSaved {
+                            node: me,
+                            index: s.meta.last_index,
+                            term: s.meta.last_term,
+                            bytes: s.data.len() as u64,
+                        });
+                    }
+                    PersistOp::CompactLog(i) => {
+                        persisted_traces.push(TraceKind::LogCompacted {
+                            node: me,
+                            through: *i,
+                        });
+                    }
                 }
             }
-            let took = self.storage.persist(persist).await?;
+            let (took, stats) = self.storage.persist(persist).await?;
             self.metrics.observe_fsync(took);
+            self.metrics.observe_store(&stats);
             self.metrics.persisted_entries.fetch_add(entries, Relaxed);
             if tracing_events {
                 let t = now_ms();
@@ -419,8 +438,15 @@ fn log_event(ev: &NodeEvent, metrics: &Metrics) {
             tracing::info!(index, term, bytes, "snapshot taken")
         }
         NodeEvent::SnapshotInstalled {
-            from, index, term, ..
-        } => tracing::info!(from, index, term, "snapshot installed"),
+            from,
+            index,
+            term,
+            bytes,
+            kept_entries,
+        } => {
+            metrics.snapshots_installed.fetch_add(1, Relaxed);
+            tracing::info!(from, index, term, bytes, kept_entries, "snapshot installed")
+        }
         NodeEvent::SnapshotChunkSent { .. } | NodeEvent::SnapshotChunkReceived { .. } => {}
     }
 }

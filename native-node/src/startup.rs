@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use keyval_core::sim::trace::TraceKind;
 use keyval_core::{KvServer, NodeStatus};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -19,7 +20,7 @@ use crate::meta::{self, MetaError};
 use crate::metrics::Metrics;
 use crate::node_loop::{self, LoopError, NodeLoop};
 use crate::storage::worker::StorageWorker;
-use crate::storage::{StorageError, WalStore};
+use crate::storage::{LogStore, StorageError, WalStore};
 use crate::transport::{self, Identity};
 use crate::wal::{DataDirLock, LockError, WalOptions};
 
@@ -34,6 +35,8 @@ pub enum StartError {
     Meta(#[from] MetaError),
     #[error("cannot recover the Raft log, refusing to start: {0}")]
     Storage(#[from] StorageError),
+    #[error("cannot start from snapshot file {file}: {reason}")]
+    BadSnapshot { file: String, reason: String },
     #[error("cannot start the storage thread: {0}")]
     Thread(std::io::Error),
     #[error("cannot listen on {addr}: {source}")]
@@ -68,9 +71,10 @@ pub async fn run(cfg: NodeConfig, shutdown_tx: watch::Sender<bool>) -> Result<()
     let wal_dir = cfg.data_dir.join("wal");
     let opts = WalOptions {
         fsync: cfg.fsync,
-        ..WalOptions::default()
+        segment_bytes: cfg.wal_segment_bytes,
     };
-    let (store, persisted, summary) = WalStore::open(&wal_dir, opts)?;
+    let (store, persisted, summary) =
+        WalStore::open(&wal_dir, &cfg.data_dir.join("snapshots"), opts)?;
     tracing::info!(
         id = cfg.id,
         cluster_id = %meta.cluster_id,
@@ -84,6 +88,10 @@ pub async fn run(cfg: NodeConfig, shutdown_tx: watch::Sender<bool>) -> Result<()
         term = summary.hard_state.term,
         vote = ?summary.hard_state.vote,
         torn_tail_truncated = summary.torn_tail.is_some(),
+        snapshot_index = summary.snapshot_index,
+        snapshot_term = summary.snapshot_term,
+        snapshot_bytes = summary.snapshot_bytes,
+        snapshot_file = ?summary.snapshot_file,
         fsync = cfg.fsync,
         "recovered"
     );
@@ -95,23 +103,47 @@ pub async fn run(cfg: NodeConfig, shutdown_tx: watch::Sender<bool>) -> Result<()
             "the last WAL write was torn by a crash and has been truncated (it was never acknowledged)"
         );
     }
-    if cfg.snapshot_threshold > 0 {
-        tracing::debug!(
-            snapshot_threshold = cfg.snapshot_threshold,
-            "log compaction is not implemented yet; the threshold is recorded only"
+    for f in &summary.removed_snapshot_files {
+        tracing::info!(file = %f.display(), "removed a stray temp or superseded snapshot file");
+    }
+    if let Some(dropped) = summary.finished_compaction {
+        tracing::warn!(
+            snapshot_index = summary.snapshot_index,
+            dropped_conflicting_entries = dropped,
+            "a crash interrupted log compaction after the snapshot was saved; finished it"
         );
     }
-    let storage = StorageWorker::spawn(store).map_err(StartError::Thread)?;
+    let restored = summary
+        .snapshot_file
+        .as_ref()
+        .map(|_| TraceKind::RestoredSnapshot {
+            node: cfg.id,
+            index: summary.snapshot_index,
+            term: summary.snapshot_term,
+            log_last: summary.last_index,
+        });
+    let metrics = Arc::new(Metrics::default());
+    metrics.observe_store(&store.stats());
 
     let raft_config = cfg.raft_config();
     let seed = seed(cfg.id);
-    let server = KvServer::new(
+    // A snapshot that passed its checksum but is not a state machine stops the node here with
+    // one line, instead of a panic inside the core.
+    let server = KvServer::try_new(
         cfg.id,
         meta.members.keys().copied(),
         raft_config,
         persisted,
         seed,
-    );
+    )
+    .map_err(|e| StartError::BadSnapshot {
+        file: summary
+            .snapshot_file
+            .as_ref()
+            .map_or_else(String::new, |f| f.display().to_string()),
+        reason: e.to_string(),
+    })?;
+    let storage = StorageWorker::spawn(store).map_err(StartError::Thread)?;
 
     let listener = TcpListener::bind(cfg.listen)
         .await
@@ -120,7 +152,6 @@ pub async fn run(cfg: NodeConfig, shutdown_tx: watch::Sender<bool>) -> Result<()
             source,
         })?;
 
-    let metrics = Arc::new(Metrics::default());
     let identity = Arc::new(Identity {
         cluster_id: meta.cluster_id.clone(),
         id: cfg.id,
@@ -183,6 +214,7 @@ pub async fn run(cfg: NodeConfig, shutdown_tx: watch::Sender<bool>) -> Result<()
         status_tx,
         tick: cfg.tick,
         shutdown,
+        restored,
     };
     let loop_result = node.run().await;
     // Whatever ended the loop, everything else stops too.

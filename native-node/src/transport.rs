@@ -65,6 +65,7 @@ pub struct Identity {
 fn estimate(env: &Envelope) -> usize {
     64 + match &env.msg {
         Message::AppendEntries { entries, .. } => entries.iter().map(|e| e.size_hint()).sum(),
+        Message::InstallSnapshot { data, .. } => data.len(),
         _ => 0,
     }
 }

@@ -1,4 +1,6 @@
-//! A conformance suite any [`LogStore`] can run: append, truncate, reopen, torn tail, corruption.
+//! A conformance suite any [`LogStore`] can run: append, truncate, reopen, torn tail, corruption,
+//! snapshots and compaction. Snapshot checks compare with the simulator's `MemStorage`, the
+//! reference semantics of every [`PersistOp`].
 //!
 //! It is a plain module (not `#[cfg(test)]`) so that another store implementation, in this crate
 //! or elsewhere, proves itself against the same checks by implementing [`StoreHarness`] and
@@ -7,7 +9,11 @@
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 
-use keyval_core::{ClientRequest, Entry, EntryPayload, HardState, KvOp, PersistOp, Persisted};
+use keyval_core::sim::storage::MemStorage;
+use keyval_core::{
+    ClientRequest, Entry, EntryPayload, HardState, KvOp, PersistOp, Persisted, Snapshot,
+    SnapshotMeta,
+};
 
 use super::{LogStore, StorageError};
 
@@ -24,6 +30,11 @@ pub trait StoreHarness {
         let len = fs::metadata(&file).expect("stat").len();
         let f = OpenOptions::new().write(true).open(&file).expect("open");
         f.set_len(len.saturating_sub(bytes)).expect("truncate");
+    }
+
+    /// Where the store keeps its snapshot files (the damage checks below write there).
+    fn snapshot_dir(&self, dir: &Path) -> PathBuf {
+        dir.join("snapshots")
     }
 
     /// Flips one byte in the middle of the oldest file, far from its end: damage no crash can
@@ -90,7 +101,7 @@ fn reopen<H: StoreHarness>(h: &H, dir: &Path) -> (H::Store, Persisted) {
 /// Runs every check, each in a fresh temporary directory.
 pub fn run_all<H: StoreHarness>(h: &H) {
     type Check<H> = fn(&H, &Path);
-    let checks: [(&str, Check<H>); 7] = [
+    let checks: [(&str, Check<H>); 15] = [
         ("empty store recovers empty", empty_store_recovers_empty),
         ("append, sync, reopen", append_sync_reopen),
         ("hard state: latest wins", hard_state_latest_wins),
@@ -98,6 +109,23 @@ pub fn run_all<H: StoreHarness>(h: &H) {
         ("reopen and continue", reopen_and_continue),
         ("torn tail recovers a prefix", torn_tail_recovers_prefix),
         ("corruption is refused", corruption_is_refused),
+        ("snapshot save, compact, reopen", snapshot_compact_reopen),
+        ("repeated compaction and reopen", repeated_compaction_reopen),
+        (
+            "crash between save and compact",
+            crash_between_save_and_compact,
+        ),
+        (
+            "crash during a conflicting install",
+            crash_during_conflicting_install,
+        ),
+        ("install beyond the log end", install_beyond_log_end),
+        ("corrupt snapshot file is refused", corrupt_snapshot_refused),
+        (
+            "truncated snapshot file is refused",
+            truncated_snapshot_refused,
+        ),
+        ("stale tmp file is removed", stale_tmp_removed),
     ];
     for (name, check) in checks {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -242,4 +270,304 @@ pub fn corruption_is_refused<H: StoreHarness>(h: &H, dir: &Path) {
             assert!(msg.contains("corrupt"), "unclear corruption error: {msg}");
         }
     }
+}
+
+/// A snapshot whose state bytes identify it (the store never looks inside them).
+pub fn snapshot(index: u64, term: u64) -> Snapshot {
+    Snapshot {
+        meta: SnapshotMeta {
+            last_index: index,
+            last_term: term,
+            voters: vec![1, 2, 3],
+        },
+        data: format!("state at {index}@{term}").into_bytes().repeat(8),
+    }
+}
+
+/// Writes and syncs `ops` to the store and applies them to the reference model.
+fn both<S: LogStore>(store: &mut S, model: &mut MemStorage, ops: &[PersistOp]) {
+    write_sync(store, ops);
+    for op in ops {
+        model.apply(op);
+    }
+}
+
+/// Reopens and checks the store recovers exactly what the reference model loads.
+fn reopen_matches<H: StoreHarness>(h: &H, dir: &Path, model: &MemStorage) -> H::Store {
+    let (s, p) = reopen(h, dir);
+    let want = model.load();
+    assert_eq!(p.hard_state, want.hard_state, "hard state");
+    assert_eq!(p.snapshot, want.snapshot, "snapshot");
+    assert_eq!(
+        p.entries
+            .iter()
+            .map(|e| (e.index, e.term))
+            .collect::<Vec<_>>(),
+        want.entries
+            .iter()
+            .map(|e| (e.index, e.term))
+            .collect::<Vec<_>>(),
+        "log after the snapshot"
+    );
+    assert_eq!(p.entries, want.entries);
+    s
+}
+
+pub fn snapshot_compact_reopen<H: StoreHarness>(h: &H, dir: &Path) {
+    let (mut s, _) = reopen(h, dir);
+    let mut m = MemStorage::default();
+    let hs = HardState {
+        term: 2,
+        vote: Some(1),
+    };
+    both(
+        &mut s,
+        &mut m,
+        &[
+            PersistOp::HardState(hs),
+            PersistOp::Append(entries(1..=30, 2)),
+        ],
+    );
+    both(
+        &mut s,
+        &mut m,
+        &[
+            PersistOp::SaveSnapshot(snapshot(20, 2)),
+            PersistOp::CompactLog(20),
+        ],
+    );
+    drop(s);
+    let mut s = reopen_matches(h, dir, &m);
+    both(&mut s, &mut m, &[PersistOp::Append(entries(31..=35, 2))]);
+    drop(s);
+    let mut s = reopen_matches(h, dir, &m);
+    // A compaction of the whole log leaves it empty, starting after the snapshot.
+    both(
+        &mut s,
+        &mut m,
+        &[
+            PersistOp::SaveSnapshot(snapshot(35, 2)),
+            PersistOp::CompactLog(35),
+        ],
+    );
+    drop(s);
+    let mut s = reopen_matches(h, dir, &m);
+    both(&mut s, &mut m, &[PersistOp::Append(entries(36..=36, 3))]);
+    drop(s);
+    reopen_matches(h, dir, &m);
+}
+
+pub fn repeated_compaction_reopen<H: StoreHarness>(h: &H, dir: &Path) {
+    let (mut s, _) = reopen(h, dir);
+    let mut m = MemStorage::default();
+    let mut next = 1;
+    for round in 1..=12u64 {
+        both(
+            &mut s,
+            &mut m,
+            &[
+                PersistOp::HardState(HardState {
+                    term: round,
+                    vote: Some(round % 3 + 1),
+                }),
+                PersistOp::Append(entries(next..=next + 24, round)),
+            ],
+        );
+        next += 25;
+        // A follower conflict now and then, below what gets compacted next.
+        if round % 4 == 0 {
+            both(
+                &mut s,
+                &mut m,
+                &[
+                    PersistOp::TruncateFrom(next - 5),
+                    PersistOp::Append(entries(next - 5..=next - 1, round)),
+                ],
+            );
+        }
+        let at = next - 8;
+        both(
+            &mut s,
+            &mut m,
+            &[
+                PersistOp::SaveSnapshot(snapshot(at, round)),
+                PersistOp::CompactLog(at),
+            ],
+        );
+        if round % 3 == 0 {
+            drop(s);
+            s = reopen_matches(h, dir, &m);
+        }
+    }
+    drop(s);
+    reopen_matches(h, dir, &m);
+}
+
+pub fn crash_between_save_and_compact<H: StoreHarness>(h: &H, dir: &Path) {
+    let (mut s, _) = reopen(h, dir);
+    let mut m = MemStorage::default();
+    both(&mut s, &mut m, &[PersistOp::Append(entries(1..=30, 1))]);
+    both(
+        &mut s,
+        &mut m,
+        &[
+            PersistOp::SaveSnapshot(snapshot(10, 1)),
+            PersistOp::CompactLog(10),
+        ],
+    );
+    // The crash: the snapshot is durable, the compaction after it never ran.
+    write_sync(&mut s, &[PersistOp::SaveSnapshot(snapshot(25, 1))]);
+    drop(s);
+    // Recovery finishes the batch: the same state as if the compaction had happened.
+    m.apply(&PersistOp::SaveSnapshot(snapshot(25, 1)));
+    m.apply(&PersistOp::CompactLog(25));
+    let mut s = reopen_matches(h, dir, &m);
+    both(&mut s, &mut m, &[PersistOp::Append(entries(31..=33, 1))]);
+    drop(s);
+    reopen_matches(h, dir, &m);
+}
+
+pub fn crash_during_conflicting_install<H: StoreHarness>(h: &H, dir: &Path) {
+    let (mut s, _) = reopen(h, dir);
+    let mut m = MemStorage::default();
+    both(&mut s, &mut m, &[PersistOp::Append(entries(1..=30, 1))]);
+    // A leader of term 2 installs a snapshot at 25 whose entry 25 is not ours: the core emits
+    // SaveSnapshot, TruncateFrom(25), CompactLog(25). First the full batch, on a copy...
+    let install = [
+        PersistOp::SaveSnapshot(snapshot(25, 2)),
+        PersistOp::TruncateFrom(25),
+        PersistOp::CompactLog(25),
+    ];
+    // ...but the crash comes right after the snapshot is durable.
+    write_sync(&mut s, &install[..1]);
+    drop(s);
+    for op in &install {
+        m.apply(op);
+    }
+    // Entries 26..30 of term 1 do not follow the snapshot's entry 25 of term 2: gone.
+    let mut s = reopen_matches(h, dir, &m);
+    both(&mut s, &mut m, &[PersistOp::Append(entries(26..=28, 2))]);
+    drop(s);
+    let mut s = reopen_matches(h, dir, &m);
+    // And the complete batch, on a log that conflicts again.
+    both(&mut s, &mut m, &[PersistOp::Append(entries(29..=40, 2))]);
+    both(
+        &mut s,
+        &mut m,
+        &[
+            PersistOp::SaveSnapshot(snapshot(35, 3)),
+            PersistOp::TruncateFrom(35),
+            PersistOp::CompactLog(35),
+            PersistOp::Append(entries(36..=37, 3)),
+        ],
+    );
+    drop(s);
+    reopen_matches(h, dir, &m);
+}
+
+pub fn install_beyond_log_end<H: StoreHarness>(h: &H, dir: &Path) {
+    let (mut s, _) = reopen(h, dir);
+    let mut m = MemStorage::default();
+    both(&mut s, &mut m, &[PersistOp::Append(entries(1..=10, 1))]);
+    // A follower far behind: the snapshot ends after its log, nothing to truncate.
+    both(
+        &mut s,
+        &mut m,
+        &[
+            PersistOp::SaveSnapshot(snapshot(50, 2)),
+            PersistOp::CompactLog(50),
+        ],
+    );
+    drop(s);
+    let mut s = reopen_matches(h, dir, &m);
+    both(&mut s, &mut m, &[PersistOp::Append(entries(51..=55, 2))]);
+    drop(s);
+    let mut s = reopen_matches(h, dir, &m);
+    // The same, with the crash right after the snapshot.
+    write_sync(&mut s, &[PersistOp::SaveSnapshot(snapshot(70, 3))]);
+    drop(s);
+    m.apply(&PersistOp::SaveSnapshot(snapshot(70, 3)));
+    m.apply(&PersistOp::CompactLog(70));
+    let mut s = reopen_matches(h, dir, &m);
+    both(&mut s, &mut m, &[PersistOp::Append(entries(71..=72, 3))]);
+    drop(s);
+    reopen_matches(h, dir, &m);
+}
+
+fn snapshot_files<H: StoreHarness>(h: &H, dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(h.snapshot_dir(dir))
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn store_with_snapshot<H: StoreHarness>(h: &H, dir: &Path) -> PathBuf {
+    let (mut s, _) = reopen(h, dir);
+    write_sync(&mut s, &[PersistOp::Append(entries(1..=20, 1))]);
+    write_sync(
+        &mut s,
+        &[
+            PersistOp::SaveSnapshot(snapshot(15, 1)),
+            PersistOp::CompactLog(15),
+        ],
+    );
+    drop(s);
+    let files = snapshot_files(h, dir);
+    assert_eq!(files.len(), 1, "one snapshot file expected: {files:?}");
+    files[0].clone()
+}
+
+fn assert_refused_naming<H: StoreHarness>(h: &H, dir: &Path, file: &Path) {
+    match h.open(dir) {
+        Ok((_, p)) => panic!(
+            "a damaged snapshot file was accepted (snapshot {:?})",
+            p.snapshot.map(|s| s.meta)
+        ),
+        Err(e) => {
+            let msg = e.to_string();
+            let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("?");
+            assert!(msg.contains("corrupt"), "unclear error: {msg}");
+            assert!(msg.contains(name), "error does not name {name}: {msg}");
+            assert!(!msg.contains('\n'), "not one line: {msg}");
+        }
+    }
+}
+
+pub fn corrupt_snapshot_refused<H: StoreHarness>(h: &H, dir: &Path) {
+    let file = store_with_snapshot(h, dir);
+    let mut bytes = fs::read(&file).expect("read");
+    let at = bytes.len() - 3;
+    bytes[at] ^= 0x40;
+    fs::write(&file, bytes).expect("write");
+    assert_refused_naming(h, dir, &file);
+}
+
+pub fn truncated_snapshot_refused<H: StoreHarness>(h: &H, dir: &Path) {
+    let file = store_with_snapshot(h, dir);
+    let len = fs::metadata(&file).expect("stat").len();
+    let f = OpenOptions::new().write(true).open(&file).expect("open");
+    f.set_len(len / 2).expect("truncate");
+    drop(f);
+    assert_refused_naming(h, dir, &file);
+    // Even down to a few bytes (a torn header).
+    let f = OpenOptions::new().write(true).open(&file).expect("open");
+    f.set_len(5).expect("truncate");
+    drop(f);
+    assert_refused_naming(h, dir, &file);
+}
+
+pub fn stale_tmp_removed<H: StoreHarness>(h: &H, dir: &Path) {
+    let file = store_with_snapshot(h, dir);
+    // A crash in the middle of writing the next snapshot leaves a partial temp file.
+    let tmp = h.snapshot_dir(dir).join("snapshot.tmp");
+    fs::write(&tmp, b"KVSNAP\0\x01partial").expect("write tmp");
+    let (_, p) = reopen(h, dir);
+    assert_eq!(p.snapshot, Some(snapshot(15, 1)));
+    assert_eq!(
+        p.entries.iter().map(|e| e.index).collect::<Vec<_>>(),
+        (16..=20).collect::<Vec<_>>()
+    );
+    assert!(!tmp.exists(), "stale temp file left behind");
+    assert_eq!(snapshot_files(h, dir), vec![file]);
 }

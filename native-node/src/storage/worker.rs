@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 use keyval_core::PersistOp;
 use tokio::sync::oneshot;
 
-use super::{LogStore, StorageError};
+use super::{LogStore, StorageError, StoreStats};
 
 struct Job {
     ops: Vec<PersistOp>,
-    done: oneshot::Sender<Result<Duration, StorageError>>,
+    done: oneshot::Sender<Result<(Duration, StoreStats), StorageError>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +45,7 @@ impl StorageWorker {
                     let result = store
                         .write(&job.ops)
                         .and_then(|()| store.sync())
-                        .map(|()| started.elapsed());
+                        .map(|()| (started.elapsed(), store.stats()));
                     // The node loop may have gone away (shutdown); the batch is durable anyway.
                     let _ = job.done.send(result);
                 }
@@ -56,8 +56,12 @@ impl StorageWorker {
         })
     }
 
-    /// Writes and fsyncs `ops`; returns how long the disk took once they are durable.
-    pub async fn persist(&self, ops: Vec<PersistOp>) -> Result<Duration, WorkerError> {
+    /// Writes and fsyncs `ops`; returns how long the disk took once they are durable, and the
+    /// store's counters after the batch.
+    pub async fn persist(
+        &self,
+        ops: Vec<PersistOp>,
+    ) -> Result<(Duration, StoreStats), WorkerError> {
         let (done, wait) = oneshot::channel();
         let tx = self.tx.as_ref().ok_or(WorkerError::Stopped)?;
         match tx.try_send(Job { ops, done }) {

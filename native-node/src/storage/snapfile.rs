@@ -1,0 +1,267 @@
+//! Snapshot files: one state machine snapshot per file in `<data-dir>/snapshots/`.
+//!
+//! On disk: `snap-{last_index:020}.snap` = a 40-byte header (`KVSNAP\0` + format version, last
+//! index u64 LE, last term u64 LE, payload length u64 LE, CRC32C u32 LE over the header's first
+//! 32 bytes and the payload, 4 reserved zero bytes) followed by the postcard encoding of the
+//! core's [`Snapshot`].
+//!
+//! Saving is crash-safe: write `snapshot.tmp`, fsync it, rename it to its final name, fsync the
+//! directory, and only then delete older snapshot files. A crash at any point leaves either the
+//! previous snapshot or the new one as the newest complete file, plus at most a stray `.tmp`
+//! that the next start removes.
+//!
+//! Loading takes the newest file and refuses it (naming it) when it is truncated, fails its
+//! checksum or does not decode. It never falls back to an older file: once the WAL prefix the
+//! newest snapshot covers has been deleted, an older snapshot plus the WAL would have a hole;
+//! and even while the WAL still holds it, a silently ignored damaged file is a disk problem the
+//! operator must see. The WAL replay independently refuses a log that starts after the
+//! snapshot, so a deleted newest snapshot is caught too.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use keyval_core::{Index, Snapshot};
+
+const MAGIC: [u8; 7] = *b"KVSNAP\0";
+const FORMAT_VERSION: u8 = 1;
+pub const HEADER_BYTES: usize = 40;
+const TMP_NAME: &str = "snapshot.tmp";
+const PREFIX: &str = "snap-";
+const EXTENSION: &str = ".snap";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotFileError {
+    #[error("snapshot I/O error: failed to {op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The newest snapshot file is damaged: the node must not start on it.
+    #[error("corrupt snapshot file {}: {reason}", file.display())]
+    Corrupt { file: PathBuf, reason: String },
+    #[error("failed to encode a snapshot: {0}")]
+    Encode(#[from] postcard::Error),
+}
+
+fn io(op: &'static str, path: &Path, source: std::io::Error) -> SnapshotFileError {
+    SnapshotFileError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+pub fn file_name(last_index: Index) -> String {
+    format!("{PREFIX}{last_index:020}{EXTENSION}")
+}
+
+fn parse_name(name: &str) -> Option<Index> {
+    let digits = name.strip_prefix(PREFIX)?.strip_suffix(EXTENSION)?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+fn checksum(header: &[u8], payload: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(&header[..32]), payload)
+}
+
+/// Encodes a snapshot file image (header + payload).
+pub fn encode(snapshot: &Snapshot) -> Result<Vec<u8>, SnapshotFileError> {
+    let payload = postcard::to_allocvec(snapshot)?;
+    let mut out = Vec::with_capacity(HEADER_BYTES + payload.len());
+    out.extend_from_slice(&MAGIC);
+    out.push(FORMAT_VERSION);
+    out.extend_from_slice(&snapshot.meta.last_index.to_le_bytes());
+    out.extend_from_slice(&snapshot.meta.last_term.to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    let crc = checksum(&out, &payload);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&payload);
+    Ok(out)
+}
+
+/// Decodes and verifies a file image; `file` and `name_index` only label errors and cross-check.
+pub fn decode(file: &Path, bytes: &[u8], name_index: Index) -> Result<Snapshot, SnapshotFileError> {
+    let bad = |reason: String| SnapshotFileError::Corrupt {
+        file: file.to_path_buf(),
+        reason,
+    };
+    if bytes.len() < HEADER_BYTES {
+        return Err(bad(format!(
+            "truncated: {} bytes, shorter than the {HEADER_BYTES}-byte header",
+            bytes.len()
+        )));
+    }
+    if bytes[..7] != MAGIC {
+        return Err(bad("not a KeyVal snapshot file (bad magic)".into()));
+    }
+    if bytes[7] != FORMAT_VERSION {
+        return Err(bad(format!(
+            "unsupported format version {} (this build reads version {FORMAT_VERSION})",
+            bytes[7]
+        )));
+    }
+    let u64_at = |at: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&bytes[at..at + 8]);
+        u64::from_le_bytes(b)
+    };
+    let last_index = u64_at(8);
+    let last_term = u64_at(16);
+    let len = u64_at(24);
+    let mut crc = [0u8; 4];
+    crc.copy_from_slice(&bytes[32..36]);
+    let crc = u32::from_le_bytes(crc);
+    let payload = &bytes[HEADER_BYTES..];
+    if payload.len() as u64 != len {
+        return Err(bad(format!(
+            "truncated or extended: the header announces {len} payload bytes, the file holds {}",
+            payload.len()
+        )));
+    }
+    if checksum(bytes, payload) != crc {
+        return Err(bad("checksum mismatch".into()));
+    }
+    if last_index != name_index {
+        return Err(bad(format!(
+            "the header says index {last_index} but the file name says {name_index}"
+        )));
+    }
+    let snapshot: Snapshot =
+        postcard::from_bytes(payload).map_err(|e| bad(format!("undecodable payload: {e}")))?;
+    if snapshot.meta.last_index != last_index || snapshot.meta.last_term != last_term {
+        return Err(bad(format!(
+            "the header says {last_index}@{last_term} but the snapshot is {}@{}",
+            snapshot.meta.last_index, snapshot.meta.last_term
+        )));
+    }
+    Ok(snapshot)
+}
+
+/// The snapshot directory of one node.
+#[derive(Debug)]
+pub struct SnapshotDir {
+    dir: PathBuf,
+    fsync: bool,
+}
+
+/// What [`SnapshotDir::open`] found.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub snapshot: Option<Snapshot>,
+    pub file: Option<PathBuf>,
+    /// Size of the newest snapshot file in bytes.
+    pub file_bytes: u64,
+    /// Stray temp files and superseded snapshot files removed.
+    pub removed: Vec<PathBuf>,
+}
+
+impl SnapshotDir {
+    /// Opens (creating) the directory, removes leftovers of an interrupted save and older
+    /// snapshot files, and loads the newest snapshot.
+    pub fn open(dir: &Path, fsync: bool) -> Result<(SnapshotDir, Loaded), SnapshotFileError> {
+        if !dir.is_dir() {
+            fs::create_dir_all(dir).map_err(|e| io("create directory", dir, e))?;
+            if fsync && let Some(parent) = dir.parent() {
+                sync_dir(parent)?;
+            }
+        }
+        let me = SnapshotDir {
+            dir: dir.to_path_buf(),
+            fsync,
+        };
+        let mut loaded = Loaded::default();
+        let mut snaps = Vec::new();
+        for e in fs::read_dir(dir).map_err(|e| io("list", dir, e))? {
+            let e = e.map_err(|e| io("list", dir, e))?;
+            let name = e.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.ends_with(".tmp") {
+                let p = e.path();
+                fs::remove_file(&p).map_err(|e| io("remove", &p, e))?;
+                loaded.removed.push(p);
+            } else if let Some(index) = parse_name(name) {
+                snaps.push((index, e.path()));
+            } else if name.ends_with(EXTENSION) {
+                // Like the WAL: a snapshot-looking file we cannot place may matter; refuse.
+                return Err(SnapshotFileError::Corrupt {
+                    file: e.path(),
+                    reason: "unexpected file name in the snapshot directory".into(),
+                });
+            }
+        }
+        snaps.sort();
+        if let Some((index, path)) = snaps.pop() {
+            let bytes = fs::read(&path).map_err(|e| io("read", &path, e))?;
+            let snapshot = decode(&path, &bytes, index)?;
+            loaded.file_bytes = bytes.len() as u64;
+            loaded.snapshot = Some(snapshot);
+            loaded.file = Some(path);
+        }
+        for (_, old) in snaps {
+            fs::remove_file(&old).map_err(|e| io("remove", &old, e))?;
+            loaded.removed.push(old);
+        }
+        if !loaded.removed.is_empty() && fsync {
+            sync_dir(dir)?;
+        }
+        Ok((me, loaded))
+    }
+
+    /// Makes `snapshot` the durable newest snapshot and deletes the older files. Returns the
+    /// file's size.
+    pub fn save(&mut self, snapshot: &Snapshot) -> Result<u64, SnapshotFileError> {
+        let image = encode(snapshot)?;
+        let tmp = self.dir.join(TMP_NAME);
+        let final_path = self.dir.join(file_name(snapshot.meta.last_index));
+        {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)
+                .map_err(|e| io("create", &tmp, e))?;
+            f.write_all(&image).map_err(|e| io("write", &tmp, e))?;
+            if self.fsync {
+                f.sync_all().map_err(|e| io("fsync", &tmp, e))?;
+            }
+        }
+        fs::rename(&tmp, &final_path).map_err(|e| io("rename", &tmp, e))?;
+        if self.fsync {
+            sync_dir(&self.dir)?;
+        }
+        // The new file is durable: older ones are superseded.
+        let mut removed = false;
+        for e in fs::read_dir(&self.dir).map_err(|e| io("list", &self.dir, e))? {
+            let e = e.map_err(|e| io("list", &self.dir, e))?;
+            let name = e.file_name();
+            if let Some(index) = name.to_str().and_then(parse_name)
+                && index < snapshot.meta.last_index
+            {
+                let p = e.path();
+                fs::remove_file(&p).map_err(|e| io("remove", &p, e))?;
+                removed = true;
+            }
+        }
+        if removed && self.fsync {
+            sync_dir(&self.dir)?;
+        }
+        Ok(image.len() as u64)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), SnapshotFileError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io("fsync directory", dir, e))
+}
