@@ -356,3 +356,89 @@ fn disk_use_stays_bounded_under_continuous_overwrites() {
         "unclear error line: {line}"
     );
 }
+
+/// Measurement, not a check (no timed assertion): how long a follower that missed a whole
+/// state of ~`KEYVAL_MEASURE_MB` MB (default 100) takes to receive and install it as a
+/// snapshot over loopback, and the snapshot size for that many keys. Run with
+/// `cargo test --release --test compaction -- --ignored --nocapture measure`.
+#[test]
+#[ignore]
+fn measure_snapshot_transfer_of_a_large_state() {
+    let mb: usize = std::env::var("KEYVAL_MEASURE_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    const VALUE: usize = 256 << 10;
+    let keys = mb * (1 << 20) / VALUE;
+    let mut c = Cluster::start_with(
+        3,
+        &[
+            "--snapshot-threshold",
+            "100",
+            "--wal-segment-bytes",
+            "67108864",
+        ],
+    );
+    let mut client = Client::new(0xB16);
+    let leader = c.wait_leader(Duration::from_secs(10)).expect("leader");
+    let follower = (1..=3).find(|&id| id != leader).expect("follower");
+    c.kill9(follower);
+    let t = Instant::now();
+    for i in 0..keys {
+        let k = format!("big{i:06}");
+        client.put(&c, &k, value_of(&k, 1, VALUE));
+    }
+    // One more round of small writes so the leader's latest snapshot covers the whole state.
+    for i in 0..100 {
+        client.put(&c, &format!("small{i}"), b"x".to_vec());
+    }
+    let write_s = t.elapsed().as_secs_f64();
+    let st = c.status();
+    let lrow = st.values().find(|r| r["role"] == "leader").expect("leader");
+    let lport = c.nodes[(row_u64(lrow, "id") - 1) as usize].port;
+    let target = row_u64(lrow, "commit_index");
+    let snap_bytes = metric(lport, "keyval_snapshot_size_bytes").unwrap_or(0);
+    let t = Instant::now();
+    c.restart(follower);
+    let port = c.nodes[(follower - 1) as usize].port;
+    let caught_up = wait_until(Duration::from_secs(300), || {
+        metric(port, "keyval_applied_index").is_some_and(|a| a >= target)
+    });
+    let catch_up_s = t.elapsed().as_secs_f64();
+    assert!(caught_up, "follower did not catch up");
+    let installed = metric(port, "keyval_snapshots_installed_total").unwrap_or(0);
+    let data = dir_bytes(&c.nodes[(follower - 1) as usize].data_dir);
+    eprintln!(
+        "MEASURE keys={keys} value={VALUE} state~{mb}MB: leader snapshot file {snap_bytes} B ({:.1} MB); \
+         writes took {write_s:.1}s; follower restart -> applied {target}: {catch_up_s:.2}s \
+         ({:.0} MB/s) with {installed} snapshot(s) installed; follower data dir {data} B",
+        snap_bytes as f64 / 1e6,
+        snap_bytes as f64 / 1e6 / catch_up_s
+    );
+}
+
+/// Measurement: snapshot file size for N small keys (16 B keys, 256 B values).
+#[test]
+#[ignore]
+fn measure_snapshot_size_per_key() {
+    let c = Cluster::start_with(1, &["--snapshot-threshold", "1000"]);
+    let mut client = Client::new(0x5123);
+    let port = c.nodes[0].port;
+    let mut done = 0;
+    for n in [1000usize, 5000, 20000] {
+        while done < n {
+            let k = format!("key-{done:011}");
+            client.put(&c, &k, value_of(&k, 1, 256));
+            done += 1;
+        }
+        // Wait for the snapshot that covers them.
+        wait_until(Duration::from_secs(10), || {
+            metric(port, "keyval_snapshot_index").is_some_and(|i| i as usize >= n)
+        });
+        let bytes = metric(port, "keyval_snapshot_size_bytes").unwrap_or(0);
+        eprintln!(
+            "MEASURE {n} keys (16 B key, 256 B value): snapshot file {bytes} B = {:.0} B/key",
+            bytes as f64 / n as f64
+        );
+    }
+}
