@@ -264,6 +264,11 @@ impl Simulator {
     pub fn trace(&self) -> &[TraceEvent] {
         &self.trace
     }
+    /// Hands over the events recorded so far and forgets them, so a long-running viewer (the
+    /// playground) can keep a bounded window instead of the whole run.
+    pub fn take_trace(&mut self) -> Vec<TraceEvent> {
+        std::mem::take(&mut self.trace)
+    }
     pub fn history(&self) -> &[Operation] {
         &self.history
     }
