@@ -408,6 +408,18 @@ fn measure_snapshot_transfer_of_a_large_state() {
     assert!(caught_up, "follower did not catch up");
     let installed = metric(port, "keyval_snapshots_installed_total").unwrap_or(0);
     let data = dir_bytes(&c.nodes[(follower - 1) as usize].data_dir);
+    // Where the time went, from the follower's own log (start-up, install, first snapshot).
+    let log = c.nodes[(follower - 1) as usize].log_text();
+    for l in log.lines().filter(|l| {
+        ["recovered", "snapshot installed", "serving"]
+            .iter()
+            .any(|w| l.contains(w))
+    }) {
+        eprintln!(
+            "MEASURE follower log: {}",
+            l.chars().take(160).collect::<String>()
+        );
+    }
     eprintln!(
         "MEASURE keys={keys} value={VALUE} state~{mb}MB: leader snapshot file {snap_bytes} B ({:.1} MB); \
          writes took {write_s:.1}s; follower restart -> applied {target}: {catch_up_s:.2}s \

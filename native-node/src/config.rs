@@ -30,7 +30,7 @@ pub struct Args {
     /// data directory wins after the first start.
     #[arg(long)]
     pub peers: Option<String>,
-    /// Directory for the WAL, the cluster identity and the lock file.
+    /// Directory for the WAL, the snapshots, the cluster identity and the lock file.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// TOML file with any of these settings.

@@ -447,6 +447,19 @@ fn log_event(ev: &NodeEvent, metrics: &Metrics) {
             metrics.snapshots_installed.fetch_add(1, Relaxed);
             tracing::info!(from, index, term, bytes, kept_entries, "snapshot installed")
         }
-        NodeEvent::SnapshotChunkSent { .. } | NodeEvent::SnapshotChunkReceived { .. } => {}
+        NodeEvent::SnapshotChunkSent {
+            to,
+            index,
+            offset,
+            bytes,
+            done,
+        } => tracing::debug!(to, index, offset, bytes, done, "snapshot chunk sent"),
+        NodeEvent::SnapshotChunkReceived {
+            from,
+            index,
+            offset,
+            bytes,
+            done,
+        } => tracing::debug!(from, index, offset, bytes, done, "snapshot chunk received"),
     }
 }

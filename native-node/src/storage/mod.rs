@@ -257,6 +257,10 @@ impl WalStore {
         let hs_lsn = self.append_record(&LogRecordRef::HardState(&hs))?;
         self.append_record(&LogRecordRef::Compact(index))?;
         self.wal.sync()?;
+        // Seal the active segment: what it holds becomes removable at the next compaction
+        // instead of when the segment fills, so the WAL stays within about two snapshot
+        // intervals of entries whatever --wal-segment-bytes is (one extra fsync per snapshot).
+        self.wal.roll()?;
         // The hard state record just written (and the Compact record after it) must survive
         // even when no append holds an entry past `index`.
         let cut = self

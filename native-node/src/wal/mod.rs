@@ -268,6 +268,18 @@ impl Wal {
         Ok(removed)
     }
 
+    /// Seals the active segment (if it holds any record) and starts a new one, so that the
+    /// records written so far can later be removed by [`Wal::remove_segments_before`] without
+    /// waiting for the segment to fill. Everything buffered is synced first.
+    pub fn roll(&mut self) -> Result<(), WalError> {
+        self.ensure_usable()?;
+        if self.next_lsn == self.active.first_lsn {
+            return Ok(());
+        }
+        let result = self.roll_inner();
+        self.poison_on_err(result)
+    }
+
     /// The LSN the next [`Wal::append`] will return.
     pub fn next_lsn(&self) -> u64 {
         self.next_lsn
@@ -324,7 +336,7 @@ impl Wal {
             self.flush_buf()?;
         }
         if self.should_roll() {
-            self.roll()?;
+            self.roll_inner()?;
         }
         Ok(())
     }
@@ -333,7 +345,7 @@ impl Wal {
         self.flush_buf()?;
         self.sync_active()?;
         if self.should_roll() {
-            self.roll()?;
+            self.roll_inner()?;
         }
         Ok(())
     }
@@ -374,7 +386,7 @@ impl Wal {
     /// The old segment is synced before the new file exists: recovery treats
     /// damage in any non-last segment as corruption, which is only sound if
     /// a segment is complete on disk before a successor can appear.
-    fn roll(&mut self) -> Result<(), WalError> {
+    fn roll_inner(&mut self) -> Result<(), WalError> {
         self.flush_buf()?;
         self.sync_active()?;
         let (file, path) = segment::create(&self.dir, self.next_lsn, self.opts.fsync)?;
