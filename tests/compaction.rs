@@ -269,6 +269,29 @@ fn killed_follower_catches_up_by_snapshot_and_every_key_reads_back() {
         let k = format!("b{i:04}");
         assert_eq!(client.get(&c, &k), Some(value_of(&k, 1, 100)), "key {k}");
     }
+    // The old leader restarts from its own snapshot plus log tail and catches up too.
+    let target = c
+        .status()
+        .values()
+        .map(|r| row_u64(r, "commit_index"))
+        .max()
+        .unwrap_or(0);
+    c.restart(leader);
+    let back = wait_until(Duration::from_secs(15), || {
+        c.status()
+            .get(&leader)
+            .is_some_and(|r| row_u64(r, "applied_index") >= target)
+    });
+    assert!(back, "old leader {leader} did not catch up after restart");
+    let log = c.nodes[(leader - 1) as usize].log_text();
+    let recovered = log
+        .lines()
+        .rfind(|l| l.contains("recovered id="))
+        .expect("recovery line");
+    assert!(
+        !recovered.contains("snapshot_index=0 "),
+        "restart did not load a snapshot: {recovered}"
+    );
     eprintln!("catch-up test took {:.1}s", started.elapsed().as_secs_f64());
 }
 
