@@ -199,7 +199,16 @@ fn killed_follower_catches_up_by_snapshot_and_every_key_reads_back() {
     }
     let leader = c.wait_leader(Duration::from_secs(10)).expect("leader");
     let follower = (1..=3).find(|&id| id != leader).expect("a follower");
+    // Followers learn the last commits with the next heartbeat.
+    wait_until(Duration::from_secs(5), || {
+        let st = c.status();
+        st.len() == 3
+            && st
+                .values()
+                .all(|r| row_u64(r, "snapshot_index") >= 3 * THRESHOLD)
+    });
     let st = c.status();
+    assert_eq!(st.len(), 3, "{st:?}");
     for (id, row) in &st {
         assert!(
             row_u64(row, "snapshot_index") >= 3 * THRESHOLD,
