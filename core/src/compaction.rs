@@ -278,23 +278,12 @@ impl RaftNode {
         if self.role != Role::Leader {
             return;
         }
-        let last_index = self.log.last_index();
         let Some(pr) = self.progress.get_mut(&from) else {
             return;
         };
         pr.recent_active = true;
         match result {
-            SnapshotResult::Done { match_index } => {
-                if match_index > last_index {
-                    let detail = format!("acknowledged index {match_index} beyond our log");
-                    self.emit(NodeEvent::ProtocolViolation { from, detail });
-                    return;
-                }
-                if pr.on_success(match_index) {
-                    self.maybe_commit();
-                }
-                self.send_append(from);
-            }
+            SnapshotResult::Done { match_index } => self.on_follower_matched(from, match_index),
             SnapshotResult::Continue { next_offset } => {
                 let current =
                     pr.state == ProgressState::Snapshot && pr.pending_snapshot == snapshot_index;

@@ -242,6 +242,24 @@ impl RaftNode {
         );
     }
 
+    /// A follower confirmed its log matches ours up to `match_index` (after an append or a
+    /// snapshot install): maybe commit, then keep its pipeline full. Followers learn a new
+    /// commit index with the next append or heartbeat.
+    pub(crate) fn on_follower_matched(&mut self, from: NodeId, match_index: Index) {
+        if match_index > self.log.last_index() {
+            let detail = format!("acknowledged index {match_index} beyond our log");
+            self.emit(NodeEvent::ProtocolViolation { from, detail });
+            return;
+        }
+        let Some(pr) = self.progress.get_mut(&from) else {
+            return;
+        };
+        if pr.on_success(match_index) {
+            self.maybe_commit();
+        }
+        self.send_append(from);
+    }
+
     pub(crate) fn handle_append_response(&mut self, from: NodeId, result: AppendResult) {
         if self.role != Role::Leader {
             return;
@@ -252,18 +270,7 @@ impl RaftNode {
         };
         pr.recent_active = true;
         match result {
-            AppendResult::Success { match_index } => {
-                if match_index > last_index {
-                    let detail = format!("acknowledged index {match_index} beyond our log");
-                    self.emit(NodeEvent::ProtocolViolation { from, detail });
-                    return;
-                }
-                // Followers learn a new commit index with the next append or heartbeat.
-                if pr.on_success(match_index) {
-                    self.maybe_commit();
-                }
-                self.send_append(from);
-            }
+            AppendResult::Success { match_index } => self.on_follower_matched(from, match_index),
             AppendResult::Reject {
                 rejected_prev,
                 conflict_term,
