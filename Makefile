@@ -6,9 +6,10 @@ CARGO ?= cargo
 build:
 	$(CARGO) build --workspace --bins
 
-## The whole suite, exactly as CI runs it: lint, every Rust test (core, simulator, process
-## tests), the core's wasm build, then the playground's browser tests.
-test: lint test-rust web-test
+## The whole suite, exactly as CI runs it: installs the wasm target and web tools when missing
+## (so it works on a fresh machine), lints, runs every Rust test (core, simulator, process
+## tests), builds the core for wasm, then runs the playground's browser tests.
+test: web-tools lint test-rust web-test
 
 test-rust:
 	$(CARGO) build -p native-node --bins
