@@ -105,6 +105,20 @@ fn three_nodes_elect_a_leader_and_serve_put_get_delete_json() {
         }
     }
     assert!(saw_applied, "no Applied event for the put on /events");
+    // An idle node keeps sending its status (every 500 ms), so a viewer can tell a quiet node
+    // from a hung one; over ~1.5 s at least two status frames must arrive.
+    let until = std::time::Instant::now() + std::time::Duration::from_millis(1_500);
+    let mut statuses = 0;
+    while std::time::Instant::now() < until {
+        let Ok(msg) = events.read() else { break };
+        if let Ok(LiveFrame::Status(_)) = postcard::from_bytes::<LiveFrame>(&msg.into_data()) {
+            statuses += 1;
+        }
+    }
+    assert!(
+        statuses >= 2,
+        "only {statuses} status frames in 1.5 s on /events"
+    );
     drop(events);
 
     // /healthz and /metrics on the same port.

@@ -19,6 +19,9 @@ use crate::metrics::Metrics;
 
 /// Frames buffered per subscriber before it counts as lagging.
 const EVENT_BUFFER: usize = 4096;
+/// A quiet node still sends its status this often, so a viewer can tell "alive but idle" from
+/// "hung" without relying on heartbeat events (the playground calls a node dead after 1 s).
+const STATUS_KEEPALIVE: std::time::Duration = std::time::Duration::from_millis(500);
 
 #[derive(Clone)]
 pub struct EventHub {
@@ -74,9 +77,13 @@ pub async fn serve_subscriber(
     if socket.send(WsMessage::Binary(first)).await.is_err() {
         return;
     }
+    let mut keepalive = tokio::time::interval(STATUS_KEEPALIVE);
+    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    keepalive.tick().await;
     loop {
         let frame = tokio::select! {
             _ = shutdown.changed() => break,
+            _ = keepalive.tick() => encode(&LiveFrame::Status(status.borrow().clone())),
             changed = status.changed() => {
                 if changed.is_err() {
                     break;
