@@ -13,7 +13,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use keyval_core::kv::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
 use keyval_core::{KvOp, KvResult};
 use serde_json::json;
 
@@ -97,9 +96,6 @@ fn main() -> ExitCode {
     runtime.block_on(async move {
         match cli.command {
             Command::Put { key, value } => {
-                if let Some(code) = check_limits(out, &key, Some(&value)) {
-                    return code;
-                }
                 let op = KvOp::Put {
                     key: key.into_bytes(),
                     value: value.into_bytes(),
@@ -107,32 +103,16 @@ fn main() -> ExitCode {
                 run_op(out, endpoints, timeout, op).await
             }
             Command::Get { key } => {
-                if let Some(code) = check_limits(out, &key, None) {
-                    return code;
-                }
-                run_op(
-                    out,
-                    endpoints,
-                    timeout,
-                    KvOp::Get {
-                        key: key.into_bytes(),
-                    },
-                )
-                .await
+                let op = KvOp::Get {
+                    key: key.into_bytes(),
+                };
+                run_op(out, endpoints, timeout, op).await
             }
             Command::Delete { key } => {
-                if let Some(code) = check_limits(out, &key, None) {
-                    return code;
-                }
-                run_op(
-                    out,
-                    endpoints,
-                    timeout,
-                    KvOp::Delete {
-                        key: key.into_bytes(),
-                    },
-                )
-                .await
+                let op = KvOp::Delete {
+                    key: key.into_bytes(),
+                };
+                run_op(out, endpoints, timeout, op).await
             }
             Command::Status => status(out, endpoints, timeout).await,
             Command::Bench(args) => {
@@ -149,29 +129,12 @@ fn main() -> ExitCode {
     })
 }
 
-/// Refuses oversized keys and values before sending: a definite failure (exit 3), the same
-/// answer the server would give.
-fn check_limits(out: Output, key: &str, value: Option<&str>) -> Option<ExitCode> {
-    if key.len() > MAX_KEY_BYTES {
-        let m = format!(
-            "key is {} bytes, over the limit of {MAX_KEY_BYTES}",
-            key.len()
-        );
-        return Some(fail(out, &m, true));
-    }
-    if let Some(v) = value
-        && v.len() > MAX_VALUE_BYTES
-    {
-        let m = format!(
-            "value is {} bytes, over the limit of {MAX_VALUE_BYTES}",
-            v.len()
-        );
-        return Some(fail(out, &m, true));
-    }
-    None
-}
-
+/// Oversized keys and values are refused before sending, with the core's own limits and
+/// message: a definite failure (exit 3), the same answer the server would give.
 async fn run_op(out: Output, endpoints: Vec<String>, timeout: Duration, op: KvOp) -> ExitCode {
+    if let Err(e) = op.validate() {
+        return fail(out, &e.to_string(), true);
+    }
     let mut client = Client::new(endpoints, timeout);
     let result = client.execute(op).await;
     client.close().await;
