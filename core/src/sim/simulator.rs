@@ -393,13 +393,7 @@ impl Simulator {
             Addr::Node(n) => {
                 if let Addr::Node(f) = from {
                     if self.network.is_cut(f, n) {
-                        let reason = DropReason::Partitioned;
-                        self.record(TraceKind::Dropped {
-                            id,
-                            from,
-                            to,
-                            reason,
-                        });
+                        self.record_drop(id, from, to, DropReason::Partitioned);
                         return;
                     }
                 }
@@ -407,24 +401,12 @@ impl Simulator {
                     return;
                 };
                 if node.server.is_none() {
-                    let reason = DropReason::Crashed;
-                    self.record(TraceKind::Dropped {
-                        id,
-                        from,
-                        to,
-                        reason,
-                    });
+                    self.record_drop(id, from, to, DropReason::Crashed);
                     return;
                 }
                 if node.paused {
                     if node.inbox.len() >= MAX_INBOX {
-                        let reason = DropReason::InboxFull;
-                        self.record(TraceKind::Dropped {
-                            id,
-                            from,
-                            to,
-                            reason,
-                        });
+                        self.record_drop(id, from, to, DropReason::InboxFull);
                     } else {
                         node.inbox.push_back((id, from, payload));
                     }
@@ -703,25 +685,13 @@ impl Simulator {
             (Addr::Node(a), Addr::Node(b)) => {
                 if self.network.is_cut(a, b) {
                     self.record_send(id, from, to, self.now, &payload);
-                    let reason = DropReason::Partitioned;
-                    self.record(TraceKind::Dropped {
-                        id,
-                        from,
-                        to,
-                        reason,
-                    });
+                    self.record_drop(id, from, to, DropReason::Partitioned);
                     return;
                 }
                 match self.network.fate(a, b, &mut self.rng) {
                     Fate::Drop => {
                         self.record_send(id, from, to, self.now, &payload);
-                        let reason = DropReason::Random;
-                        self.record(TraceKind::Dropped {
-                            id,
-                            from,
-                            to,
-                            reason,
-                        });
+                        self.record_drop(id, from, to, DropReason::Random);
                         return;
                     }
                     Fate::Deliver(d) => d,
@@ -743,6 +713,15 @@ impl Simulator {
                 },
             );
         }
+    }
+
+    fn record_drop(&mut self, id: u64, from: Addr, to: Addr, reason: DropReason) {
+        self.record(TraceKind::Dropped {
+            id,
+            from,
+            to,
+            reason,
+        });
     }
 
     fn record_send(&mut self, id: u64, from: Addr, to: Addr, deliver_at: u64, p: &Payload) {
