@@ -32,10 +32,12 @@ fn args() -> Vec<String> {
 type Ws = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>;
 
 /// A minimal client: one request in flight, retried (same seq) on whichever node leads.
+/// Writes run under a session it opens first (`client_id` then becomes the session's id).
 struct Client {
     ws: Option<Ws>,
     client_id: u64,
     seq: u64,
+    session_open: bool,
 }
 
 impl Client {
@@ -44,7 +46,18 @@ impl Client {
             ws: None,
             client_id,
             seq: 0,
+            session_open: false,
         }
+    }
+
+    fn open_session(&mut self, c: &Cluster) {
+        let seq = std::mem::replace(&mut self.seq, 0);
+        match self.retry(c, KvOp::OpenSession) {
+            KvResult::Session { id } => self.client_id = id,
+            other => panic!("opening a session answered {other:?}"),
+        }
+        self.seq = seq;
+        self.session_open = true;
     }
 
     fn connect(c: &Cluster) -> Option<Ws> {
@@ -84,7 +97,14 @@ impl Client {
     }
 
     fn run(&mut self, c: &Cluster, op: KvOp) -> KvResult {
+        if op.is_write() && !self.session_open {
+            self.open_session(c);
+        }
         self.seq += 1;
+        self.retry(c, op)
+    }
+
+    fn retry(&mut self, c: &Cluster, op: KvOp) -> KvResult {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             match self.attempt(c, &op) {

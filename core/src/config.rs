@@ -32,6 +32,20 @@ pub struct Config {
     /// huge message and a lost chunk costs only one chunk.
     #[serde(default = "default_snapshot_chunk_bytes")]
     pub snapshot_chunk_bytes: usize,
+    /// Serve [`crate::kv::ReadConsistency::Lease`] reads. Must be on for every node of the
+    /// cluster (a node with it on also refuses votes for an election timeout after it starts),
+    /// and needs `check_quorum`.
+    #[serde(default)]
+    pub lease_reads: bool,
+    /// The part of the election timeout a lease gives up for clock drift, in percent: a lease
+    /// lasts `election_ticks * (100 - pct) / 100` ticks from when the heartbeats a quorum
+    /// acknowledged were sent. Clocks must not drift apart by more than this over a timeout.
+    #[serde(default = "default_lease_drift_margin_pct")]
+    pub lease_drift_margin_pct: u32,
+    /// Bound on the bytes of the state machine's session table (see [`crate::kv`]). Replicated
+    /// state: every node of a cluster must use the same value.
+    #[serde(default = "default_session_limit_bytes")]
+    pub session_limit_bytes: u64,
     /// Test-only deliberate bug; see [`crate::mutation`].
     #[cfg(feature = "mutations")]
     #[serde(skip)]
@@ -51,6 +65,9 @@ impl Default for Config {
             max_uncommitted_entries: 20_000,
             snapshot_threshold: 0,
             snapshot_chunk_bytes: default_snapshot_chunk_bytes(),
+            lease_reads: false,
+            lease_drift_margin_pct: default_lease_drift_margin_pct(),
+            session_limit_bytes: default_session_limit_bytes(),
             #[cfg(feature = "mutations")]
             mutation: None,
         }
@@ -59,6 +76,14 @@ impl Default for Config {
 
 fn default_snapshot_chunk_bytes() -> usize {
     64 << 10
+}
+
+fn default_lease_drift_margin_pct() -> u32 {
+    10
+}
+
+fn default_session_limit_bytes() -> u64 {
+    crate::kv::DEFAULT_SESSION_LIMIT_BYTES
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -71,6 +96,10 @@ pub enum ConfigError {
     ZeroLimit(&'static str),
     #[error("snapshot_chunk_bytes ({0}) is over the limit of {max}", max = crate::snapshot::MAX_SNAPSHOT_CHUNK_BYTES)]
     ChunkTooLarge(usize),
+    #[error("lease_reads needs check_quorum: the lease rests on followers refusing votes")]
+    LeaseWithoutCheckQuorum,
+    #[error("lease_drift_margin_pct ({0}) must be below 100")]
+    DriftMarginTooLarge(u32),
 }
 
 impl Config {
@@ -98,6 +127,14 @@ impl Config {
         }
         if self.snapshot_chunk_bytes > crate::snapshot::MAX_SNAPSHOT_CHUNK_BYTES {
             return Err(ConfigError::ChunkTooLarge(self.snapshot_chunk_bytes));
+        }
+        if self.lease_reads && !self.check_quorum {
+            return Err(ConfigError::LeaseWithoutCheckQuorum);
+        }
+        if self.lease_drift_margin_pct >= 100 {
+            return Err(ConfigError::DriftMarginTooLarge(
+                self.lease_drift_margin_pct,
+            ));
         }
         Ok(())
     }

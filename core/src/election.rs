@@ -28,6 +28,7 @@ impl RaftNode {
     /// node that was cut off cannot force a working cluster into a new election when it returns.
     fn become_pre_candidate(&mut self) {
         let from = self.role;
+        self.abort_reads("leadership changed");
         self.role = Role::PreCandidate;
         self.leader = None;
         self.votes.clear();
@@ -59,6 +60,7 @@ impl RaftNode {
 
     pub(crate) fn become_candidate(&mut self) {
         let from = self.role;
+        self.abort_reads("leadership changed");
         self.term += 1;
         self.vote = Some(self.id);
         self.role = Role::Candidate;

@@ -1,10 +1,23 @@
 //! The replicated key-value state machine and the client protocol it answers.
 //!
 //! Apply is deterministic: the same committed entries give the same state and results on every
-//! node. Each client numbers its requests; the state machine remembers the latest result per
-//! client, so a retried request (same client, same sequence number) is answered from memory
-//! instead of applied twice. That is what lets clients retry after a timeout without turning one
-//! `delete` into two.
+//! node.
+//!
+//! # Sessions: exactly-once writes at any client count (Raft thesis §6.3)
+//! A client first opens a session through the log ([`KvOp::OpenSession`]); its id is the log
+//! index of that entry, so ids are unique and never reused. Every write then carries
+//! `(session id, seq)`; the state machine remembers the latest sequence number and result per
+//! session, so a retry (same session, same seq) is answered from memory instead of applied twice.
+//!
+//! Memory is bounded in bytes ([`SESSION_BYTES`] each, [`KvStore::session_limit_bytes`] in all):
+//! past the bound the least recently used session is forgotten, deterministically, on every
+//! node alike (by log index, never a node's clock). What makes that safe is that an unknown
+//! session is *refused* ([`ClientError::SessionExpired`]), never treated as new: a retry whose
+//! session was forgotten cannot be applied a second time. The client reports that request as
+//! indeterminate (its first attempt may have applied) and opens a new session.
+//!
+//! Reads never enter the log and never touch sessions: they are answered from the state machine
+//! by the read paths in [`crate::read`].
 
 use std::collections::BTreeMap;
 
@@ -14,20 +27,81 @@ use crate::types::{Index, NodeId};
 
 pub const MAX_KEY_BYTES: usize = 1024;
 pub const MAX_VALUE_BYTES: usize = 1 << 20;
-/// Client sessions remembered for deduplication; the least recently used is forgotten first.
-pub const MAX_SESSIONS: usize = 10_000;
+/// What one remembered session costs, for the byte bound: its id, sequence number, last-used
+/// index and result, plus the map's overhead.
+pub const SESSION_BYTES: u64 = 64;
+/// Default bound on the memory of the session table (~260,000 sessions).
+pub const DEFAULT_SESSION_LIMIT_BYTES: u64 = 16 << 20;
+
+/// How fresh a read must be. Only `Linearizable` and `Lease` are linearizable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ReadConsistency {
+    /// ReadIndex (thesis §6.4): the leader confirms with a heartbeat round to a quorum that it
+    /// still leads, then answers once it has applied its commit index. Followers ask the leader
+    /// for that index and answer from their own state once they have applied it.
+    #[default]
+    Linearizable,
+    /// The leader answers without a round trip while its lease holds (a quorum acknowledged
+    /// heartbeats it sent less than an election timeout minus a clock-drift margin ago).
+    /// Assumes clocks that drift apart by less than the margin.
+    Lease,
+    /// Any node answers from its own state machine right away: possibly stale, never
+    /// linearizable.
+    Serializable,
+}
+
+impl ReadConsistency {
+    pub fn name(self) -> &'static str {
+        match self {
+            ReadConsistency::Linearizable => "linearizable",
+            ReadConsistency::Lease => "lease",
+            ReadConsistency::Serializable => "serializable",
+        }
+    }
+
+    pub const ALL: [ReadConsistency; 3] = [
+        ReadConsistency::Linearizable,
+        ReadConsistency::Lease,
+        ReadConsistency::Serializable,
+    ];
+}
+
+impl std::str::FromStr for ReadConsistency {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        ReadConsistency::ALL
+            .into_iter()
+            .find(|c| c.name() == s)
+            .ok_or_else(|| {
+                format!("unknown consistency {s:?} (linearizable, lease or serializable)")
+            })
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum KvOp {
-    Put { key: Vec<u8>, value: Vec<u8> },
-    Get { key: Vec<u8> },
-    Delete { key: Vec<u8> },
+    Put {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    /// A linearizable read ([`ReadConsistency::Linearizable`]); it is served by ReadIndex and
+    /// never enters the log.
+    Get {
+        key: Vec<u8>,
+    },
+    Delete {
+        key: Vec<u8>,
+    },
+    /// Opens a session: the answer is [`KvResult::Session`] with the new session's id. Its
+    /// `client_id` is only a correlation token for the reply.
+    OpenSession,
 }
 
 impl KvOp {
     pub fn key(&self) -> &[u8] {
         match self {
             KvOp::Put { key, .. } | KvOp::Get { key } | KvOp::Delete { key } => key,
+            KvOp::OpenSession => &[],
         }
     }
 
@@ -35,7 +109,13 @@ impl KvOp {
         match self {
             KvOp::Put { key, value } => key.len() + value.len() + 8,
             KvOp::Get { key } | KvOp::Delete { key } => key.len() + 4,
+            KvOp::OpenSession => 1,
         }
+    }
+
+    /// Whether this operation changes state and so needs a session.
+    pub fn is_write(&self) -> bool {
+        matches!(self, KvOp::Put { .. } | KvOp::Delete { .. })
     }
 
     /// Refuses keys and values over the documented limits before they reach the log.
@@ -72,7 +152,13 @@ pub struct ClientRequest {
 pub enum KvResult {
     Put,
     Get(Option<Vec<u8>>),
-    Delete { deleted: bool },
+    Delete {
+        deleted: bool,
+    },
+    /// A session was opened; use `id` as the client id of the writes that follow.
+    Session {
+        id: u64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, thiserror::Error)]
@@ -94,15 +180,32 @@ pub enum ClientError {
         size: usize,
         limit: usize,
     },
-    /// Definite: the request's sequence number is older than one already answered for this client.
+    /// Indeterminate: the request's sequence number is older than one already answered for this
+    /// session. The older request may have been applied before the newer one superseded it.
     #[error("stale request: sequence number already superseded")]
     Stale,
+    /// Indeterminate: the session is unknown (never opened, or forgotten to bound memory). A
+    /// retry of a request that was applied before the session was forgotten must not apply
+    /// again, so it is refused; the first attempt may or may not have applied. Open a new session.
+    #[error("session expired or unknown; the request may or may not have been applied")]
+    SessionExpired,
+    /// Definite (reads have no effect): the node could not confirm the read: it lost
+    /// leadership, the leader it asked did not answer in time, or it has not yet committed an
+    /// entry of its term. Retry, possibly at another node.
+    #[error("read not confirmed: {reason}; retry")]
+    ReadNotConfirmed { reason: String },
+    /// Definite: a lease read asked of a node whose lease reads are off.
+    #[error("lease reads are disabled on this node (enable lease_reads on every node)")]
+    LeaseReadsDisabled,
 }
 
 impl ClientError {
     /// True when the request certainly did not and will not take effect.
     pub fn is_definite(&self) -> bool {
-        !matches!(self, ClientError::LeadershipLost)
+        !matches!(
+            self,
+            ClientError::LeadershipLost | ClientError::Stale | ClientError::SessionExpired
+        )
     }
 }
 
@@ -116,7 +219,8 @@ pub struct ClientReply {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Session {
     seq: u64,
-    result: KvResult,
+    /// None until the session's first write applies.
+    result: Option<KvResult>,
     last_index: Index,
 }
 
@@ -126,20 +230,57 @@ pub enum ApplyOutcome {
     Applied(KvResult),
     /// Already applied under the same sequence number: here is the remembered result.
     Duplicate(KvResult),
-    /// Older than the client's latest request; ignored.
+    /// Older than the session's latest request; ignored.
     Stale,
+    /// The session is unknown or was forgotten; nothing was applied.
+    SessionExpired,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KvStore {
     data: BTreeMap<Vec<u8>, Vec<u8>>,
     sessions: BTreeMap<u64, Session>,
-    /// `last_index -> client_id`, to find the least recently used session in O(log n).
+    /// `last_index -> session id`, to find the least recently used session in O(log n).
     session_lru: BTreeMap<Index, u64>,
     applied_index: Index,
+    /// Bound on the session table's memory. Part of the replicated state (snapshots carry it),
+    /// because every node must forget the same sessions at the same index.
+    session_limit_bytes: u64,
+}
+
+impl Default for KvStore {
+    fn default() -> Self {
+        KvStore::with_session_limit(DEFAULT_SESSION_LIMIT_BYTES)
+    }
 }
 
 impl KvStore {
+    /// An empty store whose session table holds at most `bytes` (at least one session).
+    pub fn with_session_limit(bytes: u64) -> Self {
+        KvStore {
+            data: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            session_lru: BTreeMap::new(),
+            applied_index: 0,
+            session_limit_bytes: bytes.max(SESSION_BYTES),
+        }
+    }
+
+    pub fn session_limit_bytes(&self) -> u64 {
+        self.session_limit_bytes
+    }
+
+    /// Sessions remembered now, and the bytes they are accounted at.
+    pub fn session_usage(&self) -> (usize, u64) {
+        let n = self.sessions.len();
+        (n, n as u64 * SESSION_BYTES)
+    }
+
+    /// Whether writes of this session would be accepted now.
+    pub fn has_session(&self, id: u64) -> bool {
+        self.sessions.contains_key(&id)
+    }
+
     pub fn applied_index(&self) -> Index {
         self.applied_index
     }
@@ -160,15 +301,16 @@ impl KvStore {
         self.data.iter()
     }
 
-    /// The remembered answer for a request that was already applied, if any.
+    /// What a write of this session and sequence number would meet: the remembered answer of
+    /// a request already applied, a refusal, or None when it would apply.
     pub fn cached(&self, client_id: u64, seq: u64) -> Option<ApplyOutcome> {
-        let s = self.sessions.get(&client_id)?;
-        if seq == s.seq {
-            Some(ApplyOutcome::Duplicate(s.result.clone()))
-        } else if seq < s.seq {
-            Some(ApplyOutcome::Stale)
-        } else {
-            None
+        let Some(s) = self.sessions.get(&client_id) else {
+            return Some(ApplyOutcome::SessionExpired);
+        };
+        match (seq.cmp(&s.seq), &s.result) {
+            (std::cmp::Ordering::Equal, Some(r)) => Some(ApplyOutcome::Duplicate(r.clone())),
+            (std::cmp::Ordering::Greater, _) => None,
+            _ => Some(ApplyOutcome::Stale),
         }
     }
 
@@ -178,22 +320,51 @@ impl KvStore {
     }
 
     pub fn apply(&mut self, index: Index, req: &ClientRequest) -> ApplyOutcome {
+        self.apply_with(index, req, false)
+    }
+
+    /// `recreate_forgotten` is the pre-session behaviour kept only as a test mutation: an
+    /// unknown session is silently recreated, so a retry of a forgotten write applies twice.
+    pub(crate) fn apply_with(
+        &mut self,
+        index: Index,
+        req: &ClientRequest,
+        recreate_forgotten: bool,
+    ) -> ApplyOutcome {
         self.advance(index);
-        if let Some(outcome) = self.cached(req.client_id, req.seq) {
-            return outcome;
+        match &req.op {
+            KvOp::OpenSession => {
+                self.open_session(index);
+                return ApplyOutcome::Applied(KvResult::Session { id: index });
+            }
+            // Reads are not proposed; an old log may hold one. It changes nothing.
+            KvOp::Get { key } => return ApplyOutcome::Applied(KvResult::Get(self.read(key))),
+            KvOp::Put { .. } | KvOp::Delete { .. } => {}
+        }
+        match self.cached(req.client_id, req.seq) {
+            Some(ApplyOutcome::SessionExpired) if recreate_forgotten => {
+                self.open_session_with_id(req.client_id, index)
+            }
+            Some(outcome) => return outcome,
+            None => {}
         }
         let result = match &req.op {
             KvOp::Put { key, value } => {
                 self.data.insert(key.clone(), value.clone());
                 KvResult::Put
             }
-            KvOp::Get { key } => KvResult::Get(self.data.get(key).cloned()),
             KvOp::Delete { key } => KvResult::Delete {
                 deleted: self.data.remove(key).is_some(),
             },
+            KvOp::Get { .. } | KvOp::OpenSession => unreachable!("handled above"),
         };
         self.remember(index, req, result.clone());
         ApplyOutcome::Applied(result)
+    }
+
+    /// The value of `key` in the state as of [`KvStore::applied_index`].
+    pub fn read(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.data.get(key).cloned()
     }
 
     fn advance(&mut self, index: Index) {
@@ -205,24 +376,42 @@ impl KvStore {
         self.applied_index = index;
     }
 
+    fn open_session(&mut self, index: Index) {
+        self.open_session_with_id(index, index);
+    }
+
+    fn open_session_with_id(&mut self, id: u64, index: Index) {
+        self.touch(id, index, 0, None);
+        self.forget_least_recently_used(id);
+    }
+
     fn remember(&mut self, index: Index, req: &ClientRequest, result: KvResult) {
-        if let Some(old) = self.sessions.insert(
-            req.client_id,
-            Session {
-                seq: req.seq,
-                result,
-                last_index: index,
-            },
-        ) {
+        self.touch(req.client_id, index, req.seq, Some(result));
+    }
+
+    fn touch(&mut self, id: u64, index: Index, seq: u64, result: Option<KvResult>) {
+        let session = Session {
+            seq,
+            result,
+            last_index: index,
+        };
+        if let Some(old) = self.sessions.insert(id, session) {
             self.session_lru.remove(&old.last_index);
         }
-        self.session_lru.insert(index, req.client_id);
-        while self.sessions.len() > MAX_SESSIONS {
-            let Some((_, oldest)) = self.session_lru.pop_first() else {
+        self.session_lru.insert(index, id);
+    }
+
+    /// Forgets sessions, least recently used first, until the table fits its byte bound; `keep`
+    /// (the session just opened) is never the one forgotten.
+    fn forget_least_recently_used(&mut self, keep: u64) {
+        while self.sessions.len() as u64 * SESSION_BYTES > self.session_limit_bytes {
+            let Some((&at, &oldest)) = self.session_lru.iter().find(|(_, &id)| id != keep) else {
                 break;
             };
+            self.session_lru.remove(&at);
             self.sessions.remove(&oldest);
         }
+        debug_assert_eq!(self.sessions.len(), self.session_lru.len());
     }
 }
 
@@ -241,23 +430,33 @@ mod tests {
         }
     }
 
+    /// Opens a session at `index` and returns its id.
+    fn open(kv: &mut KvStore, index: Index) -> u64 {
+        match kv.apply(index, &req(999, 0, KvOp::OpenSession)) {
+            ApplyOutcome::Applied(KvResult::Session { id }) => id,
+            other => panic!("open session: {other:?}"),
+        }
+    }
+
     #[test]
-    fn put_get_delete() {
+    fn put_delete_and_read() {
         let mut kv = KvStore::default();
+        let s = open(&mut kv, 1);
         assert_eq!(
-            kv.apply(1, &req(1, 1, put("a", "1"))),
+            s, 1,
+            "a session's id is the index of the entry that opened it"
+        );
+        assert_eq!(
+            kv.apply(2, &req(s, 1, put("a", "1"))),
             ApplyOutcome::Applied(KvResult::Put)
         );
+        assert_eq!(kv.read(b"a"), Some(b"1".to_vec()));
         assert_eq!(
-            kv.apply(2, &req(1, 2, KvOp::Get { key: "a".into() })),
-            ApplyOutcome::Applied(KvResult::Get(Some(b"1".to_vec())))
-        );
-        assert_eq!(
-            kv.apply(3, &req(1, 3, KvOp::Delete { key: "a".into() })),
+            kv.apply(3, &req(s, 2, KvOp::Delete { key: "a".into() })),
             ApplyOutcome::Applied(KvResult::Delete { deleted: true })
         );
         assert_eq!(
-            kv.apply(4, &req(1, 4, KvOp::Delete { key: "a".into() })),
+            kv.apply(4, &req(s, 3, KvOp::Delete { key: "a".into() })),
             ApplyOutcome::Applied(KvResult::Delete { deleted: false })
         );
         assert_eq!(kv.applied_index(), 4);
@@ -266,29 +465,100 @@ mod tests {
     #[test]
     fn retried_request_is_applied_once() {
         let mut kv = KvStore::default();
-        kv.apply(1, &req(7, 1, put("a", "1")));
-        let del = req(7, 2, KvOp::Delete { key: "a".into() });
+        let s = open(&mut kv, 1);
+        kv.apply(2, &req(s, 1, put("a", "1")));
+        let del = req(s, 2, KvOp::Delete { key: "a".into() });
         assert_eq!(
-            kv.apply(2, &del),
+            kv.apply(3, &del),
             ApplyOutcome::Applied(KvResult::Delete { deleted: true })
         );
         assert_eq!(
-            kv.apply(3, &del),
+            kv.apply(4, &del),
             ApplyOutcome::Duplicate(KvResult::Delete { deleted: true })
         );
-        assert_eq!(kv.apply(4, &req(7, 1, put("a", "x"))), ApplyOutcome::Stale);
+        assert_eq!(kv.apply(5, &req(s, 1, put("a", "x"))), ApplyOutcome::Stale);
         assert_eq!(kv.get(b"a"), None);
     }
 
     #[test]
-    fn sessions_are_bounded_least_recently_used_first() {
+    fn writes_without_a_session_are_refused() {
         let mut kv = KvStore::default();
-        for c in 0..(MAX_SESSIONS as u64 + 5) {
-            kv.apply(c + 1, &req(c, 1, put("k", "v")));
+        assert_eq!(
+            kv.apply(1, &req(42, 1, put("a", "1"))),
+            ApplyOutcome::SessionExpired
+        );
+        assert_eq!(kv.get(b"a"), None);
+    }
+
+    /// The defect of the LRU table this replaced: once enough other clients had come and gone,
+    /// a retry of a forgotten session's write was applied a second time and could erase a later
+    /// write of someone else. Now the forgotten session is refused instead.
+    #[test]
+    fn a_retry_of_a_forgotten_session_is_never_applied_again() {
+        let mut kv = KvStore::with_session_limit(3 * SESSION_BYTES);
+        let a = open(&mut kv, 1);
+        let del = req(a, 1, KvOp::Delete { key: "k".into() });
+        kv.apply(2, &req(a, 0, KvOp::OpenSession)); // another session opened
+        let b = 2;
+        assert_eq!(
+            kv.apply(3, &req(b, 1, put("k", "first"))),
+            ApplyOutcome::Applied(KvResult::Put)
+        );
+        assert_eq!(
+            kv.apply(4, &del),
+            ApplyOutcome::Applied(KvResult::Delete { deleted: true })
+        );
+        // Others open sessions until `a` is forgotten; then `b` writes again.
+        for i in 5..10 {
+            open(&mut kv, i);
         }
-        assert_eq!(kv.sessions.len(), MAX_SESSIONS);
-        assert!(kv.cached(0, 1).is_none(), "oldest session must be evicted");
-        assert!(kv.cached(MAX_SESSIONS as u64 + 4, 1).is_some());
+        assert!(
+            !kv.has_session(a),
+            "the least recently used session is forgotten"
+        );
+        let c = open(&mut kv, 10);
+        assert_eq!(
+            kv.apply(11, &req(c, 1, put("k", "later"))),
+            ApplyOutcome::Applied(KvResult::Put)
+        );
+        // The delete's answer was lost; the client retries it.
+        assert_eq!(kv.apply(12, &del), ApplyOutcome::SessionExpired);
+        assert_eq!(kv.get(b"k"), Some(&b"later".to_vec()));
+        // With the old behaviour (kept as a test mutation) the retry erases the later write.
+        let mut old = kv.clone();
+        old.apply_with(13, &del, true);
+        assert_eq!(old.get(b"k"), None);
+    }
+
+    #[test]
+    fn session_memory_is_bounded_in_bytes() {
+        let limit = 100 * SESSION_BYTES;
+        let mut kv = KvStore::with_session_limit(limit);
+        for i in 1..=1_000 {
+            open(&mut kv, i);
+        }
+        let (n, bytes) = kv.session_usage();
+        assert_eq!(n, 100);
+        assert!(bytes <= limit);
+        assert!(kv.has_session(1_000) && !kv.has_session(1));
+    }
+
+    #[test]
+    fn a_used_session_outlives_idle_ones() {
+        let mut kv = KvStore::with_session_limit(2 * SESSION_BYTES);
+        let a = open(&mut kv, 1);
+        let b = open(&mut kv, 2);
+        kv.apply(3, &req(a, 1, put("x", "1"))); // `a` is now the most recently used
+        open(&mut kv, 4);
+        assert!(kv.has_session(a) && !kv.has_session(b));
+    }
+
+    #[test]
+    fn consistency_names_round_trip() {
+        for c in ReadConsistency::ALL {
+            assert_eq!(c.name().parse::<ReadConsistency>(), Ok(c));
+        }
+        assert!("strong".parse::<ReadConsistency>().is_err());
     }
 
     #[test]

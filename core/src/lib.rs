@@ -7,7 +7,7 @@
 //! [`ready`]. That makes every run reproducible from its inputs, which is what the deterministic
 //! simulator in [`sim`] exploits to check safety over thousands of faulty runs.
 //!
-//! Module map: [`types`] (ids, entries, hard state), [`message`], [`log`], [`progress`],
+//! Module map: [`types`] (ids, entries, hard state), [`message`], [`log`], [`progress`], [`read`] (ReadIndex, leases, follower reads),
 //! [`node`] (state and step), `election`, `replication`, `compaction`, [`kv`] (state machine and client
 //! protocol), [`server`] (node + state machine), [`ready`] (the effects contract), [`snapshot`] (log compaction), [`rng`],
 //! [`config`], [`mutation`] (test-only deliberate bugs), [`sim`] (simulator and checkers).
@@ -23,6 +23,7 @@ pub mod message;
 pub mod mutation;
 pub mod node;
 pub mod progress;
+pub mod read;
 pub mod ready;
 mod replication;
 pub mod rng;
@@ -33,7 +34,7 @@ pub mod status;
 pub mod types;
 
 pub use config::Config;
-pub use kv::{ClientError, ClientReply, ClientRequest, KvOp, KvResult, KvStore};
+pub use kv::{ClientError, ClientReply, ClientRequest, KvOp, KvResult, KvStore, ReadConsistency};
 pub use message::{AppendResult, Envelope, Message, SnapshotResult};
 pub use node::{Persisted, RaftNode};
 pub use ready::{Applied, NodeEvent, PersistOp, Ready};

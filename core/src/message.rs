@@ -48,12 +48,17 @@ pub enum Message {
     },
     /// Carries `min(follower match, leader commit)`, so a follower never commits past what it
     /// is known to share with the leader.
+    ///
+    /// `ctx` numbers the leader's confirmation round (see [`crate::read`]); the response echoes
+    /// it, so one acknowledgement confirms every read queued up to that round.
     Heartbeat {
         term: Term,
         commit: Index,
+        ctx: u64,
     },
     HeartbeatResponse {
         term: Term,
+        ctx: u64,
     },
     /// One chunk of the leader's snapshot, for a follower that needs entries the leader has
     /// compacted away. `data` holds bytes `[offset, offset + data.len())` of the encoded state;
@@ -70,6 +75,19 @@ pub enum Message {
         term: Term,
         snapshot_index: Index,
         result: SnapshotResult,
+    },
+    /// A follower asks the leader for a read index for one of its reads (`ctx` is the
+    /// follower's own number for it).
+    ReadIndex {
+        term: Term,
+        ctx: u64,
+    },
+    /// The leader's answer: the index the follower must apply before it answers the read, or
+    /// None when the leader could not confirm it.
+    ReadIndexResponse {
+        term: Term,
+        ctx: u64,
+        index: Option<Index>,
     },
 }
 
@@ -108,9 +126,11 @@ impl Message {
             | Message::AppendEntries { term, .. }
             | Message::AppendEntriesResponse { term, .. }
             | Message::Heartbeat { term, .. }
-            | Message::HeartbeatResponse { term }
+            | Message::HeartbeatResponse { term, .. }
             | Message::InstallSnapshot { term, .. }
-            | Message::InstallSnapshotResponse { term, .. } => *term,
+            | Message::InstallSnapshotResponse { term, .. }
+            | Message::ReadIndex { term, .. }
+            | Message::ReadIndexResponse { term, .. } => *term,
         }
     }
 
@@ -127,6 +147,8 @@ impl Message {
             Message::HeartbeatResponse { .. } => "HeartbeatResp",
             Message::InstallSnapshot { .. } => "Snapshot",
             Message::InstallSnapshotResponse { .. } => "SnapshotResp",
+            Message::ReadIndex { .. } => "ReadIndex",
+            Message::ReadIndexResponse { .. } => "ReadIndexResp",
         }
     }
 
@@ -177,8 +199,15 @@ impl Message {
                     )
                 }
             },
-            Message::Heartbeat { term, commit } => format!("term={term} commit={commit}"),
-            Message::HeartbeatResponse { term } => format!("term={term}"),
+            Message::Heartbeat { term, commit, ctx } => {
+                format!("term={term} commit={commit} round={ctx}")
+            }
+            Message::HeartbeatResponse { term, ctx } => format!("term={term} round={ctx}"),
+            Message::ReadIndex { term, ctx } => format!("term={term} ctx={ctx}"),
+            Message::ReadIndexResponse { term, ctx, index } => match index {
+                Some(i) => format!("term={term} ctx={ctx} index={i}"),
+                None => format!("term={term} ctx={ctx} refused"),
+            },
             Message::InstallSnapshot {
                 term,
                 meta,

@@ -18,13 +18,29 @@ pub enum Mutation {
     /// Install a snapshot that is not newer than the follower's commit index, replacing a newer
     /// log and state: commit and applied go backwards, and the state machine with them.
     InstallStaleSnapshot,
+    /// Serve ReadIndex reads before the leader committed an entry of its own term: its commit
+    /// index may still be behind writes an earlier leader acknowledged.
+    ReadBeforeCommitInTerm,
+    /// Answer ReadIndex reads at the commit index without the heartbeat round that confirms
+    /// the node still leads: a deposed leader answers from a stale state.
+    ReadWithoutConfirmation,
+    /// Lease reads for the whole election timeout, with no margin for clock drift: a follower
+    /// whose clock runs fast elects a new leader while the old one still trusts its lease.
+    LeaseWithoutDriftMargin,
+    /// Recreate a forgotten session when a write arrives for it (the old LRU behaviour): a
+    /// retry of a write applied before its session was forgotten applies a second time.
+    RecreateExpiredSessions,
 }
 
 impl Mutation {
-    pub const ALL: [Mutation; 4] = [
+    pub const ALL: [Mutation; 8] = [
         Mutation::CommitPreviousTermByCounting,
         Mutation::VoteWithoutLogCheck,
         Mutation::VoteReplyBeforePersist,
         Mutation::InstallStaleSnapshot,
+        Mutation::ReadBeforeCommitInTerm,
+        Mutation::ReadWithoutConfirmation,
+        Mutation::LeaseWithoutDriftMargin,
+        Mutation::RecreateExpiredSessions,
     ];
 }

@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::log::RaftLog;
 use crate::message::{Envelope, Message};
 use crate::progress::Progress;
+use crate::read::ReadState;
 use crate::ready::{NodeEvent, PersistOp, Ready};
 use crate::rng::Rng;
 use crate::snapshot::{IncomingSnapshot, Snapshot};
@@ -76,6 +77,12 @@ pub struct RaftNode {
     /// A completely received snapshot (and its sender) waiting for the state machine layer to
     /// validate and install it ([`RaftNode::take_received_snapshot`]).
     pub(crate) received_snapshot: Option<(NodeId, Snapshot)>,
+    /// Reads waiting for confirmation, the lease and the node's tick clock; see [`crate::read`].
+    pub(crate) reads: ReadState,
+    /// With lease reads on, a node that just started refuses votes for an election timeout as
+    /// if it had just heard from a leader: it may have acknowledged a leader's heartbeat right
+    /// before it crashed, and that leader's lease counts on the refusal.
+    pub(crate) quiet_after_start: bool,
     pub(crate) ready: Ready,
 }
 
@@ -120,8 +127,11 @@ impl RaftNode {
             snapshot: persisted.snapshot.map(Arc::new),
             incoming_snapshot: None,
             received_snapshot: None,
+            reads: ReadState::default(),
+            quiet_after_start: false,
             ready: Ready::default(),
         };
+        node.quiet_after_start = node.config.lease_reads;
         node.reset_election_timer();
         node
     }
@@ -202,6 +212,11 @@ impl RaftNode {
     /// Time passes by one tick.
     pub fn tick(&mut self) {
         self.election_elapsed = self.election_elapsed.saturating_add(1);
+        self.reads.ticks += 1;
+        if self.election_elapsed >= self.config.election_ticks {
+            self.quiet_after_start = false;
+        }
+        self.expire_reads();
         if self.role == Role::Leader {
             self.tick_leader();
         } else if self.election_elapsed >= self.randomized_timeout {
@@ -286,8 +301,8 @@ impl RaftNode {
             Message::AppendEntriesResponse { result, .. } => {
                 self.handle_append_response(from, result)
             }
-            Message::Heartbeat { commit, .. } => self.handle_heartbeat(from, commit),
-            Message::HeartbeatResponse { .. } => self.handle_heartbeat_response(from),
+            Message::Heartbeat { commit, ctx, .. } => self.handle_heartbeat(from, commit, ctx),
+            Message::HeartbeatResponse { ctx, .. } => self.handle_heartbeat_response(from, ctx),
             Message::InstallSnapshot {
                 term,
                 meta,
@@ -300,6 +315,10 @@ impl RaftNode {
                 result,
                 ..
             } => self.handle_snapshot_response(from, snapshot_index, result),
+            Message::ReadIndex { ctx, .. } => self.handle_read_index(from, ctx),
+            Message::ReadIndexResponse { ctx, index, .. } => {
+                self.handle_read_index_response(ctx, index)
+            }
         }
     }
 
@@ -310,7 +329,8 @@ impl RaftNode {
             Message::AppendEntries { .. }
             | Message::Heartbeat { .. }
             | Message::InstallSnapshot { .. } => {
-                self.send(from, Message::HeartbeatResponse { term: self.term });
+                let term = self.term;
+                self.send(from, Message::HeartbeatResponse { term, ctx: 0 });
             }
             Message::PreVote { .. } => self.send(
                 from,
@@ -326,7 +346,7 @@ impl RaftNode {
     /// Whether this node heard from a leader within the minimum election timeout.
     pub(crate) fn in_leader_lease(&self) -> bool {
         self.config.check_quorum
-            && self.leader.is_some()
+            && (self.leader.is_some() || self.quiet_after_start)
             && self.election_elapsed < self.config.election_ticks
     }
 
@@ -338,6 +358,9 @@ impl RaftNode {
             self.vote = None;
         }
         let leader_changed = self.leader != leader;
+        if from != Role::Follower || leader_changed {
+            self.abort_reads("leadership changed");
+        }
         self.leader = leader;
         self.role = Role::Follower;
         self.votes.clear();
@@ -386,6 +409,7 @@ impl RaftNode {
             self.maybe_commit();
             self.broadcast_append();
         }
+        self.start_read_round();
         let hs = self.hard_state_to_persist();
         if hs != self.persisted_hard_state {
             self.persisted_hard_state = hs;

@@ -116,6 +116,23 @@ pub enum NodeEvent {
         bytes: u64,
         kept_entries: u64,
     },
+    /// A leader started a heartbeat round to confirm `reads` reads at read index `commit`.
+    ReadRoundStarted {
+        seq: u64,
+        commit: Index,
+        reads: u64,
+    },
+    /// A quorum acknowledged round `seq` (or a later one): `reads` reads may be answered once
+    /// `index` is applied.
+    ReadConfirmed {
+        seq: u64,
+        index: Index,
+        reads: u64,
+    },
+    /// A leader answered a read under its lease, with no round trip.
+    LeaseRead {
+        index: Index,
+    },
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -126,12 +126,20 @@ impl RaftNode {
         }
     }
 
+    /// A periodic heartbeat is also a confirmation round: its acknowledgements renew the
+    /// leader's lease (see [`crate::read`]).
     pub(crate) fn broadcast_heartbeat(&mut self) {
+        let seq = self.open_round(Vec::new());
+        self.send_heartbeats(seq);
+    }
+
+    /// Sends every follower a heartbeat of round `ctx`, which it echoes in its response.
+    pub(crate) fn send_heartbeats(&mut self, ctx: u64) {
         for peer in self.peers().collect::<Vec<_>>() {
             let matched = self.progress.get(&peer).map_or(0, |p| p.match_index);
             let commit = self.commit.min(matched);
             let term = self.term;
-            self.send(peer, Message::Heartbeat { term, commit });
+            self.send(peer, Message::Heartbeat { term, commit, ctx });
         }
     }
 
@@ -305,7 +313,7 @@ impl RaftNode {
         }
     }
 
-    pub(crate) fn handle_heartbeat(&mut self, from: NodeId, commit: Index) {
+    pub(crate) fn handle_heartbeat(&mut self, from: NodeId, commit: Index, ctx: u64) {
         if self.role != Role::Follower {
             self.become_follower(self.term, Some(from));
         }
@@ -314,13 +322,14 @@ impl RaftNode {
         // The leader sends min(our match, its commit), so this never passes what we share.
         self.commit_to(commit.min(self.log.last_index()));
         let term = self.term;
-        self.send(from, Message::HeartbeatResponse { term });
+        self.send(from, Message::HeartbeatResponse { term, ctx });
     }
 
-    pub(crate) fn handle_heartbeat_response(&mut self, from: NodeId) {
+    pub(crate) fn handle_heartbeat_response(&mut self, from: NodeId, ctx: u64) {
         if self.role != Role::Leader {
             return;
         }
+        self.on_heartbeat_ack(from, ctx);
         let last_index = self.log.last_index();
         let Some(pr) = self.progress.get_mut(&from) else {
             return;

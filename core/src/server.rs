@@ -6,9 +6,13 @@
 use std::collections::BTreeMap;
 
 use crate::config::Config;
-use crate::kv::{ApplyOutcome, ClientError, ClientReply, ClientRequest, KvStore};
+use crate::kv::{
+    ApplyOutcome, ClientError, ClientReply, ClientRequest, KvOp, KvResult, KvStore, ReadConsistency,
+};
 use crate::message::Envelope;
+use crate::mutation::Mutation;
 use crate::node::{Persisted, RaftNode};
+use crate::read::{ReadId, ReadResult};
 use crate::ready::{Applied, Ready};
 use crate::replication::ProposeError;
 use crate::snapshot::Snapshot;
@@ -56,12 +60,25 @@ struct Pending {
     seq: u64,
 }
 
+/// A read waiting for its read index, then for the state machine to apply it.
+#[derive(Clone, Debug)]
+struct PendingRead {
+    client_id: u64,
+    seq: u64,
+    key: Vec<u8>,
+}
+
 #[derive(Clone, Debug)]
 pub struct KvServer {
     raft: RaftNode,
     kv: KvStore,
     /// Proposed requests by log index, answered when that index applies.
     pending: BTreeMap<Index, Pending>,
+    /// Reads waiting for the node to confirm them, by id; see [`crate::read`].
+    reads: BTreeMap<ReadId, PendingRead>,
+    /// Confirmed reads by read index, answered once the state machine reaches it.
+    confirmed_reads: BTreeMap<(Index, ReadId), PendingRead>,
+    next_read_id: ReadId,
     replies: Vec<ClientReply>,
 }
 
@@ -91,12 +108,15 @@ impl KvServer {
     ) -> Result<Self, SnapshotError> {
         let kv = match &persisted.snapshot {
             Some(s) => decode_snapshot(s)?,
-            None => KvStore::default(),
+            None => KvStore::with_session_limit(config.session_limit_bytes),
         };
         Ok(KvServer {
             raft: RaftNode::new(id, voters, config, persisted, seed),
             kv,
             pending: BTreeMap::new(),
+            reads: BTreeMap::new(),
+            confirmed_reads: BTreeMap::new(),
+            next_read_id: 0,
             replies: Vec::new(),
         })
     }
@@ -155,11 +175,45 @@ impl KvServer {
     }
 
     /// Accepts a client request. The reply comes in a later `Ready` (possibly the very next).
+    /// A `Get` is a linearizable read: it never enters the log.
     pub fn handle_client(&mut self, req: ClientRequest) {
+        if let KvOp::Get { key } = req.op {
+            return self.handle_read(req.client_id, req.seq, key, ReadConsistency::Linearizable);
+        }
         let outcome = self.admit(&req);
         if let Err(e) = outcome {
             self.reply(req.client_id, req.seq, Err(e));
         }
+    }
+
+    /// Accepts a read of `key`; `(client_id, seq)` only tag the reply. Serializable reads are
+    /// answered at once from this node's state; the others once the node has confirmed a read
+    /// index and applied up to it (see [`crate::read`]).
+    pub fn handle_read(
+        &mut self,
+        client_id: u64,
+        seq: u64,
+        key: Vec<u8>,
+        consistency: ReadConsistency,
+    ) {
+        if let Err(e) = (KvOp::Get { key: key.clone() }).validate() {
+            return self.reply(client_id, seq, Err(e));
+        }
+        if consistency == ReadConsistency::Serializable {
+            let value = self.kv.read(&key);
+            return self.reply(client_id, seq, Ok(KvResult::Get(value)));
+        }
+        self.next_read_id += 1;
+        let id = self.next_read_id;
+        self.reads.insert(
+            id,
+            PendingRead {
+                client_id,
+                seq,
+                key,
+            },
+        );
+        self.raft.read_index(id, consistency);
     }
 
     fn admit(&mut self, req: &ClientRequest) -> Result<(), ClientError> {
@@ -169,13 +223,20 @@ impl KvServer {
                 leader_hint: self.raft.leader(),
             });
         }
-        match self.kv.cached(req.client_id, req.seq) {
-            Some(ApplyOutcome::Duplicate(result)) => {
-                self.reply(req.client_id, req.seq, Ok(result));
-                return Ok(());
+        if req.op.is_write() {
+            match self.kv.cached(req.client_id, req.seq) {
+                Some(ApplyOutcome::Duplicate(result)) => {
+                    self.reply(req.client_id, req.seq, Ok(result));
+                    return Ok(());
+                }
+                // The apply-time check is what counts; refusing early only saves a log entry.
+                Some(ApplyOutcome::SessionExpired) if !self.recreates_sessions() => {
+                    return Err(ClientError::SessionExpired)
+                }
+                Some(ApplyOutcome::SessionExpired) => {}
+                Some(_) => return Err(ClientError::Stale),
+                None => {}
             }
-            Some(_) => return Err(ClientError::Stale),
-            None => {}
         }
         if self.pending.len() >= MAX_PENDING_REQUESTS {
             return Err(ClientError::Busy {
@@ -223,14 +284,20 @@ impl KvServer {
                     (None, None)
                 }
                 EntryPayload::Command(req) => {
-                    let result = match self.kv.apply(entry.index, req) {
-                        ApplyOutcome::Applied(r) => Some(r),
-                        ApplyOutcome::Duplicate(_) | ApplyOutcome::Stale => None,
+                    let recreate = self.recreates_sessions();
+                    let (result, outcome) = match self.kv.apply_with(entry.index, req, recreate) {
+                        ApplyOutcome::Applied(r) => (Some(r.clone()), Ok(r)),
+                        ApplyOutcome::Duplicate(r) => (None, Ok(r)),
+                        ApplyOutcome::Stale => (None, Err(ClientError::Stale)),
+                        ApplyOutcome::SessionExpired => (None, Err(ClientError::SessionExpired)),
                     };
+                    self.answer_applied(entry.index, entry.term, Some((req, outcome)));
                     (Some(req.clone()), result)
                 }
             };
-            self.answer_applied(entry.index, entry.term, request.as_ref());
+            if request.is_none() {
+                self.answer_applied(entry.index, entry.term, None);
+            }
             ready.applied.push(Applied {
                 index: entry.index,
                 term: entry.term,
@@ -245,6 +312,8 @@ impl KvServer {
                 self.reply(p.client_id, p.seq, Err(ClientError::LeadershipLost));
             }
         }
+        let results = self.raft.take_read_results();
+        self.answer_reads(results);
         if let Some(compaction) = self.maybe_snapshot() {
             ready.merge(compaction);
         }
@@ -252,19 +321,53 @@ impl KvServer {
         ready
     }
 
-    fn answer_applied(&mut self, index: Index, term: Term, request: Option<&ClientRequest>) {
+    fn recreates_sessions(&self) -> bool {
+        self.raft
+            .config()
+            .has_mutation(Mutation::RecreateExpiredSessions)
+    }
+
+    /// Records the fate of reads the node confirmed or failed, then answers every confirmed
+    /// read whose index the state machine has reached.
+    fn answer_reads(&mut self, results: Vec<ReadResult>) {
+        for r in results {
+            let Some(p) = self.reads.remove(&r.id) else {
+                continue;
+            };
+            match r.outcome {
+                Ok(index) => {
+                    self.confirmed_reads.insert((index, r.id), p);
+                }
+                Err(e) => self.reply(p.client_id, p.seq, Err(e)),
+            }
+        }
+        let applied = self.kv.applied_index();
+        while let Some(entry) = self.confirmed_reads.first_entry() {
+            if entry.key().0 > applied {
+                break;
+            }
+            let p = entry.remove();
+            let value = self.kv.read(&p.key);
+            self.reply(p.client_id, p.seq, Ok(KvResult::Get(value)));
+        }
+    }
+
+    fn answer_applied(
+        &mut self,
+        index: Index,
+        term: Term,
+        applied: Option<(&ClientRequest, Result<KvResult, ClientError>)>,
+    ) {
         let Some(p) = self.pending.remove(&index) else {
             return;
         };
-        let ours =
-            p.term == term && request.is_some_and(|r| r.client_id == p.client_id && r.seq == p.seq);
-        let outcome = if ours {
-            match self.kv.cached(p.client_id, p.seq) {
-                Some(ApplyOutcome::Duplicate(result)) => Ok(result),
-                _ => Err(ClientError::Stale),
+        let outcome = match applied {
+            Some((r, outcome))
+                if p.term == term && r.client_id == p.client_id && r.seq == p.seq =>
+            {
+                outcome
             }
-        } else {
-            Err(ClientError::LeadershipLost)
+            _ => Err(ClientError::LeadershipLost),
         };
         self.reply(p.client_id, p.seq, outcome);
     }

@@ -9,10 +9,11 @@ use keyval_core::sim::{run, FaultProfile, RunConfig};
 const SEED_BUDGET: u64 = 3_000;
 
 /// Runs seeds until one fails; returns the seed and the first violated property.
-fn first_catch(mutation: Mutation) -> Option<(u64, String)> {
+fn first_catch(mutation: Mutation, setup: impl Fn(&mut RunConfig)) -> Option<(u64, String)> {
     (0..SEED_BUDGET).find_map(|seed| {
         let mut cfg = RunConfig::new(3, seed);
         cfg.profile = FaultProfile::CrashHeavy;
+        setup(&mut cfg);
         cfg.mutation = Some(mutation);
         let report = run(&cfg);
         report
@@ -23,12 +24,44 @@ fn first_catch(mutation: Mutation) -> Option<(u64, String)> {
 }
 
 fn assert_caught(mutation: Mutation) {
-    match first_catch(mutation) {
+    assert_caught_with(mutation, |_| {});
+}
+
+fn assert_caught_with(mutation: Mutation, setup: impl Fn(&mut RunConfig)) {
+    match first_catch(mutation, setup) {
         Some((seed, violation)) => {
             println!("{mutation:?} caught at seed {seed}: {violation}");
         }
         None => panic!("{mutation:?} survived {SEED_BUDGET} seeds: the checkers missed it"),
     }
+}
+
+fn clocks(cfg: &mut RunConfig) {
+    cfg.profile = FaultProfile::Clocks;
+}
+
+#[test]
+fn serving_a_read_before_committing_in_the_term_is_caught() {
+    assert_caught_with(Mutation::ReadBeforeCommitInTerm, clocks);
+}
+
+#[test]
+fn answering_a_read_without_the_heartbeat_confirmation_is_caught() {
+    assert_caught_with(Mutation::ReadWithoutConfirmation, clocks);
+}
+
+#[test]
+fn a_lease_without_the_drift_margin_is_caught_under_drift() {
+    assert_caught_with(Mutation::LeaseWithoutDriftMargin, clocks);
+}
+
+/// With room for only three sessions among five retrying clients, sessions are forgotten while
+/// their writes are still being retried.
+#[test]
+fn a_forgotten_session_reapplying_a_retried_write_is_caught() {
+    assert_caught_with(Mutation::RecreateExpiredSessions, |cfg| {
+        cfg.session_limit_bytes = Some(3 * keyval_core::kv::SESSION_BYTES);
+    });
 }
 
 #[test]
@@ -57,6 +90,16 @@ fn the_same_seeds_pass_without_mutations() {
     for seed in 0..200 {
         let mut cfg = RunConfig::new(3, seed);
         cfg.profile = FaultProfile::CrashHeavy;
+        let report = run(&cfg);
+        assert!(report.is_ok(), "{}", report.failure_text());
+        cfg.session_limit_bytes = Some(3 * keyval_core::kv::SESSION_BYTES);
+        let report = run(&cfg);
+        assert!(
+            report.is_ok(),
+            "tiny session table: {}",
+            report.failure_text()
+        );
+        clocks(&mut cfg);
         let report = run(&cfg);
         assert!(report.is_ok(), "{}", report.failure_text());
     }

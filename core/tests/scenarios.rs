@@ -293,9 +293,23 @@ fn agreement() {
         }
         wait_converged(&mut sim, SEC);
         let logs = sim.logs();
-        let expected: Vec<(u64, u64)> = (1..=script.len() as u64)
-            .map(|s| (MANUAL_CLIENT, s))
-            .collect();
+        // The log holds the session's opening (tagged with the client's own id, seq 0) and then
+        // the writes under the session, whose id is the index of that opening entry. Reads
+        // never enter the log.
+        let (_, leader_log) = &logs[0];
+        let open_index = leader_log
+            .iter()
+            .find(|e| commands(std::slice::from_ref(e)) == vec![(MANUAL_CLIENT, 0)])
+            .map(|e| e.index)
+            .expect("the session was opened through the log");
+        let mut expected = vec![(MANUAL_CLIENT, 0)];
+        expected.extend(
+            script
+                .iter()
+                .enumerate()
+                .filter(|(_, (op, _))| op.is_write())
+                .map(|(i, _)| (open_index, i as u64 + 1)),
+        );
         for (id, log) in &logs {
             assert_eq!(
                 commands(log),
@@ -873,7 +887,8 @@ fn idle_leader_sends_a_bounded_number_of_heartbeats() {
     }
 }
 
-/// A candidate that stalls (here: paused) right after asking for votes becomes leader of its old
+/// A candidate that stalls (here: frozen, clock included, like a suspended VM; a paused process
+/// whose clock runs on would time out first) right after asking for votes becomes leader of its old
 /// term when it resumes and reads the votes it was granted, long after the others moved on to a
 /// later term and committed entries there. That is legal Raft: there is still one leader per
 /// term, and leader completeness only promises a leader the entries committed in *earlier*
@@ -892,7 +907,7 @@ fn stale_candidate_may_lead_its_old_term_after_a_pause() {
     assert!(run_until_true(&mut sim, SEC, |s| candidate(s).is_some()));
     let c = candidate(&sim).unwrap();
     let term = raft(&sim, c).term();
-    sim.apply_fault(FaultAction::Pause(c));
+    sim.apply_fault(FaultAction::Freeze(c));
 
     let deadline = sim.now() + 2 * SEC;
     let moved_on = run_until_true(&mut sim, deadline, |s| {

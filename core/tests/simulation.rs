@@ -40,7 +40,10 @@ fn profile_from_env() -> FaultProfile {
         Err(_) | Ok("Mixed") => FaultProfile::Mixed,
         Ok("None") => FaultProfile::None,
         Ok("CrashHeavy") => FaultProfile::CrashHeavy,
-        Ok(other) => panic!("KEYVAL_PROFILE={other:?}: expected None, Mixed or CrashHeavy"),
+        Ok("Clocks") => FaultProfile::Clocks,
+        Ok(other) => {
+            panic!("KEYVAL_PROFILE={other:?}: expected None, Mixed, CrashHeavy or Clocks")
+        }
     }
 }
 
@@ -106,6 +109,19 @@ fn sweep_3_nodes_crash_heavy() {
 #[test]
 fn sweep_5_nodes_crash_heavy() {
     sweep(5, FaultProfile::CrashHeavy, seeds(1_000, 3_000_000));
+}
+
+/// Reads on every path under clock drift within the lease margin, long pauses, partitions and
+/// leaders isolated right after confirming their lease, on 3-node clusters.
+#[test]
+fn sweep_3_nodes_clocks() {
+    sweep(3, FaultProfile::Clocks, seeds(500, 4_000_000));
+}
+
+/// The same on 5-node clusters.
+#[test]
+fn sweep_5_nodes_clocks() {
+    sweep(5, FaultProfile::Clocks, seeds(500, 5_000_000));
 }
 
 /// Replays one seed with its full trace printed: the command a failing sweep prints.

@@ -63,6 +63,14 @@ pub struct Args {
     /// Skip fsync (benchmarks only: a crash can then lose acknowledged writes).
     #[arg(long)]
     pub unsafe_no_fsync: bool,
+    /// Answer `--consistency lease` reads from the leader's lease, without a round trip. Turn
+    /// it on for every node of the cluster: it assumes clocks drift apart by less than
+    /// --lease-drift-margin-pct over an election timeout.
+    #[arg(long)]
+    pub lease_reads: bool,
+    /// Part of the election timeout a lease gives up for clock drift, in percent [default: 10].
+    #[arg(long)]
+    pub lease_drift_margin_pct: Option<u32>,
 }
 
 /// Applied entries between snapshots unless configured: at ~300 bytes an entry, a few MB of WAL
@@ -90,6 +98,8 @@ struct FileConfig {
     wal_segment_bytes: Option<u64>,
     cluster_id: Option<String>,
     unsafe_no_fsync: Option<bool>,
+    lease_reads: Option<bool>,
+    lease_drift_margin_pct: Option<u32>,
 }
 
 /// Validated settings the node runs with.
@@ -107,6 +117,8 @@ pub struct NodeConfig {
     pub wal_segment_bytes: u64,
     pub cluster_id: Option<String>,
     pub fsync: bool,
+    pub lease_reads: bool,
+    pub lease_drift_margin_pct: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -233,6 +245,15 @@ impl NodeConfig {
                 "--cluster-id must be 1 to 128 characters".into(),
             ));
         }
+        let lease_drift_margin_pct = args
+            .lease_drift_margin_pct
+            .or(file.lease_drift_margin_pct)
+            .unwrap_or(10);
+        if lease_drift_margin_pct >= 100 {
+            return Err(ConfigError::Invalid(format!(
+                "--lease-drift-margin-pct must be below 100, got {lease_drift_margin_pct}"
+            )));
+        }
         Ok(NodeConfig {
             id,
             listen,
@@ -246,6 +267,8 @@ impl NodeConfig {
             wal_segment_bytes,
             cluster_id,
             fsync: !(args.unsafe_no_fsync || file.unsafe_no_fsync.unwrap_or(false)),
+            lease_reads: args.lease_reads || file.lease_reads.unwrap_or(false),
+            lease_drift_margin_pct,
         })
     }
 
@@ -264,6 +287,8 @@ impl NodeConfig {
             max_bytes_per_msg: 1 << 20,
             snapshot_threshold: self.snapshot_threshold,
             snapshot_chunk_bytes: SNAPSHOT_CHUNK_BYTES,
+            lease_reads: self.lease_reads,
+            lease_drift_margin_pct: self.lease_drift_margin_pct,
             ..keyval_core::Config::default()
         }
     }

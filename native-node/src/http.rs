@@ -230,6 +230,23 @@ async fn serve_client(socket: WebSocket, remote: SocketAddr, s: AppState) {
                     break;
                 }
             }
+            Ok(ClientFrame::Read {
+                client_id,
+                seq,
+                key,
+                consistency,
+            }) => {
+                let input = Input::Read {
+                    client_id,
+                    seq,
+                    key,
+                    consistency,
+                    reply_to: reply_tx.clone(),
+                };
+                if s.input_tx.send(input).await.is_err() {
+                    break;
+                }
+            }
             Ok(ClientFrame::Status) => {
                 let (tx, rx) = oneshot::channel();
                 if s.input_tx

@@ -7,10 +7,11 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use keyval_core::{Message, NodeStatus};
+use keyval_core::read::ReadStats;
+use keyval_core::{Message, NodeStatus, ReadConsistency};
 
 /// Message kinds in a fixed order, so per-kind counters are array slots.
-const KINDS: [&str; 10] = [
+const KINDS: [&str; 12] = [
     "PreVote",
     "PreVoteResp",
     "Vote",
@@ -21,6 +22,8 @@ const KINDS: [&str; 10] = [
     "HeartbeatResp",
     "Snapshot",
     "SnapshotResp",
+    "ReadIndex",
+    "ReadIndexResp",
 ];
 
 pub fn kind_index(m: &Message) -> usize {
@@ -35,6 +38,8 @@ pub fn kind_index(m: &Message) -> usize {
         Message::HeartbeatResponse { .. } => 7,
         Message::InstallSnapshot { .. } => 8,
         Message::InstallSnapshotResponse { .. } => 9,
+        Message::ReadIndex { .. } => 10,
+        Message::ReadIndexResponse { .. } => 11,
     }
 }
 
@@ -74,6 +79,93 @@ pub struct Metrics {
     wal_segments: AtomicU64,
     /// Whether the outbound connection to each peer is up; touched only on (dis)connects.
     peer_up: std::sync::Mutex<std::collections::BTreeMap<u64, bool>>,
+    pub reads: ReadMetrics,
+}
+
+/// Reads by consistency level and how the read paths did, for `GET /metrics`.
+#[derive(Default)]
+pub struct ReadMetrics {
+    requests: [AtomicU64; 3],
+    failures: [AtomicU64; 3],
+    /// Mirrors of the core's [`ReadStats`], refreshed every node-loop turn.
+    rounds: AtomicU64,
+    lease_hits: AtomicU64,
+    lease_misses: AtomicU64,
+    follower_reads: AtomicU64,
+}
+
+fn level(c: ReadConsistency) -> usize {
+    match c {
+        ReadConsistency::Linearizable => 0,
+        ReadConsistency::Lease => 1,
+        ReadConsistency::Serializable => 2,
+    }
+}
+
+impl ReadMetrics {
+    pub fn request(&self, c: ReadConsistency) {
+        self.requests[level(c)].fetch_add(1, Relaxed);
+    }
+
+    pub fn failure(&self, c: ReadConsistency) {
+        self.failures[level(c)].fetch_add(1, Relaxed);
+    }
+
+    pub fn observe(&self, s: ReadStats) {
+        self.rounds.store(s.rounds, Relaxed);
+        self.lease_hits.store(s.lease_hits, Relaxed);
+        self.lease_misses.store(s.lease_misses, Relaxed);
+        self.follower_reads.store(s.follower_reads, Relaxed);
+    }
+
+    pub fn render(&self, out: &mut String) {
+        for (name, help, counts) in [
+            (
+                "keyval_read_requests_total",
+                "Reads received, by consistency level.",
+                &self.requests,
+            ),
+            (
+                "keyval_read_failures_total",
+                "Reads answered with an error, by consistency level.",
+                &self.failures,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for c in ReadConsistency::ALL {
+                let v = counts[level(c)].load(Relaxed);
+                let _ = writeln!(out, "{name}{{consistency=\"{}\"}} {v}", c.name());
+            }
+        }
+        for (name, help, v) in [
+            (
+                "keyval_read_index_rounds_total",
+                "Heartbeat rounds this node led to confirm reads (ReadIndex).",
+                &self.rounds,
+            ),
+            (
+                "keyval_lease_read_hits_total",
+                "Lease reads answered under a valid lease, without a round trip.",
+                &self.lease_hits,
+            ),
+            (
+                "keyval_lease_read_misses_total",
+                "Lease reads that found the lease lapsed and took a ReadIndex round instead.",
+                &self.lease_misses,
+            ),
+            (
+                "keyval_follower_reads_total",
+                "Linearizable reads this node served as a follower by asking the leader.",
+                &self.follower_reads,
+            ),
+        ] {
+            let v = v.load(Relaxed);
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
+        }
+    }
 }
 
 impl Metrics {
@@ -333,6 +425,7 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{{type=\"{kind}\"}} {}", arr[i].load(Relaxed));
             }
         }
+        self.reads.render(&mut out);
         out
     }
 }

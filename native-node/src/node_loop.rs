@@ -23,8 +23,8 @@ use std::time::Duration;
 
 use keyval_core::sim::trace::{Addr, Payload, TraceKind};
 use keyval_core::{
-    ClientError, ClientReply, ClientRequest, Envelope, KvServer, NodeEvent, NodeId, NodeStatus,
-    PersistOp, Ready,
+    ClientError, ClientReply, ClientRequest, Envelope, KvOp, KvServer, NodeEvent, NodeId,
+    NodeStatus, PersistOp, ReadConsistency, Ready,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -56,6 +56,13 @@ pub enum Input {
     Status {
         reply_to: oneshot::Sender<StatusReply>,
     },
+    Read {
+        client_id: u64,
+        seq: u64,
+        key: Vec<u8>,
+        consistency: ReadConsistency,
+        reply_to: mpsc::Sender<ServerFrame>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,11 +88,18 @@ pub struct NodeLoop {
     pub restored: Option<TraceKind>,
 }
 
+/// Client connections waiting for one answer, and the read path when it is a read.
+struct Waiter {
+    senders: Vec<mpsc::Sender<ServerFrame>>,
+    read: Option<ReadConsistency>,
+}
+
 struct State {
     /// Client connections waiting for the reply to (client_id, seq). An entry exists exactly
     /// while the core owes that request an answer, so a retry of a pending request joins it
     /// instead of being proposed twice.
-    waiters: HashMap<(u64, u64), Vec<mpsc::Sender<ServerFrame>>>,
+    waiters: HashMap<(u64, u64), Waiter>,
+    next_tick: Instant,
     last_status: NodeStatus,
     last_status_at: Instant,
     sent_ids: u64,
@@ -95,6 +109,7 @@ impl NodeLoop {
     pub async fn run(mut self) -> Result<(), LoopError> {
         let mut st = State {
             waiters: HashMap::new(),
+            next_tick: Instant::now() + self.tick,
             last_status: NodeStatus::of(&self.server),
             last_status_at: Instant::now(),
             sent_ids: 0,
@@ -102,8 +117,6 @@ impl NodeLoop {
         if let Some(kind) = self.restored.take() {
             self.events.publish(now_ms(), kind);
         }
-        let max_catch_up = self.server.raft().config().election_ticks;
-        let mut next_tick = Instant::now() + self.tick;
         let result = loop {
             if *self.shutdown.borrow() {
                 break Ok(());
@@ -112,23 +125,11 @@ impl NodeLoop {
             tokio::select! {
                 biased;
                 _ = self.shutdown.changed() => break Ok(()),
-                _ = tokio::time::sleep_until(next_tick) => {}
+                _ = tokio::time::sleep_until(st.next_tick) => {}
                 Some(envs) = self.peer_rx.recv() => self.step_peers(envs),
                 Some(input) = self.input_rx.recv() => first_input = Some(input),
             }
-            // Time that passed while we waited on the disk still counts; catching up is capped
-            // so a stalled process does not fire a burst of elections when it wakes.
-            let now = Instant::now();
-            let mut ticks = 0;
-            while now >= next_tick {
-                self.server.tick();
-                next_tick += self.tick;
-                ticks += 1;
-                if ticks >= max_catch_up {
-                    next_tick = now + self.tick;
-                    break;
-                }
-            }
+            self.catch_up_ticks(&mut st);
             // Phase 1: peer traffic and time. On a leader this is mostly acknowledgements, which
             // commit entries but persist nothing, so the replies they release go out at once
             // instead of waiting behind the fsync of the next proposals.
@@ -147,6 +148,9 @@ impl NodeLoop {
                 break Err(e);
             }
             // Phase 2: client requests; all proposals of the turn share one append and fsync.
+            // The clock is read again first: a lease read must not be judged by a tick count
+            // that is one fsync old.
+            self.catch_up_ticks(&mut st);
             if let Some(input) = first_input {
                 self.handle_input(input, &mut st);
             }
@@ -164,11 +168,32 @@ impl NodeLoop {
             {
                 break Err(e);
             }
+            self.metrics.reads.observe(self.server.raft().read_stats());
             self.publish_status(&mut st);
         };
         // Finish the in-flight fsync (if any) and close the WAL before reporting back.
         self.storage.close();
         result
+    }
+
+    /// Delivers the ticks that are due by the monotonic clock. Time that passed while the loop
+    /// waited on the disk, or while the process was stopped, still counts: that is what expires
+    /// a lease after a pause. Catching up is capped at one election timeout's worth (enough to
+    /// expire any lease and any read round) so a stalled process does not fire a burst of
+    /// elections when it wakes.
+    fn catch_up_ticks(&mut self, st: &mut State) {
+        let max_catch_up = self.server.raft().config().election_ticks;
+        let now = Instant::now();
+        let mut ticks = 0;
+        while now >= st.next_tick {
+            self.server.tick();
+            st.next_tick += self.tick;
+            ticks += 1;
+            if ticks >= max_catch_up {
+                st.next_tick = now + self.tick;
+                break;
+            }
+        }
     }
 
     fn step_peers(&mut self, envs: Vec<Envelope>) {
@@ -186,8 +211,63 @@ impl NodeLoop {
                     members: self.members.iter().map(|(k, v)| (*k, v.clone())).collect(),
                 });
             }
-            Input::Client { req, reply_to } => self.handle_client(req, reply_to, st),
+            Input::Client { req, reply_to } => match req.op {
+                KvOp::Get { key } => self.handle_read(
+                    (req.client_id, req.seq),
+                    key,
+                    ReadConsistency::Linearizable,
+                    reply_to,
+                    st,
+                ),
+                _ => self.handle_client(req, reply_to, st),
+            },
+            Input::Read {
+                client_id,
+                seq,
+                key,
+                consistency,
+                reply_to,
+            } => self.handle_read((client_id, seq), key, consistency, reply_to, st),
         }
+    }
+
+    /// Reads are not proposals: any node takes them (a follower asks the leader for a read
+    /// index; see `keyval_core::read`), and they never wait for an fsync of their own.
+    fn handle_read(
+        &mut self,
+        (client_id, seq): (u64, u64),
+        key: Vec<u8>,
+        consistency: ReadConsistency,
+        reply_to: mpsc::Sender<ServerFrame>,
+        st: &mut State,
+    ) {
+        self.metrics.client_requests.fetch_add(1, Relaxed);
+        self.metrics.reads.request(consistency);
+        if let Some(w) = st.waiters.get_mut(&(client_id, seq)) {
+            w.senders.push(reply_to);
+            return;
+        }
+        if st.waiters.len() >= MAX_WAITERS {
+            let reply = ClientReply {
+                client_id,
+                seq,
+                outcome: Err(ClientError::Busy {
+                    uncommitted: st.waiters.len() as u64,
+                }),
+            };
+            self.metrics.client_replies_err.fetch_add(1, Relaxed);
+            self.metrics.reads.failure(consistency);
+            let _ = reply_to.try_send(self.reply_frame(reply));
+            return;
+        }
+        st.waiters.insert(
+            (client_id, seq),
+            Waiter {
+                senders: vec![reply_to],
+                read: Some(consistency),
+            },
+        );
+        self.server.handle_read(client_id, seq, key, consistency);
     }
 
     fn handle_client(
@@ -201,7 +281,7 @@ impl NodeLoop {
         if let Some(w) = st.waiters.get_mut(&key) {
             // Already pending here (a client retrying on the same node): one proposal, and the
             // answer goes to every connection that asked.
-            w.push(reply_to);
+            w.senders.push(reply_to);
             return;
         }
         // Answers the core would give at once are given here, so they can never be mistaken
@@ -240,7 +320,13 @@ impl NodeLoop {
                 },
             );
         }
-        st.waiters.insert(key, vec![reply_to]);
+        st.waiters.insert(
+            key,
+            Waiter {
+                senders: vec![reply_to],
+                read: None,
+            },
+        );
         self.metrics.proposals.fetch_add(1, Relaxed);
         self.server.handle_client(req);
     }
@@ -368,9 +454,12 @@ impl NodeLoop {
                 self.metrics.client_replies_ok.fetch_add(1, Relaxed);
             } else {
                 self.metrics.client_replies_err.fetch_add(1, Relaxed);
+                if let Some(c) = waiting.read {
+                    self.metrics.reads.failure(c);
+                }
             }
             let frame = self.reply_frame(reply);
-            for w in waiting {
+            for w in waiting.senders {
                 // A full or closed connection loses its answer; the client times out and
                 // retries with the same sequence number, which the state machine deduplicates.
                 let _ = w.try_send(frame.clone());
@@ -461,5 +550,12 @@ fn log_event(ev: &NodeEvent, metrics: &Metrics) {
             bytes,
             done,
         } => tracing::debug!(from, index, offset, bytes, done, "snapshot chunk received"),
+        NodeEvent::ReadRoundStarted { seq, commit, reads } => {
+            tracing::trace!(seq, commit, reads, "read round started")
+        }
+        NodeEvent::ReadConfirmed { seq, index, reads } => {
+            tracing::trace!(seq, index, reads, "read round confirmed")
+        }
+        NodeEvent::LeaseRead { index } => tracing::trace!(index, "lease read"),
     }
 }

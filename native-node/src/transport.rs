@@ -496,6 +496,10 @@ mod tests {
             "prev term above message term"
         );
         assert!(!well_formed(&append(u64::MAX, 1, 2, &[(0, 1)])), "overflow");
-        assert!(well_formed(&Message::Heartbeat { term: 1, commit: 9 }));
+        assert!(well_formed(&Message::Heartbeat {
+            term: 1,
+            commit: 9,
+            ctx: 2
+        }));
     }
 }

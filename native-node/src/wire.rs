@@ -6,7 +6,7 @@
 //! size-limited on read (the WebSocket layer refuses larger ones before buffering them), and a
 //! frame that fails to decode is refused, never trusted.
 
-use keyval_core::{ClientReply, ClientRequest, Envelope, NodeId, NodeStatus};
+use keyval_core::{ClientReply, ClientRequest, Envelope, NodeId, NodeStatus, ReadConsistency};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 pub const WIRE_VERSION: u8 = 1;
@@ -45,8 +45,18 @@ pub enum PeerFrame {
 /// Client to node, on `/client`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ClientFrame {
+    /// A write under a session, or the opening of one (`KvOp::OpenSession`). A `Get` here is
+    /// a linearizable read (the form older clients send).
     Request(ClientRequest),
     Status,
+    /// A read by one of the read paths. `(client_id, seq)` only tag the reply; reads need no
+    /// session.
+    Read {
+        client_id: u64,
+        seq: u64,
+        key: Vec<u8>,
+        consistency: ReadConsistency,
+    },
 }
 
 /// Where the leader is, so a client can follow a redirect without a second round trip.
@@ -118,7 +128,11 @@ mod tests {
         let f = PeerFrame::Raft(vec![Envelope {
             from: 1,
             to: 2,
-            msg: Message::Heartbeat { term: 3, commit: 4 },
+            msg: Message::Heartbeat {
+                term: 3,
+                commit: 4,
+                ctx: 5,
+            },
         }]);
         let bytes = encode(&f);
         assert_eq!(decode::<PeerFrame>(&bytes).expect("decode"), f);

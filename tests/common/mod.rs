@@ -315,10 +315,31 @@ pub fn kvctl_json(endpoints: &str, args: &[&str]) -> (Option<i32>, Value, String
 }
 
 /// Runs kvctl with exactly these arguments, bounded by a watchdog.
+/// A kvctl command with `args`, not yet spawned (the caller wires its stdio).
+pub fn kvctl_command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(kvctl_bin());
+    cmd.args(args).env_remove("KVCTL_ENDPOINTS");
+    cmd
+}
+
+/// A plain HTTP/1.1 GET on a node's port; the whole response, headers included.
+pub fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    );
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
 pub fn kvctl_raw(args: &[&str]) -> Output {
-    let mut child = Command::new(kvctl_bin())
-        .args(args)
-        .env_remove("KVCTL_ENDPOINTS")
+    let mut child = kvctl_command(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -327,10 +327,10 @@ fn sent(from: Addr, to: Addr, p: &Payload, heartbeats: bool) -> Option<Narration
                 AppendResult::Success { match_index } => n(format!("{from} tells leader {to}: my log matches yours up to {match_index} (term {term})."), RULE_LOG_MATCH, "append"),
                 AppendResult::Reject { rejected_prev, hint_index, .. } => n(format!("{from} rejects {to}'s append: no matching entry at {rejected_prev}; the leader backs up to {hint_index} and retries."), RULE_LOG_MATCH, "append"),
             },
-            Message::Heartbeat { term, commit } if heartbeats => n(format!("Leader {from} sends {to} a heartbeat (term {term}, commit {commit}) to keep its authority and suppress elections."), RULE_ELECTION, "heartbeat"),
+            Message::Heartbeat { term, commit, .. } if heartbeats => n(format!("Leader {from} sends {to} a heartbeat (term {term}, commit {commit}) to keep its authority and suppress elections."), RULE_ELECTION, "heartbeat"),
             Message::InstallSnapshot { .. } => n(format!("Leader {from} sends {to} part of its snapshot ({}).", m.summary()), RULE_SNAPSHOT, "snapshot"),
             Message::InstallSnapshotResponse { .. } => n(format!("{from} answers {to}'s snapshot chunk ({}).", m.summary()), RULE_SNAPSHOT, "snapshot"),
-            Message::HeartbeatResponse { term } if heartbeats => n(format!("{from} acknowledges {to}'s heartbeat (term {term})."), RULE_CHECK_QUORUM, "heartbeat"),
+            Message::HeartbeatResponse { term, .. } if heartbeats => n(format!("{from} acknowledges {to}'s heartbeat (term {term})."), RULE_CHECK_QUORUM, "heartbeat"),
             _ => None,
         },
         Payload::Request { seq, op } => n(
@@ -345,5 +345,15 @@ fn sent(from: Addr, to: Addr, p: &Payload, heartbeats: bool) -> Option<Narration
             };
             n(format!("{from} answers {to}'s request #{seq}: {what}."), RULE_CLIENT, "client")
         }
+        Payload::Write { session, seq, op } => n(
+            format!("{from} sends write #{seq} ({}) to {to} under session {session}: a retry with the same number is answered from the session table, never applied twice.", op_text(op)),
+            RULE_CLIENT,
+            "client",
+        ),
+        Payload::Read { seq, key, consistency } => n(
+            format!("{from} asks {to} to read {} ({} read #{seq}): no log entry is written for it.", String::from_utf8_lossy(key), consistency.name()),
+            RULE_CLIENT,
+            "client",
+        ),
     }
 }

@@ -54,6 +54,22 @@ pub struct Checker {
     pending_snapshots: Vec<(u64, NodeId, Index, u64)>,
     snapshots_checked: u64,
     violations: Vec<Violation>,
+    /// The reference applies what the nodes are configured to apply (including a session
+    /// mutation under test), so a divergence it reports is a replication bug, and a state
+    /// machine bug must be caught by the client-history checks.
+    reference_recreates_sessions: bool,
+}
+
+impl Checker {
+    /// A checker whose reference state machine is configured like the nodes of `raft`.
+    pub fn for_config(raft: &crate::config::Config) -> Self {
+        Checker {
+            reference: KvStore::with_session_limit(raft.session_limit_bytes),
+            reference_recreates_sessions: raft
+                .has_mutation(crate::mutation::Mutation::RecreateExpiredSessions),
+            ..Checker::default()
+        }
+    }
 }
 
 /// Snapshots waiting for the reference state machine; more are not checked (a run that keeps
@@ -216,7 +232,8 @@ impl Checker {
             match &e.payload {
                 EntryPayload::Noop => self.reference.apply_noop(next),
                 EntryPayload::Command(req) => {
-                    self.reference.apply(next, req);
+                    self.reference
+                        .apply_with(next, req, self.reference_recreates_sessions);
                 }
             }
             let Ok(bytes) = postcard::to_allocvec(&self.reference) else {

@@ -17,7 +17,20 @@ pub enum FaultProfile {
     /// Frequent crashes with quick restarts and lossy links: the shape of the schedules that
     /// expose persistence and commit-rule bugs.
     CrashHeavy,
+    /// Reads on every path (ReadIndex, lease, follower, serializable) under clock drift within
+    /// the lease margin, long pauses, partitions and crashes, with a leader isolated right after
+    /// it confirms its lease: the schedules in which a lease or read-index bug serves a stale
+    /// read.
+    Clocks,
 }
+
+/// Drift the `Clocks` profile draws, in per mille either way: far more than real clocks drift,
+/// so the gap a lease without margin leaves is wide enough for random schedules to hit. A lease
+/// stays safe while `(1 - margin) * (1 + drift) <= 1 - drift` (a follower's clock fast by
+/// `drift`, the leader's slow by as much), so ±20 % needs a margin of 1/3; the profile runs
+/// with [`CLOCKS_LEASE_MARGIN_PCT`].
+pub const CLOCKS_MAX_DRIFT_PER_MILLE: i32 = 200;
+pub const CLOCKS_LEASE_MARGIN_PCT: u32 = 35;
 
 /// Draws `(time, action)` pairs in `[start, end)`.
 pub fn plan(
@@ -33,6 +46,11 @@ pub fn plan(
     }
     let n = nodes as u64;
     let pick = |rng: &mut Rng| -> NodeId { 1 + rng.below(n) };
+    if profile == FaultProfile::Clocks {
+        for id in 1..=n {
+            out.push((start, FaultAction::SetClockDrift(id, drift(rng))));
+        }
+    }
     let (gap_lo, gap_hi) = match profile {
         FaultProfile::CrashHeavy => (20_000, 250_000),
         _ => (50_000, 500_000),
@@ -56,6 +74,20 @@ pub fn plan(
                 }
                 8..=9 => FaultAction::Partition(split(rng, nodes)),
                 10 => FaultAction::SetNetwork(random_network(rng)),
+                _ => FaultAction::Heal,
+            },
+            FaultProfile::Clocks => match rng.below(10) {
+                0 => FaultAction::Crash(pick(rng)),
+                1 => FaultAction::Restart(pick(rng)),
+                // Long pauses: a leader that wakes up after its lease must know it lapsed.
+                2..=3 => {
+                    let node = pick(rng);
+                    out.push((t, FaultAction::Pause(node)));
+                    t += rng.range(50_000, 1_500_000);
+                    FaultAction::Resume(node)
+                }
+                4..=5 => FaultAction::Partition(split(rng, nodes)),
+                6 => FaultAction::SetClockDrift(pick(rng), drift(rng)),
                 _ => FaultAction::Heal,
             },
             _ => match rng.below(16) {
@@ -88,6 +120,19 @@ pub fn plan(
     }
     out.sort_by_key(|(t, _)| *t);
     out
+}
+
+/// Clocks at the extremes of the allowed drift most of the time: the schedules where a lease
+/// with too little margin breaks.
+fn drift(rng: &mut Rng) -> i32 {
+    match rng.below(4) {
+        0 => -CLOCKS_MAX_DRIFT_PER_MILLE,
+        1 => CLOCKS_MAX_DRIFT_PER_MILLE,
+        _ => {
+            rng.range(0, 2 * CLOCKS_MAX_DRIFT_PER_MILLE as u64 + 1) as i32
+                - CLOCKS_MAX_DRIFT_PER_MILLE
+        }
+    }
 }
 
 /// A random split of the nodes into two groups (either may hold the majority).

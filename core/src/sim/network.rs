@@ -70,6 +70,11 @@ impl Network {
         self.cut.remove(&(from, to));
     }
 
+    /// Whether any link from `node` is cut (it is at least partly isolated).
+    pub fn is_isolated(&self, node: NodeId) -> bool {
+        self.cut_links().any(|&(from, _)| from == node)
+    }
+
     pub fn cut_links(&self) -> impl Iterator<Item = &(NodeId, NodeId)> {
         self.cut.iter()
     }

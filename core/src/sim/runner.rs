@@ -24,6 +24,10 @@ pub struct RunConfig {
     pub record_trace: bool,
     /// Search steps per key for the linearizability checker.
     pub lin_budget: u64,
+    /// Overrides the session table's byte bound; a tiny one makes every run forget sessions
+    /// that clients still retry with.
+    #[serde(default)]
+    pub session_limit_bytes: Option<u64>,
     #[cfg(feature = "mutations")]
     #[serde(skip)]
     pub mutation: Option<crate::mutation::Mutation>,
@@ -41,6 +45,7 @@ impl RunConfig {
             liveness_us: 15_000_000,
             record_trace: false,
             lin_budget: 2_000_000,
+            session_limit_bytes: None,
             #[cfg(feature = "mutations")]
             mutation: None,
         }
@@ -83,6 +88,33 @@ impl RunConfig {
             c.workload.clients = self.clients.max(5);
             c.workload.ops_per_client = self.ops_per_client.max(60);
             c.crash_on_critical_event = 0.3;
+        }
+        if self.profile == FaultProfile::Clocks {
+            // Long timeouts (in ticks of 10 ms) make the gap that clock drift opens between a
+            // lease and the followers' vote refusal wide enough for a client to fall into.
+            c.raft.election_ticks = 40;
+            c.raft.heartbeat_ticks = 4;
+            c.raft.lease_reads = true;
+            c.raft.lease_drift_margin_pct = super::faults::CLOCKS_LEASE_MARGIN_PCT;
+            c.network.latency_us = (500, 3_000);
+            c.workload.mix = (4, 5, 1);
+            c.workload.read_mix = (2, 3, 1);
+            c.workload.clients = self.clients.max(4);
+            c.workload.ops_per_client = self.ops_per_client.max(20);
+            c.workload.timeout_us = 60_000;
+            c.workload.think_us = (0, 5_000);
+            c.isolate_on_lease = 0.5;
+        } else {
+            // Every read path in every profile; lease reads where the seed turns them on.
+            c.raft.lease_reads = c.raft.check_quorum && knobs.below(2) == 0;
+            c.workload.read_mix = if c.raft.lease_reads {
+                (2, 1, 1)
+            } else {
+                (3, 0, 1)
+            };
+        }
+        if let Some(bytes) = self.session_limit_bytes {
+            c.raft.session_limit_bytes = bytes;
         }
         #[cfg(feature = "mutations")]
         {
@@ -186,6 +218,12 @@ pub fn run(cfg: &RunConfig) -> RunReport {
                 String::from_utf8_lossy(&key)
             ),
         ),
+    }
+
+    if let Some(bad) =
+        super::workload::check_serializable_reads(sim.history(), sim.serializable_reads())
+    {
+        sim.fail("serializable reads", bad);
     }
 
     let ops_completed = sim

@@ -43,6 +43,12 @@ pub struct SimConfig {
     /// rarely land in those sub-millisecond windows; targeted ones do (Jepsen-style nemesis).
     #[serde(default)]
     pub crash_on_critical_event: f64,
+    /// Chance, while faults are active, that a leader is cut off from every peer right after it
+    /// answered a lease read or confirmed a read round: it keeps its lease and its clients, and
+    /// the others elect a new leader. The window in which a lease without enough margin for
+    /// clock drift answers a stale read.
+    #[serde(default)]
+    pub isolate_on_lease: f64,
 }
 
 impl SimConfig {
@@ -61,6 +67,7 @@ impl SimConfig {
             workload: WorkloadConfig::default(),
             record_trace: true,
             crash_on_critical_event: 0.0,
+            isolate_on_lease: 0.0,
         }
     }
 }
@@ -82,6 +89,12 @@ pub enum FaultAction {
     /// Restart every crashed node, resume every paused one, heal the network and stop
     /// dropping messages: from here on the cluster must make progress (liveness).
     StopFaults,
+    /// The node's clock runs this many per mille fast (positive) or slow: its ticks come that
+    /// much more (or less) often. Clock drift is what a lease's margin must absorb.
+    SetClockDrift(NodeId, i32),
+    /// Like `Pause`, but the node's clock stops too (a suspended VM): when it resumes it has
+    /// not seen the time pass. Lease reads are not safe under this fault; see [`crate::read`].
+    Freeze(NodeId),
 }
 
 #[derive(Clone, Debug)]
@@ -152,7 +165,17 @@ pub struct SimNode {
     persist_queue: VecDeque<Ready>,
     persist_busy_until: u64,
     incarnation: u64,
+    /// Clock drift in per mille; see [`FaultAction::SetClockDrift`].
+    pub drift_per_mille: i32,
+    /// Ticks that passed while paused: a paused process's clock keeps running, so it sees
+    /// them all at once when it resumes, before any message that waited.
+    missed_ticks: u64,
+    /// Paused with its clock stopped ([`FaultAction::Freeze`]): no ticks are missed.
+    frozen: bool,
 }
+
+/// Clock drift is bounded so a tick interval stays positive and meaningful.
+pub const MAX_DRIFT_PER_MILLE: i32 = 500;
 
 impl SimNode {
     pub fn is_up(&self) -> bool {
@@ -174,11 +197,29 @@ pub struct Simulator {
     pub(super) network: Network,
     pub(super) clients: BTreeMap<u64, Client>,
     pub(super) history: Vec<Operation>,
+    /// Serializable reads: outside the linearizable history, held to a weaker model.
+    pub(super) serializable_reads: Vec<Operation>,
     pub(super) checker: Checker,
     trace: Vec<TraceEvent>,
     events_processed: u64,
     messages_sent: u64,
     pub(super) faults_stopped_at: Option<u64>,
+    /// Session id -> the client that opened it, to route write replies.
+    pub(super) session_owner: BTreeMap<u64, u64>,
+}
+
+/// Reads are tagged `READ_TOKEN_BASE + client address`, a range no session id (a log index)
+/// reaches in a simulated run, so a read's reply never goes to a session's owner.
+pub const READ_TOKEN_BASE: u64 = 1 << 40;
+
+fn read_token(client: u64) -> u64 {
+    READ_TOKEN_BASE + client
+}
+
+/// A tick interval as seen by a clock `per_mille` fast (shorter) or slow (longer).
+fn drifted_tick(tick_us: u64, per_mille: i32) -> u64 {
+    let rate = (1000 + per_mille as i64).max(1) as u64;
+    (tick_us * 1000 / rate).max(1)
 }
 
 impl Simulator {
@@ -198,11 +239,13 @@ impl Simulator {
             network,
             clients: BTreeMap::new(),
             history: Vec::new(),
-            checker: Checker::default(),
+            serializable_reads: Vec::new(),
+            checker: Checker::for_config(&cfg.raft),
             trace: Vec::new(),
             events_processed: 0,
             messages_sent: 0,
             faults_stopped_at: None,
+            session_owner: BTreeMap::new(),
             rng: rng.fork(),
             cfg,
         };
@@ -220,6 +263,9 @@ impl Simulator {
                     persist_queue: VecDeque::new(),
                     persist_busy_until: 0,
                     incarnation: 0,
+                    drift_per_mille: 0,
+                    missed_ticks: 0,
+                    frozen: false,
                 },
             );
             let phase = rng.below(sim.cfg.tick_us);
@@ -271,6 +317,9 @@ impl Simulator {
     }
     pub fn history(&self) -> &[Operation] {
         &self.history
+    }
+    pub fn serializable_reads(&self) -> &[Operation] {
+        &self.serializable_reads
     }
     pub fn checker(&self) -> &Checker {
         &self.checker
@@ -362,7 +411,8 @@ impl Simulator {
         if node.incarnation != incarnation || node.server.is_none() {
             return;
         }
-        let next = self.now + self.cfg.tick_us;
+        let interval = drifted_tick(self.cfg.tick_us, node.drift_per_mille);
+        let next = self.now + interval;
         self.schedule(
             next,
             Action::Tick {
@@ -374,6 +424,9 @@ impl Simulator {
             return;
         };
         if node.paused {
+            if !node.frozen {
+                node.missed_ticks += 1;
+            }
             return;
         }
         if let Some(s) = node.server.as_mut() {
@@ -436,6 +489,21 @@ impl Simulator {
                     op,
                 })
             }
+            (Addr::Client(_), Payload::Write { session, seq, op }) => {
+                server.handle_client(ClientRequest {
+                    client_id: session,
+                    seq,
+                    op,
+                })
+            }
+            (
+                Addr::Client(c),
+                Payload::Read {
+                    seq,
+                    key,
+                    consistency,
+                },
+            ) => server.handle_read(read_token(c), seq, key, consistency),
             _ => {}
         }
         self.drive(n);
@@ -521,6 +589,7 @@ impl Simulator {
             }
         }
         self.maybe_crash_after(id, &e);
+        self.maybe_isolate_after_lease(id, &e);
         self.record(TraceKind::Node { node: id, event: e });
     }
 
@@ -570,6 +639,26 @@ impl Simulator {
                 self.schedule(at, Action::Fault(FaultAction::Partition(groups)));
                 self.schedule(back_at, Action::Fault(FaultAction::Heal));
             }
+        }
+    }
+
+    fn maybe_isolate_after_lease(&mut self, id: NodeId, e: &NodeEvent) {
+        let rate = self.cfg.isolate_on_lease;
+        if rate <= 0.0 || self.faults_stopped_at.is_some() || self.network.is_isolated(id) {
+            return;
+        }
+        let lease = matches!(
+            e,
+            NodeEvent::LeaseRead { .. } | NodeEvent::ReadConfirmed { .. }
+        );
+        if lease && self.rng.chance(rate) {
+            let rest: Vec<NodeId> = self.nodes.keys().copied().filter(|&n| n != id).collect();
+            let back_at = self.now + self.rng.range(300_000, 1_500_000);
+            self.schedule(
+                self.now,
+                Action::Fault(FaultAction::Partition(vec![vec![id], rest])),
+            );
+            self.schedule(back_at, Action::Fault(FaultAction::Heal));
         }
     }
 
@@ -669,11 +758,12 @@ impl Simulator {
             });
         }
         for r in ready.replies {
+            let to = self.reply_address(r.client_id, r.seq);
             let payload = Payload::Reply {
                 seq: r.seq,
                 outcome: r.outcome,
             };
-            self.send(Addr::Node(id), Addr::Client(r.client_id), payload);
+            self.send(Addr::Node(id), Addr::Client(to), payload);
         }
     }
 
@@ -740,9 +830,11 @@ impl Simulator {
         match f {
             FaultAction::Crash(n) => self.crash(n),
             FaultAction::Restart(n) => self.restart(n),
-            FaultAction::Pause(n) => {
+            FaultAction::Pause(n) | FaultAction::Freeze(n) => {
+                let frozen = matches!(f, FaultAction::Freeze(_));
                 if let Some(node) = self.nodes.get_mut(&n).filter(|x| x.is_up() && !x.paused) {
                     node.paused = true;
+                    node.frozen = frozen;
                     self.record(TraceKind::Paused { node: n });
                 }
             }
@@ -784,6 +876,13 @@ impl Simulator {
                 });
             }
             FaultAction::StopFaults => self.stop_faults(),
+            FaultAction::SetClockDrift(n, per_mille) => {
+                let per_mille = per_mille.clamp(-MAX_DRIFT_PER_MILLE, MAX_DRIFT_PER_MILLE);
+                if let Some(node) = self.nodes.get_mut(&n) {
+                    node.drift_per_mille = per_mille;
+                    self.record(TraceKind::ClockDrift { node: n, per_mille });
+                }
+            }
         }
     }
 
@@ -796,6 +895,7 @@ impl Simulator {
         }
         node.server = None;
         node.paused = false;
+        node.missed_ticks = 0;
         node.inbox.clear();
         node.persist_queue.clear();
         node.persist_busy_until = 0;
@@ -848,8 +948,16 @@ impl Simulator {
             return;
         };
         node.paused = false;
+        node.frozen = false;
         let inbox = std::mem::take(&mut node.inbox);
+        let missed = std::mem::take(&mut node.missed_ticks);
         self.record(TraceKind::Resumed { node: n });
+        if let Some(server) = self.nodes.get_mut(&n).and_then(|x| x.server.as_mut()) {
+            for _ in 0..missed {
+                server.tick();
+            }
+        }
+        self.drive(n);
         for (id, from, payload) in inbox {
             self.record(TraceKind::Delivered {
                 id,
@@ -905,6 +1013,22 @@ impl Simulator {
             logs.iter().map(|(n, _, l)| (*n, l.as_slice())).collect();
         let now = self.now;
         self.checker.check_log_matching(now, &views);
+    }
+
+    /// Which client a reply goes to. Reads and session openings are tagged with the client's
+    /// own address (reads offset by [`READ_TOKEN_BASE`]); writes carry their session id, whose
+    /// owner the workload registered.
+    fn reply_address(&self, client_id: u64, seq: u64) -> u64 {
+        if client_id >= READ_TOKEN_BASE {
+            client_id - READ_TOKEN_BASE
+        } else if seq == 0 {
+            client_id
+        } else {
+            self.session_owner
+                .get(&client_id)
+                .copied()
+                .unwrap_or(client_id)
+        }
     }
 
     pub fn fail(&mut self, property: &str, detail: String) {

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::kv::{ClientError, KvOp, KvResult};
+use crate::kv::{ClientError, KvOp, KvResult, ReadConsistency};
 use crate::message::Message;
 use crate::ready::NodeEvent;
 use crate::types::{Index, NodeId, Term};
@@ -37,14 +37,27 @@ pub enum Payload {
         seq: u64,
         outcome: Result<KvResult, ClientError>,
     },
+    /// A write under an open session (`session` is the client id the node sees).
+    Write {
+        session: u64,
+        seq: u64,
+        op: KvOp,
+    },
+    /// A read by one of the read paths; it needs no session.
+    Read {
+        seq: u64,
+        key: Vec<u8>,
+        consistency: ReadConsistency,
+    },
 }
 
 impl Payload {
     pub fn kind(&self) -> &'static str {
         match self {
             Payload::Raft(m) => m.kind(),
-            Payload::Request { .. } => "ClientRequest",
+            Payload::Request { .. } | Payload::Write { .. } => "ClientRequest",
             Payload::Reply { .. } => "ClientReply",
+            Payload::Read { .. } => "ClientRead",
         }
     }
 
@@ -53,6 +66,14 @@ impl Payload {
             Payload::Raft(m) => m.summary(),
             Payload::Request { seq, op } => format!("seq={seq} {}", op_text(op)),
             Payload::Reply { seq, outcome } => format!("seq={seq} {}", outcome_text(outcome)),
+            Payload::Write { session, seq, op } => {
+                format!("session={session} seq={seq} {}", op_text(op))
+            }
+            Payload::Read {
+                seq,
+                key,
+                consistency,
+            } => format!("seq={seq} get {} ({})", bytes_text(key), consistency.name()),
         }
     }
 }
@@ -184,6 +205,11 @@ pub enum TraceKind {
         term: Term,
         log_last: Index,
     },
+    /// A node's clock now runs `per_mille` fast (positive) or slow (negative).
+    ClockDrift {
+        node: NodeId,
+        per_mille: i32,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -201,6 +227,7 @@ pub fn op_text(op: &KvOp) -> String {
         KvOp::Put { key, value } => format!("put {}={}", bytes_text(key), bytes_text(value)),
         KvOp::Get { key } => format!("get {}", bytes_text(key)),
         KvOp::Delete { key } => format!("delete {}", bytes_text(key)),
+        KvOp::OpenSession => "open-session".into(),
     }
 }
 
@@ -210,6 +237,7 @@ pub fn result_text(r: &KvResult) -> String {
         KvResult::Get(Some(v)) => format!("found {}", bytes_text(v)),
         KvResult::Get(None) => "not-found".into(),
         KvResult::Delete { deleted } => format!("deleted={deleted}"),
+        KvResult::Session { id } => format!("session={id}"),
     }
 }
 
@@ -286,6 +314,15 @@ pub fn node_event_text(node: NodeId, e: &NodeEvent) -> String {
         } => format!(
             "n{node} installed snapshot {index}@{term} from n{from} ({bytes} bytes, kept {kept_entries} log entries)"
         ),
+        NodeEvent::ReadRoundStarted { seq, commit, reads } => format!(
+            "n{node} starts read round {seq}: {reads} read(s) at read index {commit}, confirming leadership"
+        ),
+        NodeEvent::ReadConfirmed { seq, index, reads } => format!(
+            "n{node} read round {seq} confirmed by a quorum: {reads} read(s) answered once index {index} is applied"
+        ),
+        NodeEvent::LeaseRead { index } => {
+            format!("n{node} answers a lease read at index {index} (lease still valid)")
+        }
     }
 }
 
@@ -366,6 +403,13 @@ impl TraceKind {
                 format!("n{node} applied {index}@{term} {what}{res}")
             }
             TraceKind::Crashed { node } => format!("n{node} CRASHED"),
+            TraceKind::ClockDrift { node, per_mille } => {
+                format!(
+                    "n{node} clock runs {:+}.{}% off",
+                    per_mille / 10,
+                    (per_mille % 10).abs()
+                )
+            }
             TraceKind::Restarted { node } => format!("n{node} restarted from disk"),
             TraceKind::RestoredSnapshot {
                 node,

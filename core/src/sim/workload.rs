@@ -1,13 +1,19 @@
 //! Simulated clients: each issues one operation at a time over a small key space, follows
 //! leader hints, retries (with the same sequence number, so the server deduplicates) on
 //! timeouts and lost leadership, and records what it saw for the linearizability checker.
+//!
+//! A client opens a session before its first write and keeps it; a write refused because its
+//! session expired (or superseded as stale) is recorded as indeterminate, as a real client must
+//! report it, and the client opens a new session. Reads use one of the three read paths;
+//! serializable reads are kept out of the linearizable history (they may be stale by design)
+//! and checked against a weaker model instead: see [`check_serializable_reads`].
 
 use serde::{Deserialize, Serialize};
 
 use super::linearizability::{Op, OpResult, Operation};
 use super::simulator::{Action, Simulator};
 use super::trace::{Addr, Payload, TraceKind};
-use crate::kv::{ClientError, KvOp, KvResult};
+use crate::kv::{ClientError, KvOp, KvResult, ReadConsistency};
 use crate::rng::Rng;
 use crate::types::NodeId;
 
@@ -25,6 +31,13 @@ pub struct WorkloadConfig {
     pub max_attempts: u32,
     /// Relative weights of put, get and delete.
     pub mix: (u32, u32, u32),
+    /// Relative weights of linearizable (ReadIndex), lease and serializable gets.
+    #[serde(default = "default_read_mix")]
+    pub read_mix: (u32, u32, u32),
+}
+
+fn default_read_mix() -> (u32, u32, u32) {
+    (1, 0, 0)
 }
 
 impl Default for WorkloadConfig {
@@ -37,6 +50,7 @@ impl Default for WorkloadConfig {
             timeout_us: 400_000,
             max_attempts: 8,
             mix: (5, 3, 2),
+            read_mix: default_read_mix(),
         }
     }
 }
@@ -47,6 +61,10 @@ pub struct PendingOp {
     pub op: KvOp,
     pub history_index: usize,
     pub attempt: u32,
+    /// Set for reads: the path they take.
+    pub consistency: Option<ReadConsistency>,
+    /// A write waiting for the session it needs to be opened first.
+    pub opening: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -59,6 +77,8 @@ pub struct Client {
     pub pending: Option<PendingOp>,
     /// Issues only what it is given (the playground's client), never generated operations.
     manual: bool,
+    /// The session its writes run under, once opened.
+    pub session: Option<u64>,
 }
 
 /// Client id used for operations submitted by hand (the playground's put/get/delete box).
@@ -72,6 +92,8 @@ impl Client {
 
 fn to_op(op: &KvOp) -> Op {
     match op {
+        // Never recorded: sessions are opened on the way to a write.
+        KvOp::OpenSession => Op::Get { key: Vec::new() },
         KvOp::Put { key, value } => Op::Put {
             key: key.clone(),
             value: value.clone(),
@@ -83,7 +105,7 @@ fn to_op(op: &KvOp) -> Op {
 
 fn to_result(r: &KvResult) -> OpResult {
     match r {
-        KvResult::Put => OpResult::Put,
+        KvResult::Put | KvResult::Session { .. } => OpResult::Put,
         KvResult::Get(v) => OpResult::Get(v.clone()),
         KvResult::Delete { deleted } => OpResult::Delete { deleted: *deleted },
     }
@@ -106,6 +128,7 @@ impl Simulator {
                     ops_left: w.ops_per_client,
                     pending: None,
                     manual: false,
+                    session: None,
                 },
             );
             let at = self.rng.range(w.think_us.0, w.think_us.1) + 200_000;
@@ -124,22 +147,48 @@ impl Simulator {
     /// Submits an operation as the manual client (the playground's request box). It is
     /// refused while the previous manual operation is still pending.
     pub fn submit(&mut self, op: KvOp) -> Result<u64, &'static str> {
+        let consistency = matches!(op, KvOp::Get { .. }).then_some(ReadConsistency::Linearizable);
+        self.submit_from(MANUAL_CLIENT, op, consistency, None)
+    }
+
+    /// Submits an operation as client `client` (created on first use, issuing only what it is
+    /// given) to `node`, or to the leader when None. A `Get` takes the path `consistency`
+    /// names. Refused while that client's previous operation is pending. Scripted scenarios
+    /// use it to run several clients side by side.
+    pub fn submit_from(
+        &mut self,
+        client: u64,
+        op: KvOp,
+        consistency: Option<ReadConsistency>,
+        node: Option<NodeId>,
+    ) -> Result<u64, &'static str> {
         let nodes = self.cfg.nodes as u64;
-        let target = self.leader().unwrap_or(1 + self.rng.below(nodes));
-        let c = self.clients.entry(MANUAL_CLIENT).or_insert_with(|| Client {
-            id: MANUAL_CLIENT,
-            rng: Rng::new(MANUAL_CLIENT),
+        let target = match node {
+            Some(n) => n,
+            None => self.leader().unwrap_or(1 + self.rng.below(nodes)),
+        };
+        let c = self.clients.entry(client).or_insert_with(|| Client {
+            id: client,
+            rng: Rng::new(client),
             seq: 0,
             target,
             ops_left: 0,
             pending: None,
             manual: true,
+            session: None,
         });
         if c.pending.is_some() {
             return Err("the previous request is still pending");
         }
+        if !c.manual {
+            return Err("that client runs the generated workload");
+        }
         c.target = target;
-        Ok(self.invoke(MANUAL_CLIENT, op))
+        let consistency = match op {
+            KvOp::Get { .. } => Some(consistency.unwrap_or_default()),
+            _ => None,
+        };
+        Ok(self.invoke(client, op, consistency))
     }
 
     pub(super) fn client_wake(&mut self, id: u64) {
@@ -153,18 +202,25 @@ impl Simulator {
         let (put, get, del) = self.cfg.workload.mix;
         let key = format!("k{}", c.rng.below(self.cfg.workload.keys as u64)).into_bytes();
         let roll = c.rng.below((put + get + del) as u64) as u32;
+        let mut consistency = None;
         let op = if roll < put {
             let value = format!("c{}-{}", id, c.seq + 1).into_bytes();
             KvOp::Put { key, value }
         } else if roll < put + get {
+            consistency = Some(pick_consistency(&mut c.rng, self.cfg.workload.read_mix));
+            // Half of the reads go to any node, as clients spreading read load do: followers
+            // serve them by asking the leader, and a deposed leader still gets some.
+            if c.rng.chance(0.5) {
+                c.target = 1 + c.rng.below(self.cfg.nodes as u64);
+            }
             KvOp::Get { key }
         } else {
             KvOp::Delete { key }
         };
-        self.invoke(id, op);
+        self.invoke(id, op, consistency);
     }
 
-    fn invoke(&mut self, id: u64, op: KvOp) -> u64 {
+    fn invoke(&mut self, id: u64, op: KvOp, consistency: Option<ReadConsistency>) -> u64 {
         let now = self.now;
         let history_index = self.history.len();
         let Some(c) = self.clients.get_mut(&id) else {
@@ -173,34 +229,73 @@ impl Simulator {
         c.seq += 1;
         let seq = c.seq;
         let node = c.target;
+        let serializable = consistency == Some(ReadConsistency::Serializable);
+        let history_index = if serializable {
+            self.serializable_reads.len()
+        } else {
+            history_index
+        };
         c.pending = Some(PendingOp {
             seq,
             op: op.clone(),
             history_index,
             attempt: 0,
+            consistency,
+            opening: op.is_write() && c.session.is_none(),
         });
-        self.history.push(Operation {
+        let record = Operation {
             client: id,
             op: to_op(&op),
             invoke: now,
             complete: None,
-        });
+        };
+        if serializable {
+            self.serializable_reads.push(record);
+        } else {
+            self.history.push(record);
+        }
         self.record(TraceKind::ClientInvoke {
             client: id,
             seq,
-            op: op.clone(),
+            op,
             node,
         });
-        self.send_request(id, seq, node, op, 0);
+        self.dispatch(id, 0);
         seq
     }
 
-    fn send_request(&mut self, id: u64, seq: u64, node: NodeId, op: KvOp, attempt: u32) {
-        self.send(
-            Addr::Client(id),
-            Addr::Node(node),
-            Payload::Request { seq, op },
-        );
+    /// Sends the client's pending operation (or first the session it needs) to its target
+    /// node, and arms the timeout of this attempt.
+    fn dispatch(&mut self, id: u64, attempt: u32) {
+        let Some(c) = self.clients.get(&id) else {
+            return;
+        };
+        let Some(p) = c.pending.as_ref() else {
+            return;
+        };
+        let seq = p.seq;
+        let payload = match (&p.op, p.consistency, c.session) {
+            _ if p.opening => Payload::Request {
+                seq: 0,
+                op: KvOp::OpenSession,
+            },
+            (KvOp::Get { key }, Some(consistency), _) => Payload::Read {
+                seq,
+                key: key.clone(),
+                consistency,
+            },
+            (op, _, Some(session)) => Payload::Write {
+                session,
+                seq,
+                op: op.clone(),
+            },
+            (op, _, None) => Payload::Request {
+                seq,
+                op: op.clone(),
+            },
+        };
+        let node = c.target;
+        self.send(Addr::Client(id), Addr::Node(node), payload);
         let at = self.now + self.cfg.workload.timeout_us;
         self.schedule(
             at,
@@ -223,14 +318,44 @@ impl Simulator {
         let Some(c) = self.clients.get_mut(&id) else {
             return;
         };
-        let Some(p) = c.pending.as_ref().filter(|p| p.seq == seq) else {
+        let opening = seq == 0;
+        let Some(p) = c.pending.as_mut().filter(|p| {
+            if opening {
+                p.opening
+            } else {
+                p.seq == seq && !p.opening
+            }
+        }) else {
             return;
         };
+        let seq = p.seq;
         match outcome {
-            Ok(result) => {
-                let hi = p.history_index;
+            Ok(KvResult::Session { id: session }) if opening => {
+                p.opening = false;
+                p.attempt += 1;
+                let attempt = p.attempt;
+                c.session = Some(session);
+                self.session_owner.insert(session, id);
+                self.dispatch(id, attempt);
+            }
+            Err(ClientError::SessionExpired | ClientError::Stale) if !opening => {
+                // The write may or may not have applied: report it open-ended, like a client
+                // that must say "unknown", and start over with a new session.
                 c.pending = None;
-                if let Some(h) = self.history.get_mut(hi) {
+                c.session = None;
+                self.record(TraceKind::ClientGaveUp { client: id, seq });
+                self.schedule(now + 1_000, Action::ClientWake { client: id });
+            }
+            Ok(result) if !opening => {
+                let hi = p.history_index;
+                let serializable = p.consistency == Some(ReadConsistency::Serializable);
+                c.pending = None;
+                let history = if serializable {
+                    &mut self.serializable_reads
+                } else {
+                    &mut self.history
+                };
+                if let Some(h) = history.get_mut(hi) {
                     h.complete = Some((now, to_result(&result)));
                 }
                 self.record(TraceKind::ClientComplete {
@@ -242,6 +367,7 @@ impl Simulator {
                 let at = now + self.rng.range(lo, hi);
                 self.schedule(at, Action::ClientWake { client: id });
             }
+            Ok(_) => {}
             Err(e) => {
                 let delay = match e {
                     ClientError::NotLeader {
@@ -295,13 +421,51 @@ impl Simulator {
             self.schedule(at, Action::ClientWake { client: id });
             return;
         }
-        let (node, op, attempt) = (c.target, p.op.clone(), p.attempt);
+        let (node, attempt) = (c.target, p.attempt);
         self.record(TraceKind::ClientRetry {
             client: id,
             seq,
             node,
             reason: format!("attempt {attempt}"),
         });
-        self.send_request(id, seq, node, op, attempt);
+        self.dispatch(id, attempt);
     }
+}
+
+fn pick_consistency(rng: &mut Rng, (lin, lease, ser): (u32, u32, u32)) -> ReadConsistency {
+    if lease == 0 && ser == 0 {
+        return ReadConsistency::Linearizable;
+    }
+    let roll = rng.below((lin + lease + ser) as u64) as u32;
+    if roll < lin {
+        ReadConsistency::Linearizable
+    } else if roll < lin + lease {
+        ReadConsistency::Lease
+    } else {
+        ReadConsistency::Serializable
+    }
+}
+
+/// The weaker model serializable reads are held to: each value read was written by a put
+/// invoked before the read returned (no value from nowhere or from the future). Staleness is
+/// allowed. Returns a description of the first read that breaks it.
+pub fn check_serializable_reads(history: &[Operation], reads: &[Operation]) -> Option<String> {
+    for r in reads {
+        let (Op::Get { key }, Some((done, OpResult::Get(Some(v))))) = (&r.op, &r.complete) else {
+            continue;
+        };
+        let written = history.iter().any(|w| {
+            w.invoke <= *done
+                && matches!(&w.op, Op::Put { key: k, value } if k == key && value == v)
+        });
+        if !written {
+            return Some(format!(
+                "c{} read {:?}={:?} at t={done}, a value no put had written by then",
+                r.client,
+                String::from_utf8_lossy(key),
+                String::from_utf8_lossy(v)
+            ));
+        }
+    }
+    None
 }

@@ -37,6 +37,10 @@ pub struct BenchArgs {
     keys: u64,
     #[arg(long, value_enum, default_value_t = BenchOp::Put)]
     op: BenchOp,
+    /// Read path of `--op get` (each worker keeps one session for its writes and reads
+    /// without one).
+    #[arg(long, value_enum, default_value_t = crate::Consistency::Linearizable)]
+    consistency: crate::Consistency,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -167,6 +171,7 @@ pub async fn run(
         let mut client = Client::new(endpoints.clone(), timeout);
         let value = value.clone();
         let op = args.op;
+        let consistency: keyval_core::ReadConsistency = args.consistency.into();
         let (keys, key_size, total) = (args.keys, args.key_size, args.total);
         workers.push(tokio::spawn(async move {
             // Microseconds from 1 µs to 60 s at 3 significant digits; constant, valid bounds.
@@ -187,15 +192,19 @@ pub async fn run(
                 rng ^= rng >> 7;
                 rng ^= rng << 17;
                 let k = key(rng % keys, key_size);
-                let req = match op {
-                    BenchOp::Put => KvOp::Put {
-                        key: k,
-                        value: value.clone(),
-                    },
-                    BenchOp::Get => KvOp::Get { key: k },
-                };
                 let t0 = Instant::now();
-                match client.execute(req).await {
+                let result = match op {
+                    BenchOp::Put => {
+                        client
+                            .execute(KvOp::Put {
+                                key: k,
+                                value: value.clone(),
+                            })
+                            .await
+                    }
+                    BenchOp::Get => client.read(k, consistency).await,
+                };
+                match result {
                     Ok(_) => {
                         let _ = hist.record((t0.elapsed().as_micros() as u64).max(1));
                         shared.done.fetch_add(1, Relaxed);
@@ -254,7 +263,11 @@ pub async fn run(
     let throughput = ops as f64 / elapsed.max(1e-9);
     let op_name = match args.op {
         BenchOp::Put => "put",
-        BenchOp::Get => "get",
+        BenchOp::Get => match keyval_core::ReadConsistency::from(args.consistency) {
+            keyval_core::ReadConsistency::Linearizable => "get",
+            keyval_core::ReadConsistency::Lease => "get-lease",
+            keyval_core::ReadConsistency::Serializable => "get-serializable",
+        },
     };
     Ok(if json_out {
         json!({

@@ -1,17 +1,20 @@
-//! The request path of `kvctl`: leader discovery, redirects, retries, and the line between a
-//! definite failure and an indeterminate one.
+//! The request path of `kvctl`: sessions, leader discovery, redirects, retries, and the line
+//! between a definite failure and an indeterminate one.
 //!
-//! A request keeps its (client_id, seq) across every retry, so the cluster applies it at most
-//! once whichever node finally takes it. Any attempt that might have reached a leader (the
-//! frame was written and no definite answer came back) marks the request "maybe applied"; a
-//! request that then fails is reported as indeterminate, never as a definite failure.
+//! Writes run under a session the client opens through the log before its first write (see
+//! `keyval_core::kv`); a request keeps its (session, seq) across every retry, so the cluster
+//! applies it at most once whichever node finally takes it, however many other clients come
+//! and go. Any attempt that might have reached a leader (the frame was written and no definite
+//! answer came back) marks the request "maybe applied"; a request that then fails is reported
+//! as indeterminate, never as a definite failure. Reads need no session: any node takes them
+//! (followers ask the leader for a read index), so they are not redirected to the leader.
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use keyval_core::{ClientError, ClientRequest, KvOp, KvResult, NodeId};
+use keyval_core::{ClientError, ClientRequest, KvOp, KvResult, NodeId, ReadConsistency};
 use native_node::wire::{self, ClientFrame, MAX_CLIENT_FRAME_BYTES, ServerFrame, StatusReply};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message as TMessage;
@@ -47,13 +50,42 @@ pub fn random_u64() -> u64 {
 
 pub struct Client {
     endpoints: Vec<String>,
-    client_id: u64,
+    /// Random: tags session openings and reads, whose replies carry it back.
+    nonce: u64,
+    /// The session writes run under, once opened.
+    session: Option<u64>,
     seq: u64,
     timeout: Duration,
     /// Where the leader was last seen; tried first.
     leader: Option<String>,
     conn: Option<(String, Conn)>,
     next_endpoint: usize,
+}
+
+/// A failed `run`, with whether the session is gone.
+struct RunFailure {
+    message: String,
+    definite: bool,
+    session_lost: bool,
+}
+
+impl RunFailure {
+    fn new(message: String, definite: bool) -> Self {
+        RunFailure {
+            message,
+            definite,
+            session_lost: false,
+        }
+    }
+}
+
+impl From<RunFailure> for Failure {
+    fn from(f: RunFailure) -> Failure {
+        Failure {
+            message: f.message,
+            definite: f.definite,
+        }
+    }
 }
 
 enum AttemptError {
@@ -67,7 +99,8 @@ impl Client {
     pub fn new(endpoints: Vec<String>, timeout: Duration) -> Client {
         Client {
             endpoints,
-            client_id: random_u64(),
+            nonce: random_u64(),
+            session: None,
             seq: 0,
             timeout,
             leader: None,
@@ -76,15 +109,88 @@ impl Client {
         }
     }
 
-    /// Runs one operation to completion, retrying within the timeout.
+    /// Runs one operation to completion, retrying within the timeout. A `Get` is a
+    /// linearizable read; writes open a session first if the client has none.
     pub async fn execute(&mut self, op: KvOp) -> Result<KvResult, Failure> {
+        if let KvOp::Get { key } = op {
+            return self.read(key, ReadConsistency::Linearizable).await;
+        }
+        let deadline = Instant::now() + self.timeout;
+        let session = match self.session {
+            Some(s) => s,
+            None => self.open_session(deadline).await?,
+        };
         self.seq += 1;
-        let req = ClientRequest {
-            client_id: self.client_id,
+        let frame = ClientFrame::Request(ClientRequest {
+            client_id: session,
             seq: self.seq,
             op,
-        };
+        });
+        let result = self.run(frame, (session, self.seq), deadline, true).await;
+        if let Err(f) = &result
+            && f.session_lost
+        {
+            self.session = None;
+        }
+        result.map_err(Failure::from)
+    }
+
+    /// Reads `key` by the given path. Reads change nothing, so every failure is definite
+    /// unless the request was sent and then lost (exit 4 as for any request, per SPEC).
+    pub async fn read(
+        &mut self,
+        key: Vec<u8>,
+        consistency: ReadConsistency,
+    ) -> Result<KvResult, Failure> {
         let deadline = Instant::now() + self.timeout;
+        self.seq += 1;
+        let frame = ClientFrame::Read {
+            client_id: self.nonce,
+            seq: self.seq,
+            key,
+            consistency,
+        };
+        let to_leader = consistency == ReadConsistency::Lease;
+        self.run(frame, (self.nonce, self.seq), deadline, to_leader)
+            .await
+            .map_err(Failure::from)
+    }
+
+    /// Opens a session through the log. A lost answer leaves a session nobody uses, which the
+    /// cluster forgets in time; retrying is harmless.
+    async fn open_session(&mut self, deadline: Instant) -> Result<u64, Failure> {
+        let frame = ClientFrame::Request(ClientRequest {
+            client_id: self.nonce,
+            seq: 0,
+            op: KvOp::OpenSession,
+        });
+        match self.run(frame, (self.nonce, 0), deadline, true).await {
+            Ok(KvResult::Session { id }) => {
+                self.session = Some(id);
+                self.seq = 0;
+                Ok(id)
+            }
+            Ok(other) => Err(Failure {
+                message: format!("unexpected answer to opening a session: {other:?}"),
+                definite: true,
+            }),
+            // Nothing the caller asked for was sent yet: whatever happened, it is definite.
+            Err(f) => Err(Failure {
+                message: format!("could not open a session: {}", f.message),
+                definite: true,
+            }),
+        }
+    }
+
+    /// Sends `frame` (tagged `tag`) until a definite answer or the deadline. `to_leader`
+    /// follows NotLeader redirects; reads other than lease reads are taken by any node.
+    async fn run(
+        &mut self,
+        frame: ClientFrame,
+        tag: (u64, u64),
+        deadline: Instant,
+        to_leader: bool,
+    ) -> Result<KvResult, RunFailure> {
         let mut maybe_applied = false;
         let mut last_error = String::from("no endpoint tried");
         let mut failures_in_row = 0usize;
@@ -97,16 +203,15 @@ impl Client {
                 } else {
                     format!("timed out; the request was not applied (last error: {last_error})")
                 };
-                return Err(Failure {
-                    message,
-                    definite: !maybe_applied,
-                });
+                return Err(RunFailure::new(message, !maybe_applied));
             }
             let target = self.pick_target();
-            match self.attempt(&target, &req, deadline).await {
+            match self.attempt(&target, &frame, tag, deadline).await {
                 Ok(ServerFrame::Reply { reply, leader }) => match reply.outcome {
                     Ok(result) => {
-                        self.leader = Some(target);
+                        if to_leader {
+                            self.leader = Some(target);
+                        }
                         return Ok(result);
                     }
                     Err(ClientError::NotLeader { .. }) => {
@@ -126,24 +231,33 @@ impl Client {
                         failures_in_row += 1;
                         self.pause(failures_in_row, deadline).await;
                     }
-                    Err(e @ ClientError::Busy { .. }) => {
+                    Err(e @ (ClientError::Busy { .. } | ClientError::ReadNotConfirmed { .. })) => {
                         last_error = e.to_string();
-                        self.leader = Some(target);
                         failures_in_row += 1;
+                        if matches!(e, ClientError::ReadNotConfirmed { .. }) {
+                            // Perhaps a cut-off node: try the next one.
+                            self.conn = None;
+                        } else {
+                            self.leader = Some(target);
+                        }
                         self.pause(failures_in_row, deadline).await;
                     }
-                    Err(e @ (ClientError::TooLarge { .. } | ClientError::Stale)) => {
-                        return Err(Failure {
-                            message: e.to_string(),
-                            definite: !maybe_applied,
-                        });
+                    Err(e @ (ClientError::TooLarge { .. } | ClientError::LeaseReadsDisabled)) => {
+                        return Err(RunFailure::new(e.to_string(), !maybe_applied));
+                    }
+                    // A retry whose session was forgotten, or superseded: the first attempt
+                    // may have applied.
+                    Err(e @ (ClientError::Stale | ClientError::SessionExpired)) => {
+                        let mut f = RunFailure::new(e.to_string(), false);
+                        f.session_lost = matches!(e, ClientError::SessionExpired);
+                        return Err(f);
                     }
                 },
                 Ok(ServerFrame::Error { reason }) => {
-                    return Err(Failure {
-                        message: format!("{target} refused the request: {reason}"),
-                        definite: !maybe_applied,
-                    });
+                    return Err(RunFailure::new(
+                        format!("{target} refused the request: {reason}"),
+                        !maybe_applied,
+                    ));
                 }
                 Ok(ServerFrame::Status(_)) => {
                     self.conn = None;
@@ -197,7 +311,8 @@ impl Client {
     async fn attempt(
         &mut self,
         target: &str,
-        req: &ClientRequest,
+        frame: &ClientFrame,
+        (client_id, seq): (u64, u64),
         deadline: Instant,
     ) -> Result<ServerFrame, AttemptError> {
         let mut conn = match self.conn.take() {
@@ -206,7 +321,7 @@ impl Client {
                 .await
                 .map_err(AttemptError::NotSent)?,
         };
-        let frame = wire::encode(&ClientFrame::Request(req.clone()));
+        let frame = wire::encode(frame);
         // A failed write may still have delivered the frame: count it as sent.
         if let Err(e) = conn.send(TMessage::Binary(frame.into())).await {
             return Err(AttemptError::Lost(format!("{target}: {e}")));
@@ -219,7 +334,7 @@ impl Client {
                 Ok(Some(Err(e))) => return Err(AttemptError::Lost(format!("{target}: {e}"))),
                 Ok(Some(Ok(TMessage::Binary(b)))) => match wire::decode::<ServerFrame>(&b) {
                     Ok(ServerFrame::Reply { reply, leader })
-                        if reply.client_id == req.client_id && reply.seq == req.seq =>
+                        if reply.client_id == client_id && reply.seq == seq =>
                     {
                         self.conn = Some((target.to_string(), conn));
                         return Ok(ServerFrame::Reply { reply, leader });

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use keyval_core::{KvOp, KvResult};
+use keyval_core::{KvOp, KvResult, ReadConsistency};
 use serde_json::json;
 
 use client::{Client, Failure};
@@ -51,6 +51,23 @@ struct Cli {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Consistency {
+    Linearizable,
+    Lease,
+    Serializable,
+}
+
+impl From<Consistency> for ReadConsistency {
+    fn from(c: Consistency) -> Self {
+        match c {
+            Consistency::Linearizable => ReadConsistency::Linearizable,
+            Consistency::Lease => ReadConsistency::Lease,
+            Consistency::Serializable => ReadConsistency::Serializable,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Output {
     Text,
     Json,
@@ -58,10 +75,26 @@ enum Output {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Write KEY = VALUE.
-    Put { key: String, value: String },
-    /// Read KEY (linearizable: goes through the leader's log).
-    Get { key: String },
+    /// Write KEY = VALUE. The value can also come from a file (--value-file PATH) or from
+    /// standard input (VALUE `-`), up to the 1 MiB limit.
+    Put {
+        key: String,
+        /// The value; `-` reads it from standard input.
+        #[arg(required_unless_present = "value_file", conflicts_with = "value_file")]
+        value: Option<String>,
+        /// Read the value from this file.
+        #[arg(long)]
+        value_file: Option<std::path::PathBuf>,
+    },
+    /// Read KEY. `linearizable` (default): the latest value, confirmed by the leader with a
+    /// heartbeat round (ReadIndex), no log entry; `lease`: the leader answers under its lease
+    /// without a round trip (needs --lease-reads on the nodes; assumes bounded clock drift);
+    /// `serializable`: whichever node answers, from its own state, possibly stale.
+    Get {
+        key: String,
+        #[arg(long, value_enum, default_value_t = Consistency::Linearizable)]
+        consistency: Consistency,
+    },
     /// Remove KEY.
     Delete { key: String },
     /// One row per endpoint: role, term, leader, indexes, members.
@@ -95,24 +128,32 @@ fn main() -> ExitCode {
     let timeout = Duration::from_millis(cli.timeout_ms);
     runtime.block_on(async move {
         match cli.command {
-            Command::Put { key, value } => {
+            Command::Put {
+                key,
+                value,
+                value_file,
+            } => {
+                let value = match read_value(value, value_file) {
+                    Ok(v) => v,
+                    Err(e) => return usage(out, &e),
+                };
                 let op = KvOp::Put {
                     key: key.into_bytes(),
-                    value: value.into_bytes(),
+                    value,
                 };
-                run_op(out, endpoints, timeout, op).await
+                run_op(out, endpoints, timeout, op, ReadConsistency::Linearizable).await
             }
-            Command::Get { key } => {
+            Command::Get { key, consistency } => {
                 let op = KvOp::Get {
                     key: key.into_bytes(),
                 };
-                run_op(out, endpoints, timeout, op).await
+                run_op(out, endpoints, timeout, op, consistency.into()).await
             }
             Command::Delete { key } => {
                 let op = KvOp::Delete {
                     key: key.into_bytes(),
                 };
-                run_op(out, endpoints, timeout, op).await
+                run_op(out, endpoints, timeout, op, ReadConsistency::Linearizable).await
             }
             Command::Status => status(out, endpoints, timeout).await,
             Command::Bench(args) => {
@@ -129,14 +170,43 @@ fn main() -> ExitCode {
     })
 }
 
+/// The value of `put`: the argument, standard input for `-`, or the file. Reading stops one
+/// byte past the limit, so an oversized value is refused without reading it all.
+fn read_value(value: Option<String>, file: Option<std::path::PathBuf>) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let limit = keyval_core::kv::MAX_VALUE_BYTES as u64 + 1;
+    let mut buf = Vec::new();
+    match (value.as_deref(), file) {
+        (_, Some(path)) => std::fs::File::open(&path)
+            .and_then(|f| f.take(limit).read_to_end(&mut buf))
+            .map_err(|e| format!("cannot read --value-file {}: {e}", path.display()))?,
+        (Some("-"), None) => std::io::stdin()
+            .take(limit)
+            .read_to_end(&mut buf)
+            .map_err(|e| format!("cannot read the value from standard input: {e}"))?,
+        (Some(v), None) => return Ok(v.as_bytes().to_vec()),
+        (None, None) => return Err("put needs VALUE, - or --value-file PATH".into()),
+    };
+    Ok(buf)
+}
+
 /// Oversized keys and values are refused before sending, with the core's own limits and
 /// message: a definite failure (exit 3), the same answer the server would give.
-async fn run_op(out: Output, endpoints: Vec<String>, timeout: Duration, op: KvOp) -> ExitCode {
+async fn run_op(
+    out: Output,
+    endpoints: Vec<String>,
+    timeout: Duration,
+    op: KvOp,
+    consistency: ReadConsistency,
+) -> ExitCode {
     if let Err(e) = op.validate() {
         return fail(out, &e.to_string(), true);
     }
     let mut client = Client::new(endpoints, timeout);
-    let result = client.execute(op).await;
+    let result = match op {
+        KvOp::Get { key } => client.read(key, consistency).await,
+        op => client.execute(op).await,
+    };
     client.close().await;
     match result {
         Ok(result) => {
@@ -157,6 +227,9 @@ async fn run_op(out: Output, endpoints: Vec<String>, timeout: Duration, op: KvOp
                 (Output::Text, KvResult::Get(None)) => eprintln!("(not found)"),
                 (Output::Text, KvResult::Delete { deleted: true }) => print_line("deleted"),
                 (Output::Text, KvResult::Delete { deleted: false }) => print_line("not found"),
+                (_, KvResult::Session { .. }) => {
+                    return fail(out, "the server answered with a session id", true);
+                }
             }
             ExitCode::SUCCESS
         }
