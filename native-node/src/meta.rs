@@ -14,11 +14,24 @@ use serde::{Deserialize, Serialize};
 
 const META_FILE: &str = "cluster.json";
 
+/// The meaning of the log and snapshots in a data directory. 2: client sessions are opened
+/// through the log and writes of unknown sessions are refused; reads are not in the log.
+/// A directory of format 1 (before sessions) replays differently, so it is refused rather
+/// than replayed into a different state.
+pub const STATE_FORMAT: u32 = 2;
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterMeta {
     pub cluster_id: String,
     pub node_id: NodeId,
     pub members: BTreeMap<NodeId, String>,
+    /// Absent in directories written before it existed: format 1.
+    #[serde(default = "format_one")]
+    pub state_format: u32,
+}
+
+fn format_one() -> u32 {
+    1
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +52,12 @@ pub enum MetaError {
     },
     #[error("data directory belongs to cluster {found}, but --cluster-id says {wanted}")]
     WrongCluster { found: String, wanted: String },
+    #[error(
+        "data directory {} holds state format {found}; this build reads only format {STATE_FORMAT} \
+         (client sessions through the log): recreate the node's data directory and let it catch up from the cluster",
+        path.display()
+    )]
+    StateFormat { path: PathBuf, found: u32 },
 }
 
 /// A stable id for a cluster from its initial member list: every node started with the same
@@ -73,6 +92,12 @@ pub fn load_or_init(
                     path: path.clone(),
                     reason: e.to_string(),
                 })?;
+            if meta.state_format != STATE_FORMAT {
+                return Err(MetaError::StateFormat {
+                    path: data_dir.to_path_buf(),
+                    found: meta.state_format,
+                });
+            }
             if meta.node_id != node_id {
                 return Err(MetaError::WrongNode {
                     found: meta.node_id,
@@ -110,6 +135,7 @@ pub fn load_or_init(
                     .unwrap_or_else(|| derive_cluster_id(flag_members)),
                 node_id,
                 members: flag_members.clone(),
+                state_format: STATE_FORMAT,
             };
             write_atomically(data_dir, &path, &meta, fsync)?;
             Ok((meta, true))
@@ -191,5 +217,16 @@ mod tests {
             load_or_init(dir.path(), 1, &m, Some("other"), false),
             Err(MetaError::WrongCluster { .. })
         ));
+    }
+
+    #[test]
+    fn a_data_directory_of_an_older_state_format_is_refused() {
+        let m = members("1=127.0.0.1:1");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let old = r#"{"cluster_id":"kv-1","node_id":1,"members":{"1":"127.0.0.1:1"}}"#;
+        std::fs::write(dir.path().join(META_FILE), old).expect("write");
+        let err = load_or_init(dir.path(), 1, &m, None, false).expect_err("refused");
+        assert!(matches!(err, MetaError::StateFormat { found: 1, .. }), "{err}");
+        assert!(err.to_string().contains("recreate"), "{err}");
     }
 }
