@@ -10,15 +10,19 @@
 //! Record payload: one version byte, then the postcard encoding of [`LogRecord`].
 
 pub mod conformance;
+#[cfg(test)]
+mod crash_tests;
 pub mod snapfile;
 pub mod worker;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use keyval_core::{Entry, HardState, Index, PersistOp, Persisted, Snapshot};
 use serde::{Deserialize, Serialize};
 
+use crate::wal::io::Vfs;
 use crate::wal::{TornTail, Wal, WalError, WalOptions};
 use snapfile::{SnapshotDir, SnapshotFileError};
 
@@ -150,8 +154,18 @@ impl WalStore {
         snapshot_dir: &Path,
         opts: WalOptions,
     ) -> Result<(WalStore, Persisted, RecoverySummary), StorageError> {
-        let (snapshots, loaded) = SnapshotDir::open(snapshot_dir, opts.fsync)?;
-        let (wal, recovery) = Wal::open(dir, opts)?;
+        WalStore::open_with(crate::wal::io::std_fs(), dir, snapshot_dir, opts)
+    }
+
+    /// [`WalStore::open`] on the given file system (tests pass one that simulates crashes).
+    pub fn open_with(
+        fs: Arc<dyn Vfs>,
+        dir: &Path,
+        snapshot_dir: &Path,
+        opts: WalOptions,
+    ) -> Result<(WalStore, Persisted, RecoverySummary), StorageError> {
+        let (snapshots, loaded) = SnapshotDir::open_with(fs.clone(), snapshot_dir, opts.fsync)?;
+        let (wal, recovery) = Wal::open_with(fs, dir, opts)?;
         let mut replay = Replay::new(recovery.records.first().map(|(lsn, _)| *lsn) == Some(1));
         for (lsn, payload) in &recovery.records {
             let bad = |reason| StorageError::BadRecord {

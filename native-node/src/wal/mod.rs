@@ -14,20 +14,23 @@
 //! each other's LSNs.
 
 mod error;
+pub mod io;
 mod lock;
 mod record;
 mod segment;
 #[cfg(test)]
+pub mod simfs;
+#[cfg(test)]
 mod tests;
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use error::WalError;
 pub use lock::{DataDirLock, LockError};
 pub use record::MAX_RECORD_BYTES;
 
+use io::{Vfs, VfsFile};
 use segment::{HEADER_BYTES, Tail};
 
 /// Appends are copied into memory and written out once this much has piled
@@ -85,7 +88,7 @@ struct Sealed {
 struct Active {
     first_lsn: u64,
     path: PathBuf,
-    file: File,
+    file: Box<dyn VfsFile>,
     /// Bytes written to the file so far (excluding the in-memory buffer).
     bytes: u64,
 }
@@ -93,6 +96,7 @@ struct Active {
 /// An open write-ahead log; single writer, owned by the Raft storage task.
 #[derive(Debug)]
 pub struct Wal {
+    fs: Arc<dyn Vfs>,
     dir: PathBuf,
     opts: WalOptions,
     sealed: Vec<Sealed>,
@@ -111,8 +115,17 @@ impl Wal {
     /// Callers must hold the [`DataDirLock`] for the enclosing data directory;
     /// the WAL itself does not lock so that tests and tools can open it freely.
     pub fn open(dir: &Path, opts: WalOptions) -> Result<(Wal, Recovery), WalError> {
-        ensure_dir(dir, opts.fsync)?;
-        let listed = segment::list(dir)?;
+        Wal::open_with(io::std_fs(), dir, opts)
+    }
+
+    /// [`Wal::open`] on the given file system (tests pass one that can simulate crashes).
+    pub fn open_with(
+        fs: Arc<dyn Vfs>,
+        dir: &Path,
+        opts: WalOptions,
+    ) -> Result<(Wal, Recovery), WalError> {
+        ensure_dir(fs.as_ref(), dir, opts.fsync)?;
+        let listed = segment::list(fs.as_ref(), dir)?;
         let last_idx = listed.len().saturating_sub(1);
 
         let mut records = Vec::new();
@@ -134,7 +147,7 @@ impl Wal {
                 });
             }
             let is_last = i == last_idx;
-            let bytes = fs::read(&path).map_err(|e| WalError::io("read", &path, e))?;
+            let bytes = fs.read(&path).map_err(|e| WalError::io("read", &path, e))?;
             let scan = segment::scan(&path, &bytes, first_lsn, is_last)?;
 
             let mut lsn = first_lsn;
@@ -149,8 +162,14 @@ impl Wal {
             expected_lsn = Some(lsn);
 
             if is_last {
-                let (file, bytes, torn) =
-                    repair_last(&path, first_lsn, bytes.len() as u64, scan.tail, opts.fsync)?;
+                let (file, bytes, torn) = repair_last(
+                    fs.as_ref(),
+                    &path,
+                    first_lsn,
+                    bytes.len() as u64,
+                    scan.tail,
+                    opts.fsync,
+                )?;
                 torn_tail = torn;
                 active = Some(Active {
                     first_lsn,
@@ -170,7 +189,7 @@ impl Wal {
         let active = match active {
             Some(active) => active,
             None => {
-                let (file, path) = segment::create(dir, 1, opts.fsync)?;
+                let (file, path) = segment::create(fs.as_ref(), dir, 1, opts.fsync)?;
                 Active {
                     first_lsn: 1,
                     path,
@@ -181,6 +200,7 @@ impl Wal {
         };
         let next_lsn = expected_lsn.unwrap_or(1);
         let wal = Wal {
+            fs,
             dir: dir.to_path_buf(),
             opts,
             sealed,
@@ -251,7 +271,7 @@ impl Wal {
             if next_first > lsn {
                 break;
             }
-            if let Err(e) = fs::remove_file(&seg.path) {
+            if let Err(e) = self.fs.remove(&seg.path) {
                 result = Err(WalError::io("remove", &seg.path, e));
                 break;
             }
@@ -260,7 +280,7 @@ impl Wal {
         self.sealed.drain(..removed);
         result?;
         if removed > 0 && self.opts.fsync {
-            segment::sync_dir(&self.dir)?;
+            segment::sync_dir(self.fs.as_ref(), &self.dir)?;
         }
         if removed > 0 {
             tracing::debug!(dir = %self.dir.display(), removed, before_lsn = lsn, "removed WAL segments");
@@ -389,7 +409,8 @@ impl Wal {
     fn roll_inner(&mut self) -> Result<(), WalError> {
         self.flush_buf()?;
         self.sync_active()?;
-        let (file, path) = segment::create(&self.dir, self.next_lsn, self.opts.fsync)?;
+        let (file, path) =
+            segment::create(self.fs.as_ref(), &self.dir, self.next_lsn, self.opts.fsync)?;
         let new = Active {
             first_lsn: self.next_lsn,
             path,
@@ -413,33 +434,33 @@ impl Wal {
 
 /// Creates the WAL directory, syncing its parent the first time so the
 /// directory itself survives a crash along with the segments inside it.
-fn ensure_dir(dir: &Path, fsync: bool) -> Result<(), WalError> {
-    if dir.is_dir() {
+fn ensure_dir(fs: &dyn Vfs, dir: &Path, fsync: bool) -> Result<(), WalError> {
+    if fs.is_dir(dir) {
         return Ok(());
     }
-    fs::create_dir_all(dir).map_err(|e| WalError::io("create directory", dir, e))?;
+    fs.create_dir_all(dir)
+        .map_err(|e| WalError::io("create directory", dir, e))?;
     if fsync {
-        let parent = match dir.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        segment::sync_dir(parent)?;
+        segment::sync_dir(fs, &io::parent_of(dir))?;
     }
     Ok(())
 }
 
+/// The newest segment opened for appending, its length, and the torn tail cut off it.
+type RepairedTail = (Box<dyn VfsFile>, u64, Option<TornTail>);
+
 /// Cuts a torn tail off the newest segment (or rewrites its header) and
 /// opens it for appending.
 fn repair_last(
+    fs: &dyn Vfs,
     path: &Path,
     first_lsn: u64,
     file_len: u64,
     tail: Tail,
     fsync: bool,
-) -> Result<(File, u64, Option<TornTail>), WalError> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .open(path)
+) -> Result<RepairedTail, WalError> {
+    let mut file = fs
+        .open_append(path)
         .map_err(|e| WalError::io("open", path, e))?;
     let keep = match tail {
         Tail::Clean => None,
@@ -461,11 +482,9 @@ fn repair_last(
         file.set_len(t.offset)
             .map_err(|e| WalError::io("truncate", path, e))?;
     }
-    let len = file
-        .seek(SeekFrom::End(0))
-        .map_err(|e| WalError::io("seek", path, e))?;
+    let len = file.size().map_err(|e| WalError::io("stat", path, e))?;
     let len = if len == 0 {
-        segment::write_header(&mut file, path, first_lsn)?;
+        segment::write_header(file.as_mut(), path, first_lsn)?;
         HEADER_BYTES as u64
     } else {
         len

@@ -5,11 +5,10 @@
 //! handed back to the caller anyway, and a byte slice makes bounds-checked,
 //! panic-free parsing straightforward.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::WalError;
+use super::io::{Vfs, VfsFile};
 use super::record::{self, Decoded, MAX_RECORD_BYTES, RECORD_HEADER_BYTES};
 
 /// Magic prefix identifying a KeyVal WAL segment; the eighth byte is the
@@ -34,7 +33,11 @@ pub(super) fn encode_header(first_lsn: u64) -> [u8; HEADER_BYTES] {
 }
 
 /// Writes a header into a freshly created or emptied segment file.
-pub(super) fn write_header(file: &mut File, path: &Path, first_lsn: u64) -> Result<(), WalError> {
+pub(super) fn write_header(
+    file: &mut dyn VfsFile,
+    path: &Path,
+    first_lsn: u64,
+) -> Result<(), WalError> {
     file.write_all(&encode_header(first_lsn))
         .map_err(|e| WalError::io("write header of", path, e))
 }
@@ -42,27 +45,29 @@ pub(super) fn write_header(file: &mut File, path: &Path, first_lsn: u64) -> Resu
 /// Creates a new segment and makes both its contents and its directory
 /// entry durable, so that after a crash recovery never finds records in a
 /// later segment while the file that should hold them is missing.
-pub(super) fn create(dir: &Path, first_lsn: u64, fsync: bool) -> Result<(File, PathBuf), WalError> {
+pub(super) fn create(
+    fs: &dyn Vfs,
+    dir: &Path,
+    first_lsn: u64,
+    fsync: bool,
+) -> Result<(Box<dyn VfsFile>, PathBuf), WalError> {
     let path = dir.join(file_name(first_lsn));
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
+    let mut file = fs
+        .create_new(&path)
         .map_err(|e| WalError::io("create", &path, e))?;
-    write_header(&mut file, &path, first_lsn)?;
+    write_header(file.as_mut(), &path, first_lsn)?;
     if fsync {
         file.sync_all()
             .map_err(|e| WalError::io("fsync", &path, e))?;
-        sync_dir(dir)?;
+        sync_dir(fs, dir)?;
     }
     Ok((file, path))
 }
 
 /// Makes renames, creations and deletions inside `dir` durable; on Linux a
 /// file's own fsync does not cover its directory entry.
-pub(super) fn sync_dir(dir: &Path) -> Result<(), WalError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
+pub(super) fn sync_dir(fs: &dyn Vfs, dir: &Path) -> Result<(), WalError> {
+    fs.sync_dir(dir)
         .map_err(|e| WalError::io("fsync directory", dir, e))
 }
 
@@ -71,17 +76,14 @@ pub(super) fn sync_dir(dir: &Path) -> Result<(), WalError> {
 /// Anything named `*.wal` that is not a well-formed segment name is treated
 /// as corruption rather than skipped: a renamed or hand-copied segment could
 /// hold committed entries, and ignoring it would drop them silently.
-pub(super) fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, WalError> {
-    let entries = fs::read_dir(dir).map_err(|e| WalError::io("list", dir, e))?;
+pub(super) fn list(fs: &dyn Vfs, dir: &Path) -> Result<Vec<(u64, PathBuf)>, WalError> {
+    let entries = fs.list(dir).map_err(|e| WalError::io("list", dir, e))?;
     let mut segments = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| WalError::io("list", dir, e))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
+    for name in entries {
         let Some(stem) = name.strip_suffix(EXTENSION) else {
             continue;
         };
-        let path = entry.path();
+        let path = dir.join(&name);
         let lsn = (stem.len() == NAME_DIGITS && stem.bytes().all(|b| b.is_ascii_digit()))
             .then(|| stem.parse::<u64>().ok())
             .flatten()
