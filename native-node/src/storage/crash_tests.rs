@@ -374,3 +374,69 @@ fn fsync_failure_and_enospc_stop_writes_and_lose_nothing_acknowledged() {
         }
     }
 }
+
+/// A store opened in a data directory that does not exist yet: after a power loss the
+/// directories themselves must still be there, or every synced record vanishes with them.
+#[test]
+fn new_directories_survive_power_loss() {
+    let fs = SimFs::new(Image::with_dirs(&["/d"]));
+    let open_nested = |fs: &SimFs| {
+        WalStore::open_with(
+            Arc::new(fs.clone()),
+            Path::new("/d/node1/wal"),
+            Path::new("/d/node1/snapshots"),
+            opts(4096),
+        )
+    };
+    let (mut store, _, _) = open_nested(&fs).expect("open");
+    store.write(&[hs(3, 1), appends(1, 4, 3)]).expect("write");
+    store.sync().expect("sync");
+    drop(store);
+    let crashed = SimFs::new(fs.crash_image(fs.events(), &Plan::DropUnsynced));
+    let (_, got, _) = open_nested(&crashed).expect("reopen after power loss");
+    assert_eq!(
+        got.hard_state.term, 3,
+        "the acknowledged hard state is gone"
+    );
+    assert_eq!(got.entries.len(), 4, "acknowledged entries are gone");
+}
+
+/// Without its WAL a node would start from the snapshot with term 0 and no vote, and could
+/// vote twice in a term it already voted in: refuse, naming what is missing.
+#[test]
+fn a_missing_wal_next_to_a_snapshot_is_refused() {
+    for how in ["removed", "emptied"] {
+        let fs = SimFs::new(Image::with_dirs(&["/d"]));
+        let (mut store, _) = open(&fs, 4096).expect("open");
+        store
+            .write(&[
+                hs(5, 2),
+                appends(1, 8, 5),
+                PersistOp::SaveSnapshot(snapshot(6, 5)),
+                PersistOp::CompactLog(6),
+            ])
+            .expect("write");
+        store.sync().expect("sync");
+        drop(store);
+        let mut image = fs.live();
+        image.remove_tree(Path::new(WAL));
+        if how == "emptied" {
+            image = {
+                let f = SimFs::new(image);
+                crate::wal::io::Vfs::create_dir_all(&f, Path::new(WAL)).expect("mkdir");
+                f.live()
+            };
+        }
+        let err = match open(&SimFs::new(image), 4096) {
+            Ok((_, p)) => panic!(
+                "WAL {how}: started with term {} and vote {:?} next to snapshot 6",
+                p.hard_state.term, p.hard_state.vote
+            ),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            err.contains("WAL") && err.contains("snap-"),
+            "WAL {how}: {err}"
+        );
+    }
+}

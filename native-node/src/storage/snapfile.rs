@@ -177,13 +177,8 @@ impl SnapshotDir {
         dir: &Path,
         fsync: bool,
     ) -> Result<(SnapshotDir, Loaded), SnapshotFileError> {
-        if !fs.is_dir(dir) {
-            fs.create_dir_all(dir)
-                .map_err(|e| io("create directory", dir, e))?;
-            if fsync {
-                sync_dir(fs.as_ref(), &vfs::parent_of(dir))?;
-            }
-        }
+        vfs::create_dir_durable(fs.as_ref(), dir, fsync)
+            .map_err(|e| io("create directory", dir, e))?;
         let mut loaded = Loaded::default();
         let mut snaps = Vec::new();
         for name in fs.list(dir).map_err(|e| io("list", dir, e))? {

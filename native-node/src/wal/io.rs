@@ -148,3 +148,25 @@ pub fn parent_of(path: &Path) -> PathBuf {
         _ => PathBuf::from("."),
     }
 }
+
+/// Creates `dir` and any missing ancestors, and (with `fsync`) fsyncs the parent of every
+/// directory it created, top down: a directory entry is only durable once its parent is synced,
+/// and a data directory that vanishes after a power loss takes everything in it along.
+pub fn create_dir_durable(fs: &dyn Vfs, dir: &Path, fsync: bool) -> io::Result<()> {
+    let missing: Vec<PathBuf> = dir
+        .ancestors()
+        .filter(|a| !a.as_os_str().is_empty())
+        .take_while(|a| !fs.is_dir(a))
+        .map(Path::to_path_buf)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    fs.create_dir_all(dir)?;
+    if fsync {
+        for d in missing.iter().rev() {
+            fs.sync_dir(&parent_of(d))?;
+        }
+    }
+    Ok(())
+}

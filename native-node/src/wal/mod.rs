@@ -432,18 +432,10 @@ impl Wal {
     }
 }
 
-/// Creates the WAL directory, syncing its parent the first time so the
-/// directory itself survives a crash along with the segments inside it.
+/// Creates the WAL directory (and any missing parent), syncing the parent of each directory
+/// created so the WAL itself survives a crash along with the segments inside it.
 fn ensure_dir(fs: &dyn Vfs, dir: &Path, fsync: bool) -> Result<(), WalError> {
-    if fs.is_dir(dir) {
-        return Ok(());
-    }
-    fs.create_dir_all(dir)
-        .map_err(|e| WalError::io("create directory", dir, e))?;
-    if fsync {
-        segment::sync_dir(fs, &io::parent_of(dir))?;
-    }
-    Ok(())
+    io::create_dir_durable(fs, dir, fsync).map_err(|e| WalError::io("create directory", dir, e))
 }
 
 /// The newest segment opened for appending, its length, and the torn tail cut off it.

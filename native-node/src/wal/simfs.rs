@@ -90,6 +90,11 @@ impl Image {
         }
     }
 
+    /// Deletes `dir` and everything under it (for tests of lost directories).
+    pub fn remove_tree(&mut self, dir: &Path) {
+        self.names.retain(|p, _| !p.starts_with(dir));
+    }
+
     pub fn paths(&self) -> Vec<PathBuf> {
         self.names.keys().cloned().collect()
     }
