@@ -5,8 +5,9 @@
 //! only what a real disk could have kept (see `simfs` in the tests), so crash consistency is
 //! checked against power loss, not only against `kill -9` (which keeps the page cache).
 //!
-//! Files are only ever written sequentially here (append, or cut back and append), so the
-//! file handle has no seek: a write always lands at the current end.
+//! Files are written sequentially here (append, or cut back and append), so the file handle
+//! has no seek: a write lands at the current end. The one exception, a WAL segment's
+//! synced-length marker in its header, is an explicit in-place `write_at`.
 
 use std::fmt::Debug;
 use std::fs::{self, File, OpenOptions};
@@ -37,6 +38,9 @@ pub trait Vfs: Send + Sync + Debug {
 /// An open file, written at its end only.
 pub trait VfsFile: Send + Debug {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
+    /// Overwrites bytes in place (the segment header's synced-length marker), without moving
+    /// the end where `write_all` appends.
+    fn write_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<()>;
     /// Cuts (or extends) the file to `len`; later writes land there.
     fn set_len(&mut self, len: u64) -> io::Result<()>;
     fn size(&self) -> io::Result<u64>;
@@ -120,6 +124,10 @@ impl Vfs for StdFs {
 impl VfsFile for StdFile {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         self.file.write_all(buf)
+    }
+
+    fn write_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        std::os::unix::fs::FileExt::write_all_at(&self.file, buf, offset)
     }
 
     fn set_len(&mut self, len: u64) -> io::Result<()> {

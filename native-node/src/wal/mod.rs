@@ -7,11 +7,22 @@
 //! else is reported as [`WalError::Corrupt`] and the node refuses to start.
 //!
 //! On disk: a directory of segments named `{first_lsn:020}.wal`, each a
-//! 16-byte header (`KVWAL\0\0` + format version + first LSN as u64 LE)
-//! followed by `[len u32 LE][crc32c u32 LE over len and payload][payload]`
-//! records. LSNs are implicit (segment first LSN + index), so the header and
-//! the file name are cross-checked, and consecutive segments must continue
-//! each other's LSNs.
+//! 32-byte header (`KVWAL\0\0` + format version 2 + first LSN as u64 LE +
+//! synced-length marker u64 LE + its crc32c + 4 zero bytes; version 1 had
+//! only the first 16 bytes and is still read) followed by
+//! `[len u32 LE][crc32c u32 LE over len and payload][payload]` records. LSNs
+//! are implicit (segment first LSN + index), so the header and the file name
+//! are cross-checked, and consecutive segments must continue each other's
+//! LSNs.
+//!
+//! Torn write or damaged synced data? Before each fdatasync the active
+//! segment's header is rewritten in place with the length the *previous*
+//! fsync made durable (never the one in flight: a crash during this fsync
+//! must not make its own torn tail look like damage). On recovery, a record
+//! that fails below that length, or a segment shorter than it, stops the
+//! node with file and offset; only damage past it is cut off as a torn
+//! tail. The last synced batch before a crash is not covered (its length is
+//! written with the next batch), and neither are version 1 segments.
 
 mod error;
 pub mod io;
@@ -91,6 +102,11 @@ struct Active {
     file: Box<dyn VfsFile>,
     /// Bytes written to the file so far (excluding the in-memory buffer).
     bytes: u64,
+    /// Bytes made durable by the last completed fsync.
+    synced: u64,
+    /// The synced length the header's marker holds now; `None` for a version 1 segment,
+    /// which has no marker.
+    marker: Option<u64>,
 }
 
 /// An open write-ahead log; single writer, owned by the Raft storage task.
@@ -162,6 +178,10 @@ impl Wal {
             expected_lsn = Some(lsn);
 
             if is_last {
+                let marker = match scan.tail {
+                    Tail::TornHeader => Some(0),
+                    _ => scan.synced,
+                };
                 let (file, bytes, torn) = repair_last(
                     fs.as_ref(),
                     &path,
@@ -176,6 +196,8 @@ impl Wal {
                     path,
                     file,
                     bytes,
+                    synced: bytes,
+                    marker,
                 });
             } else {
                 sealed.push(Sealed {
@@ -195,6 +217,8 @@ impl Wal {
                     path,
                     file,
                     bytes: HEADER_BYTES as u64,
+                    synced: HEADER_BYTES as u64,
+                    marker: Some(0),
                 }
             }
         };
@@ -383,12 +407,24 @@ impl Wal {
         Ok(())
     }
 
+    /// fdatasyncs the active segment, first recording in its header what the previous fsync
+    /// made durable (one in-place write on the same file, covered by the same fdatasync), so
+    /// recovery can tell damage to synced records from a torn final write.
     fn sync_active(&mut self) -> Result<(), WalError> {
         if self.dirty && self.opts.fsync {
-            self.active
-                .file
+            let a = &mut self.active;
+            if let Some(marker) = a.marker
+                && a.synced > marker
+            {
+                a.file
+                    .write_at(segment::MARKER_OFFSET, &segment::encode_marker(a.synced))
+                    .map_err(|e| WalError::io("write the synced-length marker of", &a.path, e))?;
+                a.marker = Some(a.synced);
+            }
+            a.file
                 .sync_data()
-                .map_err(|e| WalError::io("fsync", &self.active.path, e))?;
+                .map_err(|e| WalError::io("fsync", &a.path, e))?;
+            a.synced = a.bytes;
         }
         self.dirty = false;
         Ok(())
@@ -416,6 +452,8 @@ impl Wal {
             path,
             file,
             bytes: HEADER_BYTES as u64,
+            synced: HEADER_BYTES as u64,
+            marker: Some(0),
         };
         let old = std::mem::replace(&mut self.active, new);
         tracing::debug!(
@@ -481,7 +519,9 @@ fn repair_last(
     } else {
         len
     };
-    if torn.is_some() && fsync {
+    // Everything recovery read may still sit only in the page cache (a kill -9 keeps it): make
+    // it durable before the synced-length marker can ever claim it.
+    if fsync {
         file.sync_all()
             .map_err(|e| WalError::io("fsync", path, e))?;
     }

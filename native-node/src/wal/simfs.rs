@@ -35,6 +35,12 @@ enum Event {
         ino: Ino,
         data: Vec<u8>,
     },
+    /// In-place overwrite (the WAL header's synced-length marker).
+    WriteAt {
+        ino: Ino,
+        offset: u64,
+        data: Vec<u8>,
+    },
     SetLen {
         ino: Ino,
         len: u64,
@@ -199,7 +205,9 @@ impl SimFs {
         let mut dir_synced: BTreeMap<PathBuf, usize> = BTreeMap::new();
         for e in events {
             match e {
-                Event::Write { ino, .. } | Event::SetLen { ino, .. } => {
+                Event::Write { ino, .. }
+                | Event::WriteAt { ino, .. }
+                | Event::SetLen { ino, .. } => {
                     file_events.entry(*ino).or_default().push(e);
                 }
                 Event::SyncFile { ino } => {
@@ -258,6 +266,14 @@ impl SimFs {
                         };
                         f.extend_from_slice(&data[..cut]);
                     }
+                    Event::WriteAt { offset, data, .. } => {
+                        let cut = if tear && i + 1 == n {
+                            data.len() / 2
+                        } else {
+                            data.len()
+                        };
+                        overwrite(f, *offset, &data[..cut]);
+                    }
                     Event::SetLen { len, .. } => f.resize(*len as usize, 0),
                     _ => {}
                 }
@@ -278,6 +294,14 @@ impl SimFs {
         }
         img
     }
+}
+
+fn overwrite(f: &mut Vec<u8>, offset: u64, data: &[u8]) {
+    let end = offset as usize + data.len();
+    if f.len() < end {
+        f.resize(end, 0);
+    }
+    f[offset as usize..end].copy_from_slice(data);
 }
 
 fn not_found(path: &Path) -> io::Error {
@@ -491,6 +515,19 @@ impl VfsFile for SimFile {
             data: data.to_vec(),
         });
         result
+    }
+
+    fn write_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        let mut inner = self.fs.inner();
+        if let Some(f) = inner.live.files.get_mut(&self.ino) {
+            overwrite(f, offset, buf);
+        }
+        inner.record(Event::WriteAt {
+            ino: self.ino,
+            offset,
+            data: buf.to_vec(),
+        });
+        Ok(())
     }
 
     fn set_len(&mut self, len: u64) -> io::Result<()> {
