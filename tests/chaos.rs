@@ -138,6 +138,92 @@ fn schedules_replay_from_their_seed() {
     }
 }
 
+/// A full disk (here: a file-size limit, so writes fail with EFBIG): the node stops accepting
+/// writes and exits with one clear line naming the WAL file, and a restart with room again
+/// has every write it acknowledged.
+#[test]
+fn a_full_disk_stops_the_node_and_loses_nothing_acknowledged() {
+    use chaos::client::{Conn, Outcome};
+    use chaos::cluster::ChaosCluster;
+    use keyval_core::{ClientRequest, KvOp, KvResult};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = ChaosCluster::start(1, dir.path(), "disk-full", &[]);
+    c.kill9(1);
+    // 1 MiB: room for the cluster identity and a few dozen 20 KiB values in the WAL.
+    c.restart_with_file_limit(1, 1024);
+    assert!(
+        c.wait_leader(Duration::from_secs(15)).is_some(),
+        "no leader"
+    );
+    let mut conn = Conn::open(1, &c.addr(1), Duration::from_secs(2)).expect("connect");
+    let mut acked = Vec::new();
+    let mut failed = None;
+    for seq in 1..=200u64 {
+        let key = format!("k{seq}").into_bytes();
+        let value = vec![b'a' + (seq % 26) as u8; 20_000];
+        let req = ClientRequest {
+            client_id: 7,
+            seq,
+            op: KvOp::Put {
+                key: key.clone(),
+                value: value.clone(),
+            },
+        };
+        match conn.request(req, Duration::from_secs(5)) {
+            (Outcome::Ok(_), _) => acked.push((key, value)),
+            (other, _) => {
+                failed = Some(other);
+                break;
+            }
+        }
+    }
+    assert!(
+        failed.is_some(),
+        "200 puts of 20 KB fit in a 1 MiB file limit?"
+    );
+    assert!(
+        acked.len() > 5,
+        "only {} puts before the disk filled",
+        acked.len()
+    );
+    assert!(
+        common::wait_until(Duration::from_secs(10), || !c.is_running(1)),
+        "the node kept running after its WAL write failed"
+    );
+    let log = std::fs::read_to_string(&c.log_paths()[0]).unwrap_or_default();
+    let line = log
+        .lines()
+        .find(|l| l.starts_with("keyval: error:"))
+        .unwrap_or_else(|| panic!("no error line; log:\n{log}"));
+    assert!(
+        line.contains("WAL") && line.contains("File too large"),
+        "unclear exit message: {line}"
+    );
+
+    println!(
+        "{} puts acknowledged before the disk filled; exit: {line}",
+        acked.len()
+    );
+    c.restart(1);
+    assert!(
+        c.wait_leader(Duration::from_secs(15)).is_some(),
+        "no leader after restart"
+    );
+    let mut conn = Conn::open(1, &c.addr(1), Duration::from_secs(2)).expect("connect");
+    for (i, (key, value)) in acked.iter().enumerate() {
+        let req = ClientRequest {
+            client_id: 8,
+            seq: i as u64 + 1,
+            op: KvOp::Get { key: key.clone() },
+        };
+        match conn.request(req, Duration::from_secs(5)) {
+            (Outcome::Ok(KvResult::Get(Some(v))), _) => assert!(&v == value, "key {i} changed"),
+            other => panic!("acknowledged put {i} lost after the disk filled: {other:?}"),
+        }
+    }
+}
+
 #[test]
 fn chaos_short() {
     let first = env_u64("KEYVAL_CHAOS_SEED").unwrap_or_else(fresh_seed);

@@ -120,10 +120,29 @@ impl ChaosCluster {
 
     /// Starts node `id` if it is not running; its stderr is appended to its log.
     pub fn restart(&mut self, id: u64) {
+        self.start_node(id, None);
+    }
+
+    /// Starts node `id` with files limited to `kib` KiB (`ulimit -f`, with SIGXFSZ ignored so a
+    /// write past the limit fails with EFBIG like a full disk, instead of killing the process).
+    pub fn restart_with_file_limit(&mut self, id: u64, kib: u64) {
+        self.start_node(id, Some(kib));
+    }
+
+    fn start_node(&mut self, id: u64, file_limit_kib: Option<u64>) {
         if self.is_running(id) {
             return;
         }
         let mut cmd = self.command_line(id);
+        if let Some(kib) = file_limit_kib {
+            let inner = cmd;
+            cmd = Command::new("bash");
+            cmd.arg("-c")
+                .arg(format!("trap '' XFSZ; ulimit -f {kib}; exec \"$0\" \"$@\""))
+                .arg(inner.get_program())
+                .args(inner.get_args())
+                .env("RUST_LOG", "info");
+        }
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
