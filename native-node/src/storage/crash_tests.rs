@@ -174,6 +174,10 @@ fn every_crash_point(rec: &Recorded, random: u64) -> usize {
             checked += 1;
         }
     }
+    println!(
+        "{checked} crash images recovered over {} crash points",
+        rec.fs.events() + 1
+    );
     checked
 }
 
@@ -202,7 +206,7 @@ fn crash_anywhere_in_appends_and_segment_rolls() {
     ];
     // ~70-byte records in 400-byte segments: several rolls.
     let rec = record(&batches, 400);
-    let n = every_crash_point(&rec, 4);
+    let n = every_crash_point(&rec, 16);
     assert!(n > 100, "only {n} crash images");
 }
 
@@ -213,7 +217,7 @@ fn crash_anywhere_in_truncation() {
         vec![hs(2, 2), PersistOp::TruncateFrom(4), appends(4, 5, 2)],
         vec![hs(3, 3), PersistOp::TruncateFrom(2), appends(2, 8, 3)],
     ];
-    every_crash_point(&record(&batches, 400), 4);
+    every_crash_point(&record(&batches, 400), 16);
 }
 
 #[test]
@@ -231,7 +235,7 @@ fn crash_anywhere_in_snapshot_save_and_compaction() {
         ],
         vec![appends(17, 18, 1)],
     ];
-    let n = every_crash_point(&record(&batches, 400), 4);
+    let n = every_crash_point(&record(&batches, 400), 16);
     assert!(n > 100, "only {n} crash images");
 }
 
@@ -248,7 +252,7 @@ fn crash_anywhere_in_a_follower_snapshot_install() {
         ],
         vec![appends(10, 12, 2)],
     ];
-    every_crash_point(&record(&batches, 400), 4);
+    every_crash_point(&record(&batches, 400), 16);
 }
 
 /// Longer seeded workloads (appends, elections, conflicts, compactions, installs), crashed at
@@ -256,7 +260,7 @@ fn crash_anywhere_in_a_follower_snapshot_install() {
 #[test]
 fn crash_at_random_points_in_long_workloads() {
     let mut images = 0;
-    for seed in 1..=12u64 {
+    for seed in 1..=24u64 {
         let mut rng = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
         let mut next = move |n: u64| {
             rng ^= rng << 13;
@@ -302,13 +306,13 @@ fn crash_at_random_points_in_long_workloads() {
             batches.push(batch);
         }
         let rec = record(&batches, 300 + next(1000));
-        for _ in 0..150 {
+        for _ in 0..300 {
             let at = next(rec.fs.events() as u64 + 1) as usize;
             check_crash(&rec, at, &Plan::Random(next(u64::MAX)));
             images += 1;
         }
     }
-    assert_eq!(images, 12 * 150);
+    assert_eq!(images, 24 * 300);
 }
 
 /// A failed fsync or a full disk: the store refuses every later write (no retry of the failed
