@@ -253,6 +253,23 @@ fn chaos_long() {
     run_all(configs);
 }
 
+/// The soak's verdict: a leak-like ramp fails, a compaction sawtooth and noise pass.
+#[test]
+fn soak_flags_steady_growth_but_not_a_sawtooth() {
+    use chaos::soak::steady_growth;
+    let xs: Vec<f64> = (0..120).map(|i| i as f64 * 5.0).collect();
+    let ramp: Vec<f64> = xs.iter().map(|x| 10_000.0 + 20.0 * x).collect();
+    assert!(steady_growth(&xs, &ramp, 8192.0).is_some());
+    let saw: Vec<f64> = (0..120)
+        .map(|i| 100_000.0 + (i % 12) as f64 * 50_000.0)
+        .collect();
+    assert!(steady_growth(&xs, &saw, 8192.0).is_none());
+    let noise: Vec<f64> = (0..120)
+        .map(|i| 10_000.0 + ((i * 7919) % 13) as f64 * 300.0)
+        .collect();
+    assert!(steady_growth(&xs, &noise, 8192.0).is_none());
+}
+
 #[test]
 #[ignore = "long: make soak DURATION=1800"]
 fn soak() {

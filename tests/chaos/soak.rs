@@ -97,25 +97,30 @@ fn slope(xs: &[f64], ys: &[f64]) -> f64 {
     }
 }
 
-/// Growth verdict for one node's metric: the fitted growth over the window must stay below a
-/// quarter of the mean (and an absolute floor for tiny values such as thread counts).
-fn growth_problem(node: u64, metric: usize, samples: &[&Sample]) -> Option<String> {
-    if samples.len() < 8 {
+/// Steady growth of `ys` over `xs`: the least-squares growth over the whole window, if it
+/// exceeds a quarter of the mean and `floor` (for tiny values such as thread counts). A
+/// sawtooth (WAL between compactions) or noise fits a flat line and passes.
+pub fn steady_growth(xs: &[f64], ys: &[f64], floor: f64) -> Option<f64> {
+    if xs.len() < 8 || xs.len() != ys.len() {
         return None;
     }
+    let window = xs[xs.len() - 1] - xs[0];
+    let growth = slope(xs, ys) * window;
+    let mean = ys.iter().sum::<f64>() / ys.len() as f64;
+    (growth > (mean * 0.25).max(floor)).then_some(growth)
+}
+
+fn growth_problem(node: u64, metric: usize, samples: &[&Sample]) -> Option<String> {
     let xs: Vec<f64> = samples.iter().map(|s| s.t_s).collect();
     let ys: Vec<f64> = samples.iter().map(|s| s.values[metric]).collect();
-    let window = xs[xs.len() - 1] - xs[0];
-    let growth = slope(&xs, &ys) * window;
-    let mean = ys.iter().sum::<f64>() / ys.len() as f64;
     let floor = [8192.0, 8.0, 4.0, 4.0 * 1048576.0, 1048576.0][metric];
-    (growth > (mean * 0.25).max(floor)).then(|| {
-        format!(
-            "node {node} {}: grows {growth:.0} over {window:.0} s (mean {mean:.0}, slope {:.2}/s)",
-            METRICS[metric],
-            growth / window
-        )
-    })
+    let growth = steady_growth(&xs, &ys, floor)?;
+    let window = xs[xs.len() - 1] - xs[0];
+    Some(format!(
+        "node {node} {}: grows {growth:.0} over {window:.0} s (slope {:.2}/s)",
+        METRICS[metric],
+        growth / window
+    ))
 }
 
 pub fn run(duration: Duration, out: &Path) -> SoakReport {
