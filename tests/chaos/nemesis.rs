@@ -250,7 +250,13 @@ impl Nemesis<'_> {
             }
             Fault::OneWay { from, to } => match self.resolve(from) {
                 Some(from) => {
-                    for &t in to.iter().filter(|&&t| t != from) {
+                    // "The leader" may turn out to be one of `to`: then it loses its way to
+                    // every other node in the list, or to all of them if none is left.
+                    let mut to: Vec<u64> = to.iter().copied().filter(|&t| t != from).collect();
+                    if to.is_empty() {
+                        to = others(&[from]);
+                    }
+                    for &t in &to {
                         self.cluster.links[&(from, t)].cut(Cut::Reset);
                     }
                     format!("one-way loss {from} -> {to:?}")
