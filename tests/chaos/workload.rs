@@ -1,4 +1,9 @@
 //! Concurrent clients doing put/get/delete on a small key set, each recording its history.
+//!
+//! Even-numbered clients follow the cluster: a redirect takes them to the named leader and an
+//! unknown outcome to a random node, so most operations succeed. Odd-numbered clients are
+//! bound to one node, as Jepsen's are: they keep asking it through partitions, pauses and
+//! restarts, which is what catches a deposed leader that still answers.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -48,6 +53,7 @@ fn run_client(
     let mut process = (worker << 32) | generation;
     let mut seq = 0u64;
     let mut written = 0u64;
+    let bound = worker % 2 == 1;
     let mut node_ix = worker as usize % addrs.len();
     let mut conn: Option<Conn> = None;
     let mut history = Vec::new();
@@ -59,7 +65,9 @@ fn run_client(
                 Ok(c) => conn = Some(c),
                 Err(_) => {
                     conn = None;
-                    node_ix = rng.below(addrs.len());
+                    if !bound {
+                        node_ix = rng.below(addrs.len());
+                    }
                     thread::sleep(Duration::from_millis(50));
                     continue;
                 }
@@ -104,7 +112,11 @@ fn run_client(
             process = (worker << 32) | generation;
             seq = 0;
             conn = None;
-            node_ix = rng.below(addrs.len());
+            if !bound {
+                node_ix = rng.below(addrs.len());
+            }
+        } else if failed && bound {
+            thread::sleep(Duration::from_millis(30));
         } else if failed {
             match hint.and_then(|h| addrs.iter().position(|(id, _)| *id == h)) {
                 Some(ix) if ix != node_ix => node_ix = ix,
