@@ -32,6 +32,25 @@ SEEDS ?= 100000
 sim:
 	KEYVAL_SEEDS=$(SEEDS) $(CARGO) test --release -p keyval-core --test simulation -- --nocapture
 
+## Jepsen-style chaos runs of real keyval processes (release build): schedules of SECS (60)
+## seconds alternating 3 and 5 nodes for DURATION (600) seconds in total. A failure prints the
+## command that replays its schedule: make chaos SEED=<seed> NODES=<n> SECS=<s>.
+## Evidence per schedule in artifacts/chaos/<seed>/. `make test` runs a 3 x 20 s version.
+.PHONY: chaos soak
+chaos:
+	$(CARGO) build --release -p native-node --bins
+	KEYVAL_CHAOS_DURATION=$(or $(DURATION),600) KEYVAL_CHAOS_SEED=$(SEED) \
+	KEYVAL_CHAOS_NODES=$(NODES) KEYVAL_CHAOS_SECS=$(SECS) \
+	$(CARGO) test --release --test chaos -- --ignored --nocapture --exact chaos_long
+
+## Soak: steady load with a fault every 30 s on a 3-node cluster for DURATION (1800) seconds;
+## samples RSS, open fds, threads and WAL/snapshot bytes per node and fails on steady growth.
+## Samples and the verdict in artifacts/soak/.
+soak:
+	$(CARGO) build --release -p native-node --bins
+	KEYVAL_SOAK_DURATION=$(or $(DURATION),1800) \
+	$(CARGO) test --release --test chaos -- --ignored --nocapture --exact soak
+
 ## The playground (web-viz): build it, start the local cluster if needed, serve it on :8080.
 .PHONY: playground web-test web-tools
 playground:

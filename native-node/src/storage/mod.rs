@@ -10,15 +10,19 @@
 //! Record payload: one version byte, then the postcard encoding of [`LogRecord`].
 
 pub mod conformance;
+#[cfg(test)]
+mod crash_tests;
 pub mod snapfile;
 pub mod worker;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use keyval_core::{Entry, HardState, Index, PersistOp, Persisted, Snapshot};
 use serde::{Deserialize, Serialize};
 
+use crate::wal::io::Vfs;
 use crate::wal::{TornTail, Wal, WalError, WalOptions};
 use snapfile::{SnapshotDir, SnapshotFileError};
 
@@ -150,8 +154,21 @@ impl WalStore {
         snapshot_dir: &Path,
         opts: WalOptions,
     ) -> Result<(WalStore, Persisted, RecoverySummary), StorageError> {
-        let (snapshots, loaded) = SnapshotDir::open(snapshot_dir, opts.fsync)?;
-        let (wal, recovery) = Wal::open(dir, opts)?;
+        WalStore::open_with(crate::wal::io::std_fs(), dir, snapshot_dir, opts)
+    }
+
+    /// [`WalStore::open`] on the given file system (tests pass one that simulates crashes).
+    pub fn open_with(
+        fs: Arc<dyn Vfs>,
+        dir: &Path,
+        snapshot_dir: &Path,
+        opts: WalOptions,
+    ) -> Result<(WalStore, Persisted, RecoverySummary), StorageError> {
+        let (snapshots, loaded) = SnapshotDir::open_with(fs.clone(), snapshot_dir, opts.fsync)?;
+        if let Some(file) = &loaded.file {
+            refuse_missing_wal(fs.as_ref(), dir, file)?;
+        }
+        let (wal, recovery) = Wal::open_with(fs, dir, opts)?;
         let mut replay = Replay::new(recovery.records.first().map(|(lsn, _)| *lsn) == Some(1));
         for (lsn, payload) in &recovery.records {
             let bad = |reason| StorageError::BadRecord {
@@ -315,6 +332,34 @@ impl LogStore for WalStore {
     fn stats(&self) -> StoreStats {
         self.stats.clone()
     }
+}
+
+/// A snapshot is only ever saved after the WAL's first segment was created and synced, and the
+/// active segment is never deleted, so a snapshot without any segment means the WAL was lost.
+/// Starting anyway would create an empty WAL: term 0 and no vote, so the node could vote twice
+/// in a term it already voted in.
+fn refuse_missing_wal(fs: &dyn Vfs, dir: &Path, snapshot: &Path) -> Result<(), StorageError> {
+    let has_segment = fs.is_dir(dir)
+        && fs
+            .list(dir)
+            .map_err(|e| WalError::Io {
+                op: "list",
+                path: dir.to_path_buf(),
+                source: e,
+            })?
+            .iter()
+            .any(|n| n.ends_with(".wal"));
+    if has_segment {
+        return Ok(());
+    }
+    Err(StorageError::Mismatch {
+        dir: dir.to_path_buf(),
+        snapshot: Some(snapshot.to_path_buf()),
+        reason: "the WAL is missing (no segment file) although a snapshot exists; starting would \
+                 forget this node's term and vote. Restore the WAL, or remove the whole data \
+                 directory to rejoin as a new member"
+            .into(),
+    })
 }
 
 /// Splits an append into contiguous runs of bounded estimated size (at least one entry each).

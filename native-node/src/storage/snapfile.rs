@@ -17,11 +17,12 @@
 //! operator must see. The WAL replay independently refuses a log that starts after the
 //! snapshot, so a deleted newest snapshot is caught too.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use keyval_core::{Index, Snapshot};
+
+use crate::wal::io::{self as vfs, Vfs};
 
 const MAGIC: [u8; 7] = *b"KVSNAP\0";
 const FORMAT_VERSION: u8 = 1;
@@ -147,6 +148,7 @@ pub fn decode(file: &Path, bytes: &[u8], name_index: Index) -> Result<Snapshot, 
 /// The snapshot directory of one node.
 #[derive(Debug)]
 pub struct SnapshotDir {
+    fs: Arc<dyn Vfs>,
     dir: PathBuf,
     fsync: bool,
 }
@@ -166,51 +168,54 @@ impl SnapshotDir {
     /// Opens (creating) the directory, removes leftovers of an interrupted save and older
     /// snapshot files, and loads the newest snapshot.
     pub fn open(dir: &Path, fsync: bool) -> Result<(SnapshotDir, Loaded), SnapshotFileError> {
-        if !dir.is_dir() {
-            fs::create_dir_all(dir).map_err(|e| io("create directory", dir, e))?;
-            if fsync && let Some(parent) = dir.parent() {
-                sync_dir(parent)?;
-            }
-        }
-        let me = SnapshotDir {
-            dir: dir.to_path_buf(),
-            fsync,
-        };
+        SnapshotDir::open_with(vfs::std_fs(), dir, fsync)
+    }
+
+    /// [`SnapshotDir::open`] on the given file system (tests pass one that simulates crashes).
+    pub fn open_with(
+        fs: Arc<dyn Vfs>,
+        dir: &Path,
+        fsync: bool,
+    ) -> Result<(SnapshotDir, Loaded), SnapshotFileError> {
+        vfs::create_dir_durable(fs.as_ref(), dir, fsync)
+            .map_err(|e| io("create directory", dir, e))?;
         let mut loaded = Loaded::default();
         let mut snaps = Vec::new();
-        for e in fs::read_dir(dir).map_err(|e| io("list", dir, e))? {
-            let e = e.map_err(|e| io("list", dir, e))?;
-            let name = e.file_name();
-            let Some(name) = name.to_str() else { continue };
+        for name in fs.list(dir).map_err(|e| io("list", dir, e))? {
+            let p = dir.join(&name);
             if name.ends_with(".tmp") {
-                let p = e.path();
-                fs::remove_file(&p).map_err(|e| io("remove", &p, e))?;
+                fs.remove(&p).map_err(|e| io("remove", &p, e))?;
                 loaded.removed.push(p);
-            } else if let Some(index) = parse_name(name) {
-                snaps.push((index, e.path()));
+            } else if let Some(index) = parse_name(&name) {
+                snaps.push((index, p));
             } else if name.ends_with(EXTENSION) {
                 // Like the WAL: a snapshot-looking file we cannot place may matter; refuse.
                 return Err(SnapshotFileError::Corrupt {
-                    file: e.path(),
+                    file: p,
                     reason: "unexpected file name in the snapshot directory".into(),
                 });
             }
         }
         snaps.sort();
         if let Some((index, path)) = snaps.pop() {
-            let bytes = fs::read(&path).map_err(|e| io("read", &path, e))?;
+            let bytes = fs.read(&path).map_err(|e| io("read", &path, e))?;
             let snapshot = decode(&path, &bytes, index)?;
             loaded.file_bytes = bytes.len() as u64;
             loaded.snapshot = Some(snapshot);
             loaded.file = Some(path);
         }
         for (_, old) in snaps {
-            fs::remove_file(&old).map_err(|e| io("remove", &old, e))?;
+            fs.remove(&old).map_err(|e| io("remove", &old, e))?;
             loaded.removed.push(old);
         }
         if !loaded.removed.is_empty() && fsync {
-            sync_dir(dir)?;
+            sync_dir(fs.as_ref(), dir)?;
         }
+        let me = SnapshotDir {
+            fs,
+            dir: dir.to_path_buf(),
+            fsync,
+        };
         Ok((me, loaded))
     }
 
@@ -221,36 +226,38 @@ impl SnapshotDir {
         let tmp = self.dir.join(TMP_NAME);
         let final_path = self.dir.join(file_name(snapshot.meta.last_index));
         {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&tmp)
+            let mut f = self
+                .fs
+                .create_truncate(&tmp)
                 .map_err(|e| io("create", &tmp, e))?;
             f.write_all(&image).map_err(|e| io("write", &tmp, e))?;
             if self.fsync {
                 f.sync_all().map_err(|e| io("fsync", &tmp, e))?;
             }
         }
-        fs::rename(&tmp, &final_path).map_err(|e| io("rename", &tmp, e))?;
+        self.fs
+            .rename(&tmp, &final_path)
+            .map_err(|e| io("rename", &tmp, e))?;
         if self.fsync {
-            sync_dir(&self.dir)?;
+            sync_dir(self.fs.as_ref(), &self.dir)?;
         }
         // The new file is durable: older ones are superseded.
         let mut removed = false;
-        for e in fs::read_dir(&self.dir).map_err(|e| io("list", &self.dir, e))? {
-            let e = e.map_err(|e| io("list", &self.dir, e))?;
-            let name = e.file_name();
-            if let Some(index) = name.to_str().and_then(parse_name)
+        let names = self
+            .fs
+            .list(&self.dir)
+            .map_err(|e| io("list", &self.dir, e))?;
+        for name in names {
+            if let Some(index) = parse_name(&name)
                 && index < snapshot.meta.last_index
             {
-                let p = e.path();
-                fs::remove_file(&p).map_err(|e| io("remove", &p, e))?;
+                let p = self.dir.join(&name);
+                self.fs.remove(&p).map_err(|e| io("remove", &p, e))?;
                 removed = true;
             }
         }
         if removed && self.fsync {
-            sync_dir(&self.dir)?;
+            sync_dir(self.fs.as_ref(), &self.dir)?;
         }
         Ok(image.len() as u64)
     }
@@ -260,8 +267,6 @@ impl SnapshotDir {
     }
 }
 
-fn sync_dir(dir: &Path) -> Result<(), SnapshotFileError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io("fsync directory", dir, e))
+fn sync_dir(fs: &dyn Vfs, dir: &Path) -> Result<(), SnapshotFileError> {
+    fs.sync_dir(dir).map_err(|e| io("fsync directory", dir, e))
 }

@@ -4,7 +4,7 @@
 //! corrupt it, and two Raft nodes sharing state would break safety, so a node
 //! takes this lock before touching anything in its data directory.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -47,7 +47,10 @@ pub struct DataDirLock {
 
 impl DataDirLock {
     pub fn acquire(dir: &Path) -> Result<DataDirLock, LockError> {
-        fs::create_dir_all(dir).map_err(io_err("create data directory", dir))?;
+        // Durably: the data directory's own entry must survive a power loss, or the WAL and
+        // snapshots synced inside it could vanish with it.
+        super::io::create_dir_durable(&super::io::StdFs, dir, true)
+            .map_err(io_err("create data directory", dir))?;
         let path = dir.join(LOCK_FILE);
         // Not truncated on open: until we hold the lock, the pid inside
         // belongs to whoever does.

@@ -7,27 +7,41 @@
 //! else is reported as [`WalError::Corrupt`] and the node refuses to start.
 //!
 //! On disk: a directory of segments named `{first_lsn:020}.wal`, each a
-//! 16-byte header (`KVWAL\0\0` + format version + first LSN as u64 LE)
-//! followed by `[len u32 LE][crc32c u32 LE over len and payload][payload]`
-//! records. LSNs are implicit (segment first LSN + index), so the header and
-//! the file name are cross-checked, and consecutive segments must continue
-//! each other's LSNs.
+//! 32-byte header (`KVWAL\0\0` + format version 2 + first LSN as u64 LE +
+//! synced-length marker u64 LE + its crc32c + 4 zero bytes; version 1 had
+//! only the first 16 bytes and is still read) followed by
+//! `[len u32 LE][crc32c u32 LE over len and payload][payload]` records. LSNs
+//! are implicit (segment first LSN + index), so the header and the file name
+//! are cross-checked, and consecutive segments must continue each other's
+//! LSNs.
+//!
+//! Torn write or damaged synced data? Before each fdatasync the active
+//! segment's header is rewritten in place with the length the *previous*
+//! fsync made durable (never the one in flight: a crash during this fsync
+//! must not make its own torn tail look like damage). On recovery, a record
+//! that fails below that length, or a segment shorter than it, stops the
+//! node with file and offset; only damage past it is cut off as a torn
+//! tail. The last synced batch before a crash is not covered (its length is
+//! written with the next batch), and neither are version 1 segments.
 
 mod error;
+pub mod io;
 mod lock;
 mod record;
 mod segment;
 #[cfg(test)]
+pub mod simfs;
+#[cfg(test)]
 mod tests;
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use error::WalError;
 pub use lock::{DataDirLock, LockError};
 pub use record::MAX_RECORD_BYTES;
 
+use io::{Vfs, VfsFile};
 use segment::{HEADER_BYTES, Tail};
 
 /// Appends are copied into memory and written out once this much has piled
@@ -85,14 +99,20 @@ struct Sealed {
 struct Active {
     first_lsn: u64,
     path: PathBuf,
-    file: File,
+    file: Box<dyn VfsFile>,
     /// Bytes written to the file so far (excluding the in-memory buffer).
     bytes: u64,
+    /// Bytes made durable by the last completed fsync.
+    synced: u64,
+    /// The synced length the header's marker holds now; `None` for a version 1 segment,
+    /// which has no marker.
+    marker: Option<u64>,
 }
 
 /// An open write-ahead log; single writer, owned by the Raft storage task.
 #[derive(Debug)]
 pub struct Wal {
+    fs: Arc<dyn Vfs>,
     dir: PathBuf,
     opts: WalOptions,
     sealed: Vec<Sealed>,
@@ -111,8 +131,17 @@ impl Wal {
     /// Callers must hold the [`DataDirLock`] for the enclosing data directory;
     /// the WAL itself does not lock so that tests and tools can open it freely.
     pub fn open(dir: &Path, opts: WalOptions) -> Result<(Wal, Recovery), WalError> {
-        ensure_dir(dir, opts.fsync)?;
-        let listed = segment::list(dir)?;
+        Wal::open_with(io::std_fs(), dir, opts)
+    }
+
+    /// [`Wal::open`] on the given file system (tests pass one that can simulate crashes).
+    pub fn open_with(
+        fs: Arc<dyn Vfs>,
+        dir: &Path,
+        opts: WalOptions,
+    ) -> Result<(Wal, Recovery), WalError> {
+        ensure_dir(fs.as_ref(), dir, opts.fsync)?;
+        let listed = segment::list(fs.as_ref(), dir)?;
         let last_idx = listed.len().saturating_sub(1);
 
         let mut records = Vec::new();
@@ -134,7 +163,7 @@ impl Wal {
                 });
             }
             let is_last = i == last_idx;
-            let bytes = fs::read(&path).map_err(|e| WalError::io("read", &path, e))?;
+            let bytes = fs.read(&path).map_err(|e| WalError::io("read", &path, e))?;
             let scan = segment::scan(&path, &bytes, first_lsn, is_last)?;
 
             let mut lsn = first_lsn;
@@ -149,14 +178,26 @@ impl Wal {
             expected_lsn = Some(lsn);
 
             if is_last {
-                let (file, bytes, torn) =
-                    repair_last(&path, first_lsn, bytes.len() as u64, scan.tail, opts.fsync)?;
+                let marker = match scan.tail {
+                    Tail::TornHeader => Some(0),
+                    _ => scan.synced,
+                };
+                let (file, bytes, torn) = repair_last(
+                    fs.as_ref(),
+                    &path,
+                    first_lsn,
+                    bytes.len() as u64,
+                    scan.tail,
+                    opts.fsync,
+                )?;
                 torn_tail = torn;
                 active = Some(Active {
                     first_lsn,
                     path,
                     file,
                     bytes,
+                    synced: bytes,
+                    marker,
                 });
             } else {
                 sealed.push(Sealed {
@@ -170,17 +211,20 @@ impl Wal {
         let active = match active {
             Some(active) => active,
             None => {
-                let (file, path) = segment::create(dir, 1, opts.fsync)?;
+                let (file, path) = segment::create(fs.as_ref(), dir, 1, opts.fsync)?;
                 Active {
                     first_lsn: 1,
                     path,
                     file,
                     bytes: HEADER_BYTES as u64,
+                    synced: HEADER_BYTES as u64,
+                    marker: Some(0),
                 }
             }
         };
         let next_lsn = expected_lsn.unwrap_or(1);
         let wal = Wal {
+            fs,
             dir: dir.to_path_buf(),
             opts,
             sealed,
@@ -251,7 +295,7 @@ impl Wal {
             if next_first > lsn {
                 break;
             }
-            if let Err(e) = fs::remove_file(&seg.path) {
+            if let Err(e) = self.fs.remove(&seg.path) {
                 result = Err(WalError::io("remove", &seg.path, e));
                 break;
             }
@@ -260,7 +304,7 @@ impl Wal {
         self.sealed.drain(..removed);
         result?;
         if removed > 0 && self.opts.fsync {
-            segment::sync_dir(&self.dir)?;
+            segment::sync_dir(self.fs.as_ref(), &self.dir)?;
         }
         if removed > 0 {
             tracing::debug!(dir = %self.dir.display(), removed, before_lsn = lsn, "removed WAL segments");
@@ -363,12 +407,24 @@ impl Wal {
         Ok(())
     }
 
+    /// fdatasyncs the active segment, first recording in its header what the previous fsync
+    /// made durable (one in-place write on the same file, covered by the same fdatasync), so
+    /// recovery can tell damage to synced records from a torn final write.
     fn sync_active(&mut self) -> Result<(), WalError> {
         if self.dirty && self.opts.fsync {
-            self.active
-                .file
+            let a = &mut self.active;
+            if let Some(marker) = a.marker
+                && a.synced > marker
+            {
+                a.file
+                    .write_at(segment::MARKER_OFFSET, &segment::encode_marker(a.synced))
+                    .map_err(|e| WalError::io("write the synced-length marker of", &a.path, e))?;
+                a.marker = Some(a.synced);
+            }
+            a.file
                 .sync_data()
-                .map_err(|e| WalError::io("fsync", &self.active.path, e))?;
+                .map_err(|e| WalError::io("fsync", &a.path, e))?;
+            a.synced = a.bytes;
         }
         self.dirty = false;
         Ok(())
@@ -389,12 +445,15 @@ impl Wal {
     fn roll_inner(&mut self) -> Result<(), WalError> {
         self.flush_buf()?;
         self.sync_active()?;
-        let (file, path) = segment::create(&self.dir, self.next_lsn, self.opts.fsync)?;
+        let (file, path) =
+            segment::create(self.fs.as_ref(), &self.dir, self.next_lsn, self.opts.fsync)?;
         let new = Active {
             first_lsn: self.next_lsn,
             path,
             file,
             bytes: HEADER_BYTES as u64,
+            synced: HEADER_BYTES as u64,
+            marker: Some(0),
         };
         let old = std::mem::replace(&mut self.active, new);
         tracing::debug!(
@@ -411,35 +470,27 @@ impl Wal {
     }
 }
 
-/// Creates the WAL directory, syncing its parent the first time so the
-/// directory itself survives a crash along with the segments inside it.
-fn ensure_dir(dir: &Path, fsync: bool) -> Result<(), WalError> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    fs::create_dir_all(dir).map_err(|e| WalError::io("create directory", dir, e))?;
-    if fsync {
-        let parent = match dir.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        segment::sync_dir(parent)?;
-    }
-    Ok(())
+/// Creates the WAL directory (and any missing parent), syncing the parent of each directory
+/// created so the WAL itself survives a crash along with the segments inside it.
+fn ensure_dir(fs: &dyn Vfs, dir: &Path, fsync: bool) -> Result<(), WalError> {
+    io::create_dir_durable(fs, dir, fsync).map_err(|e| WalError::io("create directory", dir, e))
 }
+
+/// The newest segment opened for appending, its length, and the torn tail cut off it.
+type RepairedTail = (Box<dyn VfsFile>, u64, Option<TornTail>);
 
 /// Cuts a torn tail off the newest segment (or rewrites its header) and
 /// opens it for appending.
 fn repair_last(
+    fs: &dyn Vfs,
     path: &Path,
     first_lsn: u64,
     file_len: u64,
     tail: Tail,
     fsync: bool,
-) -> Result<(File, u64, Option<TornTail>), WalError> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .open(path)
+) -> Result<RepairedTail, WalError> {
+    let mut file = fs
+        .open_append(path)
         .map_err(|e| WalError::io("open", path, e))?;
     let keep = match tail {
         Tail::Clean => None,
@@ -461,16 +512,16 @@ fn repair_last(
         file.set_len(t.offset)
             .map_err(|e| WalError::io("truncate", path, e))?;
     }
-    let len = file
-        .seek(SeekFrom::End(0))
-        .map_err(|e| WalError::io("seek", path, e))?;
+    let len = file.size().map_err(|e| WalError::io("stat", path, e))?;
     let len = if len == 0 {
-        segment::write_header(&mut file, path, first_lsn)?;
+        segment::write_header(file.as_mut(), path, first_lsn)?;
         HEADER_BYTES as u64
     } else {
         len
     };
-    if torn.is_some() && fsync {
+    // Everything recovery read may still sit only in the page cache (a kill -9 keeps it): make
+    // it durable before the synced-length marker can ever claim it.
+    if fsync {
         file.sync_all()
             .map_err(|e| WalError::io("fsync", path, e))?;
     }

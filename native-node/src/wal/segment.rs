@@ -1,23 +1,30 @@
-//! Segment files: naming, the 16-byte header, and validating a segment's
+//! Segment files: naming, the header (with its synced-length marker), and validating a segment's
 //! byte image during recovery.
 //!
 //! Segments are read whole into memory for recovery because every record is
 //! handed back to the caller anyway, and a byte slice makes bounds-checked,
 //! panic-free parsing straightforward.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::WalError;
+use super::io::{Vfs, VfsFile};
 use super::record::{self, Decoded, MAX_RECORD_BYTES, RECORD_HEADER_BYTES};
 
 /// Magic prefix identifying a KeyVal WAL segment; the eighth byte is the
 /// format version so a future format can be refused with a clear message
 /// instead of being misparsed.
 const MAGIC_PREFIX: [u8; 7] = *b"KVWAL\0\0";
-const FORMAT_VERSION: u8 = 1;
-pub(super) const HEADER_BYTES: usize = 16;
+/// Version 2 adds the synced-length marker; version 1 segments (16-byte header, no marker)
+/// are still read, and appended to without a marker until they are sealed.
+const FORMAT_VERSION: u8 = 2;
+const V1: u8 = 1;
+const V1_HEADER_BYTES: usize = 16;
+/// Header of a new segment: magic + version (8), first LSN (8), synced-length marker (8),
+/// CRC32C of the marker (4), reserved zeros (4).
+pub(super) const HEADER_BYTES: usize = 32;
+/// Where the marker (length + CRC) lives; rewritten in place before each fsync.
+pub(super) const MARKER_OFFSET: u64 = 16;
 const EXTENSION: &str = ".wal";
 const NAME_DIGITS: usize = 20;
 
@@ -29,12 +36,28 @@ pub(super) fn encode_header(first_lsn: u64) -> [u8; HEADER_BYTES] {
     let mut h = [0u8; HEADER_BYTES];
     h[..7].copy_from_slice(&MAGIC_PREFIX);
     h[7] = FORMAT_VERSION;
-    h[8..].copy_from_slice(&first_lsn.to_le_bytes());
+    h[8..16].copy_from_slice(&first_lsn.to_le_bytes());
+    h[16..28].copy_from_slice(&encode_marker(0));
     h
 }
 
+/// The synced-length marker: every byte of the segment before `synced` was made durable by a
+/// completed fsync. It is written before the *next* fsync, so it never claims bytes that a
+/// crash during that fsync could still lose.
+pub(super) fn encode_marker(synced: u64) -> [u8; 12] {
+    let mut m = [0u8; 12];
+    m[..8].copy_from_slice(&synced.to_le_bytes());
+    let crc = crc32c::crc32c(&m[..8]);
+    m[8..].copy_from_slice(&crc.to_le_bytes());
+    m
+}
+
 /// Writes a header into a freshly created or emptied segment file.
-pub(super) fn write_header(file: &mut File, path: &Path, first_lsn: u64) -> Result<(), WalError> {
+pub(super) fn write_header(
+    file: &mut dyn VfsFile,
+    path: &Path,
+    first_lsn: u64,
+) -> Result<(), WalError> {
     file.write_all(&encode_header(first_lsn))
         .map_err(|e| WalError::io("write header of", path, e))
 }
@@ -42,27 +65,29 @@ pub(super) fn write_header(file: &mut File, path: &Path, first_lsn: u64) -> Resu
 /// Creates a new segment and makes both its contents and its directory
 /// entry durable, so that after a crash recovery never finds records in a
 /// later segment while the file that should hold them is missing.
-pub(super) fn create(dir: &Path, first_lsn: u64, fsync: bool) -> Result<(File, PathBuf), WalError> {
+pub(super) fn create(
+    fs: &dyn Vfs,
+    dir: &Path,
+    first_lsn: u64,
+    fsync: bool,
+) -> Result<(Box<dyn VfsFile>, PathBuf), WalError> {
     let path = dir.join(file_name(first_lsn));
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
+    let mut file = fs
+        .create_new(&path)
         .map_err(|e| WalError::io("create", &path, e))?;
-    write_header(&mut file, &path, first_lsn)?;
+    write_header(file.as_mut(), &path, first_lsn)?;
     if fsync {
         file.sync_all()
             .map_err(|e| WalError::io("fsync", &path, e))?;
-        sync_dir(dir)?;
+        sync_dir(fs, dir)?;
     }
     Ok((file, path))
 }
 
 /// Makes renames, creations and deletions inside `dir` durable; on Linux a
 /// file's own fsync does not cover its directory entry.
-pub(super) fn sync_dir(dir: &Path) -> Result<(), WalError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
+pub(super) fn sync_dir(fs: &dyn Vfs, dir: &Path) -> Result<(), WalError> {
+    fs.sync_dir(dir)
         .map_err(|e| WalError::io("fsync directory", dir, e))
 }
 
@@ -71,17 +96,14 @@ pub(super) fn sync_dir(dir: &Path) -> Result<(), WalError> {
 /// Anything named `*.wal` that is not a well-formed segment name is treated
 /// as corruption rather than skipped: a renamed or hand-copied segment could
 /// hold committed entries, and ignoring it would drop them silently.
-pub(super) fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, WalError> {
-    let entries = fs::read_dir(dir).map_err(|e| WalError::io("list", dir, e))?;
+pub(super) fn list(fs: &dyn Vfs, dir: &Path) -> Result<Vec<(u64, PathBuf)>, WalError> {
+    let entries = fs.list(dir).map_err(|e| WalError::io("list", dir, e))?;
     let mut segments = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| WalError::io("list", dir, e))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
+    for name in entries {
         let Some(stem) = name.strip_suffix(EXTENSION) else {
             continue;
         };
-        let path = entry.path();
+        let path = dir.join(&name);
         let lsn = (stem.len() == NAME_DIGITS && stem.bytes().all(|b| b.is_ascii_digit()))
             .then(|| stem.parse::<u64>().ok())
             .flatten()
@@ -118,6 +140,9 @@ pub(super) enum Tail {
 pub(super) struct Scan<'a> {
     pub records: Vec<&'a [u8]>,
     pub tail: Tail,
+    /// The synced-length marker: `Some(0)` for a version 2 segment whose marker says nothing
+    /// (never set, or torn by a crash while it was rewritten); `None` for version 1.
+    pub synced: Option<u64>,
 }
 
 /// Validates one segment and extracts its records.
@@ -142,16 +167,22 @@ pub(super) fn scan<'a>(
     let torn_header = Scan {
         records: Vec::new(),
         tail: Tail::TornHeader,
+        synced: Some(0),
     };
 
-    let Some(header) = bytes.first_chunk::<HEADER_BYTES>() else {
+    let header_len = if bytes.get(7) == Some(&V1) {
+        V1_HEADER_BYTES
+    } else {
+        HEADER_BYTES
+    };
+    let Some(header) = bytes.get(..header_len) else {
         if is_last {
             return Ok(torn_header);
         }
         return Err(corrupt(
             0,
             format!(
-                "segment is {} bytes, shorter than its {HEADER_BYTES}-byte header",
+                "segment is {} bytes, shorter than its {header_len}-byte header",
                 bytes.len()
             ),
         ));
@@ -161,10 +192,47 @@ pub(super) fn scan<'a>(
     if is_last && all_zero(bytes) {
         return Ok(torn_header);
     }
-    check_header(header, name_lsn).map_err(|reason| corrupt(0, reason))?;
+    let synced = check_header(header, name_lsn).map_err(|reason| corrupt(0, reason))?;
+    let known = synced.unwrap_or(0);
+    if bytes.len() as u64 > 0 && (bytes.len() as u64) < known {
+        return Err(corrupt(
+            bytes.len(),
+            format!(
+                "the segment ends at {} bytes but its first {known} bytes were synced: synced data is missing",
+                bytes.len()
+            ),
+        ));
+    }
+    let mut scan = scan_records(path, bytes, header_len, is_last)?;
+    scan.synced = synced;
+    if let Tail::TornRecord { offset } = scan.tail
+        && (offset as u64) < known
+    {
+        return Err(corrupt(
+            offset,
+            format!(
+                "damaged record inside the synced part of the segment (synced up to offset {known}): \
+                 this is not a torn write, refusing to drop acknowledged records"
+            ),
+        ));
+    }
+    Ok(scan)
+}
 
+/// The records after the header, and how the segment ends.
+fn scan_records<'a>(
+    path: &Path,
+    bytes: &'a [u8],
+    header_len: usize,
+    is_last: bool,
+) -> Result<Scan<'a>, WalError> {
+    let corrupt = |offset: usize, reason: String| WalError::Corrupt {
+        file: path.to_path_buf(),
+        offset: offset as u64,
+        reason,
+    };
     let mut records = Vec::new();
-    let mut off = HEADER_BYTES;
+    let mut off = header_len;
     while off < bytes.len() {
         match record::decode_at(bytes, off) {
             Decoded::Record { payload, next } => {
@@ -219,19 +287,22 @@ pub(super) fn scan<'a>(
     Ok(Scan {
         records,
         tail: Tail::Clean,
+        synced: None,
     })
 }
 
-fn check_header(header: &[u8; HEADER_BYTES], name_lsn: u64) -> Result<(), String> {
+/// Validates a header; returns the synced-length marker (`None` for a version 1 segment,
+/// `Some(0)` when the marker is torn: a crash while rewriting it, which loses only the claim).
+fn check_header(header: &[u8], name_lsn: u64) -> Result<Option<u64>, String> {
     let Some((magic, lsn_le)) = header.split_first_chunk::<8>() else {
         return Err("truncated header".into());
     };
     if magic[..7] != MAGIC_PREFIX {
         return Err(format!("bad magic {magic:02x?}, not a KeyVal WAL segment"));
     }
-    if magic[7] != FORMAT_VERSION {
+    if magic[7] != FORMAT_VERSION && magic[7] != V1 {
         return Err(format!(
-            "unsupported WAL format version {} (this build reads version {FORMAT_VERSION})",
+            "unsupported WAL format version {} (this build reads versions {V1} and {FORMAT_VERSION})",
             magic[7]
         ));
     }
@@ -244,13 +315,31 @@ fn check_header(header: &[u8; HEADER_BYTES], name_lsn: u64) -> Result<(), String
             "header says first LSN {header_lsn} but the file name says {name_lsn}"
         ));
     }
-    Ok(())
+    if magic[7] == V1 {
+        return Ok(None);
+    }
+    let marker = header.get(16..28).ok_or("truncated header")?;
+    let (len_le, crc_le) = marker.split_at(8);
+    let crc = crc_le
+        .first_chunk::<4>()
+        .map(|b| u32::from_le_bytes(*b))
+        .ok_or("truncated header")?;
+    let synced = len_le
+        .first_chunk::<8>()
+        .map(|b| u64::from_le_bytes(*b))
+        .ok_or("truncated header")?;
+    Ok(Some(if crc32c::crc32c(len_le) == crc {
+        synced
+    } else {
+        0
+    }))
 }
 
 fn torn_at(records: Vec<&[u8]>, offset: usize) -> Scan<'_> {
     Scan {
         records,
         tail: Tail::TornRecord { offset },
+        synced: None,
     }
 }
 

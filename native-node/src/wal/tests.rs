@@ -265,12 +265,16 @@ fn torn_tail_in_last_of_several_segments_with_fsync() {
     };
     let payloads: Vec<Vec<u8>> = (0..20).map(payload).collect();
     write_wal(tmp.path(), o.clone(), &payloads);
+    // Seal the active segment (a no-op when the last roll left it empty).
+    let (mut wal, _) = Wal::open(tmp.path(), o.clone()).unwrap();
+    wal.roll().unwrap();
+    drop(wal);
     let files = segment_files(tmp.path());
     assert!(files.len() >= 3);
     let last = files.last().unwrap();
     let last_len = fs::metadata(last).unwrap().len();
-    // The roll left an empty active segment; put one more record in it and
-    // tear the middle of its payload.
+    // The active segment is empty; put one more record in it and tear the
+    // middle of its payload.
     assert_eq!(last_len, HEADER_BYTES as u64);
     let (mut wal, _) = Wal::open(tmp.path(), o.clone()).unwrap();
     wal.append(&[7u8; 50]).unwrap();
@@ -744,4 +748,57 @@ fn fuzz_random_byte_damage_yields_prefix_or_corrupt() {
         ok > 50 && corrupt > 50 && torn > 50,
         "ok={ok} corrupt={corrupt} torn={torn}"
     );
+}
+
+/// Damage to records an earlier fsync already made durable is not a torn write: recovery
+/// must stop with the file and offset instead of cutting acknowledged records off. Damage
+/// past the synced length (the last batch) is still a torn tail.
+#[test]
+fn damaged_synced_records_are_corrupt_not_a_torn_tail() {
+    let o = WalOptions {
+        segment_bytes: 1 << 20,
+        fsync: true,
+    };
+    let write = |dir: &Path| {
+        let (mut wal, _) = Wal::open(dir, o.clone()).unwrap();
+        for batch in [[1u8; 40], [2u8; 40], [3u8; 40]] {
+            wal.append(&batch).unwrap();
+            wal.sync().unwrap();
+        }
+    };
+    let seg = |dir: &Path| dir.join(file_name(1));
+    let first = HEADER_BYTES;
+    let third = HEADER_BYTES + 2 * (FRAME + 40);
+
+    // The file lost its synced end (e.g. a filesystem rolled the size back).
+    let tmp = TempDir::new().unwrap();
+    write(tmp.path());
+    OpenOptions::new()
+        .write(true)
+        .open(seg(tmp.path()))
+        .unwrap()
+        .set_len((first + 20) as u64)
+        .unwrap();
+    let (file, offset, reason) = expect_corrupt(Wal::open(tmp.path(), o.clone()));
+    assert_eq!(file, seg(tmp.path()));
+    assert_eq!(offset, (first + 20) as u64);
+    assert!(reason.contains("synced"), "{reason}");
+
+    // Synced records zeroed out to the end: looks like an unwritten extent, but was synced.
+    let tmp = TempDir::new().unwrap();
+    write(tmp.path());
+    let mut bytes = fs::read(seg(tmp.path())).unwrap();
+    bytes[first..].fill(0);
+    fs::write(seg(tmp.path()), bytes).unwrap();
+    let (_, offset, reason) = expect_corrupt(Wal::open(tmp.path(), o.clone()));
+    assert_eq!(offset, first as u64);
+    assert!(reason.contains("synced part"), "{reason}");
+
+    // The last batch torn: its length was never recorded as synced, so it is cut off.
+    let tmp = TempDir::new().unwrap();
+    write(tmp.path());
+    flip_byte(&seg(tmp.path()), third + FRAME + 5);
+    let (_, rec) = Wal::open(tmp.path(), o.clone()).unwrap();
+    assert_eq!(rec.records.len(), 2);
+    assert_eq!(rec.torn_tail.map(|t| t.offset), Some(third as u64));
 }
