@@ -157,13 +157,17 @@ fn a_full_disk_stops_the_node_and_loses_nothing_acknowledged() {
         "no leader"
     );
     let mut conn = Conn::open(1, &c.addr(1), Duration::from_secs(2)).expect("connect");
+    let session = match conn.open_session(7, Duration::from_secs(5)) {
+        (Outcome::Ok(KvResult::Session { id }), _) => id,
+        other => panic!("opening a session: {other:?}"),
+    };
     let mut acked = Vec::new();
     let mut failed = None;
     for seq in 1..=200u64 {
         let key = format!("k{seq}").into_bytes();
         let value = vec![b'a' + (seq % 26) as u8; 20_000];
         let req = ClientRequest {
-            client_id: 7,
+            client_id: session,
             seq,
             op: KvOp::Put {
                 key: key.clone(),

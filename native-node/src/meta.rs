@@ -226,7 +226,10 @@ mod tests {
         let old = r#"{"cluster_id":"kv-1","node_id":1,"members":{"1":"127.0.0.1:1"}}"#;
         std::fs::write(dir.path().join(META_FILE), old).expect("write");
         let err = load_or_init(dir.path(), 1, &m, None, false).expect_err("refused");
-        assert!(matches!(err, MetaError::StateFormat { found: 1, .. }), "{err}");
+        assert!(
+            matches!(err, MetaError::StateFormat { found: 1, .. }),
+            "{err}"
+        );
         assert!(err.to_string().contains("recreate"), "{err}");
     }
 }

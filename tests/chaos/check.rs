@@ -24,6 +24,8 @@ pub fn to_operations(history: &[Record]) -> Vec<Operation> {
                 },
                 KvOp::Get { key } => Op::Get { key: key.clone() },
                 KvOp::Delete { key } => Op::Delete { key: key.clone() },
+                // Sessions are opened on the way to a write, never recorded.
+                KvOp::OpenSession => return None,
             };
             let complete = match &r.outcome {
                 Outcome::Fail(_) => return None,
@@ -32,7 +34,7 @@ pub fn to_operations(history: &[Record]) -> Vec<Operation> {
                 Outcome::Ok(res) => Some((
                     r.complete_us,
                     match res {
-                        KvResult::Put => OpResult::Put,
+                        KvResult::Put | KvResult::Session { .. } => OpResult::Put,
                         KvResult::Get(v) => OpResult::Get(v.clone()),
                         KvResult::Delete { deleted } => OpResult::Delete { deleted: *deleted },
                     },

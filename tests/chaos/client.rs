@@ -11,7 +11,7 @@
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use keyval_core::{ClientError, ClientRequest, KvOp, KvResult, NodeId, NodeStatus};
+use keyval_core::{ClientRequest, KvOp, KvResult, NodeId, NodeStatus, ReadConsistency};
 use native_node::wire::{self, ClientFrame, ServerFrame};
 use serde_json::{json, Value};
 use tungstenite::protocol::WebSocketConfig;
@@ -48,11 +48,13 @@ impl Record {
             KvOp::Put { key, value } => ("put", key, Some(text(value))),
             KvOp::Get { key } => ("get", key, None),
             KvOp::Delete { key } => ("delete", key, None),
+            KvOp::OpenSession => ("open-session", &Vec::new(), None),
         };
         let (kind, result) = match &self.outcome {
             Outcome::Ok(KvResult::Put) => ("ok", Value::Null),
             Outcome::Ok(KvResult::Get(v)) => ("ok", json!(v.as_deref().map(text))),
             Outcome::Ok(KvResult::Delete { deleted }) => ("ok", json!(deleted)),
+            Outcome::Ok(KvResult::Session { id }) => ("ok", json!(id)),
             Outcome::Fail(why) => ("fail", json!(why)),
             Outcome::Unknown(why) => ("unknown", json!(why)),
         };
@@ -126,9 +128,45 @@ impl Conn {
     /// Sends one request and waits for its reply. Returns the outcome and, on a redirect, the
     /// leader the node named.
     pub fn request(&mut self, req: ClientRequest, timeout: Duration) -> (Outcome, Option<NodeId>) {
+        let tag = (req.client_id, req.seq);
+        self.exchange(&ClientFrame::Request(req), tag, timeout)
+    }
+
+    /// A read by one of the read paths; `(client_id, seq)` only tag the reply.
+    pub fn read(
+        &mut self,
+        (client_id, seq): (u64, u64),
+        key: Vec<u8>,
+        consistency: ReadConsistency,
+        timeout: Duration,
+    ) -> (Outcome, Option<NodeId>) {
+        let frame = ClientFrame::Read {
+            client_id,
+            seq,
+            key,
+            consistency,
+        };
+        self.exchange(&frame, (client_id, seq), timeout)
+    }
+
+    /// Opens a session (through the log) for the writes of process `nonce`.
+    pub fn open_session(&mut self, nonce: u64, timeout: Duration) -> (Outcome, Option<NodeId>) {
+        let req = ClientRequest {
+            client_id: nonce,
+            seq: 0,
+            op: KvOp::OpenSession,
+        };
+        self.request(req, timeout)
+    }
+
+    fn exchange(
+        &mut self,
+        frame: &ClientFrame,
+        (client_id, seq): (u64, u64),
+        timeout: Duration,
+    ) -> (Outcome, Option<NodeId>) {
         let deadline = Instant::now() + timeout;
-        let (client_id, seq) = (req.client_id, req.seq);
-        if let Err(e) = self.send(&ClientFrame::Request(req)) {
+        if let Err(e) = self.send(frame) {
             // The frame may be partly or wholly written: that is not a definite failure.
             return (Outcome::Unknown(format!("send: {e}")), None);
         }
@@ -140,7 +178,6 @@ impl Conn {
                     let hint = leader.map(|l| l.id);
                     return match reply.outcome {
                         Ok(r) => (Outcome::Ok(r), hint),
-                        Err(ClientError::Stale) => (Outcome::Unknown("stale".into()), hint),
                         Err(e) if e.is_definite() => (Outcome::Fail(e.to_string()), hint),
                         Err(e) => (Outcome::Unknown(e.to_string()), hint),
                     };

@@ -21,6 +21,7 @@ use super::workload::{self, Workload};
 /// Small snapshots and segments, so compaction, segment removal and snapshot installs happen
 /// under faults too, not only appends.
 const NODE_ARGS: &[&str] = &[
+    "--lease-reads",
     "--snapshot-threshold",
     "200",
     "--wal-segment-bytes",

@@ -21,6 +21,7 @@ const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 const FAULT_EVERY: Duration = Duration::from_secs(30);
 const FAULT_HOLD: Duration = Duration::from_secs(5);
 const NODE_ARGS: &[&str] = &[
+    "--lease-reads",
     "--snapshot-threshold",
     "2000",
     "--wal-segment-bytes",

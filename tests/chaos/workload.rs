@@ -1,5 +1,8 @@
 //! Concurrent clients doing put/get/delete on a small key set, each recording its history.
 //!
+//! Writes run under a session each process opens first; reads take the linearizable
+//! (ReadIndex) or the lease path at random (the cluster runs with lease reads on).
+//!
 //! Even-numbered clients follow the cluster: a redirect takes them to the named leader and an
 //! unknown outcome to a random node, so most operations succeed. Odd-numbered clients are
 //! bound to one node, as Jepsen's are: they keep asking it through partitions, pauses and
@@ -10,7 +13,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use keyval_core::{ClientRequest, KvOp, NodeId};
+use keyval_core::{ClientRequest, KvOp, KvResult, NodeId, ReadConsistency};
 
 use super::client::{Conn, Outcome, Record};
 use super::rng::Rng;
@@ -52,6 +55,7 @@ fn run_client(
     let mut generation = 0u64;
     let mut process = (worker << 32) | generation;
     let mut seq = 0u64;
+    let mut session: Option<u64> = None;
     let mut written = 0u64;
     let bound = worker % 2 == 1;
     let mut node_ix = worker as usize % addrs.len();
@@ -86,14 +90,47 @@ fn run_client(
             }
             _ => KvOp::Delete { key: k },
         };
-        seq += 1;
-        let req = ClientRequest {
-            client_id: process,
-            seq,
-            op: op.clone(),
+        let session_id = match session {
+            Some(s) => s,
+            None if op.is_write() => match c.open_session(process, OP_TIMEOUT) {
+                (Outcome::Ok(KvResult::Session { id }), _) => {
+                    session = Some(id);
+                    id
+                }
+                (_, hint) => {
+                    // Nothing of the operation was sent: not part of the history.
+                    conn = None;
+                    if !bound {
+                        node_ix = hint
+                            .and_then(|h| addrs.iter().position(|(id, _)| *id == h))
+                            .unwrap_or_else(|| rng.below(addrs.len()));
+                    }
+                    thread::sleep(Duration::from_millis(30));
+                    continue;
+                }
+            },
+            None => 0,
         };
+        seq += 1;
         let invoke_us = now_us();
-        let (outcome, hint) = c.request(req, OP_TIMEOUT);
+        let (outcome, hint) = match &op {
+            KvOp::Get { key } => {
+                let consistency = if rng.below(2) == 0 {
+                    ReadConsistency::Linearizable
+                } else {
+                    ReadConsistency::Lease
+                };
+                c.read((process, seq), key.clone(), consistency, OP_TIMEOUT)
+            }
+            _ => {
+                let req = ClientRequest {
+                    client_id: session_id,
+                    seq,
+                    op: op.clone(),
+                };
+                c.request(req, OP_TIMEOUT)
+            }
+        };
         let complete_us = now_us();
         let failed = matches!(outcome, Outcome::Fail(_));
         let unknown = matches!(outcome, Outcome::Unknown(_));
@@ -111,6 +148,7 @@ fn run_client(
             generation += 1;
             process = (worker << 32) | generation;
             seq = 0;
+            session = None;
             conn = None;
             if !bound {
                 node_ix = rng.below(addrs.len());
