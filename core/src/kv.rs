@@ -94,7 +94,8 @@ pub enum ClientError {
         size: usize,
         limit: usize,
     },
-    /// Definite: the request's sequence number is older than one already answered for this client.
+    /// Indeterminate: a later request of the same client superseded this one in the
+    /// deduplication table, so whether this one was applied before that is no longer known.
     #[error("stale request: sequence number already superseded")]
     Stale,
 }
@@ -102,7 +103,7 @@ pub enum ClientError {
 impl ClientError {
     /// True when the request certainly did not and will not take effect.
     pub fn is_definite(&self) -> bool {
-        !matches!(self, ClientError::LeadershipLost)
+        !matches!(self, ClientError::LeadershipLost | ClientError::Stale)
     }
 }
 

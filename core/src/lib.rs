@@ -31,6 +31,7 @@ pub mod sim;
 pub mod snapshot;
 pub mod status;
 pub mod types;
+pub mod validate;
 
 pub use config::Config;
 pub use kv::{ClientError, ClientReply, ClientRequest, KvOp, KvResult, KvStore};
@@ -42,3 +43,4 @@ pub use server::KvServer;
 pub use snapshot::{Snapshot, SnapshotMeta};
 pub use status::{LiveFrame, NodeStatus};
 pub use types::{Entry, EntryPayload, HardState, Index, NodeId, Role, Term};
+pub use validate::Implausible;
