@@ -56,11 +56,11 @@ pub struct LeaderHint {
     pub address: Option<String>,
 }
 
-/// A node's status plus what a client needs to map ids to endpoints.
+/// A node's status plus what a client needs to map ids to endpoints. The cluster id is not in
+/// it: without TLS it is the only credential a peer shows, so clients are not handed it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusReply {
     pub status: NodeStatus,
-    pub cluster_id: String,
     pub members: Vec<(NodeId, String)>,
 }
 
