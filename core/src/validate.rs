@@ -10,8 +10,17 @@
 //! term to the ceiling with a few messages; an honest node gets that far ahead only after 2^32
 //! elections in isolation (without Pre-Vote, ~13 years at ten elections a second).
 
+use std::marker::PhantomData;
+
+use serde::de::{Deserialize, Deserializer, Error as _, SeqAccess, Visitor};
+
 use crate::message::{AppendResult, Message, SnapshotResult};
-use crate::types::{Index, Term};
+use crate::types::{Entry, Index, Term};
+
+/// Most entries one AppendEntries may carry when decoded. An entry is ~80 bytes in memory but
+/// can be 3 bytes on the wire, so without a bound a 16 MiB frame of empty entries would cost
+/// ~430 MB to decode. Senders batch far fewer (`max_entries_per_msg`, 4096 in the node).
+pub const MAX_ENTRIES_PER_MESSAGE: usize = 1 << 16;
 
 /// Highest term a message may carry.
 pub const MAX_TERM: Term = 1 << 62;
@@ -157,6 +166,54 @@ impl Message {
     }
 }
 
+/// Decodes a sequence of at most `max` elements, refusing a longer one before allocating for
+/// it (postcard announces the length first), so an untrusted length field never sizes an
+/// allocation beyond the bound.
+pub struct BoundedSeq<T> {
+    max: usize,
+    what: &'static str,
+    element: PhantomData<T>,
+}
+
+impl<T> BoundedSeq<T> {
+    pub fn new(max: usize, what: &'static str) -> Self {
+        BoundedSeq {
+            max,
+            what,
+            element: PhantomData,
+        }
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for BoundedSeq<T> {
+    type Value = Vec<T>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "at most {} {}", self.max, self.what)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+        let too_many = || A::Error::custom(format!("more than {} {}", self.max, self.what));
+        let announced = seq.size_hint().unwrap_or(0);
+        if announced > self.max {
+            return Err(too_many());
+        }
+        let mut out = Vec::with_capacity(announced.min(1024));
+        while let Some(x) = seq.next_element()? {
+            if out.len() == self.max {
+                return Err(too_many());
+            }
+            out.push(x);
+        }
+        Ok(out)
+    }
+}
+
+/// `deserialize_with` for [`Message::AppendEntries`]'s entries.
+pub fn deserialize_entries<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Entry>, D::Error> {
+    d.deserialize_seq(BoundedSeq::new(MAX_ENTRIES_PER_MESSAGE, "entries"))
+}
+
 fn bounded(
     kind: &'static str,
     field: &'static str,
@@ -248,6 +305,25 @@ mod tests {
             term: u64::MAX,
             commit: 9
         }));
+    }
+
+    #[test]
+    fn an_oversized_entry_count_is_refused_before_allocating() {
+        let ok = append(0, 0, 1, &[(1, 1), (2, 1)]);
+        let bytes = postcard::to_allocvec(&ok).expect("encode");
+        assert_eq!(postcard::from_bytes::<Message>(&bytes).expect("decode"), ok);
+        // AppendEntries tag, term, prev index, prev term, then an entry count of 2^40.
+        let hostile = [4u8, 1, 0, 0, 0x80, 0x80, 0x80, 0x80, 0x80, 0x20, 0];
+        assert!(postcard::from_bytes::<Message>(&hostile).is_err());
+        let many: Vec<(u64, u64)> = (1..=MAX_ENTRIES_PER_MESSAGE as u64 + 1)
+            .map(|i| (i, 1))
+            .collect();
+        let bytes = postcard::to_allocvec(&append(0, 0, 1, &many)).expect("encode");
+        assert_eq!(
+            postcard::from_bytes::<Message>(&bytes),
+            Err(postcard::Error::SerdeDeCustom),
+            "one entry over the bound"
+        );
     }
 
     #[test]
