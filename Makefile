@@ -67,12 +67,24 @@ web-tools:
 
 ## The local 3-node cluster (127.0.0.1:7001..7003, data/node{N}); see scripts/cluster.sh.
 ## PROFILE=release for an optimized build; FOLLOW=1 make cluster-logs to follow.
-.PHONY: cluster-start cluster-status cluster-stop cluster-logs
+.PHONY: cluster-start cluster-status cluster-stop cluster-logs certs fuzz
+## TLS=1 runs it with mutual TLS between nodes (certificates from `make certs`, made if missing).
 cluster-start:
-	bash scripts/cluster.sh start
+	TLS=$(TLS) bash scripts/cluster.sh start
 cluster-status:
-	bash scripts/cluster.sh status
+	TLS=$(TLS) bash scripts/cluster.sh status
 cluster-stop:
 	bash scripts/cluster.sh stop
 cluster-logs:
 	bash scripts/cluster.sh logs
+
+## A throwaway peer CA, client CA and node certificates for the local cluster in data/certs
+## (SAN node-<ID>, localhost, 127.0.0.1). For local use only.
+certs:
+	$(CARGO) run -q -p keyval-tests --example certs -- data/certs 1 2 3
+
+## Each fuzz target for FUZZ_SECS seconds (default 60): execs/s per target, crashing inputs in
+## fuzz/artifacts/. The seed and corpus replay also runs in `make test` (~2 s).
+FUZZ_SECS ?= 60
+fuzz:
+	$(CARGO) run --release -p keyval-fuzz --bin keyval-fuzz -- all $(FUZZ_SECS)

@@ -4,6 +4,9 @@
 # data/node{N}.log and record their PID in data/node{N}.pid.
 #   PROFILE=release make cluster-start   # optimized build (for benchmarks)
 #   KEYVAL_ARGS="--heartbeat-ms 20" make cluster-start
+#   TLS=1 make cluster-start      # mutual TLS between nodes, certificates in data/certs
+#                                 # (made by `make certs` if missing); kvctl then needs
+#                                 # --cacert data/certs/peer-ca.pem
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +19,20 @@ NODES=(1 2 3)
 PEERS="1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003"
 ENDPOINTS="127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003"
 WAIT_SECS=${WAIT_SECS:-20}
+TLS=${TLS:-}
+CERTS=$DATA/certs
+
+# kvctl flags for this cluster: trust the peer CA when TLS is on.
+kvctl_tls() {
+  [ -n "$TLS" ] && [ "$TLS" != 0 ] && echo "--cacert $CERTS/peer-ca.pem"
+  return 0
+}
+
+# keyval flags for node N when TLS is on.
+node_tls() {
+  [ -n "$TLS" ] && [ "$TLS" != 0 ] || return 0
+  echo "--peer-cert-file $CERTS/node-$1.pem --peer-key-file $CERTS/node-$1.key --peer-trusted-ca-file $CERTS/peer-ca.pem"
+}
 
 # Prints the PID of node N if it is running (and really is a keyval process).
 running_pid() {
@@ -36,6 +53,9 @@ build() {
 start() {
   build
   mkdir -p "$DATA"
+  if [ -n "$TLS" ] && [ "$TLS" != 0 ] && [ ! -f "$CERTS/peer-ca.pem" ]; then
+    "$CARGO" run -q -p keyval-tests --example certs -- "$CERTS" "${NODES[@]}"
+  fi
   for n in "${NODES[@]}"; do
     if pid=$(running_pid "$n"); then
       echo "node $n already running (pid $pid)"
@@ -45,15 +65,17 @@ start() {
     # does not reach it.
     # shellcheck disable=SC2086
     setsid "$BIN/keyval" --id "$n" --listen "127.0.0.1:700$n" --peers "$PEERS" \
-      --data-dir "$DATA/node$n" ${KEYVAL_ARGS:-} >>"$DATA/node$n.log" 2>&1 </dev/null &
+      --data-dir "$DATA/node$n" $(node_tls "$n") ${KEYVAL_ARGS:-} >>"$DATA/node$n.log" 2>&1 </dev/null &
     echo $! >"$DATA/node$n.pid"
     echo "node $n started (pid $!, log $DATA/node$n.log)"
   done
   local deadline=$((SECONDS + WAIT_SECS))
   while [ $SECONDS -lt $deadline ]; do
-    if "$BIN/kvctl" --endpoints "$ENDPOINTS" --timeout-ms 1000 -o json status 2>/dev/null |
+    # shellcheck disable=SC2046
+    if "$BIN/kvctl" $(kvctl_tls) --endpoints "$ENDPOINTS" --timeout-ms 1000 -o json status 2>/dev/null |
       grep -q '"role":"leader"'; then
-      "$BIN/kvctl" --endpoints "$ENDPOINTS" status
+      # shellcheck disable=SC2046
+      "$BIN/kvctl" $(kvctl_tls) --endpoints "$ENDPOINTS" status
       return 0
     fi
     for n in "${NODES[@]}"; do
@@ -71,7 +93,8 @@ start() {
 
 status() {
   [ -x "$BIN/kvctl" ] || build
-  "$BIN/kvctl" --endpoints "$ENDPOINTS" status
+  # shellcheck disable=SC2046
+  "$BIN/kvctl" $(kvctl_tls) --endpoints "$ENDPOINTS" status
 }
 
 stop() {

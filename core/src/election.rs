@@ -6,9 +6,15 @@ use crate::node::{invariant, RaftNode};
 use crate::progress::Progress;
 use crate::ready::{NodeEvent, PersistOp};
 use crate::types::{Entry, EntryPayload, Index, NodeId, Role, Term};
+use crate::validate::MAX_TERM;
 
 impl RaftNode {
     pub(crate) fn on_election_timeout(&mut self) {
+        if self.term >= MAX_TERM {
+            // Unreachable through messages (terms above the ceiling are refused), so only a
+            // damaged hard state gets here: stay a follower rather than overflow the term.
+            return;
+        }
         if self.config.pre_vote {
             self.emit(NodeEvent::ElectionTimeout {
                 term: self.term,
@@ -210,7 +216,11 @@ impl RaftNode {
         } else {
             Role::Candidate
         };
-        let expected_term = if pre_vote { self.term + 1 } else { self.term };
+        let expected_term = if pre_vote {
+            self.term.saturating_add(1)
+        } else {
+            self.term
+        };
         if self.role != expected_role || (granted && term != expected_term) {
             return;
         }

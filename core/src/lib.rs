@@ -32,6 +32,7 @@ pub mod sim;
 pub mod snapshot;
 pub mod status;
 pub mod types;
+pub mod validate;
 
 pub use config::Config;
 pub use kv::{ClientError, ClientReply, ClientRequest, KvOp, KvResult, KvStore, ReadConsistency};
@@ -43,3 +44,4 @@ pub use server::KvServer;
 pub use snapshot::{Snapshot, SnapshotMeta};
 pub use status::{LiveFrame, NodeStatus};
 pub use types::{Entry, EntryPayload, HardState, Index, NodeId, Role, Term};
+pub use validate::Implausible;

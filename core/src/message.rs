@@ -39,6 +39,7 @@ pub enum Message {
         term: Term,
         prev_log_index: Index,
         prev_log_term: Term,
+        #[serde(deserialize_with = "crate::validate::deserialize_entries")]
         entries: Vec<Entry>,
         leader_commit: Index,
     },

@@ -247,6 +247,13 @@ impl RaftNode {
         if env.to != self.id || !self.voters.contains(&env.from) || env.from == self.id {
             return;
         }
+        if let Err(e) = env.msg.check_plausible(self.term) {
+            self.emit(NodeEvent::ProtocolViolation {
+                from: env.from,
+                detail: e.to_string(),
+            });
+            return;
+        }
         let from = env.from;
         let msg = env.msg;
         let term = msg.term();

@@ -13,6 +13,8 @@ use clap::Parser;
 use keyval_core::NodeId;
 use serde::Deserialize;
 
+use crate::tls::TlsFiles;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "keyval",
@@ -71,6 +73,31 @@ pub struct Args {
     /// Part of the election timeout a lease gives up for clock drift, in percent [default: 10].
     #[arg(long)]
     pub lease_drift_margin_pct: Option<u32>,
+    /// Client-facing TLS certificate (PEM) [default: the peer certificate].
+    #[arg(long)]
+    pub cert_file: Option<PathBuf>,
+    /// Key of --cert-file (PEM).
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
+    /// CA (PEM) that signs client certificates.
+    #[arg(long)]
+    pub trusted_ca_file: Option<PathBuf>,
+    /// Require a client certificate signed by --trusted-ca-file from every client.
+    #[arg(long)]
+    pub client_cert_auth: bool,
+    /// This node's peer certificate (PEM); its SAN must hold the DNS name node-<ID>. With the
+    /// peer key and CA it turns TLS on: the port then serves only TLS.
+    #[arg(long)]
+    pub peer_cert_file: Option<PathBuf>,
+    /// Key of --peer-cert-file (PEM).
+    #[arg(long)]
+    pub peer_key_file: Option<PathBuf>,
+    /// CA (PEM) that signs every node's peer certificate (mutual TLS between nodes).
+    #[arg(long)]
+    pub peer_trusted_ca_file: Option<PathBuf>,
+    /// Do not serve the live event stream /events (it streams keys and values).
+    #[arg(long)]
+    pub disable_events: bool,
 }
 
 /// Applied entries between snapshots unless configured: at ~300 bytes an entry, a few MB of WAL
@@ -81,6 +108,10 @@ pub const DEFAULT_SNAPSHOT_THRESHOLD: u64 = 10_000;
 /// envelope this stays far below the 16 MiB peer frame limit even when the transport batches
 /// it with up to 4 MiB of appends, and a lost chunk costs one round trip of 1 MiB.
 pub const SNAPSHOT_CHUNK_BYTES: usize = keyval_core::snapshot::MAX_SNAPSHOT_CHUNK_BYTES;
+
+/// Heartbeats per (minimum) election timeout. Below this, one delayed or lost heartbeat makes a
+/// follower campaign, and the cluster churns through elections under ordinary jitter.
+pub const MIN_ELECTION_HEARTBEAT_RATIO: u64 = 3;
 
 /// The TOML file: the same settings as the flags.
 #[derive(Debug, Default, Deserialize)]
@@ -100,6 +131,14 @@ struct FileConfig {
     unsafe_no_fsync: Option<bool>,
     lease_reads: Option<bool>,
     lease_drift_margin_pct: Option<u32>,
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    trusted_ca_file: Option<PathBuf>,
+    client_cert_auth: Option<bool>,
+    peer_cert_file: Option<PathBuf>,
+    peer_key_file: Option<PathBuf>,
+    peer_trusted_ca_file: Option<PathBuf>,
+    disable_events: Option<bool>,
 }
 
 /// Validated settings the node runs with.
@@ -119,6 +158,9 @@ pub struct NodeConfig {
     pub fsync: bool,
     pub lease_reads: bool,
     pub lease_drift_margin_pct: u32,
+    /// TLS files; `None` serves plain HTTP/WebSocket (the default, for local clusters).
+    pub tls: Option<TlsFiles>,
+    pub events_enabled: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -214,9 +256,9 @@ impl NodeConfig {
                 "--heartbeat-ms ({heartbeat_ms}) must be at least --tick-ms ({tick_ms})"
             )));
         }
-        if election_ms <= heartbeat_ms {
+        if election_ms < heartbeat_ms.saturating_mul(MIN_ELECTION_HEARTBEAT_RATIO) {
             return Err(ConfigError::Invalid(format!(
-                "--election-timeout-ms ({election_ms}) must be greater than --heartbeat-ms ({heartbeat_ms})"
+                "--election-timeout-ms ({election_ms}) must be at least {MIN_ELECTION_HEARTBEAT_RATIO} times --heartbeat-ms ({heartbeat_ms}), so one lost heartbeat does not start an election"
             )));
         }
         if election_ms > 60_000 {
@@ -254,6 +296,15 @@ impl NodeConfig {
                 "--lease-drift-margin-pct must be below 100, got {lease_drift_margin_pct}"
             )));
         }
+        let tls = tls_files(
+            args.peer_cert_file.or(file.peer_cert_file),
+            args.peer_key_file.or(file.peer_key_file),
+            args.peer_trusted_ca_file.or(file.peer_trusted_ca_file),
+            args.cert_file.or(file.cert_file),
+            args.key_file.or(file.key_file),
+            args.trusted_ca_file.or(file.trusted_ca_file),
+            args.client_cert_auth || file.client_cert_auth.unwrap_or(false),
+        )?;
         Ok(NodeConfig {
             id,
             listen,
@@ -269,6 +320,8 @@ impl NodeConfig {
             fsync: !(args.unsafe_no_fsync || file.unsafe_no_fsync.unwrap_or(false)),
             lease_reads: args.lease_reads || file.lease_reads.unwrap_or(false),
             lease_drift_margin_pct,
+            tls,
+            events_enabled: !(args.disable_events || file.disable_events.unwrap_or(false)),
         })
     }
 
@@ -291,6 +344,45 @@ impl NodeConfig {
             lease_drift_margin_pct: self.lease_drift_margin_pct,
             ..keyval_core::Config::default()
         }
+    }
+}
+
+/// TLS is on when the three peer files are given; client-facing settings need it on.
+fn tls_files(
+    peer_cert: Option<PathBuf>,
+    peer_key: Option<PathBuf>,
+    peer_ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    client_ca: Option<PathBuf>,
+    client_cert_auth: bool,
+) -> Result<Option<TlsFiles>, ConfigError> {
+    let invalid = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+    if cert.is_some() != key.is_some() {
+        return invalid("--cert-file and --key-file go together");
+    }
+    if client_cert_auth && client_ca.is_none() {
+        return invalid("--client-cert-auth needs --trusted-ca-file");
+    }
+    match (peer_cert, peer_key, peer_ca) {
+        (Some(peer_cert), Some(peer_key), Some(peer_ca)) => Ok(Some(TlsFiles {
+            peer_cert,
+            peer_key,
+            peer_ca,
+            cert,
+            key,
+            client_ca,
+            client_cert_auth,
+        })),
+        (None, None, None) => {
+            if cert.is_some() || client_ca.is_some() {
+                return invalid(
+                    "client TLS needs peer TLS too (--peer-cert-file, --peer-key-file, --peer-trusted-ca-file): the port serves either TLS or plain",
+                );
+            }
+            Ok(None)
+        }
+        _ => invalid("--peer-cert-file, --peer-key-file and --peer-trusted-ca-file go together"),
     }
 }
 
@@ -350,12 +442,74 @@ mod tests {
     #[test]
     fn bad_settings_are_refused() {
         assert!(NodeConfig::from_args(args(&["--heartbeat-ms", "300"])).is_err());
+        let ratio = NodeConfig::from_args(args(&[
+            "--heartbeat-ms",
+            "100",
+            "--election-timeout-ms",
+            "150",
+        ]));
+        assert!(
+            ratio
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("3 times")),
+            "an election timeout under 3 heartbeats is refused: {ratio:?}"
+        );
+        assert!(
+            NodeConfig::from_args(args(&[
+                "--heartbeat-ms",
+                "100",
+                "--election-timeout-ms",
+                "300"
+            ]))
+            .is_ok()
+        );
         assert!(parse_peers("1=a").is_err());
         assert!(parse_peers("x=a:1").is_err());
         assert!(parse_peers("1=a:1,1=b:2").is_err());
         let mut a = args(&[]);
         a.id = Some(9);
         assert!(NodeConfig::from_args(a).is_err());
+    }
+
+    #[test]
+    fn tls_settings_are_checked_together() {
+        let c = NodeConfig::from_args(args(&[])).expect("valid");
+        assert!(c.tls.is_none() && c.events_enabled);
+        let peer = [
+            "--peer-cert-file",
+            "n.pem",
+            "--peer-key-file",
+            "n.key",
+            "--peer-trusted-ca-file",
+            "ca.pem",
+        ];
+        let c = NodeConfig::from_args(args(&peer)).expect("valid");
+        let tls = c.tls.expect("tls on");
+        assert_eq!(tls.peer_ca, PathBuf::from("ca.pem"));
+        assert!(tls.cert.is_none() && !tls.client_cert_auth);
+        assert!(
+            NodeConfig::from_args(args(&peer[..4])).is_err(),
+            "no peer CA"
+        );
+        assert!(
+            NodeConfig::from_args(args(&["--cert-file", "c.pem", "--key-file", "c.key"])).is_err()
+        );
+        let mut auth = peer.to_vec();
+        auth.push("--client-cert-auth");
+        assert!(
+            NodeConfig::from_args(args(&auth)).is_err(),
+            "needs a client CA"
+        );
+        auth.extend(["--trusted-ca-file", "cca.pem"]);
+        assert!(
+            NodeConfig::from_args(args(&auth))
+                .expect("valid")
+                .tls
+                .expect("on")
+                .client_cert_auth
+        );
+        let c = NodeConfig::from_args(args(&["--disable-events"])).expect("valid");
+        assert!(!c.events_enabled);
     }
 
     #[test]

@@ -23,6 +23,9 @@ const EVENT_BUFFER: usize = 4096;
 /// "hung" without relying on heartbeat events (the playground calls a node dead after 1 s).
 const STATUS_KEEPALIVE: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// A frame the subscriber does not take within this ends its subscription.
+const SUBSCRIBER_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[derive(Clone)]
 pub struct EventHub {
     tx: broadcast::Sender<Bytes>,
@@ -106,7 +109,13 @@ pub async fn serve_subscriber(
                 Some(Ok(_)) => continue,
             },
         };
-        if socket.send(WsMessage::Binary(frame)).await.is_err() {
+        // A subscriber that stops reading would block this send forever and keep its slot.
+        let sent = tokio::time::timeout(
+            SUBSCRIBER_SEND_TIMEOUT,
+            socket.send(WsMessage::Binary(frame)),
+        )
+        .await;
+        if !matches!(sent, Ok(Ok(()))) {
             break;
         }
     }

@@ -10,6 +10,10 @@
 //!
 //! HTTP parsing is hyper's (through axum); frame size limits are set on each upgrade so an
 //! oversized frame is refused before it is buffered.
+//!
+//! With TLS on (see [`crate::tls`]), `/raft` and `/events` (which streams keys and values) are
+//! answered only on connections that completed the peer handshake; a client certificate gets
+//! 403. `/events` can also be switched off entirely (`--disable-events`): it then answers 404.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,6 +30,7 @@ use keyval_core::{Envelope, NodeStatus};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
 use crate::events::{self, EventHub};
+use crate::listener::ConnInfo;
 use crate::metrics::Metrics;
 use crate::node_loop::Input;
 use crate::transport::{self, Identity};
@@ -34,6 +39,11 @@ use crate::wire::{self, ClientFrame, MAX_CLIENT_FRAME_BYTES, MAX_PEER_FRAME_BYTE
 /// Replies buffered per client connection; a client that stops reading loses replies, not the
 /// node's memory.
 const CLIENT_REPLY_QUEUE: usize = 1024;
+/// A client connection that sends nothing for this long is closed, so idle connections cannot
+/// hold the bounded client slots forever.
+pub const CLIENT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+/// A reply the client does not take within this closes its connection.
+const CLIENT_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Open WebSocket connections allowed per kind. Every connection holds buffers and a task, so
 /// the count is bounded like every queue; beyond it new upgrades get 503 and the node goes on
@@ -83,6 +93,23 @@ pub struct AppState {
     pub input_tx: mpsc::Sender<Input>,
     pub shutdown: watch::Receiver<bool>,
     pub limits: Limits,
+    /// `/events` is served (`--disable-events` turns it off).
+    pub events_enabled: bool,
+}
+
+/// Refuses peer-only routes to connections that did not prove a peer identity.
+fn peer_only(conn: &ConnInfo, what: &str) -> Option<Response> {
+    if conn.access.is_peer_or_plain() {
+        return None;
+    }
+    tracing::warn!(remote = %conn.remote, what, "refused a non-peer connection on a peer-only route");
+    Some(
+        (
+            StatusCode::FORBIDDEN,
+            format!("{what} needs a peer certificate\n"),
+        )
+            .into_response(),
+    )
 }
 
 pub fn router(state: AppState, ui: Option<PathBuf>) -> Router {
@@ -120,9 +147,14 @@ async fn metrics(State(s): State<AppState>) -> Response {
 
 async fn raft_ws(
     ws: WebSocketUpgrade,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    ConnectInfo(conn): ConnectInfo<ConnInfo>,
     State(s): State<AppState>,
 ) -> Response {
+    if let Some(refused) = peer_only(&conn, "/raft") {
+        s.metrics.peer_rejections.fetch_add(1, Relaxed);
+        return refused;
+    }
+    let remote = conn.remote;
     let Some(permit) = slot(&s.limits.peers) else {
         return too_many("peer");
     };
@@ -131,13 +163,35 @@ async fn raft_ws(
         .max_frame_size(MAX_PEER_FRAME_BYTES)
         .on_failed_upgrade(move |e| tracing::warn!(%remote, error = %e, "failed peer upgrade"))
         .on_upgrade(move |socket| async move {
-            transport::serve_inbound(socket, s.identity, remote, s.peer_tx, s.metrics, s.shutdown)
-                .await;
+            transport::serve_inbound(
+                socket,
+                s.identity,
+                conn.access,
+                remote,
+                s.peer_tx,
+                s.metrics,
+                s.shutdown,
+            )
+            .await;
             drop(permit);
         })
 }
 
-async fn events_ws(ws: WebSocketUpgrade, State(s): State<AppState>) -> Response {
+async fn events_ws(
+    ws: WebSocketUpgrade,
+    ConnectInfo(conn): ConnectInfo<ConnInfo>,
+    State(s): State<AppState>,
+) -> Response {
+    if !s.events_enabled {
+        return (
+            StatusCode::NOT_FOUND,
+            "the event stream is disabled on this node\n",
+        )
+            .into_response();
+    }
+    if let Some(refused) = peer_only(&conn, "/events") {
+        return refused;
+    }
     let Some(permit) = slot(&s.limits.subscribers) else {
         return too_many("event stream");
     };
@@ -152,7 +206,7 @@ async fn events_ws(ws: WebSocketUpgrade, State(s): State<AppState>) -> Response 
 
 async fn client_ws(
     ws: WebSocketUpgrade,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    ConnectInfo(ConnInfo { remote, .. }): ConnectInfo<ConnInfo>,
     State(s): State<AppState>,
 ) -> Response {
     let Some(permit) = slot(&s.limits.clients) else {
@@ -176,11 +230,12 @@ async fn serve_client(socket: WebSocket, remote: SocketAddr, s: AppState) {
     let writer = tokio::spawn(async move {
         while let Some(frame) = reply_rx.recv().await {
             let last = matches!(frame, ServerFrame::Error { .. });
-            if sink
-                .send(WsMessage::Binary(wire::encode(&frame).into()))
-                .await
-                .is_err()
-            {
+            let sent = tokio::time::timeout(
+                CLIENT_SEND_TIMEOUT,
+                sink.send(WsMessage::Binary(wire::encode(&frame).into())),
+            )
+            .await;
+            if !matches!(sent, Ok(Ok(()))) {
                 break;
             }
             if last {
@@ -193,7 +248,13 @@ async fn serve_client(socket: WebSocket, remote: SocketAddr, s: AppState) {
     loop {
         let msg = tokio::select! {
             _ = shutdown.changed() => break,
-            m = stream.next() => m,
+            m = tokio::time::timeout(CLIENT_IDLE_TIMEOUT, stream.next()) => match m {
+                Ok(m) => m,
+                Err(_) => {
+                    tracing::debug!(%remote, "client connection idle too long; closing it");
+                    break;
+                }
+            },
         };
         let bytes = match msg {
             Some(Ok(WsMessage::Binary(b))) => b,

@@ -11,11 +11,13 @@
 pub mod config;
 pub mod events;
 pub mod http;
+pub mod listener;
 pub mod meta;
 pub mod metrics;
 pub mod node_loop;
 pub mod startup;
 pub mod storage;
+pub mod tls;
 pub mod transport;
 pub mod wal;
 pub mod wire;

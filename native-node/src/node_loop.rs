@@ -207,7 +207,6 @@ impl NodeLoop {
             Input::Status { reply_to } => {
                 let _ = reply_to.send(StatusReply {
                     status: NodeStatus::of(&self.server),
-                    cluster_id: self.cluster_id.clone(),
                     members: self.members.iter().map(|(k, v)| (*k, v.clone())).collect(),
                 });
             }

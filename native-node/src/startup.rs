@@ -16,11 +16,13 @@ use tokio::sync::{mpsc, watch};
 use crate::config::NodeConfig;
 use crate::events::EventHub;
 use crate::http::{self, AppState};
+use crate::listener::{ConnInfo, NodeListener};
 use crate::meta::{self, MetaError};
 use crate::metrics::Metrics;
 use crate::node_loop::{self, LoopError, NodeLoop};
 use crate::storage::worker::StorageWorker;
 use crate::storage::{LogStore, StorageError, WalStore};
+use crate::tls::TlsStore;
 use crate::transport::{self, Identity};
 use crate::wal::{DataDirLock, LockError, WalOptions};
 
@@ -50,6 +52,8 @@ pub enum StartError {
     Loop(#[from] LoopError),
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Runs a node until `shutdown` flips to true (or a fatal error), then shuts down gracefully:
@@ -57,6 +61,11 @@ pub enum StartError {
 /// WAL and the connections.
 pub async fn run(cfg: NodeConfig, shutdown_tx: watch::Sender<bool>) -> Result<(), StartError> {
     let shutdown = shutdown_tx.subscribe();
+    // Certificates are checked before the data directory is touched: a wrong file is one line.
+    let tls = match &cfg.tls {
+        Some(files) => Some(TlsStore::load(files.clone(), cfg.id)?),
+        None => None,
+    };
     let lock = DataDirLock::acquire(&cfg.data_dir)?;
     let (meta, created) = meta::load_or_init(
         &cfg.data_dir,
@@ -162,6 +171,7 @@ pub async fn run(cfg: NodeConfig, shutdown_tx: watch::Sender<bool>) -> Result<()
         if id != cfg.id {
             let p = transport::spawn_peer(
                 (*identity).clone(),
+                tls.clone(),
                 id,
                 addr.clone(),
                 metrics.clone(),
@@ -184,14 +194,18 @@ pub async fn run(cfg: NodeConfig, shutdown_tx: watch::Sender<bool>) -> Result<()
         input_tx,
         shutdown: shutdown.clone(),
         limits: http::Limits::default(),
+        events_enabled: cfg.events_enabled,
     };
-    let app =
-        http::router(state, cfg.ui.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let app = http::router(state, cfg.ui.clone()).into_make_service_with_connect_info::<ConnInfo>();
     let mut serve_shutdown = shutdown.clone();
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        // Raft and client frames are small and latency-bound.
-        let _ = tcp.set_nodelay(true);
-    });
+    if let Some(t) = &tls {
+        tokio::spawn(t.clone().watch(shutdown.clone()));
+    }
+    let listener =
+        NodeListener::spawn(listener, tls.clone()).map_err(|source| StartError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
     let server_task = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -199,7 +213,13 @@ pub async fn run(cfg: NodeConfig, shutdown_tx: watch::Sender<bool>) -> Result<()
             })
             .await
     });
-    tracing::info!(listen = %cfg.listen, ui = ?cfg.ui, "serving");
+    tracing::info!(
+        listen = %cfg.listen,
+        ui = ?cfg.ui,
+        tls = tls.is_some(),
+        events = cfg.events_enabled,
+        "serving"
+    );
 
     let node = NodeLoop {
         server,

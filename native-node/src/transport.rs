@@ -10,8 +10,13 @@
 //! votes would only be refused later.
 //!
 //! Inbound: a connection must open with a `Hello` naming our cluster and our id and a known
-//! peer as sender; anything else is refused with a reason, logged, and closed. The node itself
-//! is never affected by what a connection sends.
+//! peer as sender; with TLS on, the connection's peer certificate must also name that sender
+//! (see [`crate::tls`]). Anything else is refused with a reason, logged, and closed. The node
+//! itself is never affected by what a connection sends.
+//!
+//! Idle connections: the dialer pings after [`PEER_KEEPALIVE`] without traffic, and the listener
+//! drops a connection silent for [`PEER_IDLE_TIMEOUT`], so a half-open or abandoned connection
+//! cannot hold one of the bounded peer slots forever.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,7 +30,9 @@ use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message as TMessage};
 
+use crate::listener::BoxIo;
 use crate::metrics::{Metrics, kind_index};
+use crate::tls::{Access, TlsStore, node_name};
 use crate::wire::{self, MAX_PEER_FRAME_BYTES, PeerFrame};
 
 /// Messages queued per peer before new ones are dropped.
@@ -36,6 +43,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 const BACKOFF_MIN: Duration = Duration::from_millis(20);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// The dialer pings an otherwise idle connection this often (a follower may have nothing to say
+/// to another follower for a long time).
+pub const PEER_KEEPALIVE: Duration = Duration::from_secs(5);
+/// The listener drops a connection that sent nothing, ping included, for this long.
+pub const PEER_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The node loop's handle on one peer's outbound queue.
 pub struct PeerSender {
@@ -73,18 +85,20 @@ fn estimate(env: &Envelope) -> usize {
 /// Starts the outbound task for `peer` at `addr`.
 pub fn spawn_peer(
     me: Identity,
+    tls: Option<Arc<TlsStore>>,
     peer: NodeId,
     addr: String,
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
 ) -> PeerSender {
     let (tx, rx) = mpsc::channel(PEER_QUEUE);
-    tokio::spawn(run_peer(me, peer, addr, rx, metrics, shutdown));
+    tokio::spawn(run_peer(me, tls, peer, addr, rx, metrics, shutdown));
     PeerSender { tx }
 }
 
 async fn run_peer(
     me: Identity,
+    tls: Option<Arc<TlsStore>>,
     peer: NodeId,
     addr: String,
     mut rx: mpsc::Receiver<Envelope>,
@@ -92,6 +106,7 @@ async fn run_peer(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let url = format!("ws://{addr}/raft");
+    let tls = tls.as_deref();
     let mut backoff = BACKOFF_MIN;
     let mut logged_down = false;
     metrics.set_peer_up(peer, false);
@@ -99,7 +114,7 @@ async fn run_peer(
         if *shutdown.borrow() {
             return;
         }
-        match dial(&me, peer, &url).await {
+        match dial(&me, tls, peer, &addr, &url).await {
             Ok(ws) => {
                 metrics.peer_connects.fetch_add(1, Relaxed);
                 tracing::info!(peer, %addr, "connected to peer");
@@ -147,13 +162,16 @@ fn jitter(d: Duration) -> Duration {
     d + d.mul_f64((nanos % 1000) as f64 / 4000.0)
 }
 
-type ClientWs =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type ClientWs = tokio_tungstenite::WebSocketStream<BoxIo>;
 
 #[derive(Debug, thiserror::Error)]
-enum DialError {
+pub enum DialError {
     #[error("connect timed out")]
     Timeout,
+    #[error("cannot connect: {0}")]
+    Connect(std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(std::io::Error),
     #[error(transparent)]
     Ws(#[from] tungstenite::Error),
     #[error("peer refused the handshake: {0}")]
@@ -162,15 +180,46 @@ enum DialError {
     Protocol(String),
 }
 
-async fn dial(me: &Identity, peer: NodeId, url: &str) -> Result<ClientWs, DialError> {
+/// Opens a byte stream to `addr`: plain TCP, or TLS that authenticates the server as
+/// `node-<peer>` against the peer CA and presents our peer certificate.
+pub async fn connect_stream(
+    addr: &str,
+    tls: Option<(Arc<rustls::ClientConfig>, String)>,
+) -> Result<BoxIo, DialError> {
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(DialError::Connect)?;
+    let _ = tcp.set_nodelay(true);
+    let Some((config, name)) = tls else {
+        return Ok(Box::pin(tcp));
+    };
+    let server_name = rustls::pki_types::ServerName::try_from(name)
+        .map_err(|e| DialError::Tls(std::io::Error::other(e)))?;
+    let stream = tokio_rustls::TlsConnector::from(config)
+        .connect(server_name, tcp)
+        .await
+        .map_err(DialError::Tls)?;
+    Ok(Box::pin(stream))
+}
+
+async fn dial(
+    me: &Identity,
+    tls: Option<&TlsStore>,
+    peer: NodeId,
+    addr: &str,
+    url: &str,
+) -> Result<ClientWs, DialError> {
     let config = WebSocketConfig::default()
         .read_buffer_size(wire::READ_BUFFER_BYTES)
         .max_message_size(Some(MAX_PEER_FRAME_BYTES))
         .max_frame_size(Some(MAX_PEER_FRAME_BYTES));
-    let (mut ws, _) = tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        tokio_tungstenite::connect_async_with_config(url, Some(config), true),
-    )
+    let tls = tls.map(|t| (t.current().dialer.clone(), node_name(peer)));
+    let (mut ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, async {
+        let stream = connect_stream(addr, tls).await?;
+        tokio_tungstenite::client_async_with_config(url, stream, Some(config))
+            .await
+            .map_err(DialError::from)
+    })
     .await
     .map_err(|_| DialError::Timeout)??;
     let hello = PeerFrame::Hello {
@@ -208,11 +257,19 @@ async fn pump(
 ) -> String {
     let (mut sink, mut stream) = ws.split();
     let mut batch = Vec::new();
+    let mut keepalive = tokio::time::interval(PEER_KEEPALIVE);
+    keepalive.reset();
     loop {
         let first = tokio::select! {
             _ = shutdown.changed() => {
                 let _ = sink.send(TMessage::Close(None)).await;
                 return "shutting down".into();
+            }
+            _ = keepalive.tick() => {
+                if let Err(e) = sink.send(TMessage::Ping(Vec::new().into())).await {
+                    return e.to_string();
+                }
+                continue;
             }
             // The listener sends nothing after Welcome; reading notices a close or reset
             // promptly even while we have nothing to write.
@@ -249,6 +306,7 @@ async fn pump(
         for &k in &kinds {
             metrics.sent_kind(k);
         }
+        keepalive.reset();
     }
 }
 
@@ -256,6 +314,7 @@ async fn pump(
 pub async fn serve_inbound(
     mut socket: WebSocket,
     me: Arc<Identity>,
+    access: Access,
     remote: std::net::SocketAddr,
     to_node: mpsc::Sender<Vec<Envelope>>,
     metrics: Arc<Metrics>,
@@ -268,7 +327,9 @@ pub async fn serve_inbound(
                 cluster_id,
                 from,
                 to,
-            }) => match check_hello(&me, &cluster_id, from, to) {
+            }) => match check_hello(&me, &cluster_id, from, to)
+                .and_then(|()| access.authorizes_node(from))
+            {
                 Ok(()) => from,
                 Err(reason) => {
                     metrics.peer_rejections.fetch_add(1, Relaxed);
@@ -327,7 +388,13 @@ pub async fn serve_inbound(
     loop {
         let msg = tokio::select! {
             _ = shutdown.changed() => break,
-            m = socket.recv() => m,
+            m = tokio::time::timeout(PEER_IDLE_TIMEOUT, socket.recv()) => match m {
+                Ok(m) => m,
+                Err(_) => {
+                    tracing::info!(peer = from, %remote, "peer connection idle too long; closing it");
+                    break;
+                }
+            },
         };
         match msg {
             Some(Ok(WsMessage::Binary(b))) => match wire::decode::<PeerFrame>(&b) {
@@ -395,35 +462,11 @@ pub async fn serve_inbound(
     }
 }
 
-/// Whether a message has a shape a correct peer can produce. Appends must carry contiguous
-/// entries right after `prev_log_index`, with terms that never decrease, start at or above
-/// `prev_log_term` and never exceed the message's term.
+/// Whether a message has a shape a correct peer can produce: the core's own check
+/// ([`Message::check_shape`]), applied here too so malformed messages are counted per
+/// connection and never queued for the node loop.
 pub fn well_formed(msg: &Message) -> bool {
-    match msg {
-        Message::AppendEntries {
-            term,
-            prev_log_index,
-            prev_log_term,
-            entries,
-            ..
-        } => {
-            if prev_log_term > term {
-                return false;
-            }
-            let mut last_term = *prev_log_term;
-            for (i, e) in entries.iter().enumerate() {
-                let Some(want) = prev_log_index.checked_add(i as u64 + 1) else {
-                    return false;
-                };
-                if e.index != want || e.term < last_term || e.term > *term {
-                    return false;
-                }
-                last_term = e.term;
-            }
-            true
-        }
-        _ => true,
-    }
+    msg.check_shape().is_ok()
 }
 
 fn check_hello(me: &Identity, cluster_id: &str, from: NodeId, to: NodeId) -> Result<(), String> {

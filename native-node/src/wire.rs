@@ -39,7 +39,73 @@ pub enum PeerFrame {
         reason: String,
     },
     /// Messages batched by the sender's peer task: one frame per wake-up, not per message.
-    Raft(Vec<Envelope>),
+    /// Decoding is bounded by count and by in-memory size, see [`deserialize_batch`].
+    Raft(#[serde(deserialize_with = "deserialize_batch")] Vec<Envelope>),
+}
+
+/// Most messages in one peer frame: a sender batches at most its queue (4096) per frame.
+pub const MAX_ENVELOPES_PER_FRAME: usize = 8192;
+
+/// Most memory the messages of one decoded peer frame may take. The wire size alone does not
+/// bound it: a 5-byte heartbeat is a 104-byte `Envelope`, a 3-byte entry an 80-byte `Entry`.
+pub const MAX_DECODED_FRAME_BYTES: usize = 64 << 20;
+
+/// In-memory size of one decoded envelope: the struct plus what its vectors hold.
+pub fn decoded_size(env: &Envelope) -> usize {
+    use keyval_core::{EntryPayload, Message};
+    let heap = match &env.msg {
+        Message::AppendEntries { entries, .. } => entries
+            .iter()
+            .map(|e| {
+                std::mem::size_of_val(e)
+                    + match &e.payload {
+                        EntryPayload::Command(req) => req.op.size_hint(),
+                        EntryPayload::Noop => 0,
+                    }
+            })
+            .sum(),
+        Message::InstallSnapshot { meta, data, .. } => data.len() + meta.voters.len() * 8,
+        _ => 0,
+    };
+    std::mem::size_of::<Envelope>() + heap
+}
+
+/// Decodes a batch of envelopes one at a time, refusing it as soon as it exceeds
+/// [`MAX_ENVELOPES_PER_FRAME`] or [`MAX_DECODED_FRAME_BYTES`]; each envelope's own entries are
+/// bounded by the core (`MAX_ENTRIES_PER_MESSAGE`), so no frame costs much more than the limit.
+fn deserialize_batch<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Envelope>, D::Error> {
+    struct Batch;
+    impl<'de> serde::de::Visitor<'de> for Batch {
+        type Value = Vec<Envelope>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(f, "at most {MAX_ENVELOPES_PER_FRAME} peer messages")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            use serde::de::Error;
+            let announced = seq.size_hint().unwrap_or(0);
+            if announced > MAX_ENVELOPES_PER_FRAME {
+                return Err(A::Error::custom(format!(
+                    "{announced} messages in one frame, over the limit of {MAX_ENVELOPES_PER_FRAME}"
+                )));
+            }
+            let mut out = Vec::with_capacity(announced.min(1024));
+            let mut bytes = 0usize;
+            while let Some(env) = seq.next_element::<Envelope>()? {
+                bytes = bytes.saturating_add(decoded_size(&env));
+                if bytes > MAX_DECODED_FRAME_BYTES || out.len() == MAX_ENVELOPES_PER_FRAME {
+                    return Err(A::Error::custom(format!(
+                        "frame decodes to over {MAX_DECODED_FRAME_BYTES} bytes or {MAX_ENVELOPES_PER_FRAME} messages"
+                    )));
+                }
+                out.push(env);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(Batch)
 }
 
 /// Client to node, on `/client`.
@@ -66,11 +132,11 @@ pub struct LeaderHint {
     pub address: Option<String>,
 }
 
-/// A node's status plus what a client needs to map ids to endpoints.
+/// A node's status plus what a client needs to map ids to endpoints. The cluster id is not in
+/// it: without TLS it is the only credential a peer shows, so clients are not handed it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusReply {
     pub status: NodeStatus,
-    pub cluster_id: String,
     pub members: Vec<(NodeId, String)>,
 }
 
@@ -150,6 +216,23 @@ mod tests {
             op: KvOp::Get { key: b"k".to_vec() },
         });
         assert_eq!(decode::<ClientFrame>(&encode(&c)).expect("decode"), c);
+        // A frame of many tiny messages that would decode to far more memory than its size.
+        let heartbeats = PeerFrame::Raft(vec![
+            Envelope {
+                from: 1,
+                to: 2,
+                msg: Message::Heartbeat {
+                    term: 3,
+                    commit: 4,
+                    ctx: 5
+                },
+            };
+            MAX_ENVELOPES_PER_FRAME + 1
+        ]);
+        assert!(decode::<PeerFrame>(&encode(&heartbeats)).is_err());
+        // A count prefix of 2^35 messages is refused before anything is allocated for it.
+        let hostile = [WIRE_VERSION, 3, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01];
+        assert!(decode::<PeerFrame>(&hostile).is_err());
         // Random bytes never panic.
         let mut x: u64 = 0x9e3779b97f4a7c15;
         for len in 0..2000usize {

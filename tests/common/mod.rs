@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod pki;
+
 /// Directory holding `keyval` and `kvctl`: the profile dir the test executable lives under
 /// (`target/<profile>/deps/<test>` -> `target/<profile>`). Builds them once if missing.
 pub fn bin_dir() -> &'static Path {
@@ -122,6 +124,9 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     pub peers: String,
     pub extra_args: Vec<String>,
+    /// With TLS: the directory holding `peer-ca.pem` and `node-<ID>.pem/.key` (see pki.rs);
+    /// every node gets its own peer certificate flags and kvctl trusts the peer CA.
+    pub tls_dir: Option<PathBuf>,
 }
 
 impl Cluster {
@@ -131,9 +136,18 @@ impl Cluster {
     }
 
     pub fn start_with(n: usize, extra_args: &[&str]) -> Cluster {
+        Self::start_full(n, extra_args, None)
+    }
+
+    /// Starts `n` nodes with TLS, certificates from `tls_dir`.
+    pub fn start_tls(n: usize, extra_args: &[&str], tls_dir: &Path) -> Cluster {
+        Self::start_full(n, extra_args, Some(tls_dir.to_path_buf()))
+    }
+
+    fn start_full(n: usize, extra_args: &[&str], tls_dir: Option<PathBuf>) -> Cluster {
         // Ports picked here can be taken by someone else before the node binds them: retry.
         for attempt in 0..5 {
-            let mut c = Self::spawn(n, extra_args);
+            let mut c = Self::spawn(n, extra_args, tls_dir.clone());
             sleep(Duration::from_millis(200));
             let bound = (0..n).all(|i| c.nodes[i].is_running());
             if bound && c.wait_leader(Duration::from_secs(15)).is_some() {
@@ -145,7 +159,7 @@ impl Cluster {
         panic!("could not start a {n}-node cluster");
     }
 
-    fn spawn(n: usize, extra_args: &[&str]) -> Cluster {
+    fn spawn(n: usize, extra_args: &[&str], tls_dir: Option<PathBuf>) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let ports = free_ports(n);
         let peers = ports
@@ -170,6 +184,7 @@ impl Cluster {
             nodes,
             peers,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            tls_dir,
         };
         for id in 1..=n as u64 {
             c.restart(id);
@@ -205,7 +220,26 @@ impl Cluster {
         .arg(&node.data_dir)
         .args(&self.extra_args)
         .env("RUST_LOG", "info");
+        if let Some(dir) = &self.tls_dir {
+            cmd.arg("--peer-cert-file")
+                .arg(dir.join(format!("node-{id}.pem")))
+                .arg("--peer-key-file")
+                .arg(dir.join(format!("node-{id}.key")))
+                .arg("--peer-trusted-ca-file")
+                .arg(dir.join("peer-ca.pem"));
+        }
         cmd
+    }
+
+    /// kvctl flags this cluster needs (TLS trust), before the command.
+    pub fn client_flags(&self) -> Vec<String> {
+        match &self.tls_dir {
+            Some(dir) => vec![
+                "--cacert".into(),
+                dir.join("peer-ca.pem").to_string_lossy().to_string(),
+            ],
+            None => Vec::new(),
+        }
     }
 
     /// Starts node `id` (again), appending its stderr to its log file.
@@ -245,12 +279,15 @@ impl Cluster {
 
     /// Runs kvctl against this cluster with `-o json`.
     pub fn kvctl(&self, args: &[&str]) -> (Option<i32>, Value, String) {
-        kvctl_json(&self.endpoints(), args)
+        let flags = self.client_flags();
+        let mut all: Vec<&str> = flags.iter().map(String::as_str).collect();
+        all.extend_from_slice(args);
+        kvctl_json(&self.endpoints(), &all)
     }
 
     /// Status rows of every endpoint, by node id (reachable ones only).
     pub fn status(&self) -> BTreeMap<u64, Value> {
-        let (_, v, _) = kvctl_json(&self.endpoints(), &["--timeout-ms", "1000", "status"]);
+        let (_, v, _) = self.kvctl(&["--timeout-ms", "1000", "status"]);
         v["nodes"]
             .as_array()
             .map(|rows| {

@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -20,8 +21,19 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message as TMessage;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-type Conn =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Conn = tokio_tungstenite::WebSocketStream<native_node::listener::BoxIo>;
+
+/// TLS settings of this process (`--cacert`, `--cert`, `--key`), set once by `main` before any
+/// connection is made; unset or `None` means plain connections.
+pub static TLS: std::sync::OnceLock<Option<Arc<rustls::ClientConfig>>> = std::sync::OnceLock::new();
+
+/// The TLS server name of an endpoint: its host (an IP address or a DNS name).
+fn host_of(target: &str) -> String {
+    let host = target.rsplit_once(':').map_or(target, |(h, _)| h);
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string()
+}
 
 /// Longest a single connection attempt may take, so a black-holed endpoint cannot eat the
 /// whole timeout while others are up.
@@ -362,12 +374,17 @@ pub async fn connect(target: &str, deadline: Instant) -> Result<Conn, String> {
         .max_message_size(Some(MAX_CLIENT_FRAME_BYTES * 2))
         .max_frame_size(Some(MAX_CLIENT_FRAME_BYTES * 2));
     let limit = (Instant::now() + CONNECT_TIMEOUT).min(deadline);
-    match tokio::time::timeout_at(
-        limit,
-        tokio_tungstenite::connect_async_with_config(&url, Some(config), true),
-    )
-    .await
-    {
+    let tls = TLS.get().cloned().flatten().map(|c| (c, host_of(target)));
+    let opened = tokio::time::timeout_at(limit, async {
+        let stream = native_node::transport::connect_stream(target, tls)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio_tungstenite::client_async_with_config(&url, stream, Some(config))
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    match opened {
         Ok(Ok((conn, _))) => Ok(conn),
         Ok(Err(e)) => Err(format!("{target}: {e}")),
         Err(_) => Err(format!("{target}: connect timed out")),
@@ -414,4 +431,14 @@ pub fn known_members(all: &[EndpointStatus]) -> BTreeMap<NodeId, String> {
         .filter_map(|e| e.result.as_ref().ok())
         .flat_map(|s| s.members.iter().cloned())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tls_server_name_is_the_endpoint_host() {
+        assert_eq!(super::host_of("127.0.0.1:7001"), "127.0.0.1");
+        assert_eq!(super::host_of("node-1.example:7001"), "node-1.example");
+        assert_eq!(super::host_of("[::1]:7001"), "::1");
+    }
 }

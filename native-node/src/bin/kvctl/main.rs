@@ -9,6 +9,7 @@ mod bench;
 mod client;
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -46,6 +47,18 @@ struct Cli {
     /// How long a command may take, retries and leader discovery included.
     #[arg(long, default_value_t = 5000)]
     timeout_ms: u64,
+    /// CA certificate (PEM) that signed the nodes' certificates: connect with TLS.
+    #[arg(long, global = true)]
+    cacert: Option<PathBuf>,
+    /// Client certificate (PEM) for nodes that require one (`keyval --client-cert-auth`).
+    #[arg(long, global = true, requires = "client_key")]
+    cert: Option<PathBuf>,
+    /// Key of --cert (PEM).
+    #[arg(long = "key", id = "client_key", global = true, requires = "cert")]
+    client_key: Option<PathBuf>,
+    /// Values are hex: `put`'s VALUE is parsed as hex and `get` prints hex.
+    #[arg(long, global = true)]
+    hex: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -125,7 +138,20 @@ fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(out, &format!("cannot start the async runtime: {e}"), true),
     };
+    if cli.cert.is_some() && cli.cacert.is_none() {
+        return usage(out, "--cert needs --cacert (TLS)");
+    }
+    if let Some(ca) = &cli.cacert {
+        let pair = cli.cert.as_deref().zip(cli.client_key.as_deref());
+        match native_node::tls::client_config(ca, pair) {
+            Ok(c) => {
+                let _ = client::TLS.set(Some(c));
+            }
+            Err(e) => return fail(out, &e.to_string(), true),
+        }
+    }
     let timeout = Duration::from_millis(cli.timeout_ms);
+    let hex = cli.hex;
     runtime.block_on(async move {
         match cli.command {
             Command::Put {
@@ -133,27 +159,51 @@ fn main() -> ExitCode {
                 value,
                 value_file,
             } => {
-                let value = match read_value(value, value_file) {
-                    Ok(v) => v,
-                    Err(e) => return usage(out, &e),
+                let value = match (hex, value) {
+                    (true, Some(v)) if v != "-" => match decode_hex(&v) {
+                        Some(v) => v,
+                        None => {
+                            return usage(out, "--hex: VALUE is not an even number of hex digits");
+                        }
+                    },
+                    (_, value) => match read_value(value, value_file) {
+                        Ok(v) => v,
+                        Err(e) => return usage(out, &e),
+                    },
                 };
                 let op = KvOp::Put {
                     key: key.into_bytes(),
                     value,
                 };
-                run_op(out, endpoints, timeout, op, ReadConsistency::Linearizable).await
+                run_op(
+                    out,
+                    endpoints,
+                    timeout,
+                    op,
+                    ReadConsistency::Linearizable,
+                    hex,
+                )
+                .await
             }
             Command::Get { key, consistency } => {
                 let op = KvOp::Get {
                     key: key.into_bytes(),
                 };
-                run_op(out, endpoints, timeout, op, consistency.into()).await
+                run_op(out, endpoints, timeout, op, consistency.into(), hex).await
             }
             Command::Delete { key } => {
                 let op = KvOp::Delete {
                     key: key.into_bytes(),
                 };
-                run_op(out, endpoints, timeout, op, ReadConsistency::Linearizable).await
+                run_op(
+                    out,
+                    endpoints,
+                    timeout,
+                    op,
+                    ReadConsistency::Linearizable,
+                    hex,
+                )
+                .await
             }
             Command::Status => status(out, endpoints, timeout).await,
             Command::Bench(args) => {
@@ -198,6 +248,7 @@ async fn run_op(
     timeout: Duration,
     op: KvOp,
     consistency: ReadConsistency,
+    hex: bool,
 ) -> ExitCode {
     if let Err(e) = op.validate() {
         return fail(out, &e.to_string(), true);
@@ -212,10 +263,9 @@ async fn run_op(
         Ok(result) => {
             match (out, result) {
                 (Output::Json, KvResult::Put) => print_line(&json!({"ok": true}).to_string()),
-                (Output::Json, KvResult::Get(Some(v))) => print_line(
-                    &json!({"ok": true, "found": true, "value": String::from_utf8_lossy(&v)})
-                        .to_string(),
-                ),
+                (Output::Json, KvResult::Get(Some(v))) => {
+                    print_line(&value_json(&v, hex).to_string())
+                }
                 (Output::Json, KvResult::Get(None)) => {
                     print_line(&json!({"ok": true, "found": false}).to_string())
                 }
@@ -223,7 +273,8 @@ async fn run_op(
                     print_line(&json!({"ok": true, "deleted": deleted}).to_string())
                 }
                 (Output::Text, KvResult::Put) => print_line("OK"),
-                (Output::Text, KvResult::Get(Some(v))) => print_line(&String::from_utf8_lossy(&v)),
+                (Output::Text, KvResult::Get(Some(v))) if hex => print_line(&encode_hex(&v)),
+                (Output::Text, KvResult::Get(Some(v))) => print_bytes_line(&v),
                 (Output::Text, KvResult::Get(None)) => eprintln!("(not found)"),
                 (Output::Text, KvResult::Delete { deleted: true }) => print_line("deleted"),
                 (Output::Text, KvResult::Delete { deleted: false }) => print_line("not found"),
@@ -346,6 +397,43 @@ async fn status(out: Output, endpoints: Vec<String>, timeout: Duration) -> ExitC
     }
 }
 
+/// A found value in JSON: UTF-8 values as they are (SPEC's exact form); anything else, or
+/// everything with `--hex`, encoded and named by an `encoding` field so it is never corrupted.
+fn value_json(v: &[u8], hex: bool) -> serde_json::Value {
+    use base64::Engine;
+    match (hex, std::str::from_utf8(v)) {
+        (false, Ok(text)) => json!({"ok": true, "found": true, "value": text}),
+        (true, _) => json!({"ok": true, "found": true, "value": encode_hex(v), "encoding": "hex"}),
+        (false, Err(_)) => json!({
+            "ok": true,
+            "found": true,
+            "value": base64::engine::general_purpose::STANDARD.encode(v),
+            "encoding": "base64",
+        }),
+    }
+}
+
+fn encode_hex(v: &[u8]) -> String {
+    v.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|d| u8::from_str_radix(d, 16).ok()))
+        .collect()
+}
+
+/// Writes a value's exact bytes and a newline (text mode): binary values reach a pipe intact.
+fn print_bytes_line(v: &[u8]) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(v);
+    let _ = stdout.write_all(b"\n");
+}
+
 fn print_line(s: &str) {
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "{s}");
@@ -382,4 +470,30 @@ fn usage(out: Output, message: &str) -> ExitCode {
         Output::Text => eprintln!("kvctl: usage error: {message}"),
     }
     ExitCode::from(2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binary_values_survive_json_and_hex() {
+        use base64::Engine;
+        let utf8 = value_json(b"hello", false);
+        assert_eq!(
+            utf8.to_string(),
+            r#"{"ok":true,"found":true,"value":"hello"}"#
+        );
+        let bin = [0xffu8, 0x00, 0xfe, b'a'];
+        let j = value_json(&bin, false);
+        assert_eq!(j["encoding"], "base64");
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(j["value"].as_str().expect("string"))
+            .expect("base64");
+        assert_eq!(decoded, bin);
+        assert_eq!(value_json(&bin, true)["value"], "ff00fe61");
+        assert_eq!(decode_hex("ff00fe61"), Some(bin.to_vec()));
+        assert_eq!(decode_hex("f"), None);
+        assert_eq!(decode_hex("zz"), None);
+    }
 }
