@@ -10,7 +10,8 @@
 //! Module map: [`types`] (ids, entries, hard state), [`message`], [`log`], [`progress`],
 //! [`node`] (state and step), `election`, `replication`, `compaction`, [`kv`] (state machine and client
 //! protocol), [`server`] (node + state machine), [`ready`] (the effects contract), [`snapshot`] (log compaction), [`rng`],
-//! [`config`], [`mutation`] (test-only deliberate bugs), [`sim`] (simulator and checkers).
+//! [`config`], [`mutation`] (test-only deliberate bugs), [`trace`] (the typed event trace every
+//! executor emits), [`sim`] (simulator and checkers).
 
 #![forbid(unsafe_code)]
 
@@ -30,6 +31,7 @@ pub mod server;
 pub mod sim;
 pub mod snapshot;
 pub mod status;
+pub mod trace;
 pub mod types;
 
 pub use config::Config;

@@ -11,7 +11,9 @@ pub mod network;
 pub mod runner;
 pub mod simulator;
 pub mod storage;
-pub mod trace;
+/// The trace types moved to [`crate::trace`] (the native node emits them too); this keeps the
+/// old `sim::trace::…` paths working.
+pub use crate::trace;
 pub mod workload;
 
 pub use checker::Violation;

@@ -1,7 +1,10 @@
-//! The simulator's typed event trace: what happened, when, to whom.
+//! The typed event trace: what happened, when, to whom.
 //!
-//! The playground renders exactly these events, the insta snapshots record their text form, and
-//! a trace exported from the browser replays in `cargo test`. Times are virtual microseconds.
+//! Every executor of the core emits these events: the simulator (times in virtual microseconds)
+//! and the native node's live event stream. The playground renders them, the insta snapshots and
+//! scenario outputs record their text form ([`TraceEvent::render`]), and a trace exported from
+//! the browser replays in `cargo test`. The live stream encodes [`TraceKind`] with postcard, by
+//! variant position: new variants go last.
 
 use serde::{Deserialize, Serialize};
 
