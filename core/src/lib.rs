@@ -11,7 +11,7 @@
 //! [`node`] (state and step), `election`, `replication`, `compaction`, [`kv`] (state machine and client
 //! protocol), [`server`] (node + state machine), [`ready`] (the effects contract), [`snapshot`] (log compaction), [`rng`],
 //! [`config`], [`mutation`] (test-only deliberate bugs), [`trace`] (the typed event trace every
-//! executor emits), [`sim`] (simulator and checkers).
+//! executor emits), [`sim`] (simulator and checkers), [`scenario`] (scripted protocol tests).
 
 #![forbid(unsafe_code)]
 
@@ -27,6 +27,7 @@ pub mod progress;
 pub mod ready;
 mod replication;
 pub mod rng;
+pub mod scenario;
 pub mod server;
 pub mod sim;
 pub mod snapshot;

@@ -66,6 +66,8 @@ pub enum DropReason {
     Partitioned,
     Crashed,
     InboxFull,
+    /// Held on its link and then dropped by a scenario script (`drop`). New variants go last.
+    Script,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,6 +188,13 @@ pub enum TraceKind {
         index: Index,
         term: Term,
         log_last: Index,
+    },
+    /// A message reached a link the scenario script holds: it waits there until the script
+    /// delivers or drops it (see `sim::hold`).
+    Held {
+        id: u64,
+        from: Addr,
+        to: Addr,
     },
 }
 
@@ -434,6 +443,33 @@ impl TraceKind {
                 format!("c{client} gave up seq={seq} (outcome unknown)")
             }
             TraceKind::FaultsStopped => "faults stopped: all nodes up, network healed".into(),
+            TraceKind::Held { id, from, to } => format!("{from}->{to} held #{id}"),
+        }
+    }
+}
+
+/// Picks the events worth reading: everything except heartbeat traffic, which dominates a
+/// trace by count and says little. It leaves out the heartbeat and heartbeat-response sends
+/// ([`TraceEvent::is_heartbeat`]) and also their holds, deliveries and drops, which carry only
+/// the message id, so it must see every event in order, kept or not.
+#[derive(Clone, Debug, Default)]
+pub struct ReadableFilter {
+    /// Heartbeats sent and not yet delivered or dropped: bounded by the messages in flight.
+    heartbeats_in_flight: std::collections::BTreeSet<u64>,
+}
+
+impl ReadableFilter {
+    pub fn keep(&mut self, e: &TraceEvent) -> bool {
+        match &e.kind {
+            TraceKind::Sent { id, .. } if e.is_heartbeat() => {
+                self.heartbeats_in_flight.insert(*id);
+                false
+            }
+            TraceKind::Held { id, .. } => !self.heartbeats_in_flight.contains(id),
+            TraceKind::Delivered { id, .. } | TraceKind::Dropped { id, .. } => {
+                !self.heartbeats_in_flight.remove(id)
+            }
+            _ => true,
         }
     }
 }

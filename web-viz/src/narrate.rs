@@ -55,6 +55,7 @@ pub fn narrate(ev: &TraceEvent, heartbeats: bool, deliveries: bool) -> Option<Na
                 DropReason::Partitioned => "the link is cut",
                 DropReason::Crashed => "the receiver is down",
                 DropReason::InboxFull => "the paused receiver's buffer is full",
+                DropReason::Script => "the scenario dropped it",
             };
             n(
                 format!("Message #{id} {from}→{to} is lost: {why}. Raft tolerates lost messages by retrying."),

@@ -6,6 +6,7 @@
 
 pub mod checker;
 pub mod faults;
+pub mod hold;
 pub mod linearizability;
 pub mod network;
 pub mod runner;
@@ -17,6 +18,7 @@ pub use crate::trace;
 pub mod workload;
 
 pub use checker::Violation;
+pub use hold::{AddrPattern, HeldMessage, LinkPattern};
 pub use network::NetworkConfig;
 pub use runner::{run, FaultProfile, RunConfig, RunReport};
 pub use simulator::{FaultAction, SimConfig, SimNode, Simulator};

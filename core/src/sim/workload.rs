@@ -59,6 +59,9 @@ pub struct Client {
     pub pending: Option<PendingOp>,
     /// Issues only what it is given (the playground's client), never generated operations.
     manual: bool,
+    /// Driven by a scenario script: sends to the node it is told, and never retries or
+    /// redirects on its own (the script does, with `retry`).
+    scripted: bool,
 }
 
 /// Client id used for operations submitted by hand (the playground's put/get/delete box).
@@ -67,6 +70,10 @@ pub const MANUAL_CLIENT: u64 = 100;
 impl Client {
     pub fn is_done(&self) -> bool {
         self.ops_left == 0 && self.pending.is_none()
+    }
+    /// The node the client sends its next request (or retry) to.
+    pub fn target(&self) -> NodeId {
+        self.target
     }
 }
 
@@ -106,6 +113,7 @@ impl Simulator {
                     ops_left: w.ops_per_client,
                     pending: None,
                     manual: false,
+                    scripted: false,
                 },
             );
             let at = self.rng.range(w.think_us.0, w.think_us.1) + 200_000;
@@ -134,12 +142,62 @@ impl Simulator {
             ops_left: 0,
             pending: None,
             manual: true,
+            scripted: false,
         });
         if c.pending.is_some() {
             return Err("the previous request is still pending");
         }
         c.target = target;
         Ok(self.invoke(MANUAL_CLIENT, op))
+    }
+
+    /// Sends `op` as the scripted client `client` to `node`, creating the client on first use.
+    /// A scripted client has one request outstanding at a time and never retries on its own:
+    /// it is refused while the previous request waits for a successful answer.
+    pub fn submit_to(&mut self, client: u64, node: NodeId, op: KvOp) -> Result<u64, String> {
+        let c = self.clients.entry(client).or_insert_with(|| Client {
+            id: client,
+            rng: Rng::new(client),
+            seq: 0,
+            target: node,
+            ops_left: 0,
+            pending: None,
+            manual: true,
+            scripted: true,
+        });
+        if !c.scripted {
+            return Err(format!("c{client} is not a scripted client"));
+        }
+        if let Some(p) = &c.pending {
+            return Err(format!(
+                "c{client} still waits for an answer to seq={} (retry it, or use another client)",
+                p.seq
+            ));
+        }
+        c.target = node;
+        Ok(self.invoke(client, op))
+    }
+
+    /// Sends the scripted client's outstanding request again, with the same sequence number,
+    /// to `node` (the way a real client retries after a timeout or a redirect).
+    pub fn resend(&mut self, client: u64, node: NodeId) -> Result<u64, String> {
+        let Some(c) = self.clients.get_mut(&client).filter(|c| c.scripted) else {
+            return Err(format!("c{client} has sent nothing yet"));
+        };
+        let Some(p) = c.pending.as_mut() else {
+            return Err(format!("c{client} has no request waiting for an answer"));
+        };
+        p.attempt += 1;
+        c.target = node;
+        let (seq, op, attempt) = (p.seq, p.op.clone(), p.attempt);
+        self.record(TraceKind::ClientRetry {
+            client,
+            seq,
+            node,
+            reason: format!("attempt {attempt}"),
+        });
+        self.send_request(client, seq, node, op, attempt);
+        Ok(seq)
     }
 
     pub(super) fn client_wake(&mut self, id: u64) {
@@ -201,6 +259,9 @@ impl Simulator {
             Addr::Node(node),
             Payload::Request { seq, op },
         );
+        if self.clients.get(&id).is_some_and(|c| c.scripted) {
+            return;
+        }
         let at = self.now + self.cfg.workload.timeout_us;
         self.schedule(
             at,
@@ -242,6 +303,7 @@ impl Simulator {
                 let at = now + self.rng.range(lo, hi);
                 self.schedule(at, Action::ClientWake { client: id });
             }
+            Err(_) if c.scripted => {}
             Err(e) => {
                 let delay = match e {
                     ClientError::NotLeader {

@@ -14,7 +14,7 @@ use keyval_core::sim::linearizability::OpResult;
 use keyval_core::sim::workload::MANUAL_CLIENT;
 use keyval_core::sim::{FaultAction, SimConfig, Simulator};
 use keyval_core::trace::Payload;
-use keyval_core::trace::{TraceEvent, TraceKind};
+use keyval_core::trace::{ReadableFilter, TraceEvent, TraceKind};
 use keyval_core::{Entry, EntryPayload, Index, Message, NodeId, RaftNode, Role};
 
 /// Virtual microseconds.
@@ -332,31 +332,13 @@ pub fn replied_ok_to_manual_client(sim: &Simulator, node: NodeId, since: u64) ->
         })
 }
 
-/// The readable form of a trace, one line per event, leaving out heartbeats: the heartbeat and
-/// heartbeat-response sends (`TraceEvent::is_heartbeat`) and also their deliveries and drops,
-/// which only carry the message id.
+/// The readable form of a trace between two times, one line per event, leaving out heartbeat
+/// traffic ([`ReadableFilter`]).
 pub fn readable_trace(events: &[TraceEvent], from: u64, to: u64) -> String {
-    let mut heartbeat_ids = std::collections::BTreeSet::new();
+    let mut filter = ReadableFilter::default();
     let mut out = String::new();
     for e in events {
-        if let TraceKind::Sent {
-            id,
-            payload: Payload::Raft(Message::Heartbeat { .. } | Message::HeartbeatResponse { .. }),
-            ..
-        } = &e.kind
-        {
-            heartbeat_ids.insert(*id);
-        }
-        if e.time < from || e.time > to || e.is_heartbeat() {
-            continue;
-        }
-        let hb_followup = match &e.kind {
-            TraceKind::Delivered { id, .. } | TraceKind::Dropped { id, .. } => {
-                heartbeat_ids.contains(id)
-            }
-            _ => false,
-        };
-        if !hb_followup {
+        if filter.keep(e) && e.time >= from && e.time <= to {
             out.push_str(&e.render());
             out.push('\n');
         }
