@@ -63,6 +63,11 @@ impl Session {
         self.sim.as_ref()
     }
 
+    /// What the `status` command prints, once the cluster is set up.
+    pub fn status(&self) -> Option<String> {
+        self.sim.as_ref().map(inspect::status)
+    }
+
     /// Everything printed so far: each command (`> command`), then its output.
     pub fn output(&self) -> &str {
         &self.output
