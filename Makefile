@@ -1,7 +1,7 @@
 # Thin wrappers: the real logic lives in cargo and scripts/.
 CARGO ?= cargo
 
-.PHONY: build test test-rust lint fmt bench sim
+.PHONY: build test test-rust lint fmt bench sim scenario
 
 build:
 	$(CARGO) build --workspace --bins
@@ -50,6 +50,11 @@ soak:
 	$(CARGO) build --release -p native-node --bins
 	KEYVAL_SOAK_DURATION=$(or $(DURATION),1800) \
 	$(CARGO) test --release --test chaos -- --ignored --nocapture --exact soak
+## One scenario script with its whole output (docs/scenarios.md):
+## make scenario FILE=snapshots/scenarios/split_vote.scn
+scenario:
+	@test -n "$(FILE)" || { echo "usage: make scenario FILE=snapshots/scenarios/NAME.scn"; exit 2; }
+	$(CARGO) run -q -p keyval-core --example run_scenario -- $(FILE)
 
 ## The playground (web-viz): build it, start the local cluster if needed, serve it on :8080.
 .PHONY: playground web-test web-tools

@@ -15,7 +15,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::*;
-use keyval_core::sim::trace::TraceKind;
+use keyval_core::trace::TraceKind;
 use keyval_core::{ClientRequest, Entry, EntryPayload, Envelope, KvOp, LiveFrame, Message};
 use native_node::wire::{self, ClientFrame, PeerFrame, ServerFrame};
 use serde_json::{json, Value};

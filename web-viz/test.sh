@@ -14,10 +14,10 @@ bash scripts/install-web-tools.sh
 echo "==> native engine and scenario tests"
 cargo test -p web-viz
 
-echo "==> reducer unit tests in headless Chromium (wasm-bindgen-test)"
+echo "==> reducer and scenario-player tests in headless Chromium (wasm-bindgen-test)"
 CHROMEDRIVER=${CHROMEDRIVER:-/usr/bin/chromedriver} \
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
-  cargo test -p web-viz --target wasm32-unknown-unknown --test wasm_reducer
+  cargo test -p web-viz --target wasm32-unknown-unknown --test wasm_reducer --test wasm_scenario
 
 echo "==> release build"
 trunk build --release

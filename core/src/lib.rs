@@ -10,7 +10,8 @@
 //! Module map: [`types`] (ids, entries, hard state), [`message`], [`log`], [`progress`], [`read`] (ReadIndex, leases, follower reads),
 //! [`node`] (state and step), `election`, `replication`, `compaction`, [`kv`] (state machine and client
 //! protocol), [`server`] (node + state machine), [`ready`] (the effects contract), [`snapshot`] (log compaction), [`rng`],
-//! [`config`], [`mutation`] (test-only deliberate bugs), [`sim`] (simulator and checkers).
+//! [`config`], [`mutation`] (test-only deliberate bugs), [`trace`] (the typed event trace every
+//! executor emits), [`sim`] (simulator and checkers), [`scenario`] (scripted protocol tests).
 
 #![forbid(unsafe_code)]
 
@@ -27,10 +28,12 @@ pub mod read;
 pub mod ready;
 mod replication;
 pub mod rng;
+pub mod scenario;
 pub mod server;
 pub mod sim;
 pub mod snapshot;
 pub mod status;
+pub mod trace;
 pub mod types;
 pub mod validate;
 

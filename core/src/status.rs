@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::server::KvServer;
-use crate::sim::trace::TraceKind;
+use crate::trace::TraceKind;
 use crate::types::{Index, NodeId, Role, Term};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,7 +7,8 @@ mod common;
 
 use common::*;
 use keyval_core::sim::linearizability::OpResult;
-use keyval_core::sim::{Addr, FaultAction, Simulator, TraceKind};
+use keyval_core::sim::{FaultAction, Simulator};
+use keyval_core::trace::{Addr, TraceKind};
 use keyval_core::{NodeEvent, NodeId};
 
 /// Snapshot every 10 applied entries; 64-byte chunks, so a snapshot takes several messages.

@@ -13,9 +13,10 @@ use common::*;
 use keyval_core::mutation::Mutation;
 use keyval_core::rng::Rng;
 use keyval_core::sim::linearizability::{self, OpResult, Verdict};
-use keyval_core::sim::trace::DropReason;
 use keyval_core::sim::workload::MANUAL_CLIENT;
-use keyval_core::sim::{Addr, FaultAction, NetworkConfig, SimConfig, Simulator, TraceKind};
+use keyval_core::sim::{FaultAction, NetworkConfig, SimConfig, Simulator};
+use keyval_core::trace::DropReason;
+use keyval_core::trace::{Addr, TraceKind};
 use keyval_core::{NodeEvent, NodeId, Role};
 
 /// A cluster with `clients` workload clients issuing `ops` operations each.
@@ -851,7 +852,7 @@ fn idle_leader_sends_a_bounded_number_of_heartbeats() {
         let t1 = t0 + ticks * cfg.tick_us;
         sim.run_until(t1);
 
-        let in_window = |e: &&keyval_core::sim::TraceEvent| e.time > t0 && e.time <= t1;
+        let in_window = |e: &&keyval_core::trace::TraceEvent| e.time > t0 && e.time <= t1;
         let leader_sends: Vec<String> = sim
             .trace()
             .iter()

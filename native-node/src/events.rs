@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::ws::{Message as WsMessage, WebSocket};
-use keyval_core::sim::trace::TraceKind;
+use keyval_core::trace::TraceKind;
 use keyval_core::{LiveFrame, NodeStatus};
 use tokio::sync::{broadcast, watch};
 

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use keyval_core::sim::trace::{Addr, Payload, TraceKind};
+use keyval_core::trace::{Addr, Payload, TraceKind};
 use keyval_core::{
     ClientError, ClientReply, ClientRequest, Envelope, KvOp, KvServer, NodeEvent, NodeId,
     NodeStatus, PersistOp, ReadConsistency, Ready,

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use keyval_core::sim::trace::TraceKind;
+use keyval_core::trace::TraceKind;
 use keyval_core::{KvServer, NodeStatus};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};

@@ -4,7 +4,8 @@
 //!
 //! `cargo run -p web-viz --example live_fixture -- [seconds] [seed] > frames.jsonl`
 
-use keyval_core::sim::{Addr, SimConfig, Simulator, TraceKind};
+use keyval_core::sim::{SimConfig, Simulator};
+use keyval_core::trace::{Addr, TraceKind};
 use keyval_core::{LiveFrame, NodeStatus};
 
 fn hex(b: &[u8]) -> String {

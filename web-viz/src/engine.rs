@@ -8,8 +8,9 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use keyval_core::sim::trace::Payload;
-use keyval_core::sim::{FaultAction, SimConfig, Simulator, TraceEvent, TraceKind};
+use keyval_core::sim::{FaultAction, SimConfig, Simulator};
+use keyval_core::trace::Payload;
+use keyval_core::trace::{TraceEvent, TraceKind};
 use keyval_core::{KvOp, Message, NodeId};
 use serde::{Deserialize, Serialize};
 
@@ -53,8 +54,8 @@ pub enum ScriptAction {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Flight {
     pub id: u64,
-    pub from: keyval_core::sim::Addr,
-    pub to: keyval_core::sim::Addr,
+    pub from: keyval_core::trace::Addr,
+    pub to: keyval_core::trace::Addr,
     pub sent_at: u64,
     pub deliver_at: u64,
     pub payload: Payload,
@@ -417,7 +418,7 @@ impl Engine {
 
     /// Whether a message belongs to the manual client's current request (for highlighting).
     pub fn follows_client(&self, f: &Flight, entry: Option<u64>) -> bool {
-        use keyval_core::sim::Addr;
+        use keyval_core::trace::Addr;
         if matches!(f.from, Addr::Client(MANUAL_CLIENT))
             || matches!(f.to, Addr::Client(MANUAL_CLIENT))
         {

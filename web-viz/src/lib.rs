@@ -4,6 +4,7 @@
 
 pub mod engine;
 pub mod narrate;
+pub mod scenario_player;
 pub mod scenarios;
 pub mod state;
 
@@ -12,8 +13,18 @@ pub mod app;
 #[cfg(target_arch = "wasm32")]
 mod live;
 
-/// Mounts the playground on the page's body.
+/// Mounts the playground on the page's body, or the scenario player when the URL asks for a
+/// scenario (`?scn=NAME`).
 #[cfg(target_arch = "wasm32")]
 pub fn run() {
-    yew::Renderer::<app::App>::new().render();
+    let search = web_sys::window()
+        .and_then(|w| w.location().search().ok())
+        .unwrap_or_default();
+    let wants_scenario =
+        web_sys::UrlSearchParams::new_with_str(&search).is_ok_and(|p| p.has("scn"));
+    if wants_scenario {
+        yew::Renderer::<scenario_player::ScenarioPage>::new().render();
+    } else {
+        yew::Renderer::<app::App>::new().render();
+    }
 }

@@ -1,8 +1,7 @@
 //! Plain-words explanations of trace events, each with the Raft rule that caused it.
 
 use keyval_core::message::AppendResult;
-use keyval_core::sim::trace::{op_text, result_text, DropReason, Payload};
-use keyval_core::sim::{Addr, TraceEvent, TraceKind};
+use keyval_core::trace::{op_text, result_text, Addr, DropReason, Payload, TraceEvent, TraceKind};
 use keyval_core::{Message, NodeEvent, Role};
 
 /// One narrated line: what happened and which rule of the paper says so.
@@ -56,6 +55,7 @@ pub fn narrate(ev: &TraceEvent, heartbeats: bool, deliveries: bool) -> Option<Na
                 DropReason::Partitioned => "the link is cut",
                 DropReason::Crashed => "the receiver is down",
                 DropReason::InboxFull => "the paused receiver's buffer is full",
+                DropReason::Script => "the scenario dropped it",
             };
             n(
                 format!("Message #{id} {from}→{to} is lost: {why}. Raft tolerates lost messages by retrying."),
@@ -294,7 +294,7 @@ fn node_event(node: u64, e: &NodeEvent) -> Option<Narration> {
         ),
         // Events added to the core later are still shown, in its own words.
         #[allow(unreachable_patterns)]
-        other => n(keyval_core::sim::trace::node_event_text(node, other), "", "net"),
+        other => n(keyval_core::trace::node_event_text(node, other), "", "net"),
     }
 }
 

@@ -2,7 +2,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use keyval_core::sim::{FaultAction, SimConfig, TraceEvent, TraceKind};
+use keyval_core::sim::{FaultAction, SimConfig};
+use keyval_core::trace::{TraceEvent, TraceKind};
 use keyval_core::{KvOp, NodeEvent, Role};
 
 use crate::engine::{Engine, ScriptAction};

@@ -5,7 +5,8 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 
-use keyval_core::sim::{FaultAction, NetworkConfig, SimConfig, TraceKind};
+use keyval_core::sim::{FaultAction, NetworkConfig, SimConfig};
+use keyval_core::trace::TraceKind;
 use keyval_core::{KvOp, LiveFrame, NodeId, NodeStatus};
 
 use crate::engine::{Engine, TraceFile, UserAction};
@@ -560,7 +561,7 @@ impl Ui {
                         n.events += 1;
                         // Heartbeats and deliveries are counted, not listed: they would push
                         // everything worth reading out of the list within a second.
-                        let ev = keyval_core::sim::TraceEvent { time: 0, kind };
+                        let ev = keyval_core::trace::TraceEvent { time: 0, kind };
                         if crate::narrate::narrate(&ev, false, false).is_none() {
                             return false;
                         }

@@ -2,7 +2,8 @@
 //! Native checks of the playground engine: exported traces replay in `cargo test`, and the
 //! guided scenarios show what they promise.
 
-use keyval_core::sim::{SimConfig, TraceKind};
+use keyval_core::sim::SimConfig;
+use keyval_core::trace::TraceKind;
 use keyval_core::NodeEvent;
 use web_viz::engine::{Engine, TraceFile};
 use web_viz::scenarios::{leaders_by_term, split_term, SCENARIOS, SPLIT_VOTE_SEED};

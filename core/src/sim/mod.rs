@@ -6,15 +6,19 @@
 
 pub mod checker;
 pub mod faults;
+pub mod hold;
 pub mod linearizability;
 pub mod network;
 pub mod runner;
 pub mod simulator;
 pub mod storage;
-pub mod trace;
+/// The trace types moved to [`crate::trace`] (the native node emits them too); this keeps the
+/// old `sim::trace::…` paths working.
+pub use crate::trace;
 pub mod workload;
 
 pub use checker::Violation;
+pub use hold::{AddrPattern, HeldMessage, LinkPattern};
 pub use network::NetworkConfig;
 pub use runner::{run, FaultProfile, RunConfig, RunReport};
 pub use simulator::{FaultAction, SimConfig, SimNode, Simulator};

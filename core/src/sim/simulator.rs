@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use super::checker::Checker;
+use super::hold::Holds;
 use super::linearizability::Operation;
 use super::network::{Fate, Network, NetworkConfig};
 use super::storage::MemStorage;
@@ -184,6 +185,10 @@ impl SimNode {
     pub fn role(&self) -> Option<Role> {
         self.server.as_ref().map(|s| s.raft().role())
     }
+    /// Batches taken from the server whose persist step has not finished.
+    pub fn persists_pending(&self) -> usize {
+        self.persist_queue.len()
+    }
 }
 
 pub struct Simulator {
@@ -201,6 +206,9 @@ pub struct Simulator {
     pub(super) serializable_reads: Vec<Operation>,
     pub(super) checker: Checker,
     trace: Vec<TraceEvent>,
+    pub(super) holds: Holds,
+    /// Deliveries scheduled and not yet done (messages on the wire).
+    in_flight: u64,
     events_processed: u64,
     messages_sent: u64,
     pub(super) faults_stopped_at: Option<u64>,
@@ -242,6 +250,8 @@ impl Simulator {
             serializable_reads: Vec::new(),
             checker: Checker::for_config(&cfg.raft),
             trace: Vec::new(),
+            holds: Holds::default(),
+            in_flight: 0,
             events_processed: 0,
             messages_sent: 0,
             faults_stopped_at: None,
@@ -330,6 +340,29 @@ impl Simulator {
     pub fn messages_sent(&self) -> u64 {
         self.messages_sent
     }
+    /// Messages on the wire: sent, not yet delivered or dropped (held messages are not on it).
+    pub fn messages_in_flight(&self) -> u64 {
+        self.in_flight
+    }
+    /// Whether no node has a persist step in progress.
+    pub fn disks_idle(&self) -> bool {
+        self.nodes.values().all(|n| n.persist_queue.is_empty())
+    }
+    /// When the last persist step in progress finishes (now if none is).
+    pub fn disks_idle_at(&self) -> u64 {
+        self.nodes
+            .values()
+            .filter(|n| !n.persist_queue.is_empty())
+            .map(|n| n.persist_busy_until)
+            .fold(self.now, u64::max)
+    }
+    /// Messages on the wire as `(arrival time, from, to)`, in no particular order.
+    pub(super) fn on_the_wire(&self) -> impl Iterator<Item = (u64, Addr, Addr)> + '_ {
+        self.queue.iter().filter_map(|Reverse(s)| match &s.action {
+            Action::Deliver { from, to, .. } => Some((s.time, *from, *to)),
+            _ => None,
+        })
+    }
     /// Time of the next scheduled event, if any.
     pub fn next_event_time(&self) -> Option<u64> {
         self.queue.peek().map(|Reverse(s)| s.time)
@@ -346,6 +379,9 @@ impl Simulator {
     }
 
     pub(super) fn schedule(&mut self, at: u64, action: Action) {
+        if matches!(action, Action::Deliver { .. }) {
+            self.in_flight += 1;
+        }
         self.next_seq += 1;
         self.queue.push(Reverse(Scheduled {
             time: at,
@@ -382,7 +418,10 @@ impl Simulator {
                 from,
                 to,
                 payload,
-            } => self.on_deliver(id, from, to, payload),
+            } => {
+                self.in_flight = self.in_flight.saturating_sub(1);
+                self.on_deliver(id, from, to, payload)
+            }
             Action::PersistDone { node, incarnation } => self.on_persist_done(node, incarnation),
             Action::ClientWake { client } => self.client_wake(client),
             Action::ClientTimeout {
@@ -436,6 +475,14 @@ impl Simulator {
     }
 
     fn on_deliver(&mut self, id: u64, from: Addr, to: Addr, payload: Payload) {
+        if let Some(payload) = self.hold_if_held(id, from, to, payload) {
+            self.deliver_now(id, from, to, payload);
+        }
+    }
+
+    /// A message arrives at `to`: dropped if the link is cut or the node down, queued while it
+    /// is paused, handled otherwise.
+    pub(super) fn deliver_now(&mut self, id: u64, from: Addr, to: Addr, payload: Payload) {
         match to {
             Addr::Client(c) => {
                 self.record(TraceKind::Delivered { id, from, to });

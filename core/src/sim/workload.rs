@@ -79,6 +79,9 @@ pub struct Client {
     manual: bool,
     /// The session its writes run under, once opened.
     pub session: Option<u64>,
+    /// Driven by a scenario script: sends to the node it is told, and never retries or
+    /// redirects on its own (the script does, with `retry`).
+    scripted: bool,
 }
 
 /// Client id used for operations submitted by hand (the playground's put/get/delete box).
@@ -87,6 +90,10 @@ pub const MANUAL_CLIENT: u64 = 100;
 impl Client {
     pub fn is_done(&self) -> bool {
         self.ops_left == 0 && self.pending.is_none()
+    }
+    /// The node the client sends its next request (or retry) to.
+    pub fn target(&self) -> NodeId {
+        self.target
     }
 }
 
@@ -129,6 +136,7 @@ impl Simulator {
                     pending: None,
                     manual: false,
                     session: None,
+                    scripted: false,
                 },
             );
             let at = self.rng.range(w.think_us.0, w.think_us.1) + 200_000;
@@ -176,6 +184,7 @@ impl Simulator {
             pending: None,
             manual: true,
             session: None,
+            scripted: false,
         });
         if c.pending.is_some() {
             return Err("the previous request is still pending");
@@ -189,6 +198,57 @@ impl Simulator {
             _ => None,
         };
         Ok(self.invoke(client, op, consistency))
+    }
+
+    /// Sends `op` as the scripted client `client` to `node`, creating the client on first use.
+    /// A scripted client has one request outstanding at a time and never retries on its own:
+    /// it is refused while the previous request waits for a successful answer.
+    pub fn submit_to(&mut self, client: u64, node: NodeId, op: KvOp) -> Result<u64, String> {
+        let c = self.clients.entry(client).or_insert_with(|| Client {
+            id: client,
+            rng: Rng::new(client),
+            seq: 0,
+            target: node,
+            ops_left: 0,
+            pending: None,
+            manual: true,
+            scripted: true,
+            session: None,
+        });
+        if !c.scripted {
+            return Err(format!("c{client} is not a scripted client"));
+        }
+        if let Some(p) = &c.pending {
+            return Err(format!(
+                "c{client} still waits for an answer to seq={} (retry it, or use another client)",
+                p.seq
+            ));
+        }
+        c.target = node;
+        let consistency = matches!(op, KvOp::Get { .. }).then_some(ReadConsistency::Linearizable);
+        Ok(self.invoke(client, op, consistency))
+    }
+
+    /// Sends the scripted client's outstanding request again, with the same sequence number,
+    /// to `node` (the way a real client retries after a timeout or a redirect).
+    pub fn resend(&mut self, client: u64, node: NodeId) -> Result<u64, String> {
+        let Some(c) = self.clients.get_mut(&client).filter(|c| c.scripted) else {
+            return Err(format!("c{client} has sent nothing yet"));
+        };
+        let Some(p) = c.pending.as_mut() else {
+            return Err(format!("c{client} has no request waiting for an answer"));
+        };
+        p.attempt += 1;
+        c.target = node;
+        let (seq, attempt) = (p.seq, p.attempt);
+        self.record(TraceKind::ClientRetry {
+            client,
+            seq,
+            node,
+            reason: format!("attempt {attempt}"),
+        });
+        self.dispatch(client, attempt);
+        Ok(seq)
     }
 
     pub(super) fn client_wake(&mut self, id: u64) {
@@ -295,7 +355,11 @@ impl Simulator {
             },
         };
         let node = c.target;
+        let scripted = c.scripted;
         self.send(Addr::Client(id), Addr::Node(node), payload);
+        if scripted {
+            return;
+        }
         let at = self.now + self.cfg.workload.timeout_us;
         self.schedule(
             at,
@@ -368,6 +432,7 @@ impl Simulator {
                 self.schedule(at, Action::ClientWake { client: id });
             }
             Ok(_) => {}
+            Err(_) if c.scripted => {}
             Err(e) => {
                 let delay = match e {
                     ClientError::NotLeader {

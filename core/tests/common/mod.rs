@@ -11,9 +11,10 @@ use keyval_core::kv::KvOp;
 use keyval_core::log::RaftLog;
 use keyval_core::mutation::Mutation;
 use keyval_core::sim::linearizability::OpResult;
-use keyval_core::sim::trace::Payload;
 use keyval_core::sim::workload::MANUAL_CLIENT;
-use keyval_core::sim::{FaultAction, SimConfig, Simulator, TraceEvent, TraceKind};
+use keyval_core::sim::{FaultAction, SimConfig, Simulator};
+use keyval_core::trace::Payload;
+use keyval_core::trace::{ReadableFilter, TraceEvent, TraceKind};
 use keyval_core::{Entry, EntryPayload, Index, Message, NodeId, RaftNode, Role};
 
 /// Virtual microseconds.
@@ -242,8 +243,8 @@ pub fn snapshot_chunks_sent(
         .filter(|e| e.time > since)
         .filter_map(|e| match &e.kind {
             TraceKind::Sent {
-                from: keyval_core::sim::Addr::Node(f),
-                to: keyval_core::sim::Addr::Node(t),
+                from: keyval_core::trace::Addr::Node(f),
+                to: keyval_core::trace::Addr::Node(t),
                 payload:
                     Payload::Raft(Message::InstallSnapshot {
                         meta,
@@ -306,8 +307,8 @@ pub fn sent_count(sim: &Simulator, since: u64, from: NodeId, to: NodeId, kind: &
                 payload,
                 ..
             } => {
-                *f == keyval_core::sim::Addr::Node(from)
-                    && *t == keyval_core::sim::Addr::Node(to)
+                *f == keyval_core::trace::Addr::Node(from)
+                    && *t == keyval_core::trace::Addr::Node(to)
                     && payload.kind() == kind
             }
             _ => false,
@@ -322,8 +323,8 @@ pub fn replied_ok_to_manual_client(sim: &Simulator, node: NodeId, since: u64) ->
         .filter(|e| e.time >= since)
         .any(|e| match &e.kind {
             TraceKind::Sent {
-                from: keyval_core::sim::Addr::Node(n),
-                to: keyval_core::sim::Addr::Client(c),
+                from: keyval_core::trace::Addr::Node(n),
+                to: keyval_core::trace::Addr::Client(c),
                 payload: Payload::Reply { outcome, .. },
                 ..
             } => *n == node && *c == MANUAL_CLIENT && outcome.is_ok(),
@@ -331,31 +332,13 @@ pub fn replied_ok_to_manual_client(sim: &Simulator, node: NodeId, since: u64) ->
         })
 }
 
-/// The readable form of a trace, one line per event, leaving out heartbeats: the heartbeat and
-/// heartbeat-response sends (`TraceEvent::is_heartbeat`) and also their deliveries and drops,
-/// which only carry the message id.
+/// The readable form of a trace between two times, one line per event, leaving out heartbeat
+/// traffic ([`ReadableFilter`]).
 pub fn readable_trace(events: &[TraceEvent], from: u64, to: u64) -> String {
-    let mut heartbeat_ids = std::collections::BTreeSet::new();
+    let mut filter = ReadableFilter::default();
     let mut out = String::new();
     for e in events {
-        if let TraceKind::Sent {
-            id,
-            payload: Payload::Raft(Message::Heartbeat { .. } | Message::HeartbeatResponse { .. }),
-            ..
-        } = &e.kind
-        {
-            heartbeat_ids.insert(*id);
-        }
-        if e.time < from || e.time > to || e.is_heartbeat() {
-            continue;
-        }
-        let hb_followup = match &e.kind {
-            TraceKind::Delivered { id, .. } | TraceKind::Dropped { id, .. } => {
-                heartbeat_ids.contains(id)
-            }
-            _ => false,
-        };
-        if !hb_followup {
+        if filter.keep(e) && e.time >= from && e.time <= to {
             out.push_str(&e.render());
             out.push('\n');
         }

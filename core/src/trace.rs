@@ -1,7 +1,10 @@
-//! The simulator's typed event trace: what happened, when, to whom.
+//! The typed event trace: what happened, when, to whom.
 //!
-//! The playground renders exactly these events, the insta snapshots record their text form, and
-//! a trace exported from the browser replays in `cargo test`. Times are virtual microseconds.
+//! Every executor of the core emits these events: the simulator (times in virtual microseconds)
+//! and the native node's live event stream. The playground renders them, the insta snapshots and
+//! scenario outputs record their text form ([`TraceEvent::render`]), and a trace exported from
+//! the browser replays in `cargo test`. The live stream encodes [`TraceKind`] with postcard, by
+//! variant position: new variants go last.
 
 use serde::{Deserialize, Serialize};
 
@@ -84,6 +87,8 @@ pub enum DropReason {
     Partitioned,
     Crashed,
     InboxFull,
+    /// Held on its link and then dropped by a scenario script (`drop`). New variants go last.
+    Script,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,6 +214,13 @@ pub enum TraceKind {
     ClockDrift {
         node: NodeId,
         per_mille: i32,
+    },
+    /// A message reached a link the scenario script holds: it waits there until the script
+    /// delivers or drops it (see `sim::hold`).
+    Held {
+        id: u64,
+        from: Addr,
+        to: Addr,
     },
 }
 
@@ -475,6 +487,33 @@ impl TraceKind {
                 format!("c{client} gave up seq={seq} (outcome unknown)")
             }
             TraceKind::FaultsStopped => "faults stopped: all nodes up, network healed".into(),
+            TraceKind::Held { id, from, to } => format!("{from}->{to} held #{id}"),
+        }
+    }
+}
+
+/// Picks the events worth reading: everything except heartbeat traffic, which dominates a
+/// trace by count and says little. It leaves out the heartbeat and heartbeat-response sends
+/// ([`TraceEvent::is_heartbeat`]) and also their holds, deliveries and drops, which carry only
+/// the message id, so it must see every event in order, kept or not.
+#[derive(Clone, Debug, Default)]
+pub struct ReadableFilter {
+    /// Heartbeats sent and not yet delivered or dropped: bounded by the messages in flight.
+    heartbeats_in_flight: std::collections::BTreeSet<u64>,
+}
+
+impl ReadableFilter {
+    pub fn keep(&mut self, e: &TraceEvent) -> bool {
+        match &e.kind {
+            TraceKind::Sent { id, .. } if e.is_heartbeat() => {
+                self.heartbeats_in_flight.insert(*id);
+                false
+            }
+            TraceKind::Held { id, .. } => !self.heartbeats_in_flight.contains(id),
+            TraceKind::Delivered { id, .. } | TraceKind::Dropped { id, .. } => {
+                !self.heartbeats_in_flight.remove(id)
+            }
+            _ => true,
         }
     }
 }
