@@ -241,8 +241,7 @@ impl RaftNode {
         // the leader (log matching), so the whole log goes.
         let cut = index.max(self.log.snapshot_index() + 1);
         if !matches && self.log.last_index() >= cut {
-            self.log.truncate_from(cut);
-            self.persist(PersistOp::TruncateFrom(cut));
+            self.truncate_log_from(cut);
         }
         self.persist(PersistOp::CompactLog(index));
         self.log.compact_to(index, term);

@@ -18,13 +18,21 @@ pub enum Mutation {
     /// Install a snapshot that is not newer than the follower's commit index, replacing a newer
     /// log and state: commit and applied go backwards, and the state machine with them.
     InstallStaleSnapshot,
+    /// A leader counts its own log toward the commit quorum before its write is durable: with
+    /// appends sent ahead of its fsync, an entry can commit on one follower plus a leader
+    /// that crashes before the entry reaches its disk.
+    LeaderCountsSelfBeforeDurable,
+    /// A follower acknowledges appended entries before they are durable.
+    FollowerAcksBeforeDurable,
 }
 
 impl Mutation {
-    pub const ALL: [Mutation; 4] = [
+    pub const ALL: [Mutation; 6] = [
         Mutation::CommitPreviousTermByCounting,
         Mutation::VoteWithoutLogCheck,
         Mutation::VoteReplyBeforePersist,
         Mutation::InstallStaleSnapshot,
+        Mutation::LeaderCountsSelfBeforeDurable,
+        Mutation::FollowerAcksBeforeDurable,
     ];
 }

@@ -278,7 +278,7 @@ mod hostile_input {
     }
 
     fn snapshot_reply(r: &Ready) -> Option<SnapshotResult> {
-        r.messages.iter().find_map(|m| match &m.msg {
+        r.persisted_messages.iter().find_map(|m| match &m.msg {
             Message::InstallSnapshotResponse { result, .. } => Some(result.clone()),
             _ => None,
         })
