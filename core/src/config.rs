@@ -32,6 +32,10 @@ pub struct Config {
     /// huge message and a lost chunk costs only one chunk.
     #[serde(default = "default_snapshot_chunk_bytes")]
     pub snapshot_chunk_bytes: usize,
+    /// InstallSnapshot chunks a leader may have unacknowledged per follower: a transfer moves
+    /// a window of chunks per round trip instead of one.
+    #[serde(default = "default_snapshot_chunks_in_flight")]
+    pub max_snapshot_chunks_in_flight: usize,
     /// Test-only deliberate bug; see [`crate::mutation`].
     #[cfg(feature = "mutations")]
     #[serde(skip)]
@@ -51,10 +55,15 @@ impl Default for Config {
             max_uncommitted_entries: 20_000,
             snapshot_threshold: 0,
             snapshot_chunk_bytes: default_snapshot_chunk_bytes(),
+            max_snapshot_chunks_in_flight: default_snapshot_chunks_in_flight(),
             #[cfg(feature = "mutations")]
             mutation: None,
         }
     }
+}
+
+fn default_snapshot_chunks_in_flight() -> usize {
+    8
 }
 
 fn default_snapshot_chunk_bytes() -> usize {
@@ -92,6 +101,9 @@ impl Config {
         }
         if self.max_uncommitted_entries == 0 {
             return Err(ConfigError::ZeroLimit("max_uncommitted_entries"));
+        }
+        if self.max_snapshot_chunks_in_flight == 0 {
+            return Err(ConfigError::ZeroLimit("max_snapshot_chunks_in_flight"));
         }
         if self.snapshot_chunk_bytes == 0 {
             return Err(ConfigError::ZeroLimit("snapshot_chunk_bytes"));

@@ -71,6 +71,8 @@ impl RunConfig {
             ops_per_client: self.ops_per_client,
             ..WorkloadConfig::default()
         };
+        // Drawn last so the knobs above keep their values for a given seed.
+        c.raft.max_snapshot_chunks_in_flight = [1, 2, 8][knobs.below(3) as usize];
         if self.profile != FaultProfile::None {
             // Disk stalls: a leader's followers get ahead of its own disk, a follower's
             // acknowledgement waits; CrashHeavy also crashes nodes inside a stall.
