@@ -27,6 +27,12 @@ fmt:
 bench:
 	$(CARGO) bench -p keyval-core --bench simulator
 
+## A fresh local 3-node release cluster under `kvctl bench`: puts and gets at 1, 16, 64 and
+## 256 clients, one table. DURATION=s per case (default 5); see scripts/bench-cluster.sh.
+.PHONY: bench-cluster
+bench-cluster:
+	bash scripts/bench-cluster.sh
+
 ## Many more simulator seeds than the default test run: make sim SEEDS=100000
 SEEDS ?= 100000
 sim:

@@ -51,8 +51,8 @@ impl RaftNode {
         self.emit(NodeEvent::SnapshotTaken { index, term, bytes });
     }
 
-    /// Sends `peer` the next chunk of a snapshot, starting a transfer of the latest snapshot if
-    /// none is under way. One chunk is outstanding at a time per follower.
+    /// Sends `peer` the next chunks of a snapshot, starting a transfer of the latest snapshot
+    /// if none is under way, as many as the window of chunks in flight allows.
     pub(crate) fn send_snapshot_chunk(&mut self, peer: NodeId) {
         let Some(latest) = self.snapshot.clone() else {
             invariant!(
@@ -73,31 +73,38 @@ impl RaftNode {
         if pr.state != ProgressState::Snapshot || pr.transfer.is_none() {
             pr.become_snapshot(latest);
         }
-        if pr.snapshot_sent {
-            return;
-        }
         let Some(snap) = pr.transfer.clone() else {
             return;
         };
-        let offset = pr.snapshot_offset;
-        let (data, done) = chunk(&snap.data, offset, max);
-        pr.snapshot_sent = true;
-        let bytes = data.len() as u64;
-        let msg = Message::InstallSnapshot {
-            term,
-            meta: snap.meta.clone(),
-            offset,
-            data: data.to_vec(),
-            done,
-        };
-        self.send(peer, msg);
-        self.emit(NodeEvent::SnapshotChunkSent {
-            to: peer,
-            index: snap.meta.last_index,
-            offset,
-            bytes,
-            done,
-        });
+        let window = self.config.max_snapshot_chunks_in_flight.max(1);
+        loop {
+            let Some(pr) = self.progress.get_mut(&peer) else {
+                return;
+            };
+            if !pr.snapshot_window_open(max as u64, window) {
+                return;
+            }
+            let offset = pr.snapshot_offset;
+            let (data, done) = chunk(&snap.data, offset, max);
+            let bytes = data.len() as u64;
+            pr.snapshot_offset = offset + bytes;
+            pr.snapshot_done_sent = done;
+            let msg = Message::InstallSnapshot {
+                term,
+                meta: snap.meta.clone(),
+                offset,
+                data: data.to_vec(),
+                done,
+            };
+            self.send(peer, msg);
+            self.emit(NodeEvent::SnapshotChunkSent {
+                to: peer,
+                index: snap.meta.last_index,
+                offset,
+                bytes,
+                done,
+            });
+        }
     }
 
     /// A follower receives one chunk from the leader of `term` (already adopted by `step`).
@@ -241,8 +248,7 @@ impl RaftNode {
         // the leader (log matching), so the whole log goes.
         let cut = index.max(self.log.snapshot_index() + 1);
         if !matches && self.log.last_index() >= cut {
-            self.log.truncate_from(cut);
-            self.persist(PersistOp::TruncateFrom(cut));
+            self.truncate_log_from(cut);
         }
         self.persist(PersistOp::CompactLog(index));
         self.log.compact_to(index, term);
@@ -296,8 +302,7 @@ impl RaftNode {
                     self.emit(NodeEvent::ProtocolViolation { from, detail });
                     return;
                 }
-                pr.snapshot_offset = next_offset;
-                pr.snapshot_sent = false;
+                pr.on_snapshot_progress(next_offset);
                 self.send_snapshot_chunk(from);
             }
         }

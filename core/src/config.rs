@@ -46,6 +46,10 @@ pub struct Config {
     /// state: every node of a cluster must use the same value.
     #[serde(default = "default_session_limit_bytes")]
     pub session_limit_bytes: u64,
+    /// InstallSnapshot chunks a leader may have unacknowledged per follower: a transfer moves
+    /// a window of chunks per round trip instead of one.
+    #[serde(default = "default_snapshot_chunks_in_flight")]
+    pub max_snapshot_chunks_in_flight: usize,
     /// Test-only deliberate bug; see [`crate::mutation`].
     #[cfg(feature = "mutations")]
     #[serde(skip)]
@@ -68,10 +72,15 @@ impl Default for Config {
             lease_reads: false,
             lease_drift_margin_pct: default_lease_drift_margin_pct(),
             session_limit_bytes: default_session_limit_bytes(),
+            max_snapshot_chunks_in_flight: default_snapshot_chunks_in_flight(),
             #[cfg(feature = "mutations")]
             mutation: None,
         }
     }
+}
+
+fn default_snapshot_chunks_in_flight() -> usize {
+    8
 }
 
 fn default_snapshot_chunk_bytes() -> usize {
@@ -121,6 +130,9 @@ impl Config {
         }
         if self.max_uncommitted_entries == 0 {
             return Err(ConfigError::ZeroLimit("max_uncommitted_entries"));
+        }
+        if self.max_snapshot_chunks_in_flight == 0 {
+            return Err(ConfigError::ZeroLimit("max_snapshot_chunks_in_flight"));
         }
         if self.snapshot_chunk_bytes == 0 {
             return Err(ConfigError::ZeroLimit("snapshot_chunk_bytes"));

@@ -30,10 +30,16 @@ pub enum Mutation {
     /// Recreate a forgotten session when a write arrives for it (the old LRU behaviour): a
     /// retry of a write applied before its session was forgotten applies a second time.
     RecreateExpiredSessions,
+    /// A leader counts its own log toward the commit quorum before its write is durable: with
+    /// appends sent ahead of its fsync, an entry can commit on one follower plus a leader
+    /// that crashes before the entry reaches its disk.
+    LeaderCountsSelfBeforeDurable,
+    /// A follower acknowledges appended entries before they are durable.
+    FollowerAcksBeforeDurable,
 }
 
 impl Mutation {
-    pub const ALL: [Mutation; 8] = [
+    pub const ALL: [Mutation; 10] = [
         Mutation::CommitPreviousTermByCounting,
         Mutation::VoteWithoutLogCheck,
         Mutation::VoteReplyBeforePersist,
@@ -42,5 +48,7 @@ impl Mutation {
         Mutation::ReadWithoutConfirmation,
         Mutation::LeaseWithoutDriftMargin,
         Mutation::RecreateExpiredSessions,
+        Mutation::LeaderCountsSelfBeforeDurable,
+        Mutation::FollowerAcksBeforeDurable,
     ];
 }

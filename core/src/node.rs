@@ -6,7 +6,7 @@
 //! [`crate::ready`] for the order they must be carried out in). Elections live in
 //! [`crate::election`], log replication and commit in [`crate::replication`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use crate::config::Config;
@@ -45,6 +45,16 @@ pub struct Persisted {
     pub entries: Vec<Entry>,
 }
 
+/// What one batch of persist work makes durable, remembered until the executor reports it.
+#[derive(Clone, Debug)]
+pub(crate) struct UnstableBatch {
+    pub(crate) id: u64,
+    /// The last log position the batch writes (index, term), if it ends with one.
+    pub(crate) last: Option<(Index, Term)>,
+    /// The term of the hard state the batch writes, if it writes one.
+    pub(crate) hard_state_term: Option<Term>,
+}
+
 #[derive(Clone, Debug)]
 pub struct RaftNode {
     pub(crate) id: NodeId,
@@ -66,6 +76,17 @@ pub struct RaftNode {
     pub(crate) rng: Rng,
     /// The hard state last handed to the executor, to emit it only when it changes.
     pub(crate) persisted_hard_state: HardState,
+    /// The highest log index known durable on this node's own disk (the executor said so with
+    /// [`RaftNode::on_persisted`]). A leader counts itself toward a commit quorum up to here
+    /// only; truncating the log lowers it at once.
+    pub(crate) durable_index: Index,
+    /// The term of the latest hard state known durable. A leader's messages may leave before
+    /// their batch is durable only when this is its current term.
+    pub(crate) durable_term: Term,
+    /// Batches handed to the executor and not yet reported durable, oldest first.
+    pub(crate) unstable: VecDeque<UnstableBatch>,
+    /// The id the next batch with persist work gets (ids grow by one per such batch).
+    pub(crate) next_persist_id: u64,
     /// Set by proposals; followers are sent the new entries once per `take_ready`, so a burst of
     /// proposals in one executor turn travels in one append per follower.
     pub(crate) pending_broadcast: bool,
@@ -123,6 +144,10 @@ impl RaftNode {
             randomized_timeout: 0,
             rng: Rng::new(seed),
             persisted_hard_state: persisted.hard_state,
+            durable_index: 0,
+            durable_term: persisted.hard_state.term,
+            unstable: VecDeque::new(),
+            next_persist_id: 1,
             pending_broadcast: false,
             snapshot: persisted.snapshot.map(Arc::new),
             incoming_snapshot: None,
@@ -132,6 +157,8 @@ impl RaftNode {
             ready: Ready::default(),
         };
         node.quiet_after_start = node.config.lease_reads;
+        // Everything recovered was read back from the disk.
+        node.durable_index = node.log.last_index();
         node.reset_election_timer();
         node
     }
@@ -183,6 +210,10 @@ impl RaftNode {
     }
     pub fn progress(&self, peer: NodeId) -> Option<&Progress> {
         self.progress.get(&peer)
+    }
+    /// The highest log index this node knows is on its own disk.
+    pub fn durable_index(&self) -> Index {
+        self.durable_index
     }
 
     pub(crate) fn quorum(&self) -> usize {
@@ -423,10 +454,19 @@ impl RaftNode {
             // Hard state goes first so a vote is never behind the message that reveals it.
             self.ready.persist.insert(0, PersistOp::HardState(hs));
         }
+        if !self.ready.persist.is_empty() {
+            self.track_unstable_batch();
+        }
+        self.hold_messages_until_durable();
         invariant!(
             self,
             self.commit <= self.log.last_index(),
             "commit beyond the log"
+        );
+        invariant!(
+            self,
+            self.durable_index <= self.log.last_index(),
+            "durable index beyond the log"
         );
         invariant!(self, self.applied <= self.commit, "applied beyond commit");
         invariant!(
@@ -435,6 +475,90 @@ impl RaftNode {
             "log compacted beyond the applied index"
         );
         std::mem::take(&mut self.ready)
+    }
+
+    /// Gives this batch's persist work an id and remembers what it makes durable.
+    fn track_unstable_batch(&mut self) {
+        let id = self.next_persist_id;
+        self.next_persist_id += 1;
+        let mut last = None;
+        let mut hard_state_term = None;
+        for op in &self.ready.persist {
+            match op {
+                PersistOp::HardState(hs) => hard_state_term = Some(hs.term),
+                PersistOp::Append(es) => last = es.last().map(|e| (e.index, e.term)).or(last),
+                PersistOp::TruncateFrom(i) => {
+                    if last.is_some_and(|(l, _)| l >= *i) {
+                        last = None;
+                    }
+                }
+                PersistOp::SaveSnapshot(s) => {
+                    if last.is_none_or(|(l, _)| l < s.meta.last_index) {
+                        last = Some((s.meta.last_index, s.meta.last_term));
+                    }
+                }
+                PersistOp::CompactLog(_) => {}
+            }
+        }
+        self.unstable.push_back(UnstableBatch {
+            id,
+            last,
+            hard_state_term,
+        });
+        self.ready.persist_id = Some(id);
+    }
+
+    /// Splits the batch's messages: a leader's replication whose term is durable may leave at
+    /// once; everything else (acknowledgements, votes, anything from a term not yet durable)
+    /// waits for the batch to be durable.
+    fn hold_messages_until_durable(&mut self) {
+        let leading = self.role == Role::Leader && self.durable_term == self.term;
+        let ack_early = self
+            .config
+            .has_mutation(crate::mutation::Mutation::FollowerAcksBeforeDurable);
+        let term = self.term;
+        let (now, later): (Vec<Envelope>, Vec<Envelope>) = std::mem::take(&mut self.ready.messages)
+            .into_iter()
+            .partition(|env| match &env.msg {
+                Message::AppendEntries { .. }
+                | Message::Heartbeat { .. }
+                | Message::InstallSnapshot { .. } => leading && env.msg.term() == term,
+                Message::AppendEntriesResponse { .. } => ack_early,
+                _ => false,
+            });
+        self.ready.messages = now;
+        self.ready.persisted_messages.extend(later);
+    }
+
+    /// The executor reports that the batch `persist_id` (and every earlier one) is durable.
+    /// An entry counts as durable only if the log still holds it: a notice about entries a
+    /// later batch truncated is ignored (the ABA case). Unknown or repeated ids change nothing.
+    pub fn on_persisted(&mut self, persist_id: u64) {
+        while let Some(b) = self.unstable.front() {
+            if b.id > persist_id {
+                break;
+            }
+            if let Some(t) = b.hard_state_term {
+                self.durable_term = self.durable_term.max(t);
+            }
+            if let Some((index, term)) = b.last {
+                if index > self.durable_index && self.log.term(index) == Some(term) {
+                    self.durable_index = index;
+                }
+            }
+            self.unstable.pop_front();
+        }
+        if self.role == Role::Leader {
+            self.maybe_commit();
+        }
+    }
+
+    /// Removes every log entry from `index` on, in memory and (queued) on disk; what was known
+    /// durable there no longer is.
+    pub(crate) fn truncate_log_from(&mut self, index: Index) {
+        self.log.truncate_from(index);
+        self.persist(PersistOp::TruncateFrom(index));
+        self.durable_index = self.durable_index.min(index.saturating_sub(1));
     }
 
     fn hard_state_to_persist(&self) -> HardState {

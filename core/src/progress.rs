@@ -14,7 +14,7 @@ pub enum ProgressState {
     /// Follower known to match: appends are pipelined up to the inflight window.
     Replicate,
     /// Follower needs entries the leader compacted: the leader's snapshot is sent chunk by
-    /// chunk, one outstanding at a time, until the follower reports it done.
+    /// chunk, a bounded window of them outstanding, until the follower reports it done.
     Snapshot,
 }
 
@@ -40,9 +40,16 @@ pub struct Progress {
     pub transfer: Option<Arc<Snapshot>>,
     /// In Snapshot: the byte offset of the next chunk to send.
     pub snapshot_offset: u64,
-    /// In Snapshot: a chunk is outstanding; the next goes out on its answer, or (if it or the
-    /// answer was lost) after the next heartbeat response.
-    pub snapshot_sent: bool,
+    /// In Snapshot: the follower holds every byte before this offset (its best answer).
+    pub snapshot_acked: u64,
+    /// In Snapshot: the offset the follower's latest answer asked for. Below `snapshot_acked`
+    /// when it lost its partial transfer (a restart): a stall resumes from here.
+    pub snapshot_last_reply: u64,
+    /// In Snapshot: the chunk marked done was sent (nothing is left to send unless a rewind).
+    pub snapshot_done_sent: bool,
+    /// In Snapshot: heartbeat responses in a row that came without transfer progress. After
+    /// two, chunks (or answers) were lost: sending resumes from `snapshot_acked`.
+    pub snapshot_stalled: u8,
 }
 
 impl Progress {
@@ -58,7 +65,10 @@ impl Progress {
             pending_snapshot: 0,
             transfer: None,
             snapshot_offset: 0,
-            snapshot_sent: false,
+            snapshot_acked: 0,
+            snapshot_last_reply: 0,
+            snapshot_done_sent: false,
+            snapshot_stalled: 0,
         }
     }
 
@@ -66,7 +76,8 @@ impl Progress {
         match self.state {
             ProgressState::Probe => self.probe_sent,
             ProgressState::Replicate => self.inflight.len() >= max_inflight,
-            ProgressState::Snapshot => self.snapshot_sent,
+            // The window is checked by the sender, which knows the chunk size.
+            ProgressState::Snapshot => false,
         }
     }
 
@@ -117,7 +128,10 @@ impl Progress {
         self.pending_snapshot = snapshot.meta.last_index;
         self.transfer = Some(snapshot);
         self.snapshot_offset = 0;
-        self.snapshot_sent = false;
+        self.snapshot_acked = 0;
+        self.snapshot_last_reply = 0;
+        self.snapshot_done_sent = false;
+        self.snapshot_stalled = 0;
         self.probe_sent = false;
         self.stalled_ticks = 0;
         self.inflight.clear();
@@ -160,9 +174,41 @@ impl Progress {
             ProgressState::Replicate => {
                 self.inflight.pop_front();
             }
-            // The chunk or its answer may be lost: send again from the last known offset
-            // (the follower answers a duplicate with the offset it really wants).
-            ProgressState::Snapshot => self.snapshot_sent = false,
+            // Not a resend trigger by itself (that started duplicate chunk streams): only a
+            // transfer that made no progress over two heartbeats resumes from what the
+            // follower acknowledged.
+            ProgressState::Snapshot => {
+                self.snapshot_stalled = self.snapshot_stalled.saturating_add(1);
+                if self.snapshot_stalled >= 2 {
+                    self.rewind_snapshot();
+                }
+            }
         }
+    }
+
+    /// Whether another chunk of `chunk_bytes` may go out under a window of `window` chunks.
+    pub fn snapshot_window_open(&self, chunk_bytes: u64, window: usize) -> bool {
+        let in_flight = self.snapshot_offset.saturating_sub(self.snapshot_acked);
+        !self.snapshot_done_sent && in_flight < chunk_bytes.saturating_mul(window as u64)
+    }
+
+    /// The follower answered that it holds everything before `next_offset`.
+    pub fn on_snapshot_progress(&mut self, next_offset: u64) {
+        self.snapshot_last_reply = next_offset;
+        if next_offset > self.snapshot_acked {
+            self.snapshot_acked = next_offset;
+            self.snapshot_stalled = 0;
+        }
+        if self.snapshot_offset < self.snapshot_acked {
+            self.snapshot_offset = self.snapshot_acked;
+        }
+    }
+
+    /// Sends again from the offset the follower last asked for.
+    fn rewind_snapshot(&mut self) {
+        self.snapshot_acked = self.snapshot_last_reply;
+        self.snapshot_offset = self.snapshot_last_reply;
+        self.snapshot_done_sent = false;
+        self.snapshot_stalled = 0;
     }
 }

@@ -1,22 +1,45 @@
 //! The effects contract: what a step asks its executor to do, and in which order.
 //!
 //! Every input (`tick`, `step`, a client request) only changes memory. The executor then calls
-//! `take_ready()` and carries out the batch **in this order**:
+//! `take_ready()` and gets one batch. Persistence is **asynchronous** (etcd-raft's
+//! `AsyncStorageWrites`, raft-rs's async ready): the executor may take and start the next batch
+//! before the previous one is durable, as long as it keeps these rules.
 //!
-//! 1. **persist**: apply [`Ready::persist`] to stable storage in order (hard state, truncations,
-//!    appends, snapshots and compactions) and make it durable (fsync). A crash before this
-//!    completes must lose the whole batch, including its messages and replies. An installed
-//!    snapshot's acknowledgement is in the same batch as its `SaveSnapshot`, so a follower never
-//!    promises state it could lose.
-//! 2. **send**: only then send [`Ready::messages`]. A vote reply or an append acknowledgement
-//!    promises that the durable state above exists; sending first would break election safety
-//!    or let a leader count an entry that a crash can still erase.
-//! 3. **answer**: deliver [`Ready::replies`] to clients. Their entries are committed (durable on a
-//!    majority) and have been applied to the in-memory state machine by the core.
+//! 1. **persist, in order**: [`Ready::persist`] (hard state, truncations, appends, snapshots and
+//!    compactions) is an ordered stream. Batches are written in the order they were taken and a
+//!    later batch never becomes durable before an earlier one (one FIFO writer; it may coalesce
+//!    several queued batches into one fsync: group commit). When a batch with a
+//!    [`Ready::persist_id`] is durable, the executor tells the core with
+//!    `on_persisted(persist_id)`, which also covers every earlier batch. A crash before that
+//!    may lose the batch and everything after it, never part of an earlier one.
+//! 2. **send now**: [`Ready::messages`] may go out at once, before this batch is durable. They
+//!    are a leader's appends, heartbeats and snapshot chunks (thesis §10.2.1: the leader writes
+//!    to its disk in parallel with its followers), and only ever carry a term that is already
+//!    durable. The leader counts itself toward a commit quorum only for entries it has been told
+//!    are durable, so sending early never lets it commit what a crash can erase.
+//! 3. **send after durable**: [`Ready::persisted_messages`] go out only once this batch (and so
+//!    every earlier one) is durable. A vote, an append or snapshot acknowledgement promises that
+//!    the durable state exists; sending it first would break election safety or let a leader
+//!    count an entry a crash can still erase. An installed snapshot's acknowledgement is in the
+//!    same batch as its `SaveSnapshot`.
+//! 4. **answer**: [`Ready::replies`] may be delivered at once: their entries are committed (durable
+//!    on a majority of voters, which need not include this node yet) and were applied by the
+//!    core. An executor may also hold them back to the batch's durability; the simulator does,
+//!    so its applied-index bookkeeping stays in batch order.
 //!
-//! Batches must be executed one at a time, in the order they were taken. An executor may gather
-//! the inputs of a whole event-loop turn before taking one batch: all their entries then share a
-//! single fsync (group commit). The native node and the simulator are the two executors.
+//! After `on_persisted` the executor takes the next batch: the notice may commit entries (a
+//! leader counting itself, a single-node cluster) and so produce replies.
+//!
+//! Stale notices are safe. The core remembers, per unacknowledged batch, the last entry it wrote
+//! (index and term) and counts that entry as durable only if its log still holds the same term
+//! at that index: a notice about entries a later batch truncated and rewrote (the ABA case
+//! etcd-raft guards against) is ignored; truncations lower the durable index at once.
+//!
+//! A failed write or fsync is fatal for the node: the executor stops it (never retries), and it
+//! recovers from what its disk holds. Persist ops of one batch may be partly durable after a
+//! crash only in a prefix order (a WAL replayed up to its first bad record).
+//!
+//! The native node and the simulator are the two executors.
 
 use serde::{Deserialize, Serialize};
 
@@ -137,8 +160,15 @@ pub enum NodeEvent {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ready {
+    /// Persist work, in order; see the module docs.
     pub persist: Vec<PersistOp>,
+    /// Identifies this batch's persist work (Some exactly when `persist` is non-empty): pass it
+    /// to `on_persisted` once the batch is durable.
+    pub persist_id: Option<u64>,
+    /// Messages that may be sent before `persist` is durable (a leader's replication).
     pub messages: Vec<Envelope>,
+    /// Messages that may be sent only after `persist` is durable (acknowledgements, votes).
+    pub persisted_messages: Vec<Envelope>,
     pub applied: Vec<Applied>,
     pub replies: Vec<ClientReply>,
     pub events: Vec<NodeEvent>,
@@ -148,16 +178,21 @@ impl Ready {
     pub fn is_empty(&self) -> bool {
         self.persist.is_empty()
             && self.messages.is_empty()
+            && self.persisted_messages.is_empty()
             && self.applied.is_empty()
             && self.replies.is_empty()
             && self.events.is_empty()
     }
 
     /// Appends `later` to this batch, as if both had been taken as one: its persist ops run
-    /// after ours, its messages are still sent only after all of them are durable.
+    /// after ours and its persist id (the later one) covers both.
     pub fn merge(&mut self, later: Ready) {
         self.persist.extend(later.persist);
+        if later.persist_id.is_some() {
+            self.persist_id = later.persist_id;
+        }
         self.messages.extend(later.messages);
+        self.persisted_messages.extend(later.persisted_messages);
         self.applied.extend(later.applied);
         self.replies.extend(later.replies);
         self.events.extend(later.events);

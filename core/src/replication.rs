@@ -229,8 +229,7 @@ impl RaftNode {
                         self.emit(NodeEvent::ProtocolViolation { from, detail });
                         return;
                     }
-                    self.log.truncate_from(e.index);
-                    self.persist(PersistOp::TruncateFrom(e.index));
+                    self.truncate_log_from(e.index);
                 }
                 None => {}
             }
@@ -359,7 +358,16 @@ impl RaftNode {
             .iter()
             .map(|&v| {
                 if v == self.id {
-                    self.log.last_index()
+                    // Our own copy counts only once it is on our disk: with appends sent before
+                    // the leader's fsync, followers can be ahead of it.
+                    if self
+                        .config
+                        .has_mutation(Mutation::LeaderCountsSelfBeforeDurable)
+                    {
+                        self.log.last_index()
+                    } else {
+                        self.durable_index
+                    }
                 } else {
                     self.progress.get(&v).map_or(0, |p| p.match_index)
                 }

@@ -133,6 +133,12 @@ impl KvServer {
         self.raft.tick();
     }
 
+    /// The executor reports the batch `persist_id` (and all before it) durable; see
+    /// [`RaftNode::on_persisted`]. Take the next `Ready` afterwards: entries may have committed.
+    pub fn on_persisted(&mut self, persist_id: u64) {
+        self.raft.on_persisted(persist_id);
+    }
+
     pub fn step(&mut self, env: Envelope) {
         self.raft.step(env);
         self.install_received_snapshot();

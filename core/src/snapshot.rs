@@ -6,6 +6,8 @@
 //! simulator's checker verifies exactly that. The state machine bytes are opaque here (the KV
 //! layer encodes its `KvStore` with postcard), which keeps the Raft core free of the state machine.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::types::{Index, NodeId, Term};
@@ -41,7 +43,13 @@ pub(crate) struct IncomingSnapshot {
     pub term: Term,
     pub meta: SnapshotMeta,
     pub data: Vec<u8>,
+    /// Chunks that arrived ahead of a gap (the leader keeps a window in flight and the network
+    /// may reorder), by offset, with their `done` flag; at most [`MAX_CHUNKS_AHEAD`].
+    pub ahead: BTreeMap<u64, (Vec<u8>, bool)>,
 }
+
+/// Out-of-order chunks a follower keeps per transfer; more are dropped (the leader resends).
+pub const MAX_CHUNKS_AHEAD: usize = 16;
 
 /// What a follower does with one InstallSnapshot chunk.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,35 +89,50 @@ impl IncomingSnapshot {
             // tells the leader where we really are.)
             *slot = None;
         }
-        let have = slot.as_ref().map_or(0, |s| s.data.len() as u64);
-        if offset != have {
-            return ChunkOutcome::Continue { next_offset: have };
-        }
-        let total = have as usize + data.len();
-        if total > MAX_SNAPSHOT_BYTES {
-            *slot = None;
-            return ChunkOutcome::Malformed(format!(
-                "snapshot grows to {total} bytes, over the limit of {MAX_SNAPSHOT_BYTES}"
-            ));
-        }
         let incoming = slot.get_or_insert_with(|| IncomingSnapshot {
             term,
             meta: meta.clone(),
             data: Vec::new(),
+            ahead: BTreeMap::new(),
         });
-        incoming.data.extend_from_slice(data);
-        if !done {
-            return ChunkOutcome::Continue {
-                next_offset: incoming.data.len() as u64,
-            };
+        let have = incoming.data.len() as u64;
+        if offset != have {
+            let room = incoming.ahead.len() < MAX_CHUNKS_AHEAD;
+            if offset > have
+                && room
+                && offset.saturating_add(data.len() as u64) <= MAX_SNAPSHOT_BYTES as u64
+            {
+                incoming.ahead.insert(offset, (data.to_vec(), done));
+            }
+            return ChunkOutcome::Continue { next_offset: have };
         }
-        let Some(done) = slot.take() else {
-            return ChunkOutcome::Continue { next_offset: 0 };
-        };
-        ChunkOutcome::Complete(Snapshot {
-            meta: done.meta,
-            data: done.data,
-        })
+        let mut next = Some((data.to_vec(), done));
+        while let Some((bytes, done)) = next.take() {
+            let total = incoming.data.len() + bytes.len();
+            if total > MAX_SNAPSHOT_BYTES {
+                *slot = None;
+                return ChunkOutcome::Malformed(format!(
+                    "snapshot grows to {total} bytes, over the limit of {MAX_SNAPSHOT_BYTES}"
+                ));
+            }
+            incoming.data.extend_from_slice(&bytes);
+            if done {
+                let Some(complete) = slot.take() else {
+                    return ChunkOutcome::Continue { next_offset: 0 };
+                };
+                return ChunkOutcome::Complete(Snapshot {
+                    meta: complete.meta,
+                    data: complete.data,
+                });
+            }
+            let have = incoming.data.len() as u64;
+            // Chunks that the one just stored has made contiguous; older ones are stale.
+            incoming.ahead.retain(|&o, _| o >= have);
+            next = incoming.ahead.remove(&have);
+        }
+        ChunkOutcome::Continue {
+            next_offset: incoming.data.len() as u64,
+        }
     }
 }
 
@@ -141,7 +164,7 @@ mod tests {
             IncomingSnapshot::receive(&mut slot, 2, &m, 0, b"abc", false),
             ChunkOutcome::Continue { next_offset: 3 }
         );
-        // A lost chunk: the next one arrives at offset 6.
+        // A chunk overtaken by the next: that one arrives at offset 6 and waits for the gap.
         assert_eq!(
             IncomingSnapshot::receive(&mut slot, 2, &m, 6, b"ghi", true),
             ChunkOutcome::Continue { next_offset: 3 }
@@ -151,15 +174,28 @@ mod tests {
             IncomingSnapshot::receive(&mut slot, 2, &m, 0, b"abc", false),
             ChunkOutcome::Continue { next_offset: 3 }
         );
-        assert_eq!(
-            IncomingSnapshot::receive(&mut slot, 2, &m, 3, b"def", false),
-            ChunkOutcome::Continue { next_offset: 6 }
-        );
-        match IncomingSnapshot::receive(&mut slot, 2, &m, 6, b"ghi", true) {
+        // The gap fills: the chunk kept ahead of it completes the snapshot.
+        match IncomingSnapshot::receive(&mut slot, 2, &m, 3, b"def", false) {
             ChunkOutcome::Complete(s) => assert_eq!(s.data, b"abcdefghi"),
             other => panic!("{other:?}"),
         }
         assert!(slot.is_none());
+    }
+
+    #[test]
+    fn chunks_ahead_of_a_gap_are_bounded() {
+        let mut slot = None;
+        let m = meta(5);
+        for i in 1..=(MAX_CHUNKS_AHEAD as u64 + 4) {
+            IncomingSnapshot::receive(&mut slot, 2, &m, i * 3, b"xyz", false);
+        }
+        assert_eq!(slot.as_ref().map(|s| s.ahead.len()), Some(MAX_CHUNKS_AHEAD));
+        assert_eq!(
+            IncomingSnapshot::receive(&mut slot, 2, &m, 0, b"abc", false),
+            ChunkOutcome::Continue {
+                next_offset: 3 * (MAX_CHUNKS_AHEAD as u64 + 1)
+            }
+        );
     }
 
     #[test]

@@ -99,8 +99,42 @@ fn partitioned_follower_catches_up_by_install_snapshot() {
     }
 }
 
+/// On a clean network one transfer sends every chunk exactly once, however many heartbeats
+/// pass meanwhile (a heartbeat response used to start a second, never-ending chunk stream).
+#[test]
+fn a_transfer_sends_each_chunk_once() {
+    for seed in [221, 222, 223] {
+        let mut sim = snapshot_cluster(3, seed, THRESHOLD, 16);
+        let (leader, follower, healed) = lag_one_follower(&mut sim, 60);
+        wait_converged(&mut sim, 3 * SEC);
+        let chunks = snapshot_chunks_sent(&sim, healed, leader, follower);
+        let index = chunks.first().expect("a transfer").1;
+        let of_transfer: Vec<_> = chunks.iter().filter(|c| c.1 == index).collect();
+        let bytes = raft(&sim, leader)
+            .snapshot()
+            .filter(|s| s.meta.last_index == index)
+            .map(|s| s.data.len());
+        let expected = of_transfer.iter().map(|c| c.3).sum::<usize>();
+        let offsets: std::collections::BTreeSet<u64> = of_transfer.iter().map(|c| c.2).collect();
+        assert_eq!(
+            offsets.len(),
+            of_transfer.len(),
+            "seed {seed}: {} chunks sent for {} distinct offsets ({expected} bytes, snapshot {bytes:?})",
+            of_transfer.len(),
+            offsets.len()
+        );
+        assert!(
+            of_transfer.len() >= 5,
+            "seed {seed}: only {} chunks",
+            of_transfer.len()
+        );
+        assert_eq!(installs(&sim, healed, follower), vec![index]);
+        assert_safe(&mut sim);
+    }
+}
+
 /// The chunk after the first is lost on the wire: the leader resends from the offset the
-/// follower still expects (on the next heartbeat response), without restarting the transfer.
+/// follower acknowledged (once heartbeats show the transfer stalled), without restarting it.
 #[test]
 fn lost_snapshot_chunk_is_resumed() {
     let mut sim = snapshot_cluster(3, 211, THRESHOLD, CHUNK);
@@ -134,11 +168,9 @@ fn lost_snapshot_chunk_is_resumed() {
         .into_iter()
         .filter(|c| c.1 == index)
         .collect();
-    assert_eq!(
-        after.first().map(|c| c.2),
-        Some(lost_offset),
-        "resent from the lost offset: {after:?}"
-    );
+    // With a window in flight the chunks after the lost one may have gone out already: what
+    // is resent starts at what the follower acknowledged, never at 0.
+    assert!(!after.is_empty(), "nothing was resent");
     assert!(
         after.iter().all(|c| c.2 >= lost_offset),
         "the transfer restarted: {after:?}"
@@ -279,7 +311,7 @@ mod hostile_input {
     }
 
     fn snapshot_reply(r: &Ready) -> Option<SnapshotResult> {
-        r.messages.iter().find_map(|m| match &m.msg {
+        r.persisted_messages.iter().find_map(|m| match &m.msg {
             Message::InstallSnapshotResponse { result, .. } => Some(result.clone()),
             _ => None,
         })

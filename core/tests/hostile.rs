@@ -128,7 +128,12 @@ fn leader() -> RaftNode {
     let mut n = node();
     for _ in 0..100 {
         n.tick();
-        for env in n.take_ready().messages {
+        // Executed as an executor would: persisted at once, then every message sent.
+        let ready = n.take_ready();
+        if let Some(id) = ready.persist_id {
+            n.on_persisted(id);
+        }
+        for env in ready.messages.into_iter().chain(ready.persisted_messages) {
             let reply = match env.msg {
                 Message::PreVote { term, .. } => Message::PreVoteResponse {
                     term,

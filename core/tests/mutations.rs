@@ -104,3 +104,13 @@ fn the_same_seeds_pass_without_mutations() {
         assert!(report.is_ok(), "{}", report.failure_text());
     }
 }
+
+#[test]
+fn a_leader_counting_itself_before_its_write_is_durable_is_caught() {
+    assert_caught(Mutation::LeaderCountsSelfBeforeDurable);
+}
+
+#[test]
+fn a_follower_acknowledging_before_durable_is_caught() {
+    assert_caught(Mutation::FollowerAcksBeforeDurable);
+}

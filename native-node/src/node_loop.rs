@@ -1,22 +1,25 @@
 //! The node loop: the one task that owns the [`KvServer`] and executes its `Ready` batches.
 //!
-//! Each turn it waits for something to do (a peer batch, a client request, the next tick),
-//! then drains everything else already queued, up to a bound, so a burst of inputs becomes one
-//! batch. A turn has two phases, peer traffic (and ticks) first, then client requests, and each
-//! phase ends by taking ONE `Ready` and executing it in the order `keyval_core::ready` requires:
+//! Each turn it waits for something to do (a durability report from the disk, a peer batch, a
+//! client request, the next tick), then drains everything else already queued, up to a bound,
+//! and takes ONE `Ready`, executed as `keyval_core::ready` requires:
 //!
-//! 1. persist: all persist ops go to the storage thread, which writes them and fsyncs once
-//!    (group commit); the loop waits for that before anything else;
-//! 2. send: messages go to the peers' bounded queues;
-//! 3. answer: replies go to the client connections waiting for them.
+//! 1. send now: a leader's appends and heartbeats go to the peers' queues at once, so the
+//!    followers write in parallel with the leader's own fsync (thesis §10.2.1);
+//! 2. persist: the batch's persist ops go to the storage thread without waiting; it writes
+//!    every batch queued by the time it is free and fsyncs once (group commit);
+//! 3. answer: replies go to the client connections waiting for them (their entries are
+//!    committed, i.e. durable on a majority);
+//! 4. send after durable: acknowledgements and votes wait, per batch, until the storage thread
+//!    reports that batch durable; the report also tells the core (`on_persisted`), which is
+//!    how a leader counts its own copy toward the commit quorum.
 //!
-//! While the loop waits for the disk, new inputs queue in bounded channels and all join the next
-//! batch: the slower the disk, the bigger the batches, which is what keeps throughput up.
-//! Splitting the turn keeps a leader's replies off the critical path of its next fsync: the
-//! acknowledgements that commit entries persist nothing, so the peer phase's batch answers
-//! clients without touching the disk, and only then do new proposals pay for their fsync.
+//! The loop never waits for the disk itself, so ticks, heartbeats and acknowledgements keep
+//! flowing during an fsync; only when
+//! [`crate::storage::worker::MAX_BATCHES_IN_FLIGHT`] batches are outstanding does
+//! it wait for the disk before submitting more.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -31,7 +34,7 @@ use tokio::time::Instant;
 
 use crate::events::{EventHub, now_ms};
 use crate::metrics::Metrics;
-use crate::storage::worker::{StorageWorker, WorkerError};
+use crate::storage::worker::{Durable, StorageWorker, WorkerError};
 use crate::transport::PeerSender;
 use crate::wire::{LeaderHint, ServerFrame, StatusReply};
 
@@ -103,6 +106,18 @@ struct State {
     last_status: NodeStatus,
     last_status_at: Instant,
     sent_ids: u64,
+    /// Batches handed to the storage thread and not yet durable, oldest first, with what
+    /// waits for them.
+    unstable: VecDeque<Unstable>,
+}
+
+/// What waits for one batch to be durable.
+struct Unstable {
+    persist_id: u64,
+    messages: Vec<Envelope>,
+    /// Live-view events describing the writes, published once they are durable.
+    traces: Vec<TraceKind>,
+    entries: u64,
 }
 
 impl NodeLoop {
@@ -113,6 +128,7 @@ impl NodeLoop {
             last_status: NodeStatus::of(&self.server),
             last_status_at: Instant::now(),
             sent_ids: 0,
+            unstable: VecDeque::new(),
         };
         if let Some(kind) = self.restored.take() {
             self.events.publish(now_ms(), kind);
@@ -125,14 +141,16 @@ impl NodeLoop {
             tokio::select! {
                 biased;
                 _ = self.shutdown.changed() => break Ok(()),
+                durable = self.storage.durable() => {
+                    if let Err(e) = self.on_durable(durable, &mut st) {
+                        break Err(e);
+                    }
+                }
                 _ = tokio::time::sleep_until(st.next_tick) => {}
                 Some(envs) = self.peer_rx.recv() => self.step_peers(envs),
                 Some(input) = self.input_rx.recv() => first_input = Some(input),
             }
             self.catch_up_ticks(&mut st);
-            // Phase 1: peer traffic and time. On a leader this is mostly acknowledgements, which
-            // commit entries but persist nothing, so the replies they release go out at once
-            // instead of waiting behind the fsync of the next proposals.
             let mut handled = 0;
             while handled < MAX_INPUTS_PER_TURN {
                 let Ok(envs) = self.peer_rx.try_recv() else {
@@ -141,16 +159,6 @@ impl NodeLoop {
                 self.step_peers(envs);
                 handled += 1;
             }
-            let ready = self.server.take_ready();
-            if !ready.is_empty()
-                && let Err(e) = self.execute(ready, &mut st).await
-            {
-                break Err(e);
-            }
-            // Phase 2: client requests; all proposals of the turn share one append and fsync.
-            // The clock is read again first: a lease read must not be judged by a tick count
-            // that is one fsync old.
-            self.catch_up_ticks(&mut st);
             if let Some(input) = first_input {
                 self.handle_input(input, &mut st);
             }
@@ -162,16 +170,14 @@ impl NodeLoop {
                 self.handle_input(input, &mut st);
                 handled += 1;
             }
-            let ready = self.server.take_ready();
-            if !ready.is_empty()
-                && let Err(e) = self.execute(ready, &mut st).await
-            {
+            // All proposals and acknowledgements of the turn share one batch (and so one write).
+            if let Err(e) = self.execute_ready(&mut st).await {
                 break Err(e);
             }
             self.metrics.reads.observe(self.server.raft().read_stats());
             self.publish_status(&mut st);
         };
-        // Finish the in-flight fsync (if any) and close the WAL before reporting back.
+        // Finish the batches already submitted (their fsync included) and close the WAL.
         self.storage.close();
         result
     }
@@ -343,69 +349,49 @@ impl NodeLoop {
         ServerFrame::Reply { reply, leader }
     }
 
-    async fn execute(&mut self, ready: Ready, st: &mut State) -> Result<(), LoopError> {
-        self.metrics.ready_batches.fetch_add(1, Relaxed);
-        let Ready {
-            persist,
-            messages,
-            applied,
-            replies,
-            events,
-        } = ready;
-        let me = self.server.raft().id();
-        let tracing_events = self.events.active();
+    /// Takes the core's batch and executes it (see the module docs).
+    async fn execute_ready(&mut self, st: &mut State) -> Result<(), LoopError> {
+        let ready = self.server.take_ready();
+        if ready.is_empty() {
+            return Ok(());
+        }
+        self.execute(ready, st).await
+    }
 
-        // 1. persist (one write + one fsync for the whole batch)
-        if !persist.is_empty() {
-            let mut persisted_traces = Vec::new();
-            let mut entries = 0u64;
-            for op in &persist {
-                match op {
-                    PersistOp::Append(es) => {
-                        entries += es.len() as u64;
-                        if let (Some(f), Some(l)) = (es.first(), es.last()) {
-                            persisted_traces.push(TraceKind::Persisted {
-                                node: me,
-                                first: f.index,
-                                last: l.index,
-                                term: l.term,
-                            });
-                        }
-                    }
-                    PersistOp::TruncateFrom(i) => {
-                        tracing::info!(from = i, "truncating conflicting log suffix");
-                        persisted_traces.push(TraceKind::Truncated { node: me, from: *i });
-                    }
-                    PersistOp::HardState(_) => {}
-                    PersistOp::SaveSnapshot(s) => {
-                        persisted_traces.push(TraceKind::SnapshotSaved {
-                            node: me,
-                            index: s.meta.last_index,
-                            term: s.meta.last_term,
-                            bytes: s.data.len() as u64,
-                        });
-                    }
-                    PersistOp::CompactLog(i) => {
-                        persisted_traces.push(TraceKind::LogCompacted {
-                            node: me,
-                            through: *i,
-                        });
-                    }
-                }
-            }
-            let (took, stats) = self.storage.persist(persist).await?;
-            self.metrics.observe_fsync(took);
-            self.metrics.observe_store(&stats);
-            self.metrics.persisted_entries.fetch_add(entries, Relaxed);
+    /// The storage thread made every batch up to `last_id` durable: tell the core, release what
+    /// waited for those batches, and execute what the notice produced (a leader may commit).
+    fn on_durable(
+        &mut self,
+        durable: Result<Durable, WorkerError>,
+        st: &mut State,
+    ) -> Result<(), LoopError> {
+        let d = durable?;
+        self.metrics.observe_fsync(d.took);
+        self.metrics.observe_store(&d.stats);
+        self.server.on_persisted(d.last_id);
+        let tracing_events = self.events.active();
+        let t = now_ms();
+        while st
+            .unstable
+            .front()
+            .is_some_and(|u| u.persist_id <= d.last_id)
+        {
+            let Some(u) = st.unstable.pop_front() else {
+                break;
+            };
+            self.metrics.persisted_entries.fetch_add(u.entries, Relaxed);
             if tracing_events {
-                let t = now_ms();
-                for kind in persisted_traces {
+                for kind in u.traces {
                     self.events.publish(t, kind);
                 }
             }
+            self.send_all(u.messages, st);
         }
+        Ok(())
+    }
 
-        // 2. send
+    fn send_all(&mut self, messages: Vec<Envelope>, st: &mut State) {
+        let tracing_events = self.events.active();
         let t = now_ms();
         for env in messages {
             if tracing_events {
@@ -426,6 +412,82 @@ impl NodeLoop {
                 None => self.metrics.dropped(&env.msg),
             }
         }
+    }
+
+    async fn execute(&mut self, ready: Ready, st: &mut State) -> Result<(), LoopError> {
+        self.metrics.ready_batches.fetch_add(1, Relaxed);
+        let Ready {
+            persist,
+            persist_id,
+            messages,
+            persisted_messages,
+            applied,
+            replies,
+            events,
+        } = ready;
+        let me = self.server.raft().id();
+        let tracing_events = self.events.active();
+
+        // 1. send now: a leader's replication, in parallel with its own write.
+        self.send_all(messages, st);
+
+        // 2. persist, without waiting for the disk.
+        if let Some(persist_id) = persist_id {
+            let mut traces = Vec::new();
+            let mut entries = 0u64;
+            for op in &persist {
+                match op {
+                    PersistOp::Append(es) => {
+                        entries += es.len() as u64;
+                        if let (Some(f), Some(l)) = (es.first(), es.last()) {
+                            traces.push(TraceKind::Persisted {
+                                node: me,
+                                first: f.index,
+                                last: l.index,
+                                term: l.term,
+                            });
+                        }
+                    }
+                    PersistOp::TruncateFrom(i) => {
+                        tracing::info!(from = i, "truncating conflicting log suffix");
+                        traces.push(TraceKind::Truncated { node: me, from: *i });
+                    }
+                    PersistOp::HardState(_) => {}
+                    PersistOp::SaveSnapshot(s) => {
+                        traces.push(TraceKind::SnapshotSaved {
+                            node: me,
+                            index: s.meta.last_index,
+                            term: s.meta.last_term,
+                            bytes: s.data.len() as u64,
+                        });
+                    }
+                    PersistOp::CompactLog(i) => {
+                        traces.push(TraceKind::LogCompacted {
+                            node: me,
+                            through: *i,
+                        });
+                    }
+                }
+            }
+            // A slow disk with a full pipeline: wait for it here, so the queue stays bounded.
+            while !self.storage.has_room() {
+                let durable = self.storage.durable().await;
+                self.on_durable(durable, st)?;
+            }
+            self.storage.submit(persist_id, persist)?;
+            st.unstable.push_back(Unstable {
+                persist_id,
+                messages: persisted_messages,
+                traces,
+                entries,
+            });
+        } else if let Some(last) = st.unstable.back_mut() {
+            // Nothing to write, but what they acknowledge may be in a batch still in flight.
+            last.messages.extend(persisted_messages);
+        } else {
+            self.send_all(persisted_messages, st);
+        }
+        let t = now_ms();
 
         // 3. answer
         self.metrics

@@ -76,6 +76,13 @@ impl RunConfig {
             ops_per_client: self.ops_per_client,
             ..WorkloadConfig::default()
         };
+        // Drawn last so the knobs above keep their values for a given seed.
+        c.raft.max_snapshot_chunks_in_flight = [1, 2, 8][knobs.below(3) as usize];
+        if self.profile != FaultProfile::None {
+            // Disk stalls: a leader's followers get ahead of its own disk, a follower's
+            // acknowledgement waits; CrashHeavy also crashes nodes inside a stall.
+            c.slow_fsync_rate = 0.05;
+        }
         if self.profile == FaultProfile::CrashHeavy {
             // Some messages overtake others by up to an election timeout, so a vote request
             // can arrive after its voter crashed and came back.

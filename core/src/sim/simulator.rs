@@ -36,6 +36,13 @@ pub struct SimConfig {
     pub network: NetworkConfig,
     /// Time one persist step (write + fsync) takes, uniform in this range.
     pub fsync_us: (u64, u64),
+    /// Chance that a persist step stalls for an extra `slow_fsync_us` (a disk hiccup). With
+    /// appends sent before the sender's own fsync, stalls open the windows in which a node's
+    /// peers are ahead of its disk.
+    #[serde(default)]
+    pub slow_fsync_rate: f64,
+    #[serde(default)]
+    pub slow_fsync_us: (u64, u64),
     pub workload: WorkloadConfig,
     /// Record every event (the playground and snapshot tests); randomized runs only count.
     pub record_trace: bool,
@@ -65,6 +72,8 @@ impl SimConfig {
             tick_us: 10_000,
             network: NetworkConfig::default(),
             fsync_us: (200, 1_000),
+            slow_fsync_rate: 0.0,
+            slow_fsync_us: (5_000, 50_000),
             workload: WorkloadConfig::default(),
             record_trace: true,
             crash_on_critical_event: 0.0,
@@ -577,8 +586,16 @@ impl Simulator {
             .filter(|e| matches!(e, NodeEvent::SnapshotInstalled { .. }))
             .cloned()
             .collect();
+        // A leader's replication leaves before its own write is durable (see `crate::ready`).
+        for env in std::mem::take(&mut ready.messages) {
+            self.send(
+                Addr::Node(env.from),
+                Addr::Node(env.to),
+                Payload::Raft(env.msg),
+            );
+        }
         let cost = if ready.needs_sync() {
-            self.rng.range(self.cfg.fsync_us.0, self.cfg.fsync_us.1)
+            self.rng.range(self.cfg.fsync_us.0, self.cfg.fsync_us.1) + self.fsync_stall(id)
         } else {
             0
         };
@@ -601,6 +618,52 @@ impl Simulator {
         }
     }
 
+    /// Extra time a persist step takes when the disk stalls (seeded). While faults are active a
+    /// stalled node may be crashed inside the stall, before the write is durable: the window in
+    /// which anything counted or acknowledged ahead of the disk is lost.
+    fn fsync_stall(&mut self, id: NodeId) -> u64 {
+        let rate = self.cfg.slow_fsync_rate;
+        if rate <= 0.0 || !self.rng.chance(rate) {
+            return 0;
+        }
+        let stall = self
+            .rng
+            .range(self.cfg.slow_fsync_us.0, self.cfg.slow_fsync_us.1);
+        let crash = self.cfg.crash_on_critical_event;
+        if crash > 0.0 && self.faults_stopped_at.is_none() && self.rng.chance(crash) {
+            let at = self.now + self.rng.range(0, stall);
+            let back_at = at + self.rng.range(1_000, 300_000);
+            self.schedule(at, Action::Fault(FaultAction::Crash(id)));
+            self.schedule(back_at, Action::Fault(FaultAction::Restart(id)));
+        }
+        stall
+    }
+
+    /// Commit means durable on a majority of voters (etcd #14370): when a leader advances its
+    /// commit index, the entry there must already be on the simulated disks of a quorum.
+    fn check_commit_durable(&mut self, leader: NodeId, index: crate::types::Index) {
+        let Some(term) = self
+            .nodes
+            .get(&leader)
+            .and_then(|n| n.server.as_ref())
+            .and_then(|s| s.raft().log().term(index))
+        else {
+            return;
+        };
+        let holders = self
+            .nodes
+            .values()
+            .filter(|n| n.storage.holds(index, term))
+            .count();
+        let quorum = self.cfg.nodes / 2 + 1;
+        if holders < quorum {
+            let d = format!(
+                "n{leader} committed {index}@{term} while only {holders} disks hold it (quorum {quorum})"
+            );
+            self.checker.fail(self.now, "commit durable on a quorum", d);
+        }
+    }
+
     /// Feeds a node's own events to the checkers and the trace.
     fn observe(&mut self, id: NodeId, e: NodeEvent) {
         let now = self.now;
@@ -614,7 +677,11 @@ impl Simulator {
                 } => self.checker.on_leader(now, id, *term, log),
                 NodeEvent::CommitAdvanced { from, to } => {
                     let term = s.raft().term();
-                    self.checker.on_commit(now, id, term, (*from, *to), log)
+                    let leading = s.raft().is_leader();
+                    self.checker.on_commit(now, id, term, (*from, *to), log);
+                    if leading {
+                        self.check_commit_durable(id, *to);
+                    }
                 }
                 NodeEvent::ProtocolViolation { from, detail } => {
                     let d = format!("n{id} refused a message from n{from}: {detail}");
@@ -723,6 +790,9 @@ impl Simulator {
         for op in &ready.persist {
             node.storage.apply(op);
         }
+        if let (Some(persist_id), Some(server)) = (ready.persist_id, node.server.as_mut()) {
+            server.on_persisted(persist_id);
+        }
         for op in &ready.persist {
             match op {
                 PersistOp::Append(es) => {
@@ -773,7 +843,7 @@ impl Simulator {
                 self.checker.on_install_durable(self.now, id, *index);
             }
         }
-        for env in ready.messages {
+        for env in ready.persisted_messages {
             self.send(
                 Addr::Node(env.from),
                 Addr::Node(env.to),
@@ -812,6 +882,8 @@ impl Simulator {
             };
             self.send(Addr::Node(id), Addr::Client(to), payload);
         }
+        // The notice may have committed entries (a leader counting itself).
+        self.drive(id);
     }
 
     pub(super) fn send(&mut self, from: Addr, to: Addr, payload: Payload) {

@@ -52,6 +52,17 @@ impl MemStorage {
         self.offset + self.entries.len() as u64
     }
 
+    /// Whether the entry `index`@`term` is on this disk, in the log or covered by the snapshot.
+    pub fn holds(&self, index: Index, term: crate::types::Term) -> bool {
+        if index <= self.offset {
+            // Compaction keeps only committed entries, and those never change (log matching).
+            return self.snapshot.is_some();
+        }
+        self.entries
+            .get((index - self.offset - 1) as usize)
+            .is_some_and(|e| e.term == term)
+    }
+
     /// Index of the latest saved snapshot (0 without one).
     pub fn snapshot_index(&self) -> Index {
         self.snapshot.as_ref().map_or(0, |s| s.meta.last_index)

@@ -488,6 +488,10 @@ pub fn figure_8(seed: u64, mutation: Option<Mutation>) -> Figure8 {
         .map(|(n, _)| n)
         .collect();
     sim.apply_fault(FaultAction::Crash(a2));
+    // A leader's appends leave before its own fsync, so A2's no-op may already be on the wire:
+    // keep the links cut until it has been dropped.
+    let in_flight = sim.now() + sim.config().network.latency_us.1;
+    sim.run_until(in_flight);
 
     // (d) B returns and wins with C's and D's votes, then overwrites X and commits.
     sim.apply_fault(FaultAction::Heal);

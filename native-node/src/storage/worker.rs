@@ -1,22 +1,43 @@
 //! The storage thread: owns the [`LogStore`] and does the blocking writes and fsyncs, so the
 //! async runtime never stalls on the disk.
 //!
-//! The node loop hands it one batch of persist ops per `Ready` and waits for the answer before
-//! sending anything that depends on them. The hand-off queue holds one batch: the node loop
-//! never has more than one in flight, so anything deeper would only hide a bug.
+//! It is the FIFO writer of the core's asynchronous persist contract (`keyval_core::ready`):
+//! the node loop submits each batch's persist ops with the batch's persist id and carries on
+//! (a leader's appends are already on their way to the followers). The thread takes every batch
+//! queued by the time it is free, writes them in order and fsyncs once (group commit across
+//! batches), then reports the last id it made durable, which covers every earlier one.
+//!
+//! A failed write or fsync is reported once and the thread stops: nothing after it is written,
+//! and the node loop treats it as fatal (never retried).
 
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use keyval_core::PersistOp;
-use tokio::sync::oneshot;
+use tokio::sync::mpsc as tokio_mpsc;
 
 use super::{LogStore, StorageError, StoreStats};
 
+/// Batches submitted and not yet reported durable, at most. The node loop waits for a
+/// completion before submitting more, so a slow disk slows the loop down instead of queueing
+/// without bound.
+pub const MAX_BATCHES_IN_FLIGHT: usize = 64;
+
 struct Job {
+    id: u64,
     ops: Vec<PersistOp>,
-    done: oneshot::Sender<Result<(Duration, StoreStats), StorageError>>,
+}
+
+/// Batches up to `last_id` are durable.
+#[derive(Debug)]
+pub struct Durable {
+    pub last_id: u64,
+    /// Batches covered by this one fsync.
+    pub batches: usize,
+    /// Time from the first write to the end of the fsync.
+    pub took: Duration,
+    pub stats: StoreStats,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -27,66 +48,101 @@ pub enum WorkerError {
     Stopped,
 }
 
-/// Handle to the storage thread. Dropping it lets the thread finish its current batch and exit;
-/// [`StorageWorker::close`] also waits for that.
+/// Handle to the storage thread. Dropping it lets the thread finish the batches already
+/// submitted and exit; [`StorageWorker::close`] also waits for that.
 pub struct StorageWorker {
     tx: Option<mpsc::SyncSender<Job>>,
+    done_rx: tokio_mpsc::Receiver<Result<Durable, StorageError>>,
     thread: Option<thread::JoinHandle<()>>,
+    in_flight: usize,
 }
 
 impl StorageWorker {
     pub fn spawn<S: LogStore>(mut store: S) -> std::io::Result<StorageWorker> {
-        let (tx, rx) = mpsc::sync_channel::<Job>(1);
+        let (tx, rx) = mpsc::sync_channel::<Job>(MAX_BATCHES_IN_FLIGHT);
+        let (done_tx, done_rx) = tokio_mpsc::channel(MAX_BATCHES_IN_FLIGHT);
         let thread = thread::Builder::new()
             .name("keyval-storage".into())
             .spawn(move || {
-                while let Ok(job) = rx.recv() {
+                while let Ok(first) = rx.recv() {
                     let started = Instant::now();
-                    let result = store
-                        .write(&job.ops)
-                        .and_then(|()| store.sync())
-                        .map(|()| (started.elapsed(), store.stats()));
-                    // The node loop may have gone away (shutdown); the batch is durable anyway.
-                    let _ = job.done.send(result);
+                    let mut last_id = first.id;
+                    let mut batches = 1;
+                    let mut result = store.write(&first.ops);
+                    // Group commit: everything queued meanwhile shares this fsync.
+                    while result.is_ok() {
+                        let Ok(job) = rx.try_recv() else { break };
+                        last_id = job.id;
+                        batches += 1;
+                        result = store.write(&job.ops);
+                    }
+                    let result = result.and_then(|()| store.sync()).map(|()| Durable {
+                        last_id,
+                        batches,
+                        took: started.elapsed(),
+                        stats: store.stats(),
+                    });
+                    let failed = result.is_err();
+                    // The node loop may have gone away (shutdown): the remaining batches are
+                    // still written, only nobody hears about it.
+                    let _ = done_tx.blocking_send(result);
+                    if failed {
+                        return;
+                    }
                 }
             })?;
         Ok(StorageWorker {
             tx: Some(tx),
+            done_rx,
             thread: Some(thread),
+            in_flight: 0,
         })
     }
 
-    /// Writes and fsyncs `ops`; returns how long the disk took once they are durable, and the
-    /// store's counters after the batch.
-    pub async fn persist(
-        &self,
-        ops: Vec<PersistOp>,
-    ) -> Result<(Duration, StoreStats), WorkerError> {
-        let (done, wait) = oneshot::channel();
-        let tx = self.tx.as_ref().ok_or(WorkerError::Stopped)?;
-        match tx.try_send(Job { ops, done }) {
-            Ok(()) => {}
-            // Only one batch is ever in flight, so the slot is free; if that ever changes,
-            // wait for it off the runtime rather than fail.
-            Err(mpsc::TrySendError::Full(job)) => {
-                let tx = tx.clone();
-                tokio::task::spawn_blocking(move || tx.send(job))
-                    .await
-                    .map_err(|_| WorkerError::Stopped)?
-                    .map_err(|_| WorkerError::Stopped)?;
-            }
-            Err(mpsc::TrySendError::Disconnected(_)) => return Err(WorkerError::Stopped),
-        }
-        Ok(wait.await.map_err(|_| WorkerError::Stopped)??)
+    /// Whether another batch may be submitted now (see [`MAX_BATCHES_IN_FLIGHT`]).
+    pub fn has_room(&self) -> bool {
+        self.in_flight < MAX_BATCHES_IN_FLIGHT
     }
 
-    /// Stops accepting batches and waits for the one in progress (its fsync included) to finish.
+    /// Batches submitted and not yet reported durable.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Queues batch `id` for writing without waiting for it. Call only when
+    /// [`StorageWorker::has_room`]; the answer comes from [`StorageWorker::durable`].
+    pub fn submit(&mut self, id: u64, ops: Vec<PersistOp>) -> Result<(), WorkerError> {
+        let tx = self.tx.as_ref().ok_or(WorkerError::Stopped)?;
+        // The queue holds MAX_BATCHES_IN_FLIGHT jobs and the loop never has more outstanding,
+        // so a full queue means the thread died.
+        tx.try_send(Job { id, ops })
+            .map_err(|_| WorkerError::Stopped)?;
+        self.in_flight += 1;
+        Ok(())
+    }
+
+    /// The next durability report. Cancel-safe (a `select!` branch).
+    pub async fn durable(&mut self) -> Result<Durable, WorkerError> {
+        match self.done_rx.recv().await {
+            Some(Ok(d)) => {
+                self.in_flight = self.in_flight.saturating_sub(d.batches);
+                Ok(d)
+            }
+            Some(Err(e)) => Err(e.into()),
+            None => Err(WorkerError::Stopped),
+        }
+    }
+
+    /// Stops accepting batches and waits for the ones submitted (their fsync included).
     pub fn close(mut self) {
         self.shutdown();
     }
 
     fn shutdown(&mut self) {
         self.tx.take();
+        // Unblocks a thread waiting to report: nobody reads reports any more.
+        self.done_rx.close();
+        while self.done_rx.try_recv().is_ok() {}
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
