@@ -13,6 +13,8 @@ use clap::Parser;
 use keyval_core::NodeId;
 use serde::Deserialize;
 
+pub use crate::telemetry::LogFormat;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "keyval",
@@ -63,6 +65,13 @@ pub struct Args {
     /// Skip fsync (benchmarks only: a crash can then lose acknowledged writes).
     #[arg(long)]
     pub unsafe_no_fsync: bool,
+    /// Log line format on stderr [default: text].
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Export the spans of client requests to this OpenTelemetry collector, over OTLP/HTTP
+    /// (protobuf): http://HOST:4318 (or the full .../v1/traces URL). Off by default.
+    #[arg(long)]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Applied entries between snapshots unless configured: at ~300 bytes an entry, a few MB of WAL
@@ -90,6 +99,8 @@ struct FileConfig {
     wal_segment_bytes: Option<u64>,
     cluster_id: Option<String>,
     unsafe_no_fsync: Option<bool>,
+    log_format: Option<LogFormat>,
+    otlp_endpoint: Option<String>,
 }
 
 /// Validated settings the node runs with.
@@ -107,6 +118,8 @@ pub struct NodeConfig {
     pub wal_segment_bytes: u64,
     pub cluster_id: Option<String>,
     pub fsync: bool,
+    pub log_format: LogFormat,
+    pub otlp_endpoint: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -233,6 +246,10 @@ impl NodeConfig {
                 "--cluster-id must be 1 to 128 characters".into(),
             ));
         }
+        let otlp_endpoint = args.otlp_endpoint.or(file.otlp_endpoint);
+        if let Some(e) = &otlp_endpoint {
+            crate::telemetry::traces_url(e).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        }
         Ok(NodeConfig {
             id,
             listen,
@@ -246,6 +263,8 @@ impl NodeConfig {
             wal_segment_bytes,
             cluster_id,
             fsync: !(args.unsafe_no_fsync || file.unsafe_no_fsync.unwrap_or(false)),
+            log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+            otlp_endpoint,
         })
     }
 
@@ -343,6 +362,18 @@ mod tests {
             NodeConfig::from_args(args(&["--config", &p, "--heartbeat-ms", "30"])).expect("valid");
         assert_eq!(c.heartbeat, Duration::from_millis(30));
         assert_eq!(c.election_timeout, Duration::from_millis(200));
+        std::fs::write(
+            &path,
+            "log_format = \"json\"\notlp_endpoint = \"http://c:4318\"\n",
+        )
+        .expect("write");
+        let c = NodeConfig::from_args(args(&["--config", &p])).expect("valid");
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.otlp_endpoint.as_deref(), Some("http://c:4318"));
+        let c =
+            NodeConfig::from_args(args(&["--config", &p, "--log-format", "text"])).expect("valid");
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert!(NodeConfig::from_args(args(&["--otlp-endpoint", "grpc://c:4317"])).is_err());
         std::fs::write(&path, "bogus = 1\n").expect("write");
         assert!(NodeConfig::from_args(args(&["--config", &p])).is_err());
     }

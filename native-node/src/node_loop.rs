@@ -31,6 +31,7 @@ use tokio::time::Instant;
 
 use crate::events::{EventHub, now_ms};
 use crate::metrics::Metrics;
+use crate::request_trace::RequestTraces;
 use crate::storage::worker::{StorageWorker, WorkerError};
 use crate::transport::PeerSender;
 use crate::wire::{LeaderHint, ServerFrame, StatusReply};
@@ -89,6 +90,8 @@ struct State {
     last_status: NodeStatus,
     last_status_at: Instant,
     sent_ids: u64,
+    /// Spans of the requests in flight, when a tracing subscriber records them.
+    traces: RequestTraces,
 }
 
 impl NodeLoop {
@@ -98,6 +101,7 @@ impl NodeLoop {
             last_status: NodeStatus::of(&self.server),
             last_status_at: Instant::now(),
             sent_ids: 0,
+            traces: RequestTraces::default(),
         };
         if let Some(kind) = self.restored.take() {
             self.events.publish(now_ms(), kind);
@@ -173,6 +177,7 @@ impl NodeLoop {
 
     fn step_peers(&mut self, envs: Vec<Envelope>) {
         for env in envs {
+            self.metrics.observe_inbound(&env);
             self.server.step(env);
         }
     }
@@ -242,7 +247,12 @@ impl NodeLoop {
         }
         st.waiters.insert(key, vec![reply_to]);
         self.metrics.proposals.fetch_add(1, Relaxed);
+        let proposing = st.traces.begin(&req, self.server.raft().id());
+        let last_before = self.server.raft().log().last_index();
         self.server.handle_client(req);
+        let last = self.server.raft().log().last_index();
+        st.traces
+            .proposed(proposing, (last > last_before).then_some(last));
     }
 
     fn reply_frame(&self, reply: ClientReply) -> ServerFrame {
@@ -274,10 +284,13 @@ impl NodeLoop {
         if !persist.is_empty() {
             let mut persisted_traces = Vec::new();
             let mut entries = 0u64;
+            let mut appended_through = None;
+            let mut saves_snapshot = false;
             for op in &persist {
                 match op {
                     PersistOp::Append(es) => {
                         entries += es.len() as u64;
+                        appended_through = es.last().map(|e| e.index).or(appended_through);
                         if let (Some(f), Some(l)) = (es.first(), es.last()) {
                             persisted_traces.push(TraceKind::Persisted {
                                 node: me,
@@ -293,6 +306,7 @@ impl NodeLoop {
                     }
                     PersistOp::HardState(_) => {}
                     PersistOp::SaveSnapshot(s) => {
+                        saves_snapshot = true;
                         persisted_traces.push(TraceKind::SnapshotSaved {
                             node: me,
                             index: s.meta.last_index,
@@ -310,6 +324,12 @@ impl NodeLoop {
             }
             let (took, stats) = self.storage.persist(persist).await?;
             self.metrics.observe_fsync(took);
+            if saves_snapshot {
+                self.metrics.snapshot_save.observe(took);
+            }
+            if let Some(i) = appended_through {
+                st.traces.persisted(i);
+            }
             self.metrics.observe_store(&stats);
             self.metrics.persisted_entries.fetch_add(entries, Relaxed);
             if tracing_events {
@@ -322,7 +342,9 @@ impl NodeLoop {
 
         // 2. send
         let t = now_ms();
+        st.traces.committed(self.server.raft().commit_index());
         for env in messages {
+            self.metrics.observe_outbound(&env);
             if tracing_events {
                 st.sent_ids += 1;
                 self.events.publish(
@@ -346,6 +368,9 @@ impl NodeLoop {
         self.metrics
             .applied_entries
             .fetch_add(applied.len() as u64, Relaxed);
+        if let Some(a) = applied.last() {
+            st.traces.applied(a.index);
+        }
         if tracing_events {
             for a in applied {
                 self.events.publish(
@@ -368,7 +393,12 @@ impl NodeLoop {
                 self.metrics.client_replies_ok.fetch_add(1, Relaxed);
             } else {
                 self.metrics.client_replies_err.fetch_add(1, Relaxed);
+                self.metrics.proposals_failed.fetch_add(1, Relaxed);
             }
+            st.traces.replied(
+                (reply.client_id, reply.seq),
+                if reply.outcome.is_ok() { "ok" } else { "error" },
+            );
             let frame = self.reply_frame(reply);
             for w in waiting {
                 // A full or closed connection loses its answer; the client times out and
@@ -395,6 +425,10 @@ impl NodeLoop {
     fn publish_status(&mut self, st: &mut State) {
         let now = Instant::now();
         let status = NodeStatus::of(&self.server);
+        self.metrics.observe_status(&status);
+        self.metrics
+            .proposals_pending
+            .store(st.waiters.len() as u64, Relaxed);
         if status == st.last_status {
             return;
         }
