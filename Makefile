@@ -77,10 +77,14 @@ COVERAGE_IGNORE = '(web-viz|/tests/|benches/|\.cargo/registry)'
 coverage:
 	@command -v cargo-llvm-cov >/dev/null || $(CARGO) install cargo-llvm-cov --locked
 	@rustup component list --installed | grep -q llvm-tools || rustup component add llvm-tools-preview
-	$(CARGO) llvm-cov clean --workspace
-	INSTA_UPDATE=no $(CARGO) llvm-cov --no-report -p keyval-core -p native-node -p keyval-tests
-	$(CARGO) llvm-cov report --html --ignore-filename-regex $(COVERAGE_IGNORE)
-	$(CARGO) llvm-cov report --summary-only --ignore-filename-regex $(COVERAGE_IGNORE) | tail -1
+	# show-env points cargo (target dir, RUSTFLAGS, profile files) at llvm-cov's instrumented
+	# build, so the keyval/kvctl the process tests spawn are built and measured there too.
+	bash -c 'set -e; source <($(CARGO) llvm-cov show-env --export-prefix); \
+	  $(CARGO) llvm-cov clean --workspace; \
+	  $(CARGO) build -p native-node --bins; \
+	  INSTA_UPDATE=no $(CARGO) test -p keyval-core -p native-node -p keyval-tests; \
+	  $(CARGO) llvm-cov report --html --ignore-filename-regex $(COVERAGE_IGNORE); \
+	  $(CARGO) llvm-cov report --summary-only --ignore-filename-regex $(COVERAGE_IGNORE) | tail -1'
 
 ## The container image (see Dockerfile) and the 3-node compose cluster (docker-compose.yml).
 docker:
