@@ -99,3 +99,38 @@ certs:
 FUZZ_SECS ?= 60
 fuzz:
 	$(CARGO) run --release -p keyval-fuzz --bin keyval-fuzz -- all $(FUZZ_SECS)
+## First-time setup on a fresh machine: the toolchain's components, the wasm target and the
+## playground's web tools (trunk, wasm-bindgen, chromium, the e2e npm packages).
+.PHONY: init deps coverage docker compose-up compose-down
+init:
+	rustup component add rustfmt clippy
+	bash scripts/install-web-tools.sh
+
+## Downloads every crate the workspace needs, so later builds work offline (cargo --offline).
+deps:
+	$(CARGO) fetch --locked
+
+## Line coverage of core and native-node over the Rust tests (process tests included: the
+## keyval/kvctl they spawn are instrumented too). HTML in target/llvm-cov/html; the last line
+## printed is the total. Installs cargo-llvm-cov and llvm-tools when missing. Slow: ~3x make
+## test-rust.
+COVERAGE_IGNORE = '(web-viz|/tests/|benches/|\.cargo/registry)'
+coverage:
+	@command -v cargo-llvm-cov >/dev/null || $(CARGO) install cargo-llvm-cov --locked
+	@rustup component list --installed | grep -q llvm-tools || rustup component add llvm-tools-preview
+	# show-env points cargo (target dir, RUSTFLAGS, profile files) at llvm-cov's instrumented
+	# build, so the keyval/kvctl the process tests spawn are built and measured there too.
+	bash -c 'set -e; source <($(CARGO) llvm-cov show-env --export-prefix); \
+	  $(CARGO) llvm-cov clean --workspace; \
+	  $(CARGO) build -p native-node --bins; \
+	  INSTA_UPDATE=no $(CARGO) test -p keyval-core -p native-node -p keyval-tests; \
+	  $(CARGO) llvm-cov report --html --ignore-filename-regex $(COVERAGE_IGNORE); \
+	  $(CARGO) llvm-cov report --summary-only --ignore-filename-regex $(COVERAGE_IGNORE) | tail -1'
+
+## The container image (see Dockerfile) and the 3-node compose cluster (docker-compose.yml).
+docker:
+	docker build -t keyval:latest .
+compose-up:
+	docker compose up -d --build
+compose-down:
+	docker compose down

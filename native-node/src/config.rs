@@ -13,6 +13,7 @@ use clap::Parser;
 use keyval_core::NodeId;
 use serde::Deserialize;
 
+pub use crate::telemetry::LogFormat;
 use crate::tls::TlsFiles;
 
 #[derive(Debug, Parser)]
@@ -98,6 +99,13 @@ pub struct Args {
     /// Do not serve the live event stream /events (it streams keys and values).
     #[arg(long)]
     pub disable_events: bool,
+    /// Log line format on stderr [default: text].
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Export the spans of client requests to this OpenTelemetry collector, over OTLP/HTTP
+    /// (protobuf): http://HOST:4318 (or the full .../v1/traces URL). Off by default.
+    #[arg(long)]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Applied entries between snapshots unless configured: at ~300 bytes an entry, a few MB of WAL
@@ -139,6 +147,8 @@ struct FileConfig {
     peer_key_file: Option<PathBuf>,
     peer_trusted_ca_file: Option<PathBuf>,
     disable_events: Option<bool>,
+    log_format: Option<LogFormat>,
+    otlp_endpoint: Option<String>,
 }
 
 /// Validated settings the node runs with.
@@ -161,6 +171,8 @@ pub struct NodeConfig {
     /// TLS files; `None` serves plain HTTP/WebSocket (the default, for local clusters).
     pub tls: Option<TlsFiles>,
     pub events_enabled: bool,
+    pub log_format: LogFormat,
+    pub otlp_endpoint: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -305,6 +317,10 @@ impl NodeConfig {
             args.trusted_ca_file.or(file.trusted_ca_file),
             args.client_cert_auth || file.client_cert_auth.unwrap_or(false),
         )?;
+        let otlp_endpoint = args.otlp_endpoint.or(file.otlp_endpoint);
+        if let Some(e) = &otlp_endpoint {
+            crate::telemetry::traces_url(e).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        }
         Ok(NodeConfig {
             id,
             listen,
@@ -322,6 +338,8 @@ impl NodeConfig {
             lease_drift_margin_pct,
             tls,
             events_enabled: !(args.disable_events || file.disable_events.unwrap_or(false)),
+            log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+            otlp_endpoint,
         })
     }
 
@@ -522,6 +540,18 @@ mod tests {
             NodeConfig::from_args(args(&["--config", &p, "--heartbeat-ms", "30"])).expect("valid");
         assert_eq!(c.heartbeat, Duration::from_millis(30));
         assert_eq!(c.election_timeout, Duration::from_millis(200));
+        std::fs::write(
+            &path,
+            "log_format = \"json\"\notlp_endpoint = \"http://c:4318\"\n",
+        )
+        .expect("write");
+        let c = NodeConfig::from_args(args(&["--config", &p])).expect("valid");
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.otlp_endpoint.as_deref(), Some("http://c:4318"));
+        let c =
+            NodeConfig::from_args(args(&["--config", &p, "--log-format", "text"])).expect("valid");
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert!(NodeConfig::from_args(args(&["--otlp-endpoint", "grpc://c:4317"])).is_err());
         std::fs::write(&path, "bogus = 1\n").expect("write");
         assert!(NodeConfig::from_args(args(&["--config", &p])).is_err());
     }

@@ -1,6 +1,9 @@
 //! The one listening port: plain HTTP routes next to the WebSocket upgrades.
 //!
 //! - `GET /healthz`: 200 while the node runs; the body names role, term and leader.
+//! - `GET /livez`: 200 while the node loop answers; 503 when it hangs (see [`crate::health`]).
+//! - `GET /readyz`: 200 when the node can serve clients (a known leader, caught up, a voter);
+//!   503 with the reason otherwise.
 //! - `GET /metrics`: Prometheus text.
 //! - `GET /raft`: WebSocket for peers (see [`crate::transport`]).
 //! - `GET /client`: WebSocket for clients (`kvctl`): requests in, replies out, matched by
@@ -115,6 +118,8 @@ fn peer_only(conn: &ConnInfo, what: &str) -> Option<Response> {
 pub fn router(state: AppState, ui: Option<PathBuf>) -> Router {
     let router = Router::new()
         .route("/healthz", get(healthz))
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/raft", get(raft_ws))
         .route("/client", get(client_ws))
@@ -134,6 +139,37 @@ async fn healthz(State(s): State<AppState>) -> Response {
         st.id, st.role, st.term, leader, st.commit_index, st.applied_index
     );
     (StatusCode::OK, body).into_response()
+}
+
+async fn livez(State(s): State<AppState>) -> Response {
+    let (tx, rx) = oneshot::channel();
+    let asked = s.input_tx.send(Input::Status { reply_to: tx });
+    let answered = tokio::time::timeout(crate::health::LIVEZ_TIMEOUT, async move {
+        asked.await.ok()?;
+        rx.await.ok()
+    })
+    .await;
+    match answered {
+        Ok(Some(_)) => (StatusCode::OK, "ok\n").into_response(),
+        Ok(None) => (StatusCode::SERVICE_UNAVAILABLE, "node loop stopped\n").into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "node loop did not answer in time\n",
+        )
+            .into_response(),
+    }
+}
+
+async fn readyz(State(s): State<AppState>) -> Response {
+    let st = s.status.borrow().clone();
+    match crate::health::readiness(&st) {
+        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        )
+            .into_response(),
+    }
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {

@@ -5,18 +5,24 @@
 //! [`wal`] (byte-level segmented WAL), [`storage`] (typed Raft log store on the WAL, its
 //! conformance suite and the storage thread), [`wire`] (versioned postcard frames),
 //! [`transport`] (peer connections), [`http`] (routes on the one port), [`events`] (live event
-//! stream), [`metrics`], [`node_loop`] (the task that owns the Raft node), [`startup`].
+//! stream), [`metrics`] and [`histogram`], [`health`] (`/livez`, `/readyz`), [`request_trace`]
+//! (spans of a client request), [`telemetry`] (logs and OTLP export), [`node_loop`] (the task
+//! that owns the Raft node), [`startup`].
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod events;
+pub mod health;
+pub mod histogram;
 pub mod http;
 pub mod listener;
 pub mod meta;
 pub mod metrics;
 pub mod node_loop;
+pub mod request_trace;
 pub mod startup;
 pub mod storage;
+pub mod telemetry;
 pub mod tls;
 pub mod transport;
 pub mod wal;

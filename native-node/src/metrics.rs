@@ -1,11 +1,22 @@
 //! Counters the node keeps for `GET /metrics` (Prometheus text format, version 0.0.4).
 //!
 //! Plain atomics written from the node loop, the peer tasks and the storage path, read by the
-//! HTTP handler: no locks on the hot path and no metrics dependency for a few dozen numbers.
+//! HTTP handler: no locks on the hot path. The encoder is hand-written rather than
+//! prometheus-client's: every counter here is a field other modules bump with one
+//! `fetch_add`, the exposition is a few dozen lines of a stable text format, and a test parses
+//! the whole output and checks every name the shipped dashboard and alerts use
+//! (`tests/deploy.rs`). Histograms are [`Histogram`] (atomic buckets, fixed bounds).
+//!
+//! The etcd names (`etcd_server_*`, `etcd_disk_*`, `etcd_network_*`) are mirrored under
+//! `keyval_`, with etcd's meanings and buckets, so etcd dashboards and runbooks transfer.
+//!
+//! To add a metric: a field here (an `AtomicU64` or a [`Histogram`]), one line in
+//! [`Metrics::render`], and a bump where the thing happens.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use keyval_core::read::ReadStats;
 use keyval_core::{Message, NodeStatus, ReadConsistency};
@@ -43,10 +54,7 @@ pub fn kind_index(m: &Message) -> usize {
     }
 }
 
-/// Upper bounds (seconds) of the fsync latency histogram buckets.
-const FSYNC_BUCKETS: [f64; 12] = [
-    0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024,
-];
+pub use crate::histogram::{DISK_BUCKETS, Histogram, RTT_BUCKETS};
 
 #[derive(Default)]
 pub struct Metrics {
@@ -56,9 +64,22 @@ pub struct Metrics {
     pub client_replies_err: AtomicU64,
     pub applied_entries: AtomicU64,
     pub persisted_entries: AtomicU64,
-    pub fsyncs: AtomicU64,
-    fsync_micros_sum: AtomicU64,
-    fsync_buckets: [AtomicU64; FSYNC_BUCKETS.len()],
+    /// WAL write+fsync per group commit (etcd: `disk_wal_fsync_duration_seconds`).
+    pub wal_fsync: Histogram,
+    /// Batches that made a snapshot durable: how long their write+fsync took.
+    pub snapshot_save: Histogram,
+    /// Leader changes this node has seen (etcd: `server_leader_changes_seen_total`).
+    pub leader_changes: AtomicU64,
+    /// Leader id at the last status this node published (0: none).
+    last_leader: AtomicU64,
+    /// Client proposals waiting for their answer (etcd: `server_proposals_pending`).
+    pub proposals_pending: AtomicU64,
+    /// Proposals that entered the log but were answered with an error, or dropped because this
+    /// node lost leadership (etcd: `server_proposals_failed_total`).
+    pub proposals_failed: AtomicU64,
+    /// Heartbeat -> response time per peer, seen from the node loop (etcd:
+    /// `network_peer_round_trip_time_seconds`).
+    peer_rtt: std::sync::Mutex<PeerRtt>,
     pub ready_batches: AtomicU64,
     sent: [AtomicU64; KINDS.len()],
     received: [AtomicU64; KINDS.len()],
@@ -170,17 +191,36 @@ impl ReadMetrics {
 
 impl Metrics {
     pub fn observe_fsync(&self, took: Duration) {
-        self.fsyncs.fetch_add(1, Relaxed);
-        self.fsync_micros_sum
-            .fetch_add(took.as_micros() as u64, Relaxed);
-        let secs = took.as_secs_f64();
-        // Cumulative buckets are computed at render time; store per-bucket counts here.
-        let slot = FSYNC_BUCKETS
-            .iter()
-            .position(|&b| secs <= b)
-            .unwrap_or(FSYNC_BUCKETS.len() - 1);
-        if secs <= FSYNC_BUCKETS[FSYNC_BUCKETS.len() - 1] {
-            self.fsync_buckets[slot].fetch_add(1, Relaxed);
+        self.wal_fsync.observe(took);
+    }
+
+    /// Counts leader changes as etcd does: each time the known leader becomes a different,
+    /// present node. Called with every status the node loop publishes (it never skips a
+    /// change of leader).
+    pub fn observe_status(&self, status: &NodeStatus) {
+        let leader = status.leader.unwrap_or(0);
+        let before = self.last_leader.swap(leader, Relaxed);
+        if leader != 0 && leader != before {
+            self.leader_changes.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Starts a round-trip probe when a heartbeat goes to a peer; the first heartbeat response
+    /// from that peer ends it. Only the oldest unanswered heartbeat is timed, so the figure is
+    /// an upper bound of the network round trip plus both nodes' queueing, as etcd's prober's.
+    pub fn observe_outbound(&self, env: &keyval_core::Envelope) {
+        if matches!(env.msg, Message::Heartbeat { .. })
+            && let Ok(mut rtt) = self.peer_rtt.lock()
+        {
+            rtt.sent(env.to, Instant::now());
+        }
+    }
+
+    pub fn observe_inbound(&self, env: &keyval_core::Envelope) {
+        if matches!(env.msg, Message::HeartbeatResponse { .. })
+            && let Ok(mut rtt) = self.peer_rtt.lock()
+        {
+            rtt.answered(env.from, Instant::now());
         }
     }
 
@@ -366,29 +406,7 @@ impl Metrics {
             &self.event_subscribers_lagged,
         );
 
-        let _ = writeln!(
-            out,
-            "# HELP keyval_fsync_duration_seconds WAL write+fsync latency per group commit.\n# TYPE keyval_fsync_duration_seconds histogram"
-        );
-        let mut cumulative = 0;
-        for (i, b) in FSYNC_BUCKETS.iter().enumerate() {
-            cumulative += self.fsync_buckets[i].load(Relaxed);
-            let _ = writeln!(
-                out,
-                "keyval_fsync_duration_seconds_bucket{{le=\"{b}\"}} {cumulative}"
-            );
-        }
-        let count = self.fsyncs.load(Relaxed);
-        let _ = writeln!(
-            out,
-            "keyval_fsync_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
-        );
-        let _ = writeln!(
-            out,
-            "keyval_fsync_duration_seconds_sum {}",
-            self.fsync_micros_sum.load(Relaxed) as f64 / 1e6
-        );
-        let _ = writeln!(out, "keyval_fsync_duration_seconds_count {count}");
+        self.render_etcd(&mut out, status);
 
         let _ = writeln!(
             out,
@@ -427,5 +445,110 @@ impl Metrics {
         }
         self.reads.render(&mut out);
         out
+    }
+
+    /// The etcd-named metrics, under `keyval_` with etcd's meanings.
+    fn render_etcd(&self, out: &mut String, status: &NodeStatus) {
+        let mut one = |name: &str, kind: &str, help: &str, v: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
+        };
+        one(
+            "keyval_server_has_leader",
+            "gauge",
+            "Whether a leader is known to this node (1) or not (0).",
+            u64::from(status.leader.is_some()),
+        );
+        one(
+            "keyval_server_is_leader",
+            "gauge",
+            "Whether this node is the leader (1) or not (0).",
+            u64::from(status.role.name() == "leader"),
+        );
+        one(
+            "keyval_server_leader_changes_seen_total",
+            "counter",
+            "Leader changes seen by this node.",
+            self.leader_changes.load(Relaxed),
+        );
+        // etcd exports these two as gauges holding the commit and applied index.
+        one(
+            "keyval_server_proposals_committed_total",
+            "gauge",
+            "Consensus proposals committed (the commit index).",
+            status.commit_index,
+        );
+        one(
+            "keyval_server_proposals_applied_total",
+            "gauge",
+            "Consensus proposals applied (the applied index).",
+            status.applied_index,
+        );
+        one(
+            "keyval_server_proposals_pending",
+            "gauge",
+            "Client proposals waiting for their answer.",
+            self.proposals_pending.load(Relaxed),
+        );
+        one(
+            "keyval_server_proposals_failed_total",
+            "counter",
+            "Proposals that failed after entering the log (lost leadership, dropped).",
+            self.proposals_failed.load(Relaxed),
+        );
+        self.wal_fsync.render(
+            out,
+            "keyval_disk_wal_fsync_duration_seconds",
+            "Latency of the WAL write+fsync of one group commit.",
+            "",
+        );
+        // The name this histogram had before the etcd names; kept for existing scrapers.
+        self.wal_fsync.render(
+            out,
+            "keyval_fsync_duration_seconds",
+            "WAL write+fsync latency per group commit (old name of keyval_disk_wal_fsync_duration_seconds).",
+            "",
+        );
+        self.snapshot_save.render(
+            out,
+            "keyval_disk_snapshot_save_duration_seconds",
+            "Latency of the write+fsync batch that made a snapshot durable.",
+            "",
+        );
+        let name = "keyval_network_peer_round_trip_time_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Heartbeat round trip to each peer.\n# TYPE {name} histogram"
+        );
+        if let Ok(rtt) = self.peer_rtt.lock() {
+            for (peer, h) in &rtt.histograms {
+                h.render_series(out, name, &format!("To=\"{peer}\""));
+            }
+        }
+    }
+}
+
+/// Per-peer heartbeat round trips: when the oldest unanswered heartbeat left, and the
+/// histogram of answered ones.
+#[derive(Default)]
+struct PeerRtt {
+    outstanding: BTreeMap<u64, Instant>,
+    histograms: BTreeMap<u64, Histogram>,
+}
+
+impl PeerRtt {
+    fn sent(&mut self, peer: u64, at: Instant) {
+        self.outstanding.entry(peer).or_insert(at);
+    }
+
+    fn answered(&mut self, peer: u64, at: Instant) {
+        if let Some(sent) = self.outstanding.remove(&peer) {
+            self.histograms
+                .entry(peer)
+                .or_insert_with(|| Histogram::new(&RTT_BUCKETS))
+                .observe(at.saturating_duration_since(sent));
+        }
     }
 }

@@ -34,6 +34,7 @@ use tokio::time::Instant;
 
 use crate::events::{EventHub, now_ms};
 use crate::metrics::Metrics;
+use crate::request_trace::RequestTraces;
 use crate::storage::worker::{Durable, StorageWorker, WorkerError};
 use crate::transport::PeerSender;
 use crate::wire::{LeaderHint, ServerFrame, StatusReply};
@@ -106,6 +107,8 @@ struct State {
     last_status: NodeStatus,
     last_status_at: Instant,
     sent_ids: u64,
+    /// Spans of the requests in flight, when a tracing subscriber records them.
+    traces: RequestTraces,
     /// Batches handed to the storage thread and not yet durable, oldest first, with what
     /// waits for them.
     unstable: VecDeque<Unstable>,
@@ -118,6 +121,9 @@ struct Unstable {
     /// Live-view events describing the writes, published once they are durable.
     traces: Vec<TraceKind>,
     entries: u64,
+    /// The last index the batch appends (the request spans' persist stage ends there).
+    appended_through: Option<u64>,
+    saves_snapshot: bool,
 }
 
 impl NodeLoop {
@@ -129,6 +135,7 @@ impl NodeLoop {
             last_status_at: Instant::now(),
             sent_ids: 0,
             unstable: VecDeque::new(),
+            traces: RequestTraces::default(),
         };
         if let Some(kind) = self.restored.take() {
             self.events.publish(now_ms(), kind);
@@ -204,6 +211,7 @@ impl NodeLoop {
 
     fn step_peers(&mut self, envs: Vec<Envelope>) {
         for env in envs {
+            self.metrics.observe_inbound(&env);
             self.server.step(env);
         }
     }
@@ -333,7 +341,12 @@ impl NodeLoop {
             },
         );
         self.metrics.proposals.fetch_add(1, Relaxed);
+        let proposing = st.traces.begin(&req, self.server.raft().id());
+        let last_before = self.server.raft().log().last_index();
         self.server.handle_client(req);
+        let last = self.server.raft().log().last_index();
+        st.traces
+            .proposed(proposing, (last > last_before).then_some(last));
     }
 
     fn reply_frame(&self, reply: ClientReply) -> ServerFrame {
@@ -380,6 +393,12 @@ impl NodeLoop {
                 break;
             };
             self.metrics.persisted_entries.fetch_add(u.entries, Relaxed);
+            if u.saves_snapshot {
+                self.metrics.snapshot_save.observe(d.took);
+            }
+            if let Some(i) = u.appended_through {
+                st.traces.persisted(i);
+            }
             if tracing_events {
                 for kind in u.traces {
                     self.events.publish(t, kind);
@@ -393,7 +412,9 @@ impl NodeLoop {
     fn send_all(&mut self, messages: Vec<Envelope>, st: &mut State) {
         let tracing_events = self.events.active();
         let t = now_ms();
+        st.traces.committed(self.server.raft().commit_index());
         for env in messages {
+            self.metrics.observe_outbound(&env);
             if tracing_events {
                 st.sent_ids += 1;
                 self.events.publish(
@@ -435,10 +456,13 @@ impl NodeLoop {
         if let Some(persist_id) = persist_id {
             let mut traces = Vec::new();
             let mut entries = 0u64;
+            let mut appended_through = None;
+            let mut saves_snapshot = false;
             for op in &persist {
                 match op {
                     PersistOp::Append(es) => {
                         entries += es.len() as u64;
+                        appended_through = es.last().map(|e| e.index).or(appended_through);
                         if let (Some(f), Some(l)) = (es.first(), es.last()) {
                             traces.push(TraceKind::Persisted {
                                 node: me,
@@ -454,6 +478,7 @@ impl NodeLoop {
                     }
                     PersistOp::HardState(_) => {}
                     PersistOp::SaveSnapshot(s) => {
+                        saves_snapshot = true;
                         traces.push(TraceKind::SnapshotSaved {
                             node: me,
                             index: s.meta.last_index,
@@ -480,6 +505,8 @@ impl NodeLoop {
                 messages: persisted_messages,
                 traces,
                 entries,
+                appended_through,
+                saves_snapshot,
             });
         } else if let Some(last) = st.unstable.back_mut() {
             // Nothing to write, but what they acknowledge may be in a batch still in flight.
@@ -493,6 +520,9 @@ impl NodeLoop {
         self.metrics
             .applied_entries
             .fetch_add(applied.len() as u64, Relaxed);
+        if let Some(a) = applied.last() {
+            st.traces.applied(a.index);
+        }
         if tracing_events {
             for a in applied {
                 self.events.publish(
@@ -515,10 +545,17 @@ impl NodeLoop {
                 self.metrics.client_replies_ok.fetch_add(1, Relaxed);
             } else {
                 self.metrics.client_replies_err.fetch_add(1, Relaxed);
-                if let Some(c) = waiting.read {
-                    self.metrics.reads.failure(c);
+                match waiting.read {
+                    Some(c) => self.metrics.reads.failure(c),
+                    None => {
+                        self.metrics.proposals_failed.fetch_add(1, Relaxed);
+                    }
                 }
             }
+            st.traces.replied(
+                (reply.client_id, reply.seq),
+                if reply.outcome.is_ok() { "ok" } else { "error" },
+            );
             let frame = self.reply_frame(reply);
             for w in waiting.senders {
                 // A full or closed connection loses its answer; the client times out and
@@ -545,6 +582,10 @@ impl NodeLoop {
     fn publish_status(&mut self, st: &mut State) {
         let now = Instant::now();
         let status = NodeStatus::of(&self.server);
+        self.metrics.observe_status(&status);
+        self.metrics
+            .proposals_pending
+            .store(st.waiters.len() as u64, Relaxed);
         if status == st.last_status {
             return;
         }

@@ -403,6 +403,26 @@ pub fn kvctl_raw(args: &[&str]) -> Output {
     }
 }
 
+/// A plain HTTP/1.1 GET on loopback: (status code, body), or None when the node does not answer.
+pub fn http_status(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.split_whitespace().nth(1)?.parse().ok()?;
+    let body = out
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    Some((status, body))
+}
+
 /// Writes/reads through kvctl and checks success; returns the JSON.
 pub fn ok(c: &Cluster, args: &[&str]) -> Value {
     let (code, v, err) = c.kvctl(args);

@@ -4,15 +4,22 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use native_node::config::{Args, NodeConfig};
-use native_node::startup;
+use native_node::{startup, telemetry};
 use tokio::sync::watch;
 
 fn main() -> ExitCode {
     // clap prints its own message and exits with status 2 on bad flags.
     let args = Args::parse();
-    init_tracing();
     let cfg = match NodeConfig::from_args(args) {
         Ok(c) => c,
+        Err(e) => {
+            eprintln!("keyval: error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // Before the runtime: the OTLP exporter's HTTP client is a blocking one.
+    let telemetry = match telemetry::init(cfg.log_format, cfg.otlp_endpoint.as_deref(), cfg.id) {
+        Ok(t) => t,
         Err(e) => {
             eprintln!("keyval: error: {e}");
             return ExitCode::from(2);
@@ -41,6 +48,7 @@ fn main() -> ExitCode {
     });
     // Peer tasks may still be dialing; they hold nothing that needs flushing.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    telemetry.shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -49,14 +57,4 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
 }

@@ -1,0 +1,117 @@
+//! What `/livez` and `/readyz` decide, as etcd's endpoints of the same names do.
+//!
+//! - live: the process serves HTTP and its node loop answers within [`LIVEZ_TIMEOUT`]; a
+//!   failing liveness probe gets the process restarted, so only a hung node should fail it.
+//! - ready: this node can serve clients now: it is a voting member, it follows or is a known
+//!   leader (not campaigning), and it has applied what it knows to be committed. A failing
+//!   readiness probe only takes the node out of the client Service.
+
+use std::time::Duration;
+
+use keyval_core::NodeStatus;
+
+/// How long `/livez` waits for the node loop. Long enough that a node under heavy load with a
+/// slow disk is not restarted (a turn is one fsync plus bounded work), short enough that a
+/// deadlocked loop is caught within a probe period or two.
+pub const LIVEZ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Committed but not yet applied entries a ready node may have. Applying follows committing in
+/// the same turn of the node loop, so a healthy node is at most a few batches behind.
+pub const MAX_APPLY_LAG: u64 = 10_000;
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NotReady {
+    #[error("no leader known")]
+    NoLeader,
+    #[error("campaigning ({0})")]
+    Campaigning(&'static str),
+    #[error("role {0} does not serve clients")]
+    Role(&'static str),
+    #[error("not a voting member (a learner or a removed node)")]
+    NotVoter,
+    #[error("applying: applied index {applied} is {lag} behind commit index {commit}")]
+    Behind { applied: u64, commit: u64, lag: u64 },
+}
+
+/// Whether a node with this status should receive client traffic.
+pub fn readiness(status: &NodeStatus) -> Result<(), NotReady> {
+    if !status.members.contains(&status.id) {
+        return Err(NotReady::NotVoter);
+    }
+    match status.role.name() {
+        "leader" | "follower" => {}
+        "precandidate" => return Err(NotReady::Campaigning("pre-candidate")),
+        "candidate" => return Err(NotReady::Campaigning("candidate")),
+        other => return Err(NotReady::Role(other)),
+    }
+    if status.leader.is_none() {
+        return Err(NotReady::NoLeader);
+    }
+    let lag = status.commit_index.saturating_sub(status.applied_index);
+    if lag > MAX_APPLY_LAG {
+        return Err(NotReady::Behind {
+            applied: status.applied_index,
+            commit: status.commit_index,
+            lag,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use keyval_core::Role;
+
+    use super::*;
+
+    fn status(role: Role, leader: Option<u64>) -> NodeStatus {
+        NodeStatus {
+            id: 2,
+            role,
+            term: 3,
+            vote: None,
+            leader,
+            commit_index: 10,
+            applied_index: 10,
+            last_index: 10,
+            last_term: 3,
+            snapshot_index: 0,
+            members: vec![1, 2, 3],
+            keys: 0,
+        }
+    }
+
+    #[test]
+    fn a_caught_up_follower_or_leader_is_ready() {
+        assert_eq!(readiness(&status(Role::Follower, Some(1))), Ok(()));
+        assert_eq!(readiness(&status(Role::Leader, Some(2))), Ok(()));
+    }
+
+    #[test]
+    fn no_leader_campaigning_learner_or_lagging_is_not_ready() {
+        assert_eq!(
+            readiness(&status(Role::Follower, None)),
+            Err(NotReady::NoLeader)
+        );
+        assert!(matches!(
+            readiness(&status(Role::Candidate, None)),
+            Err(NotReady::Campaigning(_))
+        ));
+        assert!(matches!(
+            readiness(&status(Role::PreCandidate, Some(1))),
+            Err(NotReady::Campaigning(_))
+        ));
+        let mut learner = status(Role::Follower, Some(1));
+        learner.members = vec![1, 3];
+        assert_eq!(readiness(&learner), Err(NotReady::NotVoter));
+        let mut behind = status(Role::Follower, Some(1));
+        behind.commit_index = 20_011;
+        behind.applied_index = 10_010;
+        assert!(matches!(
+            readiness(&behind),
+            Err(NotReady::Behind { lag: 10_001, .. })
+        ));
+        behind.applied_index = 10_011;
+        assert_eq!(readiness(&behind), Ok(()));
+    }
+}
