@@ -12,16 +12,19 @@ pub fn client_box(state: &UseReducerHandle<Ui>, e: &Engine) -> Html {
     let d = state.dispatcher();
     let client_status = client_status(e);
     html! {
-        <div class="card client-box">
-            <h2>{"Client"}</h2>
-            <div class="row">
+        <div class="client-box">
+
+            <div class="row wrap">
+                <label for="client-op">{"Operation"}</label>
                 <select id="client-op" data-testid="client-op" onchange={field_select(&d, Field::ClientOp)}>
                     { for ["put", "get", "delete"].iter().map(|o| html! {
                         <option value={*o} selected={state.form.op == *o}>{*o}</option>
                     }) }
                 </select>
+                <label for="client-key">{"key"}</label>
                 <input id="client-key" data-testid="client-key" placeholder="key" size="6" value={state.form.key.clone()} oninput={field_input(&d, Field::ClientKey)} />
                 if state.form.op == "put" {
+                    <label for="client-value">{"value"}</label>
                     <input id="client-value" data-testid="client-value" placeholder="value" size="6" value={state.form.value.clone()} oninput={field_input(&d, Field::ClientValue)} />
                 }
                 <button data-testid="client-send" class="primary" onclick={click(&d, Msg::SubmitForm)}>{"Send"}</button>

@@ -4,11 +4,11 @@ use keyval_core::sim::Addr;
 use keyval_core::NodeId;
 
 pub const VIEW_W: f64 = 560.0;
-pub const VIEW_H: f64 = 540.0;
+pub const VIEW_H: f64 = 520.0;
 pub const CX: f64 = VIEW_W / 2.0;
 pub const CY: f64 = VIEW_H / 2.0;
-pub const RING: f64 = 200.0;
-pub const NODE_R: f64 = 38.0;
+pub const RING: f64 = 188.0;
+pub const NODE_R: f64 = 46.0;
 
 pub fn pos(n: usize, id: NodeId) -> (f64, f64) {
     let i = (id - 1) as f64;

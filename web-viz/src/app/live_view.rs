@@ -27,7 +27,7 @@ pub fn live_view(state: &UseReducerHandle<Ui>) -> Html {
                 if role == Some(Role::Leader) { <circle class="leader-ring" r={(NODE_R + 5.0).to_string()} /> }
                 <circle class="body" r={NODE_R.to_string()} fill={role_color(role)} />
                 <text class="node-id" y="-8">{format!("n{id}")}</text>
-                <text class="node-role" y="8">{ if dead { "✕ DEAD" } else { role_label(role, false) } }</text>
+                <text class="node-role" y="8">{ if dead { "✕ DEAD" } else { role_label(role) } }</text>
                 <text class="node-term" y="22">{ s.map_or(String::new(), |s| format!("term {}", s.term)) }</text>
                 <text class="node-vote" y={(NODE_R + 26.0).to_string()}>{ln.addr.clone()}</text>
             </g>

@@ -1,13 +1,16 @@
 //! The browser view (Yew, client-side rendering), one module per part of the page.
 
+mod break_raft;
 mod client_box;
 mod cluster;
+mod course_panel;
 mod faults;
 mod files;
 mod format;
 mod forms;
 mod geometry;
 mod header;
+mod history;
 mod hooks;
 mod legend;
 mod live_view;
@@ -23,7 +26,7 @@ use std::rc::Rc;
 
 use yew::prelude::*;
 
-use crate::state::{Mode, Msg, Ui};
+use crate::state::{Mode, Msg, Tab, Ui};
 use files::Reader;
 
 impl Reducible for Ui {
@@ -52,7 +55,7 @@ pub fn app() -> Html {
         <div class="app">
             { header::header(&state) }
             if let Some(n) = state.notice.clone() {
-                <div class="notice" data-testid="notice" onclick={forms::click(&d, Msg::DismissNotice)}>{n}<span class="x">{" ✕"}</span></div>
+                <div class="notice" data-testid="notice" role="status">{n}<button class="x" aria-label="Dismiss" onclick={forms::click(&d, Msg::DismissNotice)}>{"✕"}</button></div>
             }
             { body }
         </div>
@@ -72,10 +75,47 @@ fn sim_view(state: &UseReducerHandle<Ui>, reader: Reader) -> Html {
             </section>
             <section class="right">
                 { narration::narration_panel(state, &e) }
-                { client_box::client_box(state, &e) }
-                { faults::faults_panel(state, &e) }
-                { tools::tools_panel(state, reader) }
+                { tools_tabs(state, &e, reader) }
             </section>
         </main>
+    }
+}
+
+const TABS: [(Tab, &str, &str); 6] = [
+    (Tab::Course, "course", "Course"),
+    (Tab::Client, "client", "Client"),
+    (Tab::Faults, "faults", "Faults"),
+    (Tab::History, "history", "History"),
+    (Tab::Break, "break", "Break Raft"),
+    (Tab::Scenarios, "scenarios", "Scenarios & trace"),
+];
+
+/// The tools, one tab at a time, so the main view fits one screen.
+fn tools_tabs(state: &UseReducerHandle<Ui>, e: &crate::engine::Engine, reader: Reader) -> Html {
+    let d = state.dispatcher();
+    let buttons = TABS.iter().map(|(tab, id, name)| {
+        let on = state.tab == *tab;
+        html! {
+            <button role="tab" id={format!("tab-{id}")} data-testid={format!("tab-{id}")} aria-selected={on.to_string()}
+                aria-controls="tabpanel" onclick={forms::click(&d, Msg::Tab(*tab))}>{*name}</button>
+        }
+    });
+    let panel = match state.tab {
+        Tab::Course => course_panel::course_panel(state),
+        Tab::Client => client_box::client_box(state, e),
+        Tab::Faults => faults::faults_panel(state, e),
+        Tab::History => history::history_panel(e),
+        Tab::Break => break_raft::break_panel(state, e),
+        Tab::Scenarios => tools::tools_panel(state, reader),
+    };
+    let label = TABS
+        .iter()
+        .find(|(t, ..)| *t == state.tab)
+        .map_or("course", |(_, id, _)| *id);
+    html! {
+        <div class="card tools-tabs">
+            <div class="tabs" role="tablist" aria-label="Tools">{ for buttons }</div>
+            <div class="tabpanel" id="tabpanel" role="tabpanel" aria-labelledby={format!("tab-{label}")}>{panel}</div>
+        </div>
     }
 }

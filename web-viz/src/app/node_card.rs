@@ -22,7 +22,7 @@ pub fn node_card(state: &UseReducerHandle<Ui>, e: &Engine) -> Option<Html> {
         let up = sn.is_up();
         Some(html! {
             <div class="node-menu" data-testid="node-menu" style={format!("left:{left:.1}%;top:{top:.1}%")}>
-                <div class="menu-title">{format!("n{id}")}<button class="x" onclick={cb(Msg::Select(None))}>{"✕"}</button></div>
+                <div class="menu-title">{format!("n{id}")}<button class="x" aria-label="Close" onclick={cb(Msg::Select(None))}>{"✕"}</button></div>
                 if up {
                     <button data-testid="menu-crash" onclick={act(FaultAction::Crash(id))}>{"✕ Crash"}</button>
                 } else {

@@ -34,10 +34,9 @@ pub fn role_color(r: Option<Role>) -> &'static str {
     }
 }
 
-pub fn role_label(r: Option<Role>, paused: bool) -> &'static str {
-    if paused {
-        return "PAUSED";
-    }
+/// The role a node believes it has. A paused node keeps its role (a paused leader still
+/// believes it leads); the pause is drawn separately.
+pub fn role_label(r: Option<Role>) -> &'static str {
     match r {
         Some(Role::Leader) => "★ LEADER",
         Some(Role::Candidate) => "CANDIDATE",
@@ -65,4 +64,12 @@ pub fn msg_style(p: &Payload) -> (&'static str, &'static str, bool) {
         Payload::Request { .. } => (OI_PURPLE, "C", false),
         Payload::Reply { .. } => (OI_PURPLE, "C", true),
     }
+}
+
+/// A light tint of a colour (mixed with white), so dark text on it stays readable.
+pub fn tint(hex: &str, amount: f64) -> String {
+    let c =
+        |i: usize| u8::from_str_radix(hex.get(i..i + 2).unwrap_or("80"), 16).unwrap_or(128) as f64;
+    let mix = |v: f64| (255.0 - (255.0 - v) * amount).round() as u8;
+    format!("#{:02x}{:02x}{:02x}", mix(c(1)), mix(c(3)), mix(c(5)))
 }

@@ -56,7 +56,7 @@ pub fn tools_panel(state: &UseReducerHandle<Ui>, reader: Reader) -> Html {
     };
     let bench = state.bench;
     html! {
-        <div class="card tools">
+        <div class="tools">
             <h2>{"Guided scenarios"}</h2>
             <div class="row wrap scenarios">{ for scenarios }</div>
             <h2>{"Trace"}</h2>

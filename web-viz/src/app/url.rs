@@ -2,8 +2,9 @@
 
 use std::rc::Rc;
 
+use crate::course::{chapter_index, CHAPTERS};
 use crate::scenarios::SCENARIOS;
-use crate::state::{Mode, Msg, Ui};
+use crate::state::{Mode, Msg, Tab, Ui};
 
 pub fn query() -> web_sys::UrlSearchParams {
     let search = web_sys::window()
@@ -41,6 +42,17 @@ pub fn initial_state() -> Ui {
     {
         ui = (*Rc::new(ui).apply(Msg::Scenario(i))).clone();
     }
+    // The course: `course` opens its tab, `chapter=ID` a chapter (paused at its start), and
+    // `done=ID,ID` the chapters already answered.
+    if q.get("course").is_some() {
+        ui.tab = Tab::Course;
+    }
+    if let Some(c) = q.get("chapter").and_then(|id| chapter_index(&id)) {
+        ui = (*Rc::new(ui).apply(Msg::Chapter(c))).clone();
+    }
+    if let Some(done) = q.get("done") {
+        ui.course.done = done.split(',').filter_map(chapter_index).collect();
+    }
     if q.get("paused").is_some() {
         ui.playing = false;
     }
@@ -50,9 +62,37 @@ pub fn initial_state() -> Ui {
     ui
 }
 
-pub fn set_url(nodes: usize, seed: u64, mode: Mode, scenario: Option<usize>) {
+/// Where the learner is in the course, for the URL.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CourseUrl {
+    pub open: bool,
+    pub chapter: Option<usize>,
+    pub done: Vec<usize>,
+}
+
+pub fn set_url(nodes: usize, seed: u64, mode: Mode, scenario: Option<usize>, course: &CourseUrl) {
     let Some(w) = web_sys::window() else { return };
     let q = query();
+    if course.open {
+        q.set("course", "1");
+    } else {
+        q.delete("course");
+    }
+    match course.chapter.and_then(|c| CHAPTERS.get(c)) {
+        Some(ch) => q.set("chapter", ch.id),
+        None => q.delete("chapter"),
+    }
+    if course.done.is_empty() {
+        q.delete("done");
+    } else {
+        let ids: Vec<&str> = course
+            .done
+            .iter()
+            .filter_map(|c| CHAPTERS.get(*c))
+            .map(|c| c.id)
+            .collect();
+        q.set("done", &ids.join(","));
+    }
     q.set("nodes", &nodes.to_string());
     q.set("seed", &seed.to_string());
     match scenario.and_then(|i| SCENARIOS.get(i)) {
