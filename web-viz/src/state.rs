@@ -776,6 +776,77 @@ mod tests {
         assert_eq!(s.version, v + 3);
     }
 
+    /// Plays `ms` of wall time in 16 ms frames.
+    fn play_frames(mut s: Rc<Ui>, from: f64, ms: f64) -> Rc<Ui> {
+        let mut now = from;
+        while now < from + ms {
+            s = s.apply(Msg::Frame(now));
+            now += 16.0;
+        }
+        s
+    }
+
+    #[test]
+    fn pausing_keeps_the_picture_where_it_was() {
+        let mut s = Rc::new(Ui::new(5, 1, Mode::Sim, &[]));
+        s = s.apply(Msg::SetSpeed(40.0));
+        for round in 0..5 {
+            s = play_frames(s, round as f64 * 10_000.0, 500.0);
+            let shown = s.display_time;
+            assert!(shown >= s.engine.borrow().now());
+            s = s.apply(Msg::TogglePlay);
+            assert!(!s.playing);
+            assert_eq!(s.display_time, shown, "pause moved the picture");
+            s = s.apply(Msg::Step);
+            assert!(s.display_time >= shown, "a step went back in time");
+            s = s.apply(Msg::TogglePlay);
+        }
+    }
+
+    #[test]
+    fn a_course_chapter_runs_until_the_run_answers() {
+        let c = crate::course::chapter_index("commit").expect("chapter");
+        let mut s = ui().apply(Msg::Chapter(c));
+        assert!(!s.playing, "a chapter opens paused");
+        s = s.apply(Msg::Choose(0)).apply(Msg::RunChapter);
+        let mut now = 0.0;
+        while s.course.verdict.is_none() && now < 600_000.0 {
+            s = s.apply(Msg::Frame(now));
+            now += 16.0;
+        }
+        assert_eq!(s.course.verdict, Some(0), "the put commits with 3 of 5 up");
+        assert!(!s.playing, "the chapter pauses at its answer");
+        assert!(s.course.done.contains(&c));
+    }
+
+    #[test]
+    fn heal_resets_the_partition_draft() {
+        let mut s = ui().apply(Msg::SetGroup(1, 1)).apply(Msg::ApplyPartition);
+        assert_eq!(s.groups[0], 1);
+        s = s.apply(Msg::Act(UserAction::Fault(FaultAction::Heal)));
+        assert!(s.groups.iter().all(|g| *g == 0));
+    }
+
+    #[cfg(feature = "mutations")]
+    #[test]
+    fn the_break_menu_makes_the_checker_report_a_violation() {
+        let mut s = ui().apply(Msg::Break(Some(Mutation::CommitPreviousTermByCounting)));
+        assert!(s.playing);
+        s = s.apply(Msg::SetSpeed(100.0));
+        let mut now = 0.0;
+        while s.engine.borrow().sim.checker().violations().is_empty() && now < 120_000.0 {
+            s = s.apply(Msg::Frame(now));
+            now += 16.0;
+        }
+        let e = s.engine.borrow();
+        assert!(e
+            .sim
+            .checker()
+            .violations()
+            .iter()
+            .any(|v| v.property.starts_with("state machine safety")));
+    }
+
     #[test]
     fn paused_frames_do_not_rerender() {
         let s = ui().apply(Msg::Pause);

@@ -109,7 +109,7 @@ fn messages(state: &UseReducerHandle<Ui>, e: &Engine, n: usize) -> Html {
             // Offset each direction a little so requests and responses do not overlap.
             let (dx, dy) = (x2 - x1, y2 - y1);
             let len = (dx * dx + dy * dy).sqrt().max(1.0);
-            let side = if f.from < f.to { 8.0 } else { -8.0 };
+            let side = if f.from < f.to { 18.0 } else { -18.0 };
             let (ox, oy) = (-dy / len * side, dx / len * side);
             // Start and end at the node's rim, not its centre.
             let r0 = if matches!(f.from, Addr::Node(_)) { NODE_R / len } else { 0.0 };
@@ -126,9 +126,9 @@ fn messages(state: &UseReducerHandle<Ui>, e: &Engine, n: usize) -> Html {
                    tabindex="0" role="button" aria-label={tip.clone()}
                    onclick={click(&d, Msg::InspectMsg(Some(f.id)))} onkeydown={on_key(&d, Msg::InspectMsg(Some(f.id)))}>
                     <title>{tip}</title>
-                    if follow { <circle class="halo" r="18" /> }
-                    <circle r="13" fill={if hollow { "#ffffff" } else { color }} stroke={color} stroke-width={if hollow { "3" } else { "1.5" }} />
-                    <text class="msg-label" y="4.5">{label}</text>
+                    if follow { <circle class="halo" r="22" /> }
+                    <circle r="17" fill={if hollow { "#ffffff" } else { color }} stroke={color} stroke-width={if hollow { "3" } else { "1.5" }} />
+                    <text class="msg-label" y="5">{label}</text>
                 </g>
             }
         })

@@ -24,7 +24,7 @@ pub fn course_panel(state: &UseReducerHandle<Ui>) -> Html {
     let open = ch.filter(|ch| ch.scenario_index() == state.scenario && state.scenario.is_some());
     html! {
         <div class="course" data-testid="course">
-            <div class="chapters" role="list">{ for chapters }</div>
+            <div class="chapters">{ for chapters }</div>
             if let Some(ch) = open {
                 <p class="explain">{ch.explain}</p>
                 <p class="question" data-testid="course-question">{ch.question}</p>
