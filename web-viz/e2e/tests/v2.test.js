@@ -75,7 +75,7 @@ test('phone width: one column, the document no wider than the viewport', async (
   const width = await page.evaluate(() => document.documentElement.scrollWidth);
   assert.ok(width <= 390, `the document is ${width}px wide`);
   const c = await page.locator('[data-testid="cluster"]').boundingBox();
-  const n = await page.locator('[data-testid="narration"]').boundingBox();
+  const n = await page.locator('.card.narration').boundingBox();
   assert.ok(n.y > c.y, 'narration below the drawing');
   assert.ok(Math.abs(n.x - c.x) < 40, 'single column');
   const px = await page.evaluate(() => document.querySelector('[data-testid="node-1"] .node-id').getBoundingClientRect().height);
@@ -177,7 +177,7 @@ test('nodes, links and messages are reachable by keyboard', async () => {
   const page = await open('?nodes=3&seed=4&paused=1');
   const reach = await page.evaluate(() => ['node-1', 'link-1-2'].map((id) => {
     const el = document.querySelector(`[data-testid="${id}"]`);
-    return el.getAttribute('tabindex') === '0' && !!el.getAttribute('aria-label');
+    return el.getAttribute('tabindex') === '0' && el.getAttribute('role') === 'button' && !!(el.getAttribute('aria-label') || el.querySelector('title')?.textContent);
   }));
   assert.deepEqual(reach, [true, true]);
   await page.locator('[data-testid="node-1"]').focus();

@@ -83,7 +83,7 @@ fn links(d: &UseReducerDispatcher<Ui>, e: &Engine, n: usize) -> Html {
                     <line class="link-line" x1={x1.to_string()} y1={y1.to_string()} x2={x2.to_string()} y2={y2.to_string()} />
                     <line class="link-hit" x1={x1.to_string()} y1={y1.to_string()} x2={x2.to_string()} y2={y2.to_string()} />
                     if cut {
-                        <text class="cut-mark" x={mx.to_string()} y={(my + 6.0).to_string()}>{"✂"}</text>
+                        <text class="cut-mark" aria-hidden="true" x={mx.to_string()} y={(my + 6.0).to_string()}>{"✂"}</text>
                     }
                 </g>
             });
@@ -128,7 +128,7 @@ fn messages(state: &UseReducerHandle<Ui>, e: &Engine, n: usize) -> Html {
                     <title>{tip}</title>
                     if follow { <circle class="halo" r="22" /> }
                     <circle r="17" fill={if hollow { "#ffffff" } else { color }} stroke={color} stroke-width={if hollow { "3" } else { "1.5" }} />
-                    <text class="msg-label" y="5">{label}</text>
+                    <text class="msg-label" aria-hidden="true" y="5">{label}</text>
                 </g>
             }
         })
@@ -180,15 +180,17 @@ fn nodes(state: &UseReducerHandle<Ui>, e: &Engine, n: usize) -> Html {
                 Some(t) => format!("{} {}/{}", if t.pre_vote { "pre-votes" } else { "votes" }, t.granted.len(), n),
                 None => format!("vote {vote}"),
             };
+            // Starts with the visible text, in its order, so speech input can name it.
             let label = format!(
-                "n{id}: {role_name}{}, term {term}, {below}. Activate for actions.",
-                if sn.paused { " (paused)" } else { "" }
+                "n{id} {} term {term} {below}{}. Activate for actions.",
+                role_label(role),
+                if sn.paused { " ❚❚ paused" } else { "" }
             );
             html! {
                 <g class={class} transform={format!("translate({x:.1},{y:.1})")}
                    data-testid={format!("node-{id}")} data-role={role_name} data-term={term.to_string()}
                    data-paused={sn.paused.to_string()}
-                   tabindex="0" role="button" aria-label={label.clone()}
+                   tabindex="0" role="button"
                    onclick={click(&d, Msg::Select(Some(id)))} onkeydown={on_key(&d, Msg::Select(Some(id)))}>
                     <title>{label}</title>
                     <circle class="timer-track" r={arc_r.to_string()} />

@@ -2,7 +2,7 @@
 
 use yew::prelude::*;
 
-use super::palette::{OI_BLUE, OI_GREEN, OI_ORANGE, OI_PURPLE, OI_SKY, OI_VERMILLION, OI_YELLOW};
+use super::palette::{OI_BLUE, OI_ORANGE, OI_PURPLE, OI_SKY, OI_VERMILLION, OI_YELLOW};
 
 pub fn legend() -> Html {
     let item = |c: &str, l: &str, hollow: bool, name: &str| {
@@ -16,19 +16,8 @@ pub fn legend() -> Html {
             </span>
         }
     };
-    let role = |c: &str, name: &str| {
-        html! { <span class="li"><span class="swatch" style={format!("background:{c}")}></span>{name.to_string()}</span> }
-    };
     html! {
         <div class="legend">
-            <div>
-                { role(OI_GREEN, "leader ★") }
-                { role(OI_ORANGE, "candidate") }
-                { role(OI_YELLOW, "pre-candidate") }
-                { role(OI_SKY, "follower") }
-                { role("#b8b8b8", "crashed ✕") }
-                <span class="li muted">{"ring = election timer"}</span>
-            </div>
             <div>
                 { item(OI_YELLOW, "PV", false, "pre-vote") }
                 { item(OI_ORANGE, "V", false, "vote") }
@@ -37,6 +26,7 @@ pub fn legend() -> Html {
                 { item(OI_VERMILLION, "S", false, "snapshot") }
                 { item(OI_PURPLE, "C", false, "client") }
                 { item("#555", "", true, "hollow = response") }
+                <span class="li muted">{"ring = election timer"}</span>
             </div>
         </div>
     }

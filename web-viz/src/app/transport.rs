@@ -95,7 +95,7 @@ fn markers(d: &UseReducerDispatcher<Ui>, e: &Engine) -> Html {
             UserAction::Fault(f) => match f {
                 FaultAction::Crash(n) => ("✕", "fault", format!("n{n} crashes")),
                 FaultAction::Restart(n) => ("↻", "fault", format!("n{n} restarts")),
-                FaultAction::Pause(n) => ("❚❚", "fault", format!("n{n} paused")),
+                FaultAction::Pause(n) => ("‖", "fault", format!("n{n} paused")),
                 FaultAction::Resume(n) => ("▶", "fault", format!("n{n} resumes")),
                 FaultAction::Partition(_) => ("⧉", "fault", "network partitioned".to_string()),
                 FaultAction::CutLink(a, b) => ("✂", "fault", format!("link n{a}→n{b} cut")),
