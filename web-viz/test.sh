@@ -11,8 +11,8 @@ export CARGO_PROFILE_RELEASE_OPT_LEVEL=s CARGO_PROFILE_RELEASE_LTO=true CARGO_PR
 
 bash scripts/install-web-tools.sh
 
-echo "==> native engine and scenario tests"
-cargo test -p web-viz
+echo "==> native engine and scenario tests (with the core's mutations, for the break-Raft menu)"
+cargo test -p web-viz --features mutations
 
 echo "==> reducer and scenario-player tests in headless Chromium (wasm-bindgen-test)"
 CHROMEDRIVER=${CHROMEDRIVER:-/usr/bin/chromedriver} \

@@ -16,7 +16,7 @@ const { serve, launch, openPage, text, waitFor } = require('./lib');
   await page.locator('[data-testid="menu-crash"]').click();
   await page.waitForTimeout(1500);
   await page.locator('[data-testid="play"]').click();
-  const [dl] = await Promise.all([page.waitForEvent('download'), page.locator('[data-testid="export"]').click()]);
+  const [dl] = await Promise.all([page.waitForEvent('download'), page.locator('[data-testid="tab-scenarios"]').click().then(() => page.locator('[data-testid="export"]').click())]);
   fs.copyFileSync(await dl.path(), require('path').join(__dirname, '..', 'tests', 'traces', 'browser-5n-seed11-crash-put.json'));
   console.log(page.errors);
   await browser.close(); await site.close();

@@ -6,12 +6,11 @@
 //! truncates the log there and forks a new future. This module has no browser dependency, so
 //! native `cargo test` exercises the same code the page runs.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use keyval_core::sim::{FaultAction, SimConfig, Simulator};
-use keyval_core::trace::Payload;
-use keyval_core::trace::{TraceEvent, TraceKind};
-use keyval_core::{KvOp, Message, NodeId};
+use keyval_core::sim::trace::Payload;
+use keyval_core::sim::{FaultAction, SimConfig, Simulator, TraceEvent, TraceKind};
+use keyval_core::{KvOp, Message, NodeEvent, NodeId, Role};
 use serde::{Deserialize, Serialize};
 
 /// Client id the simulator gives operations submitted by hand.
@@ -88,6 +87,22 @@ pub struct Engine {
     pub client_seq: Option<u64>,
     /// The leader a scripted `IsolateLeader` cut off.
     isolated: Option<NodeId>,
+    /// Each node's role as of the folded trace (absent: crashed).
+    pub roles: BTreeMap<NodeId, Role>,
+    /// Trace indices of commit advances made by a leader (the others are followers learning).
+    pub leader_commits: BTreeSet<usize>,
+    /// Per candidate: the term and kind (pre-vote?) it campaigns in, and who granted it so far.
+    pub tallies: BTreeMap<NodeId, Tally>,
+    /// What the directed Figure 8 run established, when this is that scenario.
+    pub figure8: Option<crate::figure8::Figure8>,
+}
+
+/// Votes granted to a candidate in its current campaign.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tally {
+    pub term: u64,
+    pub pre_vote: bool,
+    pub granted: BTreeSet<NodeId>,
 }
 
 impl Engine {
@@ -109,7 +124,20 @@ impl Engine {
             script: VecDeque::new(),
             client_seq: None,
             isolated: None,
+            roles: BTreeMap::new(),
+            leader_commits: BTreeSet::new(),
+            tallies: BTreeMap::new(),
+            figure8: None,
         }
+    }
+
+    /// An engine at step 0 whose future is already written: `actions` apply as the run reaches
+    /// their steps (a directed scenario), and the timeline spans `horizon` steps.
+    pub fn prepared(cfg: SimConfig, actions: Vec<LoggedAction>, horizon: u64) -> Self {
+        let mut e = Engine::new(cfg);
+        e.actions = actions;
+        e.horizon = horizon;
+        e
     }
 
     pub fn with_actions(cfg: SimConfig, actions: Vec<LoggedAction>, upto: u64) -> Self {
@@ -219,6 +247,7 @@ impl Engine {
             fresh.horizon = self.horizon;
             fresh.script = std::mem::take(&mut self.script);
             fresh.isolated = self.isolated;
+            fresh.figure8 = self.figure8.take();
             *self = fresh;
         }
         self.run_to(step);
@@ -331,6 +360,47 @@ impl Engine {
                 self.client_invoked_at = Some(i);
             }
             match &ev.kind {
+                TraceKind::Node { node, event } => match event {
+                    NodeEvent::RoleChanged { to, term, .. } => {
+                        self.roles.insert(*node, *to);
+                        if matches!(to, Role::Candidate | Role::PreCandidate) {
+                            self.tallies.insert(
+                                *node,
+                                Tally {
+                                    term: *term,
+                                    pre_vote: *to == Role::PreCandidate,
+                                    granted: BTreeSet::from([*node]),
+                                },
+                            );
+                        }
+                    }
+                    NodeEvent::CommitAdvanced { .. }
+                        if self.roles.get(node) == Some(&Role::Leader) =>
+                    {
+                        self.leader_commits.insert(i);
+                    }
+                    NodeEvent::VoteCast {
+                        candidate,
+                        term,
+                        granted: true,
+                        pre_vote,
+                    } => {
+                        if let Some(t) = self.tallies.get_mut(candidate) {
+                            // A pre-vote is asked for the term after the pre-candidate's.
+                            let asked = if *pre_vote { t.term + 1 } else { t.term };
+                            if t.pre_vote == *pre_vote && (asked == *term || t.term == *term) {
+                                t.granted.insert(*node);
+                            }
+                        }
+                    }
+                    _ => {}
+                },
+                TraceKind::Crashed { node } => {
+                    self.roles.remove(node);
+                }
+                TraceKind::Restarted { node } => {
+                    self.roles.insert(*node, Role::Follower);
+                }
                 TraceKind::Sent {
                     id,
                     from,

@@ -2,11 +2,14 @@
 //! front end. The engine, narration, scenarios and UI reducer are platform-neutral (tested
 //! natively and in the browser); the `app` module is the browser view.
 
+pub mod course;
 pub mod engine;
+pub mod figure8;
 pub mod narrate;
 pub mod scenario_player;
 pub mod scenarios;
 pub mod state;
+pub mod story;
 
 #[cfg(target_arch = "wasm32")]
 pub mod app;

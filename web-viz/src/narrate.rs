@@ -30,14 +30,43 @@ pub const RULE_CLIENT: &str = "§8 client interaction";
 pub const RULE_SM: &str = "§5.3 state machine safety";
 pub const RULE_SNAPSHOT: &str = "§7 log compaction";
 
+/// What the reader chose to see, and what the trace alone does not say.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Seen {
+    /// Include heartbeat traffic (frequent, says little on its own).
+    pub heartbeats: bool,
+    /// Include message deliveries and client request sends.
+    pub deliveries: bool,
+    /// The event's node was leading when it happened (a commit is the leader's decision; a
+    /// follower only learns of it).
+    pub by_leader: bool,
+}
+
 /// Explains one event. `heartbeats` includes heartbeat traffic; `deliveries` includes
 /// message deliveries (both are very frequent and say little on their own).
 pub fn narrate(ev: &TraceEvent, heartbeats: bool, deliveries: bool) -> Option<Narration> {
+    narrate_in(
+        ev,
+        Seen {
+            heartbeats,
+            deliveries,
+            by_leader: false,
+        },
+    )
+}
+
+/// Explains one event in context.
+pub fn narrate_in(ev: &TraceEvent, seen: Seen) -> Option<Narration> {
+    let Seen {
+        heartbeats,
+        deliveries,
+        by_leader,
+    } = seen;
     match &ev.kind {
-        TraceKind::Node { node, event } => node_event(*node, event),
+        TraceKind::Node { node, event } => node_event(*node, event, by_leader),
         TraceKind::Sent {
             from, to, payload, ..
-        } => sent(*from, *to, payload, heartbeats),
+        } => sent(*from, *to, payload, heartbeats, deliveries),
         TraceKind::Delivered { id, from, to } if deliveries => n(
             format!("{to} receives message #{id} from {from}."),
             "",
@@ -171,8 +200,18 @@ pub fn narrate(ev: &TraceEvent, heartbeats: bool, deliveries: bool) -> Option<Na
             "",
             "fault",
         ),
-        TraceKind::SnapshotSaved { .. } | TraceKind::LogCompacted { .. } | TraceKind::RestoredSnapshot { .. } => n(
-            format!("{}.", ev.kind.render()),
+        TraceKind::SnapshotSaved { node, index, term, .. } => n(
+            format!("n{node} has its snapshot through entry {index} (term {term}) safely on disk."),
+            RULE_SNAPSHOT,
+            "snapshot",
+        ),
+        TraceKind::LogCompacted { node, through } => n(
+            format!("n{node} discards its log entries up to {through}: the snapshot holds their effect."),
+            RULE_SNAPSHOT,
+            "snapshot",
+        ),
+        TraceKind::RestoredSnapshot { node, index, log_last, .. } => n(
+            format!("n{node} recovers from disk: its snapshot through entry {index}, then its log up to {log_last}."),
             RULE_SNAPSHOT,
             "snapshot",
         ),
@@ -187,7 +226,7 @@ pub fn narrate(ev: &TraceEvent, heartbeats: bool, deliveries: bool) -> Option<Na
     }
 }
 
-fn node_event(node: u64, e: &NodeEvent) -> Option<Narration> {
+fn node_event(node: u64, e: &NodeEvent, by_leader: bool) -> Option<Narration> {
     match e {
         NodeEvent::ElectionTimeout { term, pre_vote } => {
             if *pre_vote {
@@ -218,17 +257,16 @@ fn node_event(node: u64, e: &NodeEvent) -> Option<Narration> {
                 "election",
             ),
             Role::Follower => {
-                let l = leader.map_or(String::new(), |l| format!(", following leader n{l}"));
-                let why = if *from == Role::Leader {
-                    "steps down"
-                } else {
-                    "becomes a follower"
+                let text = match (from, leader) {
+                    (Role::Leader, _) => format!("n{node} steps down and follows in term {term}: a leader that learns of a newer term, or cannot hear a majority, stops leading."),
+                    (Role::Candidate, Some(l)) => format!("n{node} stops campaigning: n{l} won term {term}, and n{node} follows it."),
+                    (Role::Candidate, None) => format!("n{node} stops campaigning: it saw term {term}, newer than its own, and adopts it."),
+                    (Role::PreCandidate, Some(l)) => format!("n{node} drops its pre-vote: n{l} leads term {term}."),
+                    (Role::PreCandidate, None) => format!("n{node} drops its pre-vote and stays a follower in term {term}."),
+                    (_, Some(l)) => format!("n{node} follows n{l} in term {term}. A node that sees a higher term always adopts it."),
+                    (_, None) => format!("n{node} adopts term {term}: a node that sees a higher term always adopts it."),
                 };
-                n(
-                    format!("n{node} {why} in term {term}{l}. A node that sees a higher term always adopts it."),
-                    RULE_TERMS,
-                    "role",
-                )
+                n(text, RULE_TERMS, "role")
             }
         },
         NodeEvent::VoteCast {
@@ -262,8 +300,13 @@ fn node_event(node: u64, e: &NodeEvent) -> Option<Narration> {
             RULE_CHECK_QUORUM,
             "role",
         ),
-        NodeEvent::CommitAdvanced { from, to } => n(
-            format!("n{node} advances its commit index {from}→{to}: those entries are stored on a majority (a leader counts only entries of its current term)."),
+        NodeEvent::CommitAdvanced { from, to } if by_leader => n(
+            format!("n{node}, the leader, commits up to entry {to} (from {from}): stored on a majority, counting only entries of its current term."),
+            RULE_COMMIT,
+            "commit",
+        ),
+        NodeEvent::CommitAdvanced { to, .. } => n(
+            format!("n{node} learns from the leader that entries up to {to} are committed."),
             RULE_COMMIT,
             "commit",
         ),
@@ -298,7 +341,13 @@ fn node_event(node: u64, e: &NodeEvent) -> Option<Narration> {
     }
 }
 
-fn sent(from: Addr, to: Addr, p: &Payload, heartbeats: bool) -> Option<Narration> {
+fn sent(
+    from: Addr,
+    to: Addr,
+    p: &Payload,
+    heartbeats: bool,
+    deliveries: bool,
+) -> Option<Narration> {
     match p {
         Payload::Raft(m) => match m {
             Message::PreVote { term, last_log_index, last_log_term } => n(
@@ -333,6 +382,8 @@ fn sent(from: Addr, to: Addr, p: &Payload, heartbeats: bool) -> Option<Narration
             Message::HeartbeatResponse { term, .. } if heartbeats => n(format!("{from} acknowledges {to}'s heartbeat (term {term})."), RULE_CHECK_QUORUM, "heartbeat"),
             _ => None,
         },
+        // The client's invocation already says this; the send itself only with deliveries.
+        Payload::Request { .. } if !deliveries => None,
         Payload::Request { seq, op } => n(
             format!("{from} sends request #{seq} ({}) to {to}.", op_text(op)),
             RULE_CLIENT,

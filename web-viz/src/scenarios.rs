@@ -25,17 +25,39 @@ pub struct Scenario {
     pub needs: Option<(u64, TracePredicate)>,
     /// Changes to `SimConfig::new(nodes, seed)` the scenario needs (recorded in exported traces).
     pub tune: Option<fn(&mut SimConfig)>,
+    /// A directed scenario: its actions are found by watching a run (see `figure8`), not
+    /// fixed in time; `script` is then unused.
+    pub directed: bool,
 }
 
 impl Scenario {
     /// An engine set up for this scenario: its seed (or the first after it that shows what the
     /// scenario is about) and its script.
     pub fn engine(&self) -> Engine {
+        self.engine_with(&|_| {})
+    }
+
+    /// The same with a further change to the configuration (a deliberate bug switched on).
+    pub fn engine_with(&self, extra: &dyn Fn(&mut SimConfig)) -> Engine {
+        if self.directed {
+            let tune = |c: &mut SimConfig| {
+                if let Some(t) = self.tune {
+                    t(c);
+                }
+                extra(c);
+            };
+            if let Some((cfg, fig)) = crate::figure8::find(self.seed, tune) {
+                let mut e = Engine::prepared(cfg, fig.actions.clone(), fig.steps);
+                e.figure8 = Some(fig);
+                return e;
+            }
+        }
         let make = |seed| {
             let mut cfg = SimConfig::new(self.nodes, seed);
             if let Some(t) = self.tune {
                 t(&mut cfg);
             }
+            extra(&mut cfg);
             let mut e = Engine::new(cfg);
             e.script = (self.script)().into_iter().collect();
             e
@@ -107,6 +129,36 @@ fn put(k: &str, v: &str) -> ScriptAction {
 
 pub const SCENARIOS: &[Scenario] = &[
     Scenario {
+        id: "first-election",
+        title: "First election",
+        what: "Five followers, each with a randomized election timeout (the ring around the node). The first to time out asks for pre-votes, then votes, and with a majority leads term 1 or 2.",
+        nodes: 5,
+        seed: 1,
+        speed: Some(10.0),
+        needs: None,
+        tune: None,
+        directed: false,
+        script: Vec::new,
+    },
+    Scenario {
+        id: "commit-two-down",
+        title: "Commit with two nodes down",
+        what: "Two followers crash at 0.6 s; at 0.8 s the client sends a put. The leader and the two remaining followers are three of five, a majority, so the put commits and is answered (§5.3).",
+        nodes: 5,
+        seed: 1,
+        speed: None,
+        needs: None,
+        tune: None,
+        directed: false,
+        script: || {
+            vec![
+                (600 * MS, ScriptAction::CrashFollower),
+                (610 * MS, ScriptAction::CrashFollower),
+                (800 * MS, put("x", "1")),
+            ]
+        },
+    },
+    Scenario {
         id: "split-vote",
         title: "Split vote",
         what: "Two nodes time out almost together and split the votes: no one gets a majority in that term. Randomized election timeouts (§5.2) make the next round very likely to produce one winner.",
@@ -115,6 +167,7 @@ pub const SCENARIOS: &[Scenario] = &[
         speed: Some(10.0),
         needs: Some((1_500_000, |t| split_term(t).is_some() && !leaders_by_term(t).is_empty())),
         tune: None,
+        directed: false,
         script: || {
             vec![(
                 0,
@@ -134,6 +187,7 @@ pub const SCENARIOS: &[Scenario] = &[
         speed: None,
         needs: None,
         tune: None,
+        directed: false,
         script: || {
             vec![
                 (700 * MS, put("x", "1")),
@@ -151,6 +205,7 @@ pub const SCENARIOS: &[Scenario] = &[
         speed: None,
         needs: None,
         tune: None,
+        directed: false,
         script: || {
             vec![
                 (1_000 * MS, ScriptAction::IsolateLeader { extra: 1 }),
@@ -168,6 +223,7 @@ pub const SCENARIOS: &[Scenario] = &[
         speed: None,
         needs: None,
         tune: None,
+        directed: false,
         script: || {
             vec![
                 (1_000 * MS, ScriptAction::PauseLeader),
@@ -177,21 +233,15 @@ pub const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         id: "figure-8",
-        title: "Figure 8: uncommitted entries can be overwritten",
-        what: "The leader is isolated at 1 s and accepts a put it cannot replicate; then it crashes. The majority elects a new leader whose log lacks that entry. When the old leader returns, its uncommitted entry is overwritten (Truncated): an entry is safe only once committed, and a leader counts replicas only for entries of its own term (§5.4.2, Figure 8). The client, never answered, retries with the same sequence number and the new leader commits it at a new index.",
+        title: "Figure 8: an old-term entry on a majority is overwritten",
+        what: "Exactly the paper's Figure 8 (§5.4.2). A leads the first term; the client's X (put x=old) reaches A and one follower, A2; A crashes. B wins the second term, appends its own entry at X's index, is cut off and crashes. A2 wins the third term and copies X to two more nodes: X, from the first term, is now stored on a majority (3 of 5). It is still not committed: A2 crashes, B returns, wins with the votes of the nodes holding X (its last term is newer), and overwrites X. A leader counts replicas only for entries of its own term.",
         nodes: 5,
-        seed: 4,
+        seed: 0,
         speed: None,
         needs: None,
         tune: None,
-        script: || {
-            vec![
-                (1_000 * MS, ScriptAction::IsolateLeader { extra: 0 }),
-                (1_002 * MS, put("fig8", "retried")),
-                (1_100 * MS, ScriptAction::CrashIsolated),
-                (2_500 * MS, ScriptAction::RestartAll),
-            ]
-        },
+        directed: true,
+        script: Vec::new,
     },
     Scenario {
         id: "snapshot-catch-up",
@@ -202,6 +252,7 @@ pub const SCENARIOS: &[Scenario] = &[
         speed: None,
         needs: None,
         tune: Some(|c| c.raft.snapshot_threshold = 4),
+        directed: false,
         script: || {
             let mut s = vec![(600 * MS, ScriptAction::CrashFollower)];
             for i in 0..8u64 {

@@ -5,10 +5,13 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 
-use keyval_core::sim::{FaultAction, NetworkConfig, SimConfig};
-use keyval_core::trace::TraceKind;
+use std::collections::BTreeSet;
+
+use keyval_core::mutation::Mutation;
+use keyval_core::sim::{FaultAction, NetworkConfig, SimConfig, TraceKind};
 use keyval_core::{KvOp, LiveFrame, NodeId, NodeStatus};
 
+use crate::course::CHAPTERS;
 use crate::engine::{Engine, TraceFile, UserAction};
 use crate::scenarios::SCENARIOS;
 
@@ -27,6 +30,31 @@ pub fn now_ms() -> f64 {
         static START: OnceLock<Instant> = OnceLock::new();
         START.get_or_init(Instant::now).elapsed().as_secs_f64() * 1000.0
     }
+}
+
+/// The tool shown under the narration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tab {
+    Course,
+    Client,
+    Faults,
+    History,
+    Break,
+    Scenarios,
+}
+
+/// Where the learner is in the course.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Course {
+    pub chapter: usize,
+    /// The learner's guess, before running.
+    pub choice: Option<usize>,
+    /// Playing the chapter to find out.
+    pub running: bool,
+    /// The run's answer, once it has given one.
+    pub verdict: Option<usize>,
+    /// Chapters answered (kept in the URL).
+    pub done: BTreeSet<usize>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,6 +188,15 @@ pub enum Msg {
     DismissNotice,
     /// A form field edited by the user (kept in state so re-renders never undo typing).
     Field(Field, String),
+    Tab(Tab),
+    /// Open a course chapter: its situation, paused at the start.
+    Chapter(usize),
+    /// The learner's guess for the chapter's question.
+    Choose(usize),
+    /// Play the chapter until the run answers its question.
+    RunChapter,
+    /// Re-run the current scenario (Figure 8 if none) with a deliberate bug, or without.
+    Break(Option<Mutation>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -216,6 +253,10 @@ pub struct Ui {
     pub export: Option<Rc<String>>,
     pub fps: f64,
     pub form: Form,
+    pub tab: Tab,
+    pub course: Course,
+    /// The deliberate bug this run has switched on.
+    pub mutation: Option<Mutation>,
 }
 
 impl PartialEq for Ui {
@@ -253,6 +294,9 @@ impl Ui {
             live: Rc::new(RefCell::new(LiveState::new(live_addrs))),
             export: None,
             fps: 0.0,
+            tab: Tab::Client,
+            course: Course::default(),
+            mutation: None,
             form: Form {
                 op: "put".into(),
                 key: "x".into(),
@@ -287,19 +331,21 @@ impl Ui {
     fn update(&mut self, msg: Msg) -> bool {
         match msg {
             Msg::Frame(now) => return self.frame(now),
+            // Pausing keeps the picture where it is: messages stay where they were drawn and the
+            // clock does not jump back to the last event's time.
             Msg::TogglePlay => {
                 self.playing = !self.playing;
                 self.last_frame_ms = None;
-                self.sync_display();
+                self.catch_up_display();
             }
             Msg::Pause => {
                 self.playing = false;
-                self.sync_display();
+                self.catch_up_display();
             }
             Msg::Step => {
                 self.playing = false;
                 self.engine.borrow_mut().step_visible();
-                self.sync_display();
+                self.catch_up_display();
             }
             Msg::StepBack => {
                 self.playing = false;
@@ -385,10 +431,12 @@ impl Ui {
                 }
             }
             Msg::SetDropRate(r) => {
+                self.latency_ms = self.live_latency_ms();
                 self.drop_rate = r.clamp(0.0, 1.0);
                 self.act(UserAction::Fault(FaultAction::SetNetwork(self.net())));
             }
             Msg::SetLatency(lo, hi) => {
+                self.drop_rate = self.engine.borrow().sim.network().config.drop_rate;
                 self.latency_ms = (lo.max(1), hi.max(lo.max(1)));
                 self.act(UserAction::Fault(FaultAction::SetNetwork(self.net())));
             }
@@ -425,12 +473,58 @@ impl Ui {
                 };
                 let version = self.version;
                 let speed = self.speed;
-                let engine = sc.engine();
+                let (course, tab) = (self.course.clone(), self.tab);
+                let mutation = self.mutation;
+                let engine = sc.engine_with(&|c| set_mutation(c, mutation));
                 *self = Ui::new(sc.nodes, engine.cfg.seed, Mode::Sim, &[]);
                 self.engine = Rc::new(RefCell::new(engine));
                 self.version = version;
                 self.speed = sc.speed.unwrap_or(speed);
                 self.scenario = Some(i);
+                self.course = course;
+                self.tab = tab;
+                self.mutation = mutation;
+            }
+            Msg::Tab(tab) => self.tab = tab,
+            Msg::Chapter(c) => {
+                let Some(ch) = CHAPTERS.get(c) else {
+                    return false;
+                };
+                let Some(sc) = ch.scenario_index() else {
+                    return false;
+                };
+                self.course.chapter = c;
+                self.course.choice = None;
+                self.course.running = false;
+                self.course.verdict = None;
+                self.tab = Tab::Course;
+                self.update(Msg::Scenario(sc));
+                self.playing = false;
+                self.course.chapter = c;
+            }
+            Msg::Choose(i) => {
+                if self.course.verdict.is_none() {
+                    self.course.choice = Some(i);
+                }
+            }
+            Msg::RunChapter => {
+                self.course.running = true;
+                self.playing = true;
+                self.last_frame_ms = None;
+                // Brisk enough to see the answer within seconds, slow enough to follow.
+                self.speed = self.speed.max(40.0);
+            }
+            Msg::Break(m) => {
+                self.mutation = m;
+                let sc = self
+                    .scenario
+                    .or_else(|| SCENARIOS.iter().position(|s| s.id == "figure-8"));
+                if let Some(sc) = sc {
+                    let tab = self.tab;
+                    self.update(Msg::Scenario(sc));
+                    self.tab = tab;
+                    self.playing = true;
+                }
             }
             Msg::Bench => self.bench = Some(bench(self.engine.borrow().cfg.clone())),
             Msg::SetMode(m) => {
@@ -452,15 +546,22 @@ impl Ui {
         true
     }
 
+    /// The network as the simulator has it now (a scenario may have changed it), with the
+    /// learner's latest setting applied.
     fn net(&self) -> NetworkConfig {
-        NetworkConfig {
-            latency_us: (self.latency_ms.0 * 1000, self.latency_ms.1 * 1000),
-            drop_rate: self.drop_rate,
-            ..NetworkConfig::default()
-        }
+        let mut c = self.engine.borrow().sim.network().config.clone();
+        c.latency_us = (self.latency_ms.0 * 1000, self.latency_ms.1 * 1000);
+        c.drop_rate = self.drop_rate;
+        c
     }
 
     fn act(&mut self, a: UserAction) {
+        if matches!(
+            a,
+            UserAction::Fault(FaultAction::Heal | FaultAction::StopFaults)
+        ) {
+            self.groups.iter_mut().for_each(|g| *g = 0);
+        }
         self.engine.borrow_mut().act(a);
         // Picture and clock agree after an action (it happens at the last event's time).
         self.display_time = self.display_time.max(self.engine.borrow().now());
@@ -468,6 +569,28 @@ impl Ui {
 
     fn sync_display(&mut self) {
         self.display_time = self.engine.borrow().now();
+    }
+
+    /// The picture never goes back in time except when the learner goes back.
+    fn catch_up_display(&mut self) {
+        self.display_time = self.display_time.max(self.engine.borrow().now());
+    }
+
+    /// The course chapter being run stops, paused, when the run has answered its question.
+    fn check_chapter(&mut self) {
+        if !self.course.running {
+            return;
+        }
+        let Some(ch) = CHAPTERS.get(self.course.chapter) else {
+            return;
+        };
+        let verdict = (ch.verdict)(&self.engine.borrow());
+        if let Some(v) = verdict {
+            self.course.verdict = Some(v);
+            self.course.running = false;
+            self.course.done.insert(self.course.chapter);
+            self.playing = false;
+        }
     }
 
     fn frame(&mut self, now: f64) -> bool {
@@ -507,6 +630,9 @@ impl Ui {
             }
         }
         let spent = now_ms() - start;
+        drop(e);
+        self.check_chapter();
+        let e = self.engine.borrow();
         if e.sim.next_event_time().is_none() {
             self.playing = false;
         }
@@ -585,6 +711,27 @@ impl Ui {
     }
 }
 
+/// Switches a deliberate bug on in a configuration (only in builds with the `mutations` feature).
+pub fn set_mutation(cfg: &mut SimConfig, m: Option<Mutation>) {
+    #[cfg(feature = "mutations")]
+    {
+        cfg.raft.mutation = m;
+    }
+    #[cfg(not(feature = "mutations"))]
+    let _ = (cfg, m);
+}
+
+/// Whether this build can switch deliberate bugs on.
+pub const MUTATIONS_BUILT: bool = cfg!(feature = "mutations");
+
+impl Ui {
+    /// One-way latency (ms) the simulated network has now.
+    pub fn live_latency_ms(&self) -> (u64, u64) {
+        let (lo, hi) = self.engine.borrow().sim.network().config.latency_us;
+        ((lo / 1000).max(1), (hi / 1000).max(1))
+    }
+}
+
 /// Runs a fresh copy of this configuration flat out for a fixed number of events and returns
 /// simulator events per second (with trace recording on, as the page runs it).
 pub fn bench(cfg: SimConfig) -> f64 {
@@ -627,6 +774,77 @@ mod tests {
         s = s.apply(Msg::Step);
         assert_eq!(s.engine.borrow().visible_steps, 3);
         assert_eq!(s.version, v + 3);
+    }
+
+    /// Plays `ms` of wall time in 16 ms frames.
+    fn play_frames(mut s: Rc<Ui>, from: f64, ms: f64) -> Rc<Ui> {
+        let mut now = from;
+        while now < from + ms {
+            s = s.apply(Msg::Frame(now));
+            now += 16.0;
+        }
+        s
+    }
+
+    #[test]
+    fn pausing_keeps_the_picture_where_it_was() {
+        let mut s = Rc::new(Ui::new(5, 1, Mode::Sim, &[]));
+        s = s.apply(Msg::SetSpeed(40.0));
+        for round in 0..5 {
+            s = play_frames(s, round as f64 * 10_000.0, 500.0);
+            let shown = s.display_time;
+            assert!(shown >= s.engine.borrow().now());
+            s = s.apply(Msg::TogglePlay);
+            assert!(!s.playing);
+            assert_eq!(s.display_time, shown, "pause moved the picture");
+            s = s.apply(Msg::Step);
+            assert!(s.display_time >= shown, "a step went back in time");
+            s = s.apply(Msg::TogglePlay);
+        }
+    }
+
+    #[test]
+    fn a_course_chapter_runs_until_the_run_answers() {
+        let c = crate::course::chapter_index("commit").expect("chapter");
+        let mut s = ui().apply(Msg::Chapter(c));
+        assert!(!s.playing, "a chapter opens paused");
+        s = s.apply(Msg::Choose(0)).apply(Msg::RunChapter);
+        let mut now = 0.0;
+        while s.course.verdict.is_none() && now < 600_000.0 {
+            s = s.apply(Msg::Frame(now));
+            now += 16.0;
+        }
+        assert_eq!(s.course.verdict, Some(0), "the put commits with 3 of 5 up");
+        assert!(!s.playing, "the chapter pauses at its answer");
+        assert!(s.course.done.contains(&c));
+    }
+
+    #[test]
+    fn heal_resets_the_partition_draft() {
+        let mut s = ui().apply(Msg::SetGroup(1, 1)).apply(Msg::ApplyPartition);
+        assert_eq!(s.groups[0], 1);
+        s = s.apply(Msg::Act(UserAction::Fault(FaultAction::Heal)));
+        assert!(s.groups.iter().all(|g| *g == 0));
+    }
+
+    #[cfg(feature = "mutations")]
+    #[test]
+    fn the_break_menu_makes_the_checker_report_a_violation() {
+        let mut s = ui().apply(Msg::Break(Some(Mutation::CommitPreviousTermByCounting)));
+        assert!(s.playing);
+        s = s.apply(Msg::SetSpeed(100.0));
+        let mut now = 0.0;
+        while s.engine.borrow().sim.checker().violations().is_empty() && now < 120_000.0 {
+            s = s.apply(Msg::Frame(now));
+            now += 16.0;
+        }
+        let e = s.engine.borrow();
+        assert!(e
+            .sim
+            .checker()
+            .violations()
+            .iter()
+            .any(|v| v.property.starts_with("state machine safety")));
     }
 
     #[test]

@@ -101,14 +101,89 @@ fn stale_leader_scenario_steps_down() {
     assert!(leaders_by_term(e.trace()).len() >= 2);
 }
 
+/// Figure 8 exactly as in the paper: X, appended in the first leader's term, is stored on a
+/// majority by the third leader and still not committed; the second term's leader overwrites it
+/// on every node, and the cluster agrees without it. Played from its action log, the page's run.
 #[test]
-fn figure_8_scenario_overwrites_an_uncommitted_entry() {
-    let e = run_scenario("figure-8", 5_000_000);
+fn figure_8_scenario_overwrites_an_old_term_entry_stored_on_a_majority() {
+    let sc = SCENARIOS
+        .iter()
+        .find(|s| s.id == "figure-8")
+        .expect("scenario");
+    let mut e = sc.engine();
+    let fig = e
+        .figure8
+        .clone()
+        .expect("the directed run found the figure");
+    let x = fig.old_entry.clone();
     assert!(
-        e.trace()
-            .iter()
-            .any(|ev| matches!(ev.kind, TraceKind::Truncated { .. })),
-        "no truncation in the figure 8 scenario"
+        fig.old_entry_holders.len() >= 3,
+        "X on {:?} only",
+        fig.old_entry_holders
+    );
+    assert!(
+        fig.third_leader_commit < x.index,
+        "X was committed by counting"
+    );
+    // Replay from step 0 to the moment X sat on a majority: the same logs as the directed run.
+    while e.step_count() < fig.majority_at_step {
+        assert!(e.advance());
+    }
+    let holders = e
+        .sim
+        .logs()
+        .into_iter()
+        .filter(|(_, log)| log.get(x.index as usize - 1) == Some(&x))
+        .count();
+    assert!(holders >= 3, "replayed: X on {holders} nodes");
+    e.run_until_time(e.now() + 3_000_000, u64::MAX);
+    assert!(e
+        .trace()
+        .iter()
+        .any(|ev| matches!(ev.kind, TraceKind::Truncated { from, .. } if from <= x.index)));
+    let committed = e
+        .sim
+        .checker()
+        .committed()
+        .get(&x.index)
+        .cloned()
+        .expect("index committed");
+    assert_ne!(committed, x, "the overwritten entry was committed");
+    assert_eq!(committed.term, raft_term_of(&e, fig.second_leader, x.index));
+    for (id, log) in e.sim.logs() {
+        assert!(!log.contains(&x), "n{id} still holds X");
+    }
+    assert!(e.sim.checker().violations().is_empty());
+}
+
+fn raft_term_of(e: &Engine, node: u64, index: u64) -> u64 {
+    e.sim
+        .logs()
+        .into_iter()
+        .find(|(id, _)| *id == node)
+        .and_then(|(_, l)| l.get(index as usize - 1).map(|x| x.term))
+        .unwrap_or(0)
+}
+
+/// The "break Raft" menu's first bug on the same situation: the third leader commits X by
+/// counting, B overwrites it, and the safety checker reports it.
+#[cfg(feature = "mutations")]
+#[test]
+fn figure_8_with_the_counting_bug_is_caught_by_the_checker() {
+    use keyval_core::mutation::Mutation;
+    let sc = SCENARIOS
+        .iter()
+        .find(|s| s.id == "figure-8")
+        .expect("scenario");
+    let mut e = sc.engine_with(&|c| {
+        web_viz::state::set_mutation(c, Some(Mutation::CommitPreviousTermByCounting))
+    });
+    e.run_until_time(8_000_000, u64::MAX);
+    let v = e.sim.checker().violations();
+    assert!(
+        v.iter()
+            .any(|v| v.property.starts_with("state machine safety")),
+        "not caught: {v:?}"
     );
 }
 

@@ -1,0 +1,107 @@
+//! The client box: send a put, get or delete and follow its request to the answer.
+
+use keyval_core::sim::trace::op_text;
+use yew::prelude::*;
+
+use super::format::fmt_time;
+use super::forms::{click, field_input, field_select};
+use crate::engine::{Engine, MANUAL_CLIENT};
+use crate::state::{Field, Msg, Ui};
+
+pub fn client_box(state: &UseReducerHandle<Ui>, e: &Engine) -> Html {
+    let d = state.dispatcher();
+    let client_status = client_status(e);
+    html! {
+        <div class="client-box">
+
+            <div class="row wrap">
+                <label for="client-op">{"Operation"}</label>
+                <select id="client-op" data-testid="client-op" onchange={field_select(&d, Field::ClientOp)}>
+                    { for ["put", "get", "delete"].iter().map(|o| html! {
+                        <option value={*o} selected={state.form.op == *o}>{*o}</option>
+                    }) }
+                </select>
+                <label for="client-key">{"key"}</label>
+                <input id="client-key" data-testid="client-key" placeholder="key" size="6" value={state.form.key.clone()} oninput={field_input(&d, Field::ClientKey)} />
+                if state.form.op == "put" {
+                    <label for="client-value">{"value"}</label>
+                    <input id="client-value" data-testid="client-value" placeholder="value" size="6" value={state.form.value.clone()} oninput={field_input(&d, Field::ClientValue)} />
+                }
+                <button data-testid="client-send" class="primary" onclick={click(&d, Msg::SubmitForm)}>{"Send"}</button>
+            </div>
+            <div class="client-status" data-testid="client-status">{client_status}</div>
+        </div>
+    }
+}
+
+fn client_status(e: &Engine) -> Html {
+    use keyval_core::sim::TraceKind;
+    let Some(seq) = e.client_seq else {
+        return html! { <span class="muted">{"Send a request and follow its messages (highlighted)."}</span> };
+    };
+    let mut lines: Vec<String> = Vec::new();
+    let mut done = false;
+    // From the invocation on, over notable events only: the trace can be long.
+    let from = e.client_invoked_at.unwrap_or(0);
+    let start = e.notable.partition_point(|&i| i < from);
+    let mut seen: Vec<&keyval_core::sim::TraceEvent> = e.notable[start..]
+        .iter()
+        .take(5_000)
+        .map(|&i| &e.trace()[i])
+        .collect();
+    seen.reverse();
+    for ev in seen {
+        match &ev.kind {
+            TraceKind::ClientInvoke {
+                client,
+                seq: s,
+                op,
+                node,
+            } if *client == MANUAL_CLIENT && *s == seq => {
+                lines.push(format!(
+                    "{} sent {} to n{node}",
+                    fmt_time(ev.time),
+                    op_text(op)
+                ));
+                break;
+            }
+            TraceKind::ClientRetry {
+                client,
+                seq: s,
+                node,
+                ..
+            } if *client == MANUAL_CLIENT && *s == seq => {
+                lines.push(format!("{} retry at n{node}", fmt_time(ev.time)));
+            }
+            TraceKind::ClientComplete {
+                client,
+                seq: s,
+                result,
+            } if *client == MANUAL_CLIENT && *s == seq => {
+                lines.push(format!(
+                    "{} answered: {}",
+                    fmt_time(ev.time),
+                    keyval_core::sim::trace::result_text(result)
+                ));
+                done = true;
+            }
+            _ => {}
+        }
+    }
+    let idx = e.client_entry_index();
+    let commits: Vec<String> = idx
+        .map(|i| e.client_committed_on(i))
+        .unwrap_or_default()
+        .iter()
+        .map(|n| format!("n{n}"))
+        .collect();
+    html! {
+        <div data-state={if done { "done" } else { "pending" }}>
+            <b>{ if done { "✔ answered" } else { "… pending" } }</b>
+            if let Some(i) = idx {
+                <span class="muted">{format!(" · entry {i}, committed on {}", if commits.is_empty() { "none yet".to_string() } else { commits.join(", ") })}</span>
+            }
+            <ul>{ for lines.iter().take(4).map(|l| html!{ <li>{l}</li> }) }</ul>
+        </div>
+    }
+}

@@ -1,0 +1,211 @@
+//! The cluster drawing: nodes on a ring with their election timers, the links between them and
+//! the messages in flight, positioned by the displayed virtual time. Nodes, links and messages
+//! are buttons: reachable with Tab, activated with Enter or Space.
+
+use keyval_core::sim::Addr;
+use keyval_core::Role;
+use yew::prelude::*;
+
+use super::format::fmt_time;
+use super::forms::click;
+use super::geometry::{addr_pos, pos, CX, CY, NODE_R, VIEW_H, VIEW_W};
+use super::legend::legend;
+use super::node_card::node_card;
+use super::palette::{msg_style, role_color, role_label};
+use crate::engine::{Engine, Flight};
+use crate::state::{Msg, Ui};
+
+/// Enter or Space on a focused drawing element does what a click does.
+fn on_key(d: &UseReducerDispatcher<Ui>, m: Msg) -> Callback<KeyboardEvent> {
+    let d = d.clone();
+    Callback::from(move |e: KeyboardEvent| {
+        if e.key() == "Enter" || e.key() == " " {
+            e.prevent_default();
+            d.dispatch(m.clone());
+        }
+    })
+}
+
+pub fn cluster_card(state: &UseReducerHandle<Ui>, e: &Engine) -> Html {
+    let d = state.dispatcher();
+    let n = e.cfg.nodes;
+    let leader = e.sim.leader();
+    html! {
+        <div class="card cluster">
+            <div class="svgwrap">
+                <svg viewBox={format!("0 0 {VIEW_W} {VIEW_H}")} data-testid="cluster" role="group" aria-label="The cluster: nodes, links and messages in flight">
+                    <g class="links">{ links(&d, e, n) }</g>
+                    <g class="client" transform={format!("translate({CX},{CY})")} aria-hidden="true">
+                        <rect x="-30" y="-16" width="60" height="32" rx="6" />
+                        <text y="6">{"client"}</text>
+                    </g>
+                    <g class="nodes">{ nodes(state, e, n) }</g>
+                    <g class="msgs">{ messages(state, e, n) }</g>
+                </svg>
+                { node_card(state, e).unwrap_or_default() }
+                <div class="leader-badge" data-testid="leader">
+                    { match leader { Some(l) => format!("leader: n{l}"), None => "no leader".to_string() } }
+                </div>
+            </div>
+            if let Some(f) = state.inspected.clone() {
+                <div class="inspector" data-testid="msg-inspector">
+                    <b>{format!("#{} {}", f.id, f.payload.kind())}</b>
+                    {format!(" {}→{} · sent {} · arrives {} · ", f.from, f.to, fmt_time(f.sent_at), fmt_time(f.deliver_at))}
+                    <code>{f.payload.summary()}</code>
+                    <button class="x" aria-label="Close the message inspector" onclick={click(&d, Msg::InspectMsg(None))}>{"✕"}</button>
+                </div>
+            }
+            { legend() }
+        </div>
+    }
+}
+
+/// Links between every pair of nodes; click to cut or restore.
+fn links(d: &UseReducerDispatcher<Ui>, e: &Engine, n: usize) -> Html {
+    let mut out = Vec::new();
+    for a in 1..=n as u64 {
+        for b in (a + 1)..=n as u64 {
+            let (x1, y1) = pos(n, a);
+            let (x2, y2) = pos(n, b);
+            let cut = e.sim.network().is_cut(a, b) || e.sim.network().is_cut(b, a);
+            let (mx, my) = ((x1 + x2) / 2.0, (y1 + y2) / 2.0);
+            let label = if cut {
+                format!("Link n{a}–n{b} is cut: activate to restore it")
+            } else {
+                format!("Link n{a}–n{b}: activate to cut it")
+            };
+            out.push(html! {
+                <g class={classes!("link", cut.then_some("cut"))}
+                   data-testid={format!("link-{a}-{b}")} data-cut={cut.to_string()}
+                   tabindex="0" role="button" aria-label={label.clone()}
+                   onclick={click(d, Msg::ToggleLink(a, b))} onkeydown={on_key(d, Msg::ToggleLink(a, b))}>
+                    <title>{label}</title>
+                    <line class="link-line" x1={x1.to_string()} y1={y1.to_string()} x2={x2.to_string()} y2={y2.to_string()} />
+                    <line class="link-hit" x1={x1.to_string()} y1={y1.to_string()} x2={x2.to_string()} y2={y2.to_string()} />
+                    if cut {
+                        <text class="cut-mark" aria-hidden="true" x={mx.to_string()} y={(my + 6.0).to_string()}>{"✂"}</text>
+                    }
+                </g>
+            });
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// Messages in flight, each at the fraction of its trip the displayed time has reached.
+fn messages(state: &UseReducerHandle<Ui>, e: &Engine, n: usize) -> Html {
+    let d = state.dispatcher();
+    let t = state.display_time;
+    let inspected = state.inspected.as_ref().map(|f| f.id);
+    let client_entry = e.client_entry_index();
+    let flights: Vec<&Flight> = e.inflight.values().collect();
+    flights
+        .iter()
+        .map(|f| {
+            let (x1, y1) = addr_pos(n, f.from);
+            let (x2, y2) = addr_pos(n, f.to);
+            let span = f.deliver_at.saturating_sub(f.sent_at).max(1) as f64;
+            let p = (t.saturating_sub(f.sent_at) as f64 / span).clamp(0.0, 1.0);
+            // Offset each direction a little so requests and responses do not overlap.
+            let (dx, dy) = (x2 - x1, y2 - y1);
+            let len = (dx * dx + dy * dy).sqrt().max(1.0);
+            let side = if f.from < f.to { 18.0 } else { -18.0 };
+            let (ox, oy) = (-dy / len * side, dx / len * side);
+            // Start and end at the node's rim, not its centre.
+            let r0 = if matches!(f.from, Addr::Node(_)) { NODE_R / len } else { 0.0 };
+            let r1 = if matches!(f.to, Addr::Node(_)) { NODE_R / len } else { 0.0 };
+            let q = r0 + p * (1.0 - r0 - r1);
+            let x = x1 + dx * q + ox;
+            let y = y1 + dy * q + oy;
+            let (color, label, hollow) = msg_style(&f.payload);
+            let follow = e.follows_client(f, client_entry);
+            let tip = format!("Message #{} {} {}→{}: {}", f.id, f.payload.kind(), f.from, f.to, f.payload.summary());
+            html! {
+                <g class={classes!("msg", follow.then_some("follow"), (inspected == Some(f.id)).then_some("inspected"))} transform={format!("translate({x:.1},{y:.1})")}
+                   data-testid="msg" data-kind={f.payload.kind()} data-id={f.id.to_string()} data-progress={format!("{p:.4}")}
+                   tabindex="0" role="button" aria-label={tip.clone()}
+                   onclick={click(&d, Msg::InspectMsg(Some(f.id)))} onkeydown={on_key(&d, Msg::InspectMsg(Some(f.id)))}>
+                    <title>{tip}</title>
+                    if follow { <circle class="halo" r="22" /> }
+                    <circle r="17" fill={if hollow { "#ffffff" } else { color }} stroke={color} stroke-width={if hollow { "3" } else { "1.5" }} />
+                    <text class="msg-label" aria-hidden="true" y="5">{label}</text>
+                </g>
+            }
+        })
+        .collect()
+}
+
+fn nodes(state: &UseReducerHandle<Ui>, e: &Engine, n: usize) -> Html {
+    let d = state.dispatcher();
+    e.sim
+        .nodes()
+        .values()
+        .map(|sn| {
+            let id = sn.id;
+            let (x, y) = pos(n, id);
+            let role = sn.role();
+            let raft = sn.server.as_ref().map(|s| s.raft());
+            let term = raft.map_or(sn.storage.hard_state.term, |r| r.term());
+            let (elapsed, timeout) = raft.map_or((0, 1), |r| r.election_timer());
+            let frac = if role == Some(Role::Leader) || role.is_none() {
+                0.0
+            } else {
+                (elapsed as f64 / timeout.max(1) as f64).clamp(0.0, 1.0)
+            };
+            let arc_r = NODE_R + 9.0;
+            let arc = if frac > 0.0 {
+                let a0 = -std::f64::consts::FRAC_PI_2;
+                let a1 = a0 + frac * 2.0 * std::f64::consts::PI - 0.0001;
+                let (sx, sy) = (arc_r * a0.cos(), arc_r * a0.sin());
+                let (ex, ey) = (arc_r * a1.cos(), arc_r * a1.sin());
+                let large = if frac > 0.5 { 1 } else { 0 };
+                format!("M {sx:.1} {sy:.1} A {arc_r} {arc_r} 0 {large} 1 {ex:.1} {ey:.1}")
+            } else {
+                String::new()
+            };
+            let role_name = role.map_or("crashed", |r| r.name());
+            let class = classes!(
+                "node",
+                role_name,
+                sn.paused.then_some("paused"),
+                (state.selected == Some(id)).then_some("selected")
+            );
+            let vote = raft.and_then(|r| r.vote()).map_or("–".to_string(), |v| format!("n{v}"));
+            // A candidate shows its tally; everyone else whom it voted for.
+            let tally = e.tallies.get(&id).filter(|t| {
+                matches!(role, Some(Role::Candidate | Role::PreCandidate))
+                    && t.pre_vote == (role == Some(Role::PreCandidate))
+            });
+            let below = match tally {
+                Some(t) => format!("{} {}/{}", if t.pre_vote { "pre-votes" } else { "votes" }, t.granted.len(), n),
+                None => format!("vote {vote}"),
+            };
+            // Starts with the visible text, in its order, so speech input can name it.
+            let label = format!(
+                "n{id} {} term {term} {below}{}. Activate for actions.",
+                role_label(role),
+                if sn.paused { " ❚❚ paused" } else { "" }
+            );
+            html! {
+                <g class={class} transform={format!("translate({x:.1},{y:.1})")}
+                   data-testid={format!("node-{id}")} data-role={role_name} data-term={term.to_string()}
+                   data-paused={sn.paused.to_string()}
+                   tabindex="0" role="button"
+                   onclick={click(&d, Msg::Select(Some(id)))} onkeydown={on_key(&d, Msg::Select(Some(id)))}>
+                    <title>{label}</title>
+                    <circle class="timer-track" r={arc_r.to_string()} />
+                    if !arc.is_empty() { <path class="timer-arc" d={arc} /> }
+                    if role == Some(Role::Leader) { <circle class="leader-ring" r={(NODE_R + 5.0).to_string()} /> }
+                    <circle class="body" r={NODE_R.to_string()} fill={role_color(role)} />
+                    <text class="node-id" y="-14">{format!("n{id}")}</text>
+                    <text class="node-role" y="6">{role_label(role)}</text>
+                    <text class="node-term" y="25">{format!("term {term}")}</text>
+                    <text class={classes!("node-vote", tally.is_some().then_some("tally"))} y={(NODE_R + 24.0).to_string()} data-testid={format!("below-{id}")}>{below}</text>
+                    if sn.paused {
+                        <text class="node-flag" y={(-NODE_R - 14.0).to_string()}>{"❚❚ paused"}</text>
+                    }
+                </g>
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,285 @@
+//! The course: chapters in the spirit of The Secret Lives of Data, each a short explanation, a
+//! scripted situation on the real core (a guided scenario), a question, and the answer the run
+//! itself gives. A chapter's verdict is read from the run's trace, never from a stored answer, so
+//! if the core changed behaviour the course would say what the core now does.
+
+use keyval_core::sim::{TraceEvent, TraceKind};
+use keyval_core::{NodeEvent, Role};
+
+use crate::engine::{Engine, MANUAL_CLIENT};
+use crate::scenarios::{leaders_by_term, split_term, SCENARIOS};
+
+pub struct Chapter {
+    pub id: &'static str,
+    pub title: &'static str,
+    /// What to know before watching.
+    pub explain: &'static str,
+    /// The guided scenario (`SCENARIOS` id) that sets the situation up.
+    pub scenario: &'static str,
+    pub question: &'static str,
+    pub choices: &'static [&'static str],
+    /// The choice the run has shown to be right, once it has shown it.
+    pub verdict: fn(&Engine) -> Option<usize>,
+    /// Why, shown with the answer.
+    pub why: &'static str,
+}
+
+impl Chapter {
+    pub fn scenario_index(&self) -> Option<usize> {
+        SCENARIOS.iter().position(|s| s.id == self.scenario)
+    }
+}
+
+fn node_events(t: &[TraceEvent]) -> impl Iterator<Item = (u64, u64, &NodeEvent)> {
+    t.iter().filter_map(|ev| match &ev.kind {
+        TraceKind::Node { node, event } => Some((ev.time, *node, event)),
+        _ => None,
+    })
+}
+
+fn first_leader(e: &Engine) -> Option<usize> {
+    let (_, nodes) = leaders_by_term(e.trace()).into_iter().next()?;
+    nodes.into_iter().next().map(|n| n as usize - 1)
+}
+
+fn split_then_leader(e: &Engine) -> Option<usize> {
+    let t = e.trace();
+    let leaders = leaders_by_term(t);
+    let (&first_won, _) = leaders.iter().next()?;
+    Some(match split_term(t) {
+        Some(split) if split < first_won => 1,
+        _ => 0,
+    })
+}
+
+fn manual_put_outcome(e: &Engine) -> Option<usize> {
+    e.trace().iter().find_map(|ev| match &ev.kind {
+        TraceKind::ClientComplete { client, .. } if *client == MANUAL_CLIENT => Some(0),
+        TraceKind::ClientGaveUp { client, .. } if *client == MANUAL_CLIENT => Some(1),
+        _ => None,
+    })
+}
+
+/// The leader cut off at 1 s: does it step down (check-quorum) or keep leading?
+fn isolated_leader_fate(e: &Engine) -> Option<usize> {
+    let t = e.trace();
+    let cut_at = t
+        .iter()
+        .find(|ev| matches!(ev.kind, TraceKind::Partitioned { .. }))?
+        .time;
+    let stepped_down = node_events(t)
+        .any(|(time, _, ev)| time >= cut_at && matches!(ev, NodeEvent::CheckQuorumFailed { .. }));
+    if stepped_down {
+        return Some(1);
+    }
+    // Still leading two seconds on: it kept leading its side.
+    (e.now() > cut_at + 2_000_000).then_some(0)
+}
+
+/// The old leader restarts: does it come back as leader or as a follower of the new one?
+fn restarted_leader_role(e: &Engine) -> Option<usize> {
+    let t = e.trace();
+    let (at, node) = t.iter().find_map(|ev| match ev.kind {
+        TraceKind::Restarted { node } => Some((ev.time, node)),
+        _ => None,
+    })?;
+    if e.now() < at + 500_000 {
+        return None;
+    }
+    let led_again = node_events(t).any(|(time, n, ev)| {
+        time >= at
+            && n == node
+            && matches!(
+                ev,
+                NodeEvent::RoleChanged {
+                    to: Role::Leader,
+                    ..
+                }
+            )
+    });
+    Some(if led_again { 0 } else { 1 })
+}
+
+/// Figure 8: is the old-term entry stored on a majority committed, or overwritten?
+fn old_entry_fate(e: &Engine) -> Option<usize> {
+    let x = e.figure8.as_ref()?;
+    let index = x.old_entry.index;
+    if e.sim.checker().committed().get(&index) == Some(&x.old_entry) {
+        return Some(0);
+    }
+    let overwritten = e.trace().iter().any(|ev| {
+        matches!(ev.kind, TraceKind::Truncated { node, from }
+            if from <= index && x.old_entry_holders.contains(&node))
+    });
+    overwritten.then_some(1)
+}
+
+fn catch_up_by(e: &Engine) -> Option<usize> {
+    let t = e.trace();
+    let restarted = t
+        .iter()
+        .position(|ev| matches!(ev.kind, TraceKind::Restarted { .. }))?;
+    let installed = node_events(&t[restarted..])
+        .any(|(_, _, ev)| matches!(ev, NodeEvent::SnapshotInstalled { .. }));
+    if installed {
+        return Some(1);
+    }
+    (e.now() > t[restarted].time + 2_000_000).then_some(0)
+}
+
+fn stale_leader_fate(e: &Engine) -> Option<usize> {
+    let t = e.trace();
+    let (at, node) = t.iter().find_map(|ev| match ev.kind {
+        TraceKind::Resumed { node } => Some((ev.time, node)),
+        _ => None,
+    })?;
+    let stepped = node_events(t).any(|(time, n, ev)| {
+        time >= at
+            && n == node
+            && matches!(
+                ev,
+                NodeEvent::RoleChanged {
+                    from: Role::Leader,
+                    ..
+                }
+            )
+    });
+    if stepped {
+        return Some(1);
+    }
+    (e.now() > at + 2_000_000).then_some(0)
+}
+
+pub const CHAPTERS: &[Chapter] = &[
+    Chapter {
+        id: "election",
+        title: "1. Electing a leader",
+        explain: "Every node starts as a follower with a randomized election timer (the ring around it). The first whose timer runs out asks the others for pre-votes, then for votes; a majority makes it leader of a new term.",
+        scenario: "first-election",
+        question: "Which node becomes the first leader?",
+        choices: &["n1", "n2", "n3", "n4", "n5"],
+        verdict: first_leader,
+        why: "The node whose randomized timeout fired first asked first, and every other node, hearing no leader, granted it its vote.",
+    },
+    Chapter {
+        id: "split-vote",
+        title: "2. Split vote",
+        explain: "On a slow network two nodes can time out before either's vote request arrives. Each votes for itself, and the others split between them.",
+        scenario: "split-vote",
+        question: "Does the first election produce a leader?",
+        choices: &["Yes: one of them wins", "No: the vote splits, and a later term elects a leader"],
+        verdict: split_then_leader,
+        why: "Nobody had a majority in the split term. Each candidate drew a new random timeout; the one that fired first won the next term alone (§5.2).",
+    },
+    Chapter {
+        id: "commit",
+        title: "3. Replication and commit",
+        explain: "A client's put is appended to the leader's log and copied to followers. An entry is committed once a majority stores it, and only then applied and answered.",
+        scenario: "commit-two-down",
+        question: "Two of the five nodes crash, then the client sends a put. Will it commit?",
+        choices: &["Yes: three of five is a majority", "No: every node must store it"],
+        verdict: manual_put_outcome,
+        why: "The leader and two followers are three of five: a majority. The put commits and the client gets its answer; the crashed nodes will catch up when they return (§5.3).",
+    },
+    Chapter {
+        id: "partition",
+        title: "4. Partitions and check-quorum",
+        explain: "At 1 s the leader and one follower are cut off from the other three. The majority side will elect its own leader.",
+        scenario: "minority-partition",
+        question: "What happens to the cut-off leader?",
+        choices: &["It keeps leading its side", "It steps down: it cannot hear a majority"],
+        verdict: isolated_leader_fate,
+        why: "With check-quorum a leader that has not heard from a majority for an election timeout steps down, so clients stop waiting on a leader that cannot commit (thesis §6.2).",
+    },
+    Chapter {
+        id: "figure-8",
+        title: "5. Figure 8: stored on a majority is not committed",
+        explain: "Leader A appends X (put x=old) in its term and copies it to one follower, then crashes. B wins the next term and crashes too. A2, which holds X, leads a third term and copies X to two more nodes: X, from an old term, is now stored on three of five. Watch the log table.",
+        scenario: "figure-8",
+        question: "X is on a majority. Is it committed?",
+        choices: &["Yes: a majority stores it, so it is safe", "No: a later leader can still overwrite it"],
+        verdict: old_entry_fate,
+        why: "B restarts; its last entry is from a newer term than X, so C and D vote for it, and it overwrites X. A leader counts replicas only for entries of its own term (§5.4.2); try the \"break Raft\" menu to count old ones and watch the checker catch it.",
+    },
+    Chapter {
+        id: "crash-recovery",
+        title: "6. Crash and recovery",
+        explain: "The leader crashes at 1 s; a follower times out and wins a new term. At 3 s the old leader restarts from its disk: term, vote and log, but nothing in memory.",
+        scenario: "leader-crash",
+        question: "When the old leader restarts, what does it become?",
+        choices: &["Leader again", "A follower of the new leader"],
+        verdict: restarted_leader_role,
+        why: "Every node restarts as a follower. The first message from the new leader carries a higher term, and the old leader follows it and is caught up (§5.1, §5.3).",
+    },
+    Chapter {
+        id: "stale-leader",
+        title: "7. A stale leader",
+        explain: "At 1 s the leader is paused (think of a long garbage-collection pause). The others elect a new leader in a higher term. At 3 s the old one wakes up, still believing it leads.",
+        scenario: "stale-leader",
+        question: "What does the old leader do when it wakes?",
+        choices: &["It goes on leading", "It steps down when it hears the higher term"],
+        verdict: stale_leader_fate,
+        why: "Terms act as a logical clock: the first reply carrying the newer term makes it step down, and nothing it appended in its old term could commit without a majority (§5.1).",
+    },
+    Chapter {
+        id: "snapshot",
+        title: "8. Log compaction and InstallSnapshot",
+        explain: "Nodes snapshot their key-value store every 4 applied entries and discard the log before it. A follower crashes and misses eight puts.",
+        scenario: "snapshot-catch-up",
+        question: "How does the returning follower catch up?",
+        choices: &["The leader sends it the missing log entries", "The leader sends its snapshot (InstallSnapshot)"],
+        verdict: catch_up_by,
+        why: "The entries it lacks were compacted away on the leader, so the leader sends its snapshot instead, then the log after it (§7).",
+    },
+];
+
+pub fn chapter_index(id: &str) -> Option<usize> {
+    CHAPTERS.iter().position(|c| c.id == id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every chapter's situation reaches a verdict within 8 s of virtual time, the way the
+    /// page plays it.
+    #[test]
+    fn every_chapter_reaches_its_outcome() {
+        for c in CHAPTERS {
+            let sc = &SCENARIOS[c.scenario_index().expect("chapter scenario exists")];
+            let mut e = sc.engine();
+            let mut verdict = None;
+            while e.now() < 8_000_000 && verdict.is_none() {
+                e.run_until_time(e.now() + 50_000, u64::MAX);
+                verdict = (c.verdict)(&e);
+            }
+            let v = verdict.unwrap_or_else(|| panic!("chapter {} reached no verdict", c.id));
+            assert!(v < c.choices.len(), "chapter {}", c.id);
+            println!("{}: {}", c.id, c.choices[v]);
+        }
+    }
+
+    /// The answers the course explains are the ones the core gives.
+    #[test]
+    fn chapters_teach_what_the_core_does() {
+        let expect = [
+            ("split-vote", 1),
+            ("commit", 0),
+            ("partition", 1),
+            ("figure-8", 1),
+            ("crash-recovery", 1),
+            ("stale-leader", 1),
+            ("snapshot", 1),
+        ];
+        for (id, want) in expect {
+            let c = &CHAPTERS[chapter_index(id).expect("chapter")];
+            let mut e = SCENARIOS[c.scenario_index().expect("scenario")].engine();
+            let mut verdict = None;
+            while e.now() < 8_000_000 && verdict.is_none() {
+                e.run_until_time(e.now() + 50_000, u64::MAX);
+                verdict = (c.verdict)(&e);
+            }
+            assert_eq!(verdict, Some(want), "chapter {id}");
+        }
+    }
+}
