@@ -32,7 +32,12 @@ fn leader() -> &'static KvServer {
         let mut s = follower();
         for _ in 0..1000 {
             s.tick();
-            for env in s.take_ready().messages {
+            // Executed as an executor would: durable at once, then every message sent.
+            let ready = s.take_ready();
+            if let Some(id) = ready.persist_id {
+                s.on_persisted(id);
+            }
+            for env in ready.messages.into_iter().chain(ready.persisted_messages) {
                 let reply = match env.msg {
                     keyval_core::Message::PreVote { term, .. } => {
                         keyval_core::Message::PreVoteResponse {

@@ -84,6 +84,17 @@ pub fn direct(cfg: SimConfig) -> Option<Figure8> {
     if !run_until(&mut e, SEC, stable) {
         return None;
     }
+    // The client writes once first, so its session is open before the partition: X must be
+    // the very next entry, and a session opened on the minority side would never commit.
+    e.act(UserAction::Submit(KvOp::Put {
+        key: b"x".to_vec(),
+        value: b"init".to_vec(),
+    }));
+    if !run_until(&mut e, SEC, |s| {
+        stable(s) && s.clients().all(|c| c.pending.is_none())
+    }) {
+        return None;
+    }
     let a = e.sim.leader()?;
     let base = raft(&e.sim, a)?.log().last_index();
     let all = e.sim.voters();
@@ -176,6 +187,10 @@ pub fn direct(cfg: SimConfig) -> Option<Figure8> {
     }
     fault(&mut e, FaultAction::Crash(a2));
     let majority_at_step = e.step_count();
+    // A leader's appends leave before its own fsync, so A2's last append may still be on the
+    // wire: keep the links cut until it has been dropped (as the core's Figure 8 script does).
+    let in_flight = e.sim.config().network.latency_us.1;
+    run_until(&mut e, in_flight, |_| false);
 
     // (d) B returns and wins with C's and D's votes, overwrites X and commits its own entry.
     fault(&mut e, FaultAction::Heal);
