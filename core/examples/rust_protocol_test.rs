@@ -46,8 +46,7 @@ fn write_survives_leader_crash() -> String {
         value: b"1".to_vec(),
     };
     sim.submit_to(1, leader, put).expect("client 1 is idle");
-    // Committed and applied on every node: the no-op (1), the session the client opened
-    // before its first write (2) and the put (3).
+    // Committed and applied on every node: the no-op (1), the client's session (2), the put (3).
     assert!(run_until(&mut sim, SEC, |s| (1..=3).all(|n| applied(s, n) == 3)));
     sim.apply_fault(FaultAction::Crash(leader));
     assert!(run_until(&mut sim, 2 * SEC, |s| s

@@ -55,12 +55,20 @@ pub const BUNDLED: &[(&str, &str)] = &[
         include_str!("../../snapshots/scenarios/leader_crash_and_reelection.scn"),
     ),
     (
+        "lease_read",
+        include_str!("../../snapshots/scenarios/lease_read.scn"),
+    ),
+    (
         "minority_majority_partition_and_heal",
         include_str!("../../snapshots/scenarios/minority_majority_partition_and_heal.scn"),
     ),
     (
         "prevote_prevents_disruptive_rejoin",
         include_str!("../../snapshots/scenarios/prevote_prevents_disruptive_rejoin.scn"),
+    ),
+    (
+        "read_index_batched",
+        include_str!("../../snapshots/scenarios/read_index_batched.scn"),
     ),
     (
         "restart_from_snapshot_plus_log_tail",
@@ -73,6 +81,10 @@ pub const BUNDLED: &[(&str, &str)] = &[
     (
         "stale_leader_after_pause",
         include_str!("../../snapshots/scenarios/stale_leader_after_pause.scn"),
+    ),
+    (
+        "stale_leader_read_refused",
+        include_str!("../../snapshots/scenarios/stale_leader_read_refused.scn"),
     ),
     (
         "three_replicated_writes",
@@ -450,7 +462,8 @@ mod tests {
             Some(
                 "mine:5: unknown command `frobnicate` (known: cluster, tick, run, tick-until, \
                  stabilize, hold, unhold, deliver, drop, partition, isolate, cut, restore, heal, \
-                 crash, restart, pause, resume, put, get, delete, retry, status, log, kv, held, expect)"
+                 crash, restart, pause, resume, put, get, delete, retry, drift, status, log, kv, held, \
+                 expect)"
             )
         );
         let saved = p.export();

@@ -194,10 +194,13 @@ pub fn observe(sim: &Simulator, what: &Observable) -> String {
         Observable::Leader => id_or_none(sim.leader()),
         Observable::Held => sim.held().count().to_string(),
         Observable::Client(c) => {
+            // Serializable reads are recorded apart from the linearizable history; the
+            // client's last operation is the latest invoked in either.
             sim.history()
                 .iter()
-                .rev()
-                .find(|o| o.client == *c)
+                .chain(sim.serializable_reads())
+                .filter(|o| o.client == *c)
+                .max_by_key(|o| o.invoke)
                 .map_or("none".into(), |o| {
                     o.complete
                         .as_ref()

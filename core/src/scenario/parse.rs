@@ -2,8 +2,8 @@
 //! runs, so a typo on the last line costs no run. Every error names the line and what was
 //! expected; docs/scenarios.md documents each command.
 
-use crate::kv::KvOp;
-use crate::sim::simulator::MAX_NODES;
+use crate::kv::{KvOp, ReadConsistency};
+use crate::sim::simulator::{MAX_DRIFT_PER_MILLE, MAX_NODES};
 use crate::sim::{AddrPattern, LinkPattern};
 use crate::trace::Addr;
 use crate::types::{NodeId, Role};
@@ -48,6 +48,8 @@ pub struct ClusterSpec {
     pub snapshot_threshold: u64,
     pub snapshot_chunk_bytes: usize,
     pub max_entries_per_msg: usize,
+    pub lease_reads: bool,
+    pub lease_margin_pct: u32,
 }
 
 impl Default for ClusterSpec {
@@ -66,6 +68,8 @@ impl Default for ClusterSpec {
             snapshot_threshold: sim.raft.snapshot_threshold,
             snapshot_chunk_bytes: sim.raft.snapshot_chunk_bytes,
             max_entries_per_msg: sim.raft.max_entries_per_msg,
+            lease_reads: sim.raft.lease_reads,
+            lease_margin_pct: sim.raft.lease_drift_margin_pct,
         }
     }
 }
@@ -154,6 +158,13 @@ pub enum Command {
         client: u64,
         node: NodeId,
         op: KvOp,
+        /// The read path of a `get` (None for writes).
+        consistency: Option<ReadConsistency>,
+    },
+    /// `drift nX PER_MILLE`: the node's clock runs that much fast (positive) or slow.
+    Drift {
+        node: NodeId,
+        per_mille: i32,
     },
     Retry {
         client: u64,
@@ -195,12 +206,27 @@ pub const COMMANDS: &[&str] = &[
     "get",
     "delete",
     "retry",
+    "drift",
     "status",
     "log",
     "kv",
     "held",
     "expect",
 ];
+
+/// The read path a `get` names.
+fn read_path(w: &str) -> R<ReadConsistency> {
+    Ok(match w {
+        "linearizable" => ReadConsistency::Linearizable,
+        "lease" => ReadConsistency::Lease,
+        "serializable" => ReadConsistency::Serializable,
+        _ => {
+            return Err(format!(
+                "get: unknown read path `{w}` (linearizable, lease or serializable)"
+            ))
+        }
+    })
+}
 
 /// Parses a whole script. The first command must be `cluster`; node ids are checked against
 /// its size.
@@ -421,6 +447,17 @@ impl<'a> LineParser<'a> {
                 };
                 Command::Retry { client, node }
             }
+            "drift" => {
+                let node = self.node()?;
+                let v = self.next("a clock drift in per mille, like 50 or -50")?;
+                let per_mille: i32 = number(v, "drift (per mille)")?;
+                if per_mille.unsigned_abs() > MAX_DRIFT_PER_MILLE.unsigned_abs() {
+                    return Err(format!(
+                        "drift: expected -{MAX_DRIFT_PER_MILLE} to {MAX_DRIFT_PER_MILLE} per mille, saw {v}"
+                    ));
+                }
+                Command::Drift { node, per_mille }
+            }
             "status" => Command::Status,
             "log" => Command::Log(self.node()?),
             "kv" => Command::Kv(self.node()?),
@@ -452,6 +489,8 @@ impl<'a> LineParser<'a> {
             "snapshot-every",
             "snapshot-chunk",
             "max-entries",
+            "lease-reads",
+            "lease-margin",
         ];
         for (k, v) in self.options(&allowed)? {
             match k {
@@ -472,6 +511,13 @@ impl<'a> LineParser<'a> {
                 "snapshot-every" => c.snapshot_threshold = number(v, "snapshot-every")?,
                 "snapshot-chunk" => c.snapshot_chunk_bytes = number(v, "snapshot-chunk")?,
                 "max-entries" => c.max_entries_per_msg = number(v, "max-entries")?,
+                "lease-reads" => c.lease_reads = on_off(v, k)?,
+                "lease-margin" => {
+                    c.lease_margin_pct = number(v, "lease-margin (percent)")?;
+                    if !(1..100).contains(&c.lease_margin_pct) {
+                        return Err(format!("lease-margin: expected 1 to 99 (percent), saw {v}"));
+                    }
+                }
                 _ => unreachable!("options() only returns allowed keys"),
             }
         }
@@ -535,12 +581,27 @@ impl<'a> LineParser<'a> {
             "get" => KvOp::Get { key },
             _ => KvOp::Delete { key },
         };
+        let consistency = match op {
+            KvOp::Get { .. } => Some(match self.peek() {
+                Some(w) if !w.contains('=') => {
+                    self.pos += 1;
+                    read_path(w)?
+                }
+                _ => ReadConsistency::Linearizable,
+            }),
+            _ => None,
+        };
         op.validate().map_err(|e| format!("{word}: {e}"))?;
         let mut client = 1;
         for (_, v) in self.options(&["as"])? {
             client = client_id(v)?;
         }
-        Ok(Command::Request { client, node, op })
+        Ok(Command::Request {
+            client,
+            node,
+            op,
+            consistency,
+        })
     }
 
     fn expect(&mut self) -> R<Command> {
@@ -798,6 +859,55 @@ mod tests {
         assert_eq!(
             cmds[5],
             &Command::Partition(vec![vec![1, 2], vec![3, 4, 5]])
+        );
+    }
+
+    #[test]
+    fn parses_read_paths_lease_knobs_and_drift() {
+        let s = parse(
+            "t.scn",
+            "cluster lease-reads=on lease-margin=20\nget n1 k\nget n2 k lease as=c3\n\
+             get n3 k serializable\nput n1 k v\ndrift n2 -50",
+        )
+        .unwrap();
+        let cmds: Vec<&Command> = s.lines.iter().map(|l| &l.command).collect();
+        assert!(
+            matches!(cmds[0], Command::Cluster(c) if c.lease_reads && c.lease_margin_pct == 20)
+        );
+        let path = |c: &Command| match c {
+            Command::Request { consistency, .. } => *consistency,
+            other => panic!("not a request: {other:?}"),
+        };
+        assert_eq!(path(cmds[1]), Some(ReadConsistency::Linearizable));
+        assert_eq!(path(cmds[2]), Some(ReadConsistency::Lease));
+        assert!(matches!(
+            cmds[2],
+            Command::Request {
+                client: 3,
+                node: 2,
+                ..
+            }
+        ));
+        assert_eq!(path(cmds[3]), Some(ReadConsistency::Serializable));
+        assert_eq!(path(cmds[4]), None);
+        assert_eq!(
+            cmds[5],
+            &Command::Drift {
+                node: 2,
+                per_mille: -50
+            }
+        );
+        assert_eq!(
+            err("cluster\nget n1 k stale"),
+            "t.scn:2: get: unknown read path `stale` (linearizable, lease or serializable)"
+        );
+        assert_eq!(
+            err("cluster\ndrift n1 900"),
+            "t.scn:2: drift: expected -500 to 500 per mille, saw 900"
+        );
+        assert_eq!(
+            err("cluster lease-margin=100"),
+            "t.scn:1: lease-margin: expected 1 to 99 (percent), saw 100"
         );
     }
 }

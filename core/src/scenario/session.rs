@@ -291,6 +291,8 @@ fn sim_config(spec: &ClusterSpec) -> Result<SimConfig, String> {
     cfg.raft.snapshot_threshold = spec.snapshot_threshold;
     cfg.raft.snapshot_chunk_bytes = spec.snapshot_chunk_bytes;
     cfg.raft.max_entries_per_msg = spec.max_entries_per_msg;
+    cfg.raft.lease_reads = spec.lease_reads;
+    cfg.raft.lease_drift_margin_pct = spec.lease_margin_pct;
     cfg.raft.validate().map_err(|e| e.to_string())?;
     cfg.tick_us = spec.tick_us;
     cfg.network.latency_us = spec.latency_us;
@@ -376,8 +378,16 @@ fn drive(sim: &mut Simulator, c: &Command) -> Result<String, String> {
             settle_disks(s);
             Ok(())
         })?,
-        Command::Request { client, node, op } => {
-            sim.submit_to(*client, *node, op.clone())?;
+        Command::Request {
+            client,
+            node,
+            op,
+            consistency,
+        } => {
+            sim.submit_to_with(*client, *node, op.clone(), *consistency)?;
+        }
+        Command::Drift { node, per_mille } => {
+            sim.apply_fault(FaultAction::SetClockDrift(*node, *per_mille));
         }
         Command::Retry { client, node } => {
             let target = match node {

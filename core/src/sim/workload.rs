@@ -204,6 +204,18 @@ impl Simulator {
     /// A scripted client has one request outstanding at a time and never retries on its own:
     /// it is refused while the previous request waits for a successful answer.
     pub fn submit_to(&mut self, client: u64, node: NodeId, op: KvOp) -> Result<u64, String> {
+        self.submit_to_with(client, node, op, None)
+    }
+
+    /// Like [`Simulator::submit_to`], with the read path a `Get` takes (linearizable when
+    /// None); ignored for writes.
+    pub fn submit_to_with(
+        &mut self,
+        client: u64,
+        node: NodeId,
+        op: KvOp,
+        consistency: Option<ReadConsistency>,
+    ) -> Result<u64, String> {
         let c = self.clients.entry(client).or_insert_with(|| Client {
             id: client,
             rng: Rng::new(client),
@@ -225,7 +237,10 @@ impl Simulator {
             ));
         }
         c.target = node;
-        let consistency = matches!(op, KvOp::Get { .. }).then_some(ReadConsistency::Linearizable);
+        let consistency = match op {
+            KvOp::Get { .. } => Some(consistency.unwrap_or_default()),
+            _ => None,
+        };
         Ok(self.invoke(client, op, consistency))
     }
 

@@ -27,6 +27,30 @@ fn describe(m: Mutation) -> (&'static str, &'static str) {
             "Install a stale snapshot",
             "Accept a snapshot older than what the follower has committed: its state goes backwards.",
         ),
+        Mutation::ReadBeforeCommitInTerm => (
+            "Read before the term's first commit",
+            "A new leader answers ReadIndex reads before its no-op commits (§6.4): its commit index may lag writes the old leader acknowledged, so a read can miss them.",
+        ),
+        Mutation::ReadWithoutConfirmation => (
+            "Read without confirming leadership",
+            "Answer reads at the commit index without the heartbeat round: a leader cut off from the others keeps answering from a state the new leader has moved past.",
+        ),
+        Mutation::LeaseWithoutDriftMargin => (
+            "Lease with no clock-drift margin",
+            "Trust the lease for a whole election timeout: if a follower's clock runs fast, it elects a new leader while the old one still answers lease reads.",
+        ),
+        Mutation::RecreateExpiredSessions => (
+            "Recreate forgotten sessions",
+            "Treat a write of a forgotten session as new: a retry of a write that was applied before its session was forgotten applies twice.",
+        ),
+        Mutation::LeaderCountsSelfBeforeDurable => (
+            "Leader counts itself before its fsync",
+            "With appends sent ahead of the leader's own fsync, counting itself early lets an entry commit on fewer disks than a majority.",
+        ),
+        Mutation::FollowerAcksBeforeDurable => (
+            "Follower acknowledges before its fsync",
+            "A follower that acknowledges entries before they are on disk can lose committed entries in a crash.",
+        ),
     }
 }
 

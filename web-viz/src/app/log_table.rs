@@ -28,6 +28,7 @@ fn short(en: &Entry) -> String {
             KvOp::Put { key, .. } => format!("{}=", k(key)),
             KvOp::Get { key } => format!("{}?", k(key)),
             KvOp::Delete { key } => format!("-{}", k(key)),
+            KvOp::OpenSession => "§".to_string(),
         },
     }
 }

@@ -60,8 +60,11 @@ pub fn msg_style(p: &Payload) -> (&'static str, &'static str, bool) {
             Message::HeartbeatResponse { .. } => (OI_SKY, "H", true),
             Message::InstallSnapshot { .. } => (OI_VERMILLION, "S", false),
             Message::InstallSnapshotResponse { .. } => (OI_VERMILLION, "S", true),
+            Message::ReadIndex { .. } => (OI_SKY, "R", false),
+            Message::ReadIndexResponse { .. } => (OI_SKY, "R", true),
         },
-        Payload::Request { .. } => (OI_PURPLE, "C", false),
+        Payload::Request { .. } | Payload::Write { .. } => (OI_PURPLE, "C", false),
+        Payload::Read { .. } => (OI_PURPLE, "R", false),
         Payload::Reply { .. } => (OI_PURPLE, "C", true),
     }
 }
