@@ -4,7 +4,6 @@
 //! relies on seeds made by the real encoders to start deep inside each format.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::Target;
@@ -134,29 +133,47 @@ pub fn mutate(corpus: &[Vec<u8>], rng: &mut Rng) -> Vec<u8> {
     data
 }
 
+thread_local! {
+    /// Set while this thread runs a target: its panics are recorded, not printed.
+    static CAPTURING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static CAPTURED: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// One process-wide panic hook, installed once: it records the panics of threads running a
+/// target and passes every other panic to the hook that was there before. (Swapping the hook
+/// per input raced between test threads: one thread restored another's hook, and panics went
+/// unreported.)
+fn install_hook() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !CAPTURING.with(|c| c.get()) {
+                return previous(info);
+            }
+            let loc = info
+                .location()
+                .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            let text = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            CAPTURED.with(|c| *c.borrow_mut() = Some(format!("{text}{loc}")));
+        }));
+    });
+}
+
 /// Runs `target` on one input; `Err(message)` if it panicked.
 pub fn run_one(target: Target, input: &[u8]) -> Result<(), String> {
-    let message = Arc::new(Mutex::new(String::new()));
-    let slot = message.clone();
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let loc = info
-            .location()
-            .map(|l| format!(" at {}:{}", l.file(), l.line()))
-            .unwrap_or_default();
-        let text = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        if let Ok(mut m) = slot.lock() {
-            *m = format!("{text}{loc}");
-        }
-    }));
+    install_hook();
+    CAPTURED.with(|c| c.borrow_mut().take());
+    CAPTURING.with(|c| c.set(true));
     let result = catch_unwind(AssertUnwindSafe(|| target(input)));
-    std::panic::set_hook(previous);
-    result.map_err(|_| message.lock().map(|m| m.clone()).unwrap_or_default())
+    CAPTURING.with(|c| c.set(false));
+    result.map_err(|_| CAPTURED.with(|c| c.borrow_mut().take()).unwrap_or_default())
 }
 
 /// Runs every seed once, then mutations until the budget is spent. Distinct panic messages
