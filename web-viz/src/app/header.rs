@@ -43,7 +43,6 @@ pub fn header(state: &UseReducerHandle<Ui>) -> Html {
             <nav class="modes">
                 <button data-testid="mode-sim" class={classes!(sim.then_some("on"))} onclick={cb(Msg::SetMode(Mode::Sim))}>{"Simulation"}</button>
                 <button data-testid="mode-live" class={classes!((!sim).then_some("on"))} onclick={cb(Msg::SetMode(Mode::Live))}>{"Live cluster"}</button>
-                <a data-testid="mode-scenarios" href="?scn=initial_election_3_nodes">{"Scenario scripts"}</a>
             </nav>
             if sim {
                 <div class="runbar">
