@@ -207,8 +207,14 @@ mod tests {
 
     /// Drives two requests through the stages as the node loop does (one persisted and
     /// committed in a later batch than the other) and reads back what the SDK exported.
+    /// `tracing` caches each callsite's interest process-wide: a test whose subscriber records
+    /// request spans, running beside one whose subscriber drops them, changes what the other
+    /// sees. These tests take turns.
+    static SUBSCRIBERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     #[test]
     fn each_request_gets_a_root_span_with_one_child_per_stage() {
+        let _turn = SUBSCRIBERS.lock().unwrap_or_else(|e| e.into_inner());
         let exporter = InMemorySpanExporter::default();
         let provider = SdkTracerProvider::builder()
             .with_simple_exporter(exporter.clone())
@@ -290,9 +296,13 @@ mod tests {
     /// The node without `--otlp-endpoint`: only the log layer, which turns request spans off.
     #[test]
     fn with_only_the_log_layer_nothing_is_tracked() {
+        let _turn = SUBSCRIBERS.lock().unwrap_or_else(|e| e.into_inner());
         let log = crate::telemetry::log_layer(crate::telemetry::LogFormat::Json).expect("layer");
         let subscriber = tracing_subscriber::Registry::default().with(log);
         tracing::subscriber::with_default(subscriber, || {
+            // Other tests run subscribers that record these spans; the callsites' cached
+            // interest must be recomputed with this one registered, or it is the others'.
+            tracing::callsite::rebuild_interest_cache();
             let mut t = RequestTraces::default();
             let p = t.begin(&req(1), 1);
             t.proposed(p, Some(1));
