@@ -138,6 +138,11 @@ pub enum Command {
         limit: Option<usize>,
     },
     Partition(Vec<Vec<NodeId>>),
+    /// Ask `from` to hand leadership to `to` (None: its most caught-up voter).
+    Transfer {
+        from: NodeId,
+        to: Option<NodeId>,
+    },
     Isolate(NodeId),
     Cut {
         from: NodeId,
@@ -207,6 +212,7 @@ pub const COMMANDS: &[&str] = &[
     "delete",
     "retry",
     "drift",
+    "transfer",
     "status",
     "log",
     "kv",
@@ -457,6 +463,20 @@ impl<'a> LineParser<'a> {
                     ));
                 }
                 Command::Drift { node, per_mille }
+            }
+            "transfer" => {
+                let from = self.node()?;
+                let to = match self.peek() {
+                    Some("to") => {
+                        self.next("to")?;
+                        Some(self.node()?)
+                    }
+                    Some(w) => {
+                        return Err(format!("transfer: expected `to nY` or nothing, saw `{w}`"))
+                    }
+                    None => None,
+                };
+                Command::Transfer { from, to }
             }
             "status" => Command::Status,
             "log" => Command::Log(self.node()?),

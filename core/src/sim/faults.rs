@@ -107,6 +107,10 @@ pub fn plan(
                     FaultAction::SetLinkLatency(a, b, Some((lo, lo + rng.range(0, 100_000))))
                 }
                 11..=12 => FaultAction::Heal,
+                13 if rng.chance(0.5) => FaultAction::TransferLeadership {
+                    from: None,
+                    to: rng.chance(0.5).then(|| pick(rng)),
+                },
                 _ => FaultAction::SetNetwork(random_network(rng)),
             },
         };

@@ -105,6 +105,12 @@ pub enum FaultAction {
     /// Like `Pause`, but the node's clock stops too (a suspended VM): when it resumes it has
     /// not seen the time pass. Lease reads are not safe under this fault; see [`crate::read`].
     Freeze(NodeId),
+    /// Asks `from` (None: the current leader) to hand leadership to `to` (None: its most
+    /// caught-up voter); see [`crate::transfer`]. A refused request changes nothing.
+    TransferLeadership {
+        from: Option<NodeId>,
+        to: Option<NodeId>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -375,6 +381,31 @@ impl Simulator {
     /// Time of the next scheduled event, if any.
     pub fn next_event_time(&self) -> Option<u64> {
         self.queue.peek().map(|Reverse(s)| s.time)
+    }
+
+    /// Asks node `at` to hand its leadership to `to` (or its most caught-up voter) and returns
+    /// the target, or why it was refused.
+    pub fn transfer_leadership(
+        &mut self,
+        at: NodeId,
+        to: Option<NodeId>,
+    ) -> Result<NodeId, String> {
+        let node = self
+            .nodes
+            .get_mut(&at)
+            .ok_or_else(|| format!("n{at} is not in the cluster"))?;
+        if node.paused {
+            return Err(format!("n{at} is paused"));
+        }
+        let server = node
+            .server
+            .as_mut()
+            .ok_or_else(|| format!("n{at} is down"))?;
+        let target = server
+            .transfer_leadership(to)
+            .map_err(|e| format!("n{at} refused: {e}"))?;
+        self.drive(at);
+        Ok(target)
     }
 
     /// The current leader with the highest term among live nodes, if any.
@@ -995,6 +1026,12 @@ impl Simulator {
                 });
             }
             FaultAction::StopFaults => self.stop_faults(),
+            FaultAction::TransferLeadership { from, to } => {
+                if let Some(at) = from.or_else(|| self.leader()) {
+                    // A refusal (not the leader, to itself, ...) is part of the fault space.
+                    let _ = self.transfer_leadership(at, to);
+                }
+            }
             FaultAction::SetClockDrift(n, per_mille) => {
                 let per_mille = per_mille.clamp(-MAX_DRIFT_PER_MILLE, MAX_DRIFT_PER_MILLE);
                 if let Some(node) = self.nodes.get_mut(&n) {

@@ -457,6 +457,11 @@ impl Simulator {
                         1_000
                     }
                     ClientError::Busy { .. } => 50_000,
+                    // The leader hands over to `to` within an election timeout: ask it there.
+                    ClientError::TransferInProgress { to } => {
+                        c.target = to;
+                        20_000
+                    }
                     _ => {
                         c.target = c.target % nodes + 1;
                         50_000
