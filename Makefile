@@ -33,6 +33,12 @@ bench:
 bench-cluster:
 	bash scripts/bench-cluster.sh
 
+## Time from `kvctl leader transfer` to the first write on the new leader (release build);
+## RUNS=n transfers (default 10). See scripts/bench-transfer.sh.
+.PHONY: bench-transfer
+bench-transfer:
+	bash scripts/bench-transfer.sh
+
 ## Many more simulator seeds than the default test run: make sim SEEDS=100000
 SEEDS ?= 100000
 sim:

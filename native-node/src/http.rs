@@ -344,6 +344,17 @@ async fn serve_client(socket: WebSocket, remote: SocketAddr, s: AppState) {
                     break;
                 }
             }
+            Ok(ClientFrame::TransferLeader { to }) => {
+                let (tx, rx) = oneshot::channel();
+                let input = Input::Transfer { to, reply_to: tx };
+                if s.input_tx.send(input).await.is_err() {
+                    break;
+                }
+                let Ok(outcome) = rx.await else { break };
+                if reply_tx.send(ServerFrame::Transfer(outcome)).await.is_err() {
+                    break;
+                }
+            }
             Ok(ClientFrame::Status) => {
                 let (tx, rx) = oneshot::channel();
                 if s.input_tx

@@ -27,7 +27,7 @@ use std::time::Duration;
 use keyval_core::trace::{Addr, Payload, TraceKind};
 use keyval_core::{
     ClientError, ClientReply, ClientRequest, Envelope, KvOp, KvServer, NodeEvent, NodeId,
-    NodeStatus, PersistOp, ReadConsistency, Ready,
+    NodeStatus, PersistOp, ReadConsistency, Ready, TransferError,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -37,7 +37,7 @@ use crate::metrics::Metrics;
 use crate::request_trace::RequestTraces;
 use crate::storage::worker::{Durable, StorageWorker, WorkerError};
 use crate::transport::PeerSender;
-use crate::wire::{LeaderHint, ServerFrame, StatusReply};
+use crate::wire::{LeaderHint, ServerFrame, StatusReply, TransferOutcome};
 
 /// Inputs handled per turn at most, so ticks and the disk are never starved by a flood.
 const MAX_INPUTS_PER_TURN: usize = 8192;
@@ -45,6 +45,12 @@ const MAX_INPUTS_PER_TURN: usize = 8192;
 const MAX_WAITERS: usize = 65_536;
 /// Status frames for the live view go out at most this often unless role, term or leader change.
 const STATUS_MIN_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How long a stopping leader waits for its leadership transfer, in (minimum) election
+/// timeouts. The core aborts a transfer after one; the margin covers the target's election.
+pub const HANDOVER_ELECTION_TIMEOUTS: u32 = 2;
+/// Transfer requests waiting for their outcome at once; more are refused.
+const MAX_TRANSFER_WAITERS: usize = 64;
 
 /// Capacity of the queue from peer connections into the loop (batches, not messages).
 pub const PEER_INBOX: usize = 1024;
@@ -67,6 +73,11 @@ pub enum Input {
         consistency: ReadConsistency,
         reply_to: mpsc::Sender<ServerFrame>,
     },
+    /// `kvctl leader transfer`: answered once the transfer completed or was aborted.
+    Transfer {
+        to: Option<NodeId>,
+        reply_to: oneshot::Sender<TransferOutcome>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +99,9 @@ pub struct NodeLoop {
     pub status_tx: watch::Sender<NodeStatus>,
     pub tick: Duration,
     pub shutdown: watch::Receiver<bool>,
+    /// SIGTERM/SIGINT: a leader hands leadership over first (bounded by
+    /// [`HANDOVER_ELECTION_TIMEOUTS`] election timeouts), then the loop ends.
+    pub stop: watch::Receiver<bool>,
     /// What recovery loaded from a snapshot, published once as a live trace event.
     pub restored: Option<TraceKind>,
 }
@@ -112,6 +126,11 @@ struct State {
     /// Batches handed to the storage thread and not yet durable, oldest first, with what
     /// waits for them.
     unstable: VecDeque<Unstable>,
+    /// Transfer requests waiting for their outcome, by target.
+    transfers: Vec<(NodeId, oneshot::Sender<TransferOutcome>)>,
+    /// Set once a stop was asked for: the loop ends at this instant, or as soon as this node
+    /// no longer leads or its transfer ended.
+    stopping_at: Option<Instant>,
 }
 
 /// What waits for one batch to be durable.
@@ -136,6 +155,8 @@ impl NodeLoop {
             sent_ids: 0,
             unstable: VecDeque::new(),
             traces: RequestTraces::default(),
+            transfers: Vec::new(),
+            stopping_at: None,
         };
         if let Some(kind) = self.restored.take() {
             self.events.publish(now_ms(), kind);
@@ -144,10 +165,25 @@ impl NodeLoop {
             if *self.shutdown.borrow() {
                 break Ok(());
             }
+            if self.handover_over(&st) {
+                let raft = self.server.raft();
+                tracing::info!(
+                    role = %raft.role(),
+                    term = raft.term(),
+                    leader = ?raft.leader(),
+                    "stopping: leadership handover finished"
+                );
+                break Ok(());
+            }
             let mut first_input = None;
             tokio::select! {
                 biased;
                 _ = self.shutdown.changed() => break Ok(()),
+                changed = self.stop.changed(), if st.stopping_at.is_none() => {
+                    if changed.is_err() || !self.begin_handover(&mut st) {
+                        break Ok(());
+                    }
+                }
                 durable = self.storage.durable() => {
                     if let Err(e) = self.on_durable(durable, &mut st) {
                         break Err(e);
@@ -241,7 +277,86 @@ impl NodeLoop {
                 consistency,
                 reply_to,
             } => self.handle_read((client_id, seq), key, consistency, reply_to, st),
+            Input::Transfer { to, reply_to } => self.handle_transfer(to, reply_to, st),
         }
+    }
+
+    fn handle_transfer(
+        &mut self,
+        to: Option<NodeId>,
+        reply_to: oneshot::Sender<TransferOutcome>,
+        st: &mut State,
+    ) {
+        if st.transfers.len() >= MAX_TRANSFER_WAITERS {
+            let reason = "too many transfer requests pending; retry later".to_string();
+            let _ = reply_to.send(TransferOutcome::Failed { reason });
+            return;
+        }
+        match self.server.transfer_leadership(to) {
+            Ok(target) => {
+                tracing::info!(to = target, "leadership transfer requested");
+                st.transfers.push((target, reply_to));
+            }
+            Err(TransferError::NotLeader { leader }) => {
+                let leader = leader.map(|id| LeaderHint {
+                    id,
+                    address: self.members.get(&id).cloned(),
+                });
+                let _ = reply_to.send(TransferOutcome::NotLeader { leader });
+            }
+            Err(e) => {
+                let _ = reply_to.send(TransferOutcome::Failed {
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+
+    /// Answers the transfer requests waiting on `to`, once the core says how it ended.
+    fn settle_transfer_waiters(&mut self, ev: &NodeEvent, st: &mut State) {
+        let (to, outcome) = match ev {
+            NodeEvent::TransferCompleted { to, .. } => (*to, TransferOutcome::Done { leader: *to }),
+            NodeEvent::TransferAborted { to, reason, .. } => (
+                *to,
+                TransferOutcome::Failed {
+                    reason: format!("transfer to node {to} aborted: {reason}"),
+                },
+            ),
+            _ => return,
+        };
+        for (_, w) in st.transfers.extract_if(.., |(t, _)| *t == to) {
+            let _ = w.send(outcome.clone());
+        }
+    }
+
+    /// A stop was asked for: a leader with another voter hands over first. Returns false when
+    /// there is nothing to wait for.
+    fn begin_handover(&mut self, st: &mut State) -> bool {
+        let ticks = self.server.raft().config().election_ticks * HANDOVER_ELECTION_TIMEOUTS;
+        st.stopping_at = Some(Instant::now() + self.tick * ticks);
+        if !self.server.raft().is_leader() {
+            return false;
+        }
+        match self.server.transfer_leadership(None) {
+            Ok(to) => {
+                tracing::info!(to, "stopping: handing leadership over first");
+                true
+            }
+            Err(e) => {
+                tracing::info!(reason = %e, "stopping without a leadership transfer");
+                false
+            }
+        }
+    }
+
+    /// Whether a stopping node is done handing over: its transfer ended (completed once it
+    /// saw the target lead, so its own vote went out; or aborted: it stops anyway), or the
+    /// bound passed.
+    fn handover_over(&self, st: &State) -> bool {
+        let Some(at) = st.stopping_at else {
+            return false;
+        };
+        self.server.raft().transfer_target().is_none() || Instant::now() >= at
     }
 
     /// Reads are not proposals: any node takes them (a follower asks the leader for a read
@@ -566,6 +681,7 @@ impl NodeLoop {
 
         for ev in events {
             log_event(&ev, &self.metrics);
+            self.settle_transfer_waiters(&ev, st);
             if tracing_events {
                 self.events.publish(
                     t,

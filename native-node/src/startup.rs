@@ -59,7 +59,12 @@ pub enum StartError {
 /// Runs a node until `shutdown` flips to true (or a fatal error), then shuts down gracefully:
 /// stops accepting, lets the node loop finish its current batch (fsync included), closes the
 /// WAL and the connections.
-pub async fn run(cfg: NodeConfig, shutdown_tx: watch::Sender<bool>) -> Result<(), StartError> {
+/// `stop` flipping to true asks for a graceful stop: a leader hands leadership over first.
+pub async fn run(
+    cfg: NodeConfig,
+    shutdown_tx: watch::Sender<bool>,
+    stop: watch::Receiver<bool>,
+) -> Result<(), StartError> {
     let shutdown = shutdown_tx.subscribe();
     // Certificates are checked before the data directory is touched: a wrong file is one line.
     let tls = match &cfg.tls {
@@ -234,6 +239,7 @@ pub async fn run(cfg: NodeConfig, shutdown_tx: watch::Sender<bool>) -> Result<()
         status_tx,
         tick: cfg.tick,
         shutdown,
+        stop,
         restored,
     };
     let loop_result = node.run().await;

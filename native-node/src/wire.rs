@@ -123,6 +123,23 @@ pub enum ClientFrame {
         key: Vec<u8>,
         consistency: ReadConsistency,
     },
+    /// Ask the leader to hand leadership to `to` (None: its most caught-up voter). Answered
+    /// with [`ServerFrame::Transfer`] once the transfer ended, within an election timeout.
+    TransferLeader {
+        to: Option<NodeId>,
+    },
+}
+
+/// How a leadership transfer ended, as the node that was asked saw it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TransferOutcome {
+    /// `leader` leads now, in a later term than the one the request found.
+    Done { leader: NodeId },
+    /// The node asked is not the leader: ask `leader`.
+    NotLeader { leader: Option<LeaderHint> },
+    /// Refused, or aborted without the target taking over; one line saying why. Leadership
+    /// did not move because of this request.
+    Failed { reason: String },
 }
 
 /// Where the leader is, so a client can follow a redirect without a second round trip.
@@ -152,6 +169,7 @@ pub enum ServerFrame {
     Error {
         reason: String,
     },
+    Transfer(TransferOutcome),
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -278,7 +278,7 @@ impl Client {
                         !maybe_applied,
                     ));
                 }
-                Ok(ServerFrame::Status(_)) => {
+                Ok(ServerFrame::Status(_) | ServerFrame::Transfer(_)) => {
                     self.conn = None;
                     maybe_applied = true;
                     last_error = format!("{target} answered out of turn");
