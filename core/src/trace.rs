@@ -335,6 +335,15 @@ pub fn node_event_text(node: NodeId, e: &NodeEvent) -> String {
         NodeEvent::LeaseRead { index } => {
             format!("n{node} answers a lease read at index {index} (lease still valid)")
         }
+        NodeEvent::MembershipChanged { index, membership } => {
+            format!("n{node} applies configuration at index {index}: {membership}")
+        }
+        NodeEvent::ConfChangeRefused { index, reason } => {
+            format!("n{node} ignores configuration change at index {index}: {reason}")
+        }
+        NodeEvent::LeaderRemoved { term } => {
+            format!("n{node} is no longer a voter, steps down as leader term={term}")
+        }
     }
 }
 

@@ -659,5 +659,14 @@ fn log_event(ev: &NodeEvent, metrics: &Metrics) {
             tracing::trace!(seq, index, reads, "read round confirmed")
         }
         NodeEvent::LeaseRead { index } => tracing::trace!(index, "lease read"),
+        NodeEvent::MembershipChanged { index, membership } => {
+            tracing::info!(index, %membership, "configuration applied")
+        }
+        NodeEvent::ConfChangeRefused { index, reason } => {
+            tracing::warn!(index, %reason, "configuration change ignored")
+        }
+        NodeEvent::LeaderRemoved { term } => {
+            tracing::warn!(term, "no longer a voter: stepping down as leader")
+        }
     }
 }

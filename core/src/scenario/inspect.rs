@@ -104,6 +104,7 @@ pub fn status(sim: &Simulator) -> String {
 fn entry_text(e: &Entry) -> String {
     match &e.payload {
         EntryPayload::Noop => format!("{}@{} no-op", e.index, e.term),
+        EntryPayload::ConfChange(cc) => format!("{}@{} conf-change {cc}", e.index, e.term),
         EntryPayload::Command(r) => format!(
             "{}@{} {} (c{} seq={})",
             e.index,

@@ -859,9 +859,10 @@ impl Simulator {
             let entry = crate::types::Entry {
                 term: a.term,
                 index: a.index,
-                payload: match &a.request {
-                    Some(r) => crate::types::EntryPayload::Command(r.clone()),
-                    None => crate::types::EntryPayload::Noop,
+                payload: match (&a.request, &a.conf_change) {
+                    (Some(r), _) => crate::types::EntryPayload::Command(r.clone()),
+                    (None, Some(cc)) => crate::types::EntryPayload::ConfChange(cc.clone()),
+                    (None, None) => crate::types::EntryPayload::Noop,
                 },
             };
             let term = node_term.unwrap_or(entry.term);
