@@ -87,6 +87,7 @@ impl RaftNode {
         }
         let (last_log_index, last_log_term) = (self.log.last_index(), self.log.last_term());
         let term = self.term;
+        let transfer = self.campaign_for_transfer;
         for peer in self.voter_peers() {
             self.send(
                 peer,
@@ -94,6 +95,7 @@ impl RaftNode {
                     term,
                     last_log_index,
                     last_log_term,
+                    transfer,
                 },
             );
         }

@@ -159,6 +159,28 @@ pub enum NodeEvent {
     LeaseRead {
         index: Index,
     },
+    /// The leader started handing leadership to `to` (in its term `term`): it refuses
+    /// proposals and lease reads until the transfer ends.
+    TransferStarted {
+        to: NodeId,
+        term: Term,
+    },
+    /// The old leader saw `to` lead term `term`.
+    TransferCompleted {
+        to: NodeId,
+        term: Term,
+    },
+    /// The transfer to `to`, started in `term`, ended without `to` leading.
+    TransferAborted {
+        to: NodeId,
+        term: Term,
+        reason: String,
+    },
+    /// The leader asked this node (in `term`) to campaign at once.
+    TimeoutNowReceived {
+        from: NodeId,
+        term: Term,
+    },
     /// The configuration change at `index` was applied: `membership` is now in force here.
     MembershipChanged {
         index: Index,
@@ -170,7 +192,8 @@ pub enum NodeEvent {
         index: Index,
         reason: String,
     },
-    /// This leader applied a configuration in which it is not a voter, and steps down.
+    /// This leader applied a configuration in which it is not a voter: it hands leadership to
+    /// the most caught-up voter (a transfer) and steps down.
     LeaderRemoved {
         term: Term,
     },

@@ -31,6 +31,9 @@ impl RaftNode {
                 leader: self.leader,
             });
         }
+        if self.transfer_target().is_some() {
+            return Err(ConfChangeError::TransferInProgress);
+        }
         if self.log.term(self.commit) != Some(self.term) {
             return Err(ConfChangeError::NoCommitInTerm);
         }
@@ -49,6 +52,7 @@ impl RaftNode {
                 ProposeError::NotLeader { leader_hint } => ConfChangeError::NotLeader {
                     leader: leader_hint,
                 },
+                ProposeError::TransferInProgress { .. } => ConfChangeError::TransferInProgress,
                 ProposeError::Busy { uncommitted } => ConfChangeError::Invalid(format!(
                     "too many uncommitted entries ({uncommitted})"
                 )),
@@ -111,10 +115,21 @@ impl RaftNode {
             return;
         }
         self.sync_progress();
+        if let Some(to) = self.transfer_target() {
+            if !self.membership.is_voter(to) {
+                self.abort_transfer(format!("node {to} is no longer a voter"));
+            }
+        }
         if !self.membership.is_voter(self.id) {
-            // Removed or demoted: a leader that is not a voter must not go on counting itself.
+            // Removed or demoted: hand over to the most caught-up voter first (thesis §3.10),
+            // so the cluster has no leaderless gap; step down if there is none to hand to.
+            // Meanwhile proposals are refused (a transfer is pending).
             self.emit(NodeEvent::LeaderRemoved { term: self.term });
-            self.become_follower(self.term, None);
+            match self.most_caught_up_voter() {
+                Some(to) => self.start_transfer(to),
+                None => self.become_follower(self.term, None),
+            }
+            self.pending_broadcast = true;
             return;
         }
         // The quorum may have shrunk: entries may commit now.
@@ -134,6 +149,17 @@ impl RaftNode {
                 p.recent_active = true;
                 p
             });
+        }
+    }
+
+    /// A leader that is not a voter any more whose handover ended without a new leader (the
+    /// transfer was aborted) steps down.
+    pub(crate) fn step_down_if_removed(&mut self) {
+        if self.role == Role::Leader
+            && self.transfer.is_none()
+            && !self.membership.is_voter(self.id)
+        {
+            self.become_follower(self.term, None);
         }
     }
 
@@ -181,14 +207,5 @@ impl RaftNode {
                 self.apply_conf_entry(e.index, cc);
             }
         }
-    }
-
-    /// A leader that was removed names the voter it would hand over to: the most caught-up.
-    pub fn most_caught_up_voter(&self) -> Option<crate::types::NodeId> {
-        self.membership
-            .all_voters()
-            .into_iter()
-            .filter(|&v| v != self.id)
-            .max_by_key(|v| self.progress.get(v).map_or(0, |p| p.match_index))
     }
 }

@@ -404,6 +404,7 @@ fn a_learner_never_campaigns_nor_counts_but_votes_when_asked() {
             term,
             last_log_index: last + 5,
             last_log_term: term,
+            transfer: false,
         },
     });
     let r = n2.take_ready();
@@ -437,9 +438,12 @@ fn a_removed_leader_steps_down_and_the_rest_elect_a_new_one() {
         .events
         .iter()
         .any(|(id, e)| *id == 1 && matches!(e, NodeEvent::LeaderRemoved { .. })));
-    c.tick_all(60);
-    let l = c.leader().expect("the remaining voters elect a leader");
+    // It handed over first: a voter leads without waiting for an election timeout.
+    let l = c.leader().expect("the most caught-up voter took over");
     assert_ne!(l, 1);
+    assert!(c.events.iter().any(
+        |(id, e)| *id == 1 && matches!(e, NodeEvent::TransferCompleted { to, .. } if *to == l)
+    ));
     c.write("b");
     assert_eq!(c.node(l).membership().to_string(), "voters=[n2,n3]");
 }
@@ -473,4 +477,28 @@ fn a_restart_recovers_exactly_the_applied_configuration() {
     let mut n2 = KvServer::new(2, [1, 2, 3], config(), disk, 99);
     n2.take_ready();
     assert_eq!(n2.membership(), &m);
+}
+
+#[test]
+fn a_node_does_not_campaign_with_committed_but_unapplied_configuration_changes() {
+    let mut c = Cluster::new(3);
+    c.elect(1);
+    add_learner(&mut c, 4);
+    c.change(single(ChangeKind::AddVoter, 4)).unwrap();
+    // n2 restarts: its hard state says the changes are committed, but it has not applied them
+    // yet (its executor has not taken a batch). Campaigning now would count votes under the
+    // bootstrap configuration {1,2,3} while the cluster runs {1,2,3,4} (etcd-raft#469).
+    let disk = c.disks[&2].clone();
+    let mut n2 = KvServer::new(2, [1, 2, 3], config(), disk, 99);
+    assert!(n2.raft().commit_index() > n2.raft().applied_index());
+    for _ in 0..100 {
+        n2.tick();
+    }
+    assert_eq!(n2.raft().role(), Role::Follower);
+    // Once applied, it may.
+    n2.take_ready();
+    for _ in 0..100 {
+        n2.tick();
+    }
+    assert_ne!(n2.raft().role(), Role::Follower);
 }
