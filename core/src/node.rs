@@ -365,18 +365,24 @@ impl RaftNode {
         }
     }
 
-    /// Handles one message from a peer. Messages from non-members (removed nodes among them)
-    /// or addressed to another node are dropped: the transport authenticates the cluster, not
-    /// the membership.
+    /// Handles one message from a peer. Messages addressed to another node are dropped; the
+    /// transport authenticates the cluster, not the membership.
     pub fn step(&mut self, env: Envelope) {
         self.step_message(env);
         self.settle_transfer();
     }
 
     fn step_message(&mut self, env: Envelope) {
-        if env.to != self.id || !self.membership.contains(env.from) || env.from == self.id {
+        if env.to != self.id || env.from == self.id {
             return;
         }
+        // Messages are taken from any sender, members or not (as etcd-raft does): a node that
+        // joined, or restarted with an old configuration, may not know the leader yet, nor a
+        // candidate that needs its vote. A removed node cannot disrupt the cluster all the
+        // same: it is not a voter, so it does not campaign once it knows; before it knows, its
+        // log lacks the committed entry that removed it, so no quorum grants it a (pre-)vote,
+        // and Check-Quorum's leader lease makes members ignore it while a leader is alive.
+        // The leader ignores answers of nodes it does not replicate to (no progress entry).
         if let Err(e) = env.msg.check_plausible(self.term) {
             self.emit(NodeEvent::ProtocolViolation {
                 from: env.from,

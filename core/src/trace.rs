@@ -222,6 +222,22 @@ pub enum TraceKind {
         from: Addr,
         to: Addr,
     },
+    /// The operator proposed a membership change at the leader; it is done when applied.
+    ConfChangeProposed {
+        leader: NodeId,
+        index: Index,
+        change: String,
+    },
+    /// The leader refused a membership change.
+    ConfChangeRefused {
+        leader: NodeId,
+        change: String,
+        reason: String,
+    },
+    /// A new node started, empty, with the configuration that added it.
+    NodeAdded {
+        node: NodeId,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -509,6 +525,19 @@ impl TraceKind {
             }
             TraceKind::FaultsStopped => "faults stopped: all nodes up, network healed".into(),
             TraceKind::Held { id, from, to } => format!("{from}->{to} held #{id}"),
+            TraceKind::ConfChangeProposed {
+                leader,
+                index,
+                change,
+            } => format!(
+                "operator: n{leader} proposes configuration change [{change}] at index {index}"
+            ),
+            TraceKind::ConfChangeRefused {
+                leader,
+                change,
+                reason,
+            } => format!("operator: n{leader} refuses configuration change [{change}]: {reason}"),
+            TraceKind::NodeAdded { node } => format!("n{node} starts empty, joining the cluster"),
         }
     }
 }

@@ -252,8 +252,8 @@ pub fn run(cfg: &RunConfig) -> RunReport {
     }
 }
 
-/// All nodes up, one leader, and every node applied exactly the leader's commit index with
-/// identical state.
+/// All members up (of the leader's configuration: removed nodes are left behind), one leader,
+/// and every member applied exactly the leader's commit index with identical state.
 fn converged(sim: &Simulator) -> bool {
     let Some(leader) = sim.leader() else {
         return false;
@@ -262,11 +262,15 @@ fn converged(sim: &Simulator) -> bool {
         return false;
     };
     let commit = ls.raft().commit_index();
-    sim.nodes().values().all(|n| {
-        n.server
-            .as_ref()
-            .is_some_and(|s| s.raft().applied_index() == commit && s.kv() == ls.kv())
-    })
+    let members = ls.membership();
+    sim.nodes()
+        .values()
+        .filter(|n| members.contains(n.id))
+        .all(|n| {
+            n.server
+                .as_ref()
+                .is_some_and(|s| s.raft().applied_index() == commit && s.kv() == ls.kv())
+        })
 }
 
 fn check_liveness(sim: &mut Simulator) {
