@@ -33,7 +33,7 @@ impl RaftNode {
         }
         invariant!(
             self,
-            index >= self.membership_index,
+            index >= self.membership_index || self.config.has_mutation(Mutation::ConfigOnAppend),
             "compacting to {index} before the configuration change at {}",
             self.membership_index
         );

@@ -56,6 +56,10 @@ pub struct Config {
     /// it counts for quorum. Leader-local policy; nodes may differ.
     #[serde(default = "default_max_promotion_lag")]
     pub max_promotion_lag: u64,
+    /// Upper bound on the committed entries one `take_ready` applies (0: all of them), so one
+    /// batch stays short after a long outage; the rest apply in the following batches.
+    #[serde(default)]
+    pub max_applied_per_ready: u64,
     /// Test-only deliberate bug; see [`crate::mutation`].
     #[cfg(feature = "mutations")]
     #[serde(skip)]
@@ -80,6 +84,7 @@ impl Default for Config {
             session_limit_bytes: default_session_limit_bytes(),
             max_snapshot_chunks_in_flight: default_snapshot_chunks_in_flight(),
             max_promotion_lag: default_max_promotion_lag(),
+            max_applied_per_ready: 0,
             #[cfg(feature = "mutations")]
             mutation: None,
         }

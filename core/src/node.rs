@@ -698,10 +698,14 @@ impl RaftNode {
         if self.applied >= self.commit {
             return Vec::new();
         }
-        let entries = self.log.slice(self.applied + 1, self.commit).to_vec();
+        let upto = match self.config.max_applied_per_ready {
+            0 => self.commit,
+            max => self.commit.min(self.applied + max),
+        };
+        let entries = self.log.slice(self.applied + 1, upto).to_vec();
         invariant!(
             self,
-            entries.len() as u64 == self.commit - self.applied,
+            entries.len() as u64 == upto - self.applied,
             "committed entries missing from the log"
         );
         for e in &entries {

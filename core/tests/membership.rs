@@ -502,3 +502,47 @@ fn a_node_does_not_campaign_with_committed_but_unapplied_configuration_changes()
     }
     assert_ne!(n2.raft().role(), Role::Follower);
 }
+
+/// The mutation proofs the simulator does not reach within its default budget: each
+/// deliberate bug makes the rule's own test above fail.
+mod mutations {
+    use super::*;
+    use keyval_core::mutation::Mutation;
+
+    fn with(m: Mutation) -> Config {
+        Config {
+            mutation: Some(m),
+            ..config()
+        }
+    }
+
+    #[test]
+    fn two_changes_in_flight_are_accepted_by_the_mutant() {
+        let mut c = Cluster::with_config(3, with(Mutation::TwoConfChangesInFlight));
+        c.elect(1);
+        add_learner(&mut c, 4);
+        c.cut = vec![(1, 2), (1, 3), (1, 4)];
+        c.change(single(ChangeKind::AddLearner, 5)).unwrap();
+        assert!(c.change(single(ChangeKind::Remove, 4)).is_ok());
+    }
+
+    #[test]
+    fn the_mutant_campaigns_with_unapplied_configuration_changes() {
+        let mut c = Cluster::with_config(3, with(Mutation::CampaignWithUnappliedConfig));
+        c.elect(1);
+        add_learner(&mut c, 4);
+        c.change(single(ChangeKind::AddVoter, 4)).unwrap();
+        let disk = c.disks[&2].clone();
+        let mut n2 = KvServer::new(
+            2,
+            [1, 2, 3],
+            with(Mutation::CampaignWithUnappliedConfig),
+            disk,
+            99,
+        );
+        for _ in 0..100 {
+            n2.tick();
+        }
+        assert_ne!(n2.raft().role(), Role::Follower);
+    }
+}

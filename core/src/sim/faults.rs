@@ -99,7 +99,12 @@ pub fn plan(
                 6 => FaultAction::SetClockDrift(pick(rng), drift(rng)),
                 _ => FaultAction::Heal,
             },
-            FaultProfile::Membership => match rng.below(26) {
+            FaultProfile::Membership => match rng.below(27) {
+                // Two changes at once: the second must wait for the first to apply.
+                26 => {
+                    out.push((t, FaultAction::Member(MemberOp::Promote)));
+                    FaultAction::Member(MemberOp::Promote)
+                }
                 16..=18 => FaultAction::Member(MemberOp::AddLearner),
                 19..=21 => FaultAction::Member(MemberOp::Promote),
                 22 => FaultAction::Member(MemberOp::Remove),

@@ -96,6 +96,11 @@ impl RunConfig {
             c.workload.ops_per_client = self.ops_per_client.max(60);
             c.crash_on_critical_event = 0.3;
         }
+        if self.profile == FaultProfile::Membership {
+            // Apply in small batches now and then: a node then ticks (and may time out) with
+            // committed entries, configuration changes among them, not yet applied.
+            c.raft.max_applied_per_ready = [0, 0, 1, 2][knobs.below(4) as usize];
+        }
         if self.profile == FaultProfile::Clocks {
             // Long timeouts (in ticks of 10 ms) make the gap that clock drift opens between a
             // lease and the followers' vote refusal wide enough for a client to fall into.
