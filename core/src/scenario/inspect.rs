@@ -214,6 +214,7 @@ pub fn observe(sim: &Simulator, what: &Observable) -> String {
             _ => down(),
         },
         Observable::Role(n) => raft(n).map_or_else(down, |r| r.role().to_string()),
+        Observable::Membership(n) => raft(n).map_or_else(down, |r| r.membership().to_string()),
         Observable::Term(n) => raft(n).map_or_else(down, |r| r.term().to_string()),
         Observable::LeaderOf(n) => raft(n).map_or_else(down, |r| id_or_none(r.leader())),
         Observable::Vote(n) => raft(n).map_or_else(down, |r| id_or_none(r.vote())),

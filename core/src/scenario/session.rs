@@ -386,6 +386,11 @@ fn drive(sim: &mut Simulator, c: &Command) -> Result<String, String> {
         } => {
             sim.submit_to_with(*client, *node, op.clone(), *consistency)?;
         }
+        Command::Member(cc) => {
+            let leader = sim.leader().ok_or("member: there is no leader to ask")?;
+            sim.propose_change(leader, cc.clone());
+            settle_disks(sim);
+        }
         Command::Drift { node, per_mille } => {
             sim.apply_fault(FaultAction::SetClockDrift(*node, *per_mille));
         }
