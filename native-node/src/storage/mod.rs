@@ -602,6 +602,39 @@ mod tests {
     use super::conformance::{self, StoreHarness};
     use super::*;
 
+    /// A record written before hard states carried a commit index still reads (commit 0).
+    #[test]
+    fn a_version_1_hard_state_record_is_read_with_commit_0() {
+        #[derive(Serialize)]
+        enum V1 {
+            HardState { term: u64, vote: Option<u64> },
+        }
+        let mut payload = vec![RECORD_VERSION_NO_COMMIT];
+        payload.extend(
+            postcard::to_allocvec(&V1::HardState {
+                term: 7,
+                vote: Some(2),
+            })
+            .unwrap(),
+        );
+        assert_eq!(
+            decode_record(&payload),
+            Ok(LogRecord::HardState(HardState {
+                term: 7,
+                vote: Some(2),
+                commit: 0,
+            }))
+        );
+        let hs = HardState {
+            term: 7,
+            vote: Some(2),
+            commit: 12,
+        };
+        let mut current = vec![RECORD_VERSION];
+        current.extend(postcard::to_allocvec(&LogRecord::HardState(hs)).unwrap());
+        assert_eq!(decode_record(&current), Ok(LogRecord::HardState(hs)));
+    }
+
     /// The production configuration, with fsync off to keep the suite fast (durability across
     /// power loss is not what these tests can observe anyway).
     struct WalHarness {

@@ -311,3 +311,53 @@ impl SnapshotDir {
 fn sync_dir(fs: &dyn Vfs, dir: &Path) -> Result<(), SnapshotFileError> {
     fs.sync_dir(dir).map_err(|e| io("fsync directory", dir, e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Serialize)]
+    struct MetaV1 {
+        last_index: u64,
+        last_term: u64,
+        voters: Vec<u64>,
+    }
+
+    #[derive(serde::Serialize)]
+    struct SnapshotV1 {
+        meta: MetaV1,
+        data: Vec<u8>,
+    }
+
+    /// A file written before snapshots carried the whole membership still reads.
+    #[test]
+    fn a_version_1_file_reads_with_its_voters_as_the_membership() {
+        let v1 = SnapshotV1 {
+            meta: MetaV1 {
+                last_index: 5,
+                last_term: 2,
+                voters: vec![1, 2, 3],
+            },
+            data: b"abc".to_vec(),
+        };
+        let payload = postcard::to_allocvec(&v1).unwrap();
+        let mut file = MAGIC.to_vec();
+        file.push(FORMAT_VERSION_VOTERS_ONLY);
+        file.extend(5u64.to_le_bytes());
+        file.extend(2u64.to_le_bytes());
+        file.extend((payload.len() as u64).to_le_bytes());
+        let crc = checksum(&file, &payload);
+        file.extend(crc.to_le_bytes());
+        file.extend([0; 4]);
+        file.extend(&payload);
+        let s = decode(Path::new("snap-5.snap"), &file, 5).unwrap();
+        assert_eq!(
+            s.meta.membership,
+            keyval_core::Membership::bootstrap([1, 2, 3], Default::default())
+        );
+        assert_eq!(s.data, b"abc");
+        // And the current format round-trips.
+        let again = decode(Path::new("snap-5.snap"), &encode(&s).unwrap(), 5).unwrap();
+        assert_eq!(again, s);
+    }
+}
