@@ -283,12 +283,12 @@ impl RaftNode {
 
     /// Confirms the newest round a quorum acknowledged, and every older one with it.
     fn check_rounds(&mut self) {
-        let quorum = self.quorum();
+        let membership = &self.membership;
         let Some(pos) = self
             .reads
             .rounds
             .iter()
-            .rposition(|r| r.acks.len() >= quorum)
+            .rposition(|r| membership.has_quorum(|id| r.acks.contains(&id)))
         else {
             return;
         };

@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::kv::{
     ApplyOutcome, ClientError, ClientReply, ClientRequest, KvOp, KvResult, KvStore, ReadConsistency,
 };
+use crate::membership::{ConfChange, ConfChangeError, Membership};
 use crate::message::Envelope;
 use crate::mutation::Mutation;
 use crate::node::{Persisted, RaftNode};
@@ -107,23 +108,62 @@ impl KvServer {
         persisted: Persisted,
         seed: u64,
     ) -> Result<Self, SnapshotError> {
-        let kv = match &persisted.snapshot {
-            Some(s) => decode_snapshot(s)?,
-            None => KvStore::with_session_limit(config.session_limit_bytes),
-        };
-        Ok(KvServer {
-            raft: RaftNode::new(id, voters, config, persisted, seed),
+        let kv = Self::initial_state(&config, &persisted)?;
+        Ok(Self::around(
+            RaftNode::new(id, voters, config, persisted, seed),
+            kv,
+        ))
+    }
+
+    fn initial_state(config: &Config, persisted: &Persisted) -> Result<KvStore, SnapshotError> {
+        match &persisted.snapshot {
+            Some(s) => decode_snapshot(s),
+            None => Ok(KvStore::with_session_limit(config.session_limit_bytes)),
+        }
+    }
+
+    fn around(raft: RaftNode, kv: KvStore) -> Self {
+        KvServer {
+            raft,
             kv,
             pending: BTreeMap::new(),
             reads: BTreeMap::new(),
             confirmed_reads: BTreeMap::new(),
             next_read_id: 0,
             replies: Vec::new(),
-        })
+        }
+    }
+
+    /// Starts (or restarts) a node whose configuration at `membership_index` was `membership`;
+    /// see [`RaftNode::with_membership`] (a node joining a running cluster starts this way).
+    pub fn try_with_membership(
+        id: NodeId,
+        membership: Membership,
+        membership_index: Index,
+        config: Config,
+        persisted: Persisted,
+        seed: u64,
+    ) -> Result<Self, SnapshotError> {
+        let kv = Self::initial_state(&config, &persisted)?;
+        Ok(Self::around(
+            RaftNode::with_membership(id, membership, membership_index, config, persisted, seed),
+            kv,
+        ))
     }
 
     pub fn raft(&self) -> &RaftNode {
         &self.raft
+    }
+
+    /// The configuration in force (the one the applied log produced).
+    pub fn membership(&self) -> &Membership {
+        self.raft.membership()
+    }
+
+    /// Proposes a membership change (leader only); see [`RaftNode::propose_conf_change`]. The
+    /// change is done when the entry at the returned index is applied.
+    pub fn propose_conf_change(&mut self, cc: ConfChange) -> Result<Index, ConfChangeError> {
+        self.raft.propose_conf_change(cc)
     }
 
     pub fn kv(&self) -> &KvStore {
@@ -293,7 +333,9 @@ impl KvServer {
         let mut ready = self.raft.take_ready();
         for entry in self.raft.take_committed() {
             let (request, result) = match &entry.payload {
-                EntryPayload::Noop => {
+                // A configuration change took effect in the node as it was handed out; for the
+                // state machine it is a no-op that advances its applied index.
+                EntryPayload::Noop | EntryPayload::ConfChange(_) => {
                     self.kv.apply_noop(entry.index);
                     (None, None)
                 }
@@ -312,11 +354,16 @@ impl KvServer {
             if request.is_none() {
                 self.answer_applied(entry.index, entry.term, None);
             }
+            let conf_change = match entry.payload {
+                EntryPayload::ConfChange(cc) => Some(cc),
+                _ => None,
+            };
             ready.applied.push(Applied {
                 index: entry.index,
                 term: entry.term,
                 request,
                 result,
+                conf_change,
             });
         }
         if self.raft.role() != Role::Leader && !self.pending.is_empty() {
@@ -325,6 +372,11 @@ impl KvServer {
             for (_, p) in std::mem::take(&mut self.pending) {
                 self.reply(p.client_id, p.seq, Err(ClientError::LeadershipLost));
             }
+        }
+        if self.raft.has_queued_work() {
+            // Applying a configuration change may have queued work of its own (the automatic
+            // leave of a joint configuration, a leader stepping down): hand it out now.
+            ready.merge(self.raft.take_ready());
         }
         let results = self.raft.take_read_results();
         self.answer_reads(results);

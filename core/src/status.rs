@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::membership::Membership;
 use crate::server::KvServer;
 use crate::trace::TraceKind;
 use crate::types::{Index, NodeId, Role, Term};
@@ -20,8 +21,13 @@ pub struct NodeStatus {
     pub last_term: Term,
     /// Last index covered by the latest snapshot (0 without one).
     pub snapshot_index: Index,
+    /// Every member: voters of both halves and learners.
     pub members: Vec<NodeId>,
     pub keys: u64,
+    /// The configuration in force, with the log index that produced it (boxed: it is large and
+    /// status frames share an enum with small ones).
+    pub membership: Box<Membership>,
+    pub membership_index: Index,
 }
 
 impl NodeStatus {
@@ -38,8 +44,10 @@ impl NodeStatus {
             last_index: raft.log().last_index(),
             last_term: raft.log().last_term(),
             snapshot_index: raft.snapshot_index(),
-            members: raft.voters().iter().copied().collect(),
+            members: raft.membership().members().into_iter().collect(),
             keys: server.kv().len() as u64,
+            membership: Box::new(raft.membership().clone()),
+            membership_index: raft.membership_index(),
         }
     }
 }

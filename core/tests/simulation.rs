@@ -41,8 +41,11 @@ fn profile_from_env() -> FaultProfile {
         Ok("None") => FaultProfile::None,
         Ok("CrashHeavy") => FaultProfile::CrashHeavy,
         Ok("Clocks") => FaultProfile::Clocks,
+        Ok("Membership") => FaultProfile::Membership,
         Ok(other) => {
-            panic!("KEYVAL_PROFILE={other:?}: expected None, Mixed, CrashHeavy or Clocks")
+            panic!(
+                "KEYVAL_PROFILE={other:?}: expected None, Mixed, CrashHeavy, Clocks or Membership"
+            )
         }
     }
 }
@@ -89,13 +92,13 @@ fn sweep(nodes: usize, profile: FaultProfile, seeds: std::ops::Range<u64>) {
 /// Safety, linearizability and liveness hold for 3-node clusters under every fault kind.
 #[test]
 fn sweep_3_nodes_mixed() {
-    sweep(3, FaultProfile::Mixed, seeds(2_000, 0));
+    sweep(3, FaultProfile::Mixed, seeds(1_500, 0));
 }
 
 /// Safety, linearizability and liveness hold for 5-node clusters under every fault kind.
 #[test]
 fn sweep_5_nodes_mixed() {
-    sweep(5, FaultProfile::Mixed, seeds(2_000, 1_000_000));
+    sweep(5, FaultProfile::Mixed, seeds(1_500, 1_000_000));
 }
 
 /// Frequent crashes with quick restarts (the schedules that expose persistence and commit-rule
@@ -109,6 +112,25 @@ fn sweep_3_nodes_crash_heavy() {
 #[test]
 fn sweep_5_nodes_crash_heavy() {
     sweep(5, FaultProfile::CrashHeavy, seeds(1_000, 3_000_000));
+}
+
+/// Membership changes (learners added and promoted, voters removed, demoted and replaced
+/// through joint consensus) among the `Mixed` faults, starting from 3 nodes.
+#[test]
+fn sweep_3_nodes_membership() {
+    sweep(3, FaultProfile::Membership, seeds(500, 6_000_000));
+}
+
+/// The same starting from 1 node (the cluster grows from a single voter).
+#[test]
+fn sweep_1_node_membership() {
+    sweep(1, FaultProfile::Membership, seeds(250, 7_000_000));
+}
+
+/// The same starting from 5 nodes.
+#[test]
+fn sweep_5_nodes_membership() {
+    sweep(5, FaultProfile::Membership, seeds(250, 8_000_000));
 }
 
 /// Reads on every path under clock drift within the lease margin, long pauses, partitions and

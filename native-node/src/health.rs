@@ -78,6 +78,11 @@ mod tests {
             snapshot_index: 0,
             members: vec![1, 2, 3],
             keys: 0,
+            membership: Box::new(keyval_core::Membership::bootstrap(
+                [1, 2, 3],
+                Default::default(),
+            )),
+            membership_index: 0,
         }
     }
 

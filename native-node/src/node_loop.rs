@@ -787,5 +787,14 @@ fn log_event(ev: &NodeEvent, metrics: &Metrics) {
         NodeEvent::TimeoutNowReceived { from, term } => {
             tracing::info!(from, term, "asked by the leader to campaign now")
         }
+        NodeEvent::MembershipChanged { index, membership } => {
+            tracing::info!(index, %membership, "configuration applied")
+        }
+        NodeEvent::ConfChangeRefused { index, reason } => {
+            tracing::warn!(index, %reason, "configuration change ignored")
+        }
+        NodeEvent::LeaderRemoved { term } => {
+            tracing::warn!(term, "no longer a voter: stepping down as leader")
+        }
     }
 }

@@ -9,7 +9,8 @@
 use keyval_core::{ClientReply, ClientRequest, Envelope, NodeId, NodeStatus, ReadConsistency};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-pub const WIRE_VERSION: u8 = 1;
+/// 2: snapshots carry the whole membership and entries may be configuration changes.
+pub const WIRE_VERSION: u8 = 2;
 
 /// Largest peer frame accepted: room for an append of `max_bytes_per_msg` plus one 1 MiB value,
 /// with a wide margin. Anything larger is refused by the WebSocket reader.
@@ -61,10 +62,16 @@ pub fn decoded_size(env: &Envelope) -> usize {
                     + match &e.payload {
                         EntryPayload::Command(req) => req.op.size_hint(),
                         EntryPayload::Noop => 0,
+                        EntryPayload::ConfChange(_) => e.size_hint(),
                     }
             })
             .sum(),
-        Message::InstallSnapshot { meta, data, .. } => data.len() + meta.voters.len() * 8,
+        Message::InstallSnapshot { meta, data, .. } => {
+            let m = &meta.membership;
+            let ids = m.members().len() + m.removed.len();
+            let addresses: usize = m.addresses.values().map(|a| 8 + a.len()).sum();
+            data.len() + ids * 8 + addresses
+        }
         _ => 0,
     };
     std::mem::size_of::<Envelope>() + heap

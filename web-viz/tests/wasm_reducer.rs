@@ -136,6 +136,11 @@ fn live_frames_update_nodes_and_silence_means_dead() {
         snapshot_index: 0,
         members: vec![1, 2, 3],
         keys: 1,
+        membership: Box::new(keyval_core::Membership::bootstrap(
+            [1, 2, 3],
+            Default::default(),
+        )),
+        membership_index: 0,
     };
     let bytes = postcard::to_allocvec(&LiveFrame::Status(status)).unwrap();
     let s = s.apply(Msg::Live(web_viz::state::LiveMsg::Frame(0, bytes)));

@@ -396,6 +396,11 @@ fn drive(sim: &mut Simulator, c: &Command) -> Result<String, String> {
                 Err(why) => format!("({why})\n"),
             });
         }
+        Command::Member(cc) => {
+            let leader = sim.leader().ok_or("member: there is no leader to ask")?;
+            sim.propose_change(leader, cc.clone());
+            settle_disks(sim);
+        }
         Command::Drift { node, per_mille } => {
             sim.apply_fault(FaultAction::SetClockDrift(*node, *per_mille));
         }

@@ -230,7 +230,7 @@ impl Checker {
                 return;
             };
             match &e.payload {
-                EntryPayload::Noop => self.reference.apply_noop(next),
+                EntryPayload::Noop | EntryPayload::ConfChange(_) => self.reference.apply_noop(next),
                 EntryPayload::Command(req) => {
                     self.reference
                         .apply_with(next, req, self.reference_recreates_sessions);

@@ -96,6 +96,11 @@ impl RunConfig {
             c.workload.ops_per_client = self.ops_per_client.max(60);
             c.crash_on_critical_event = 0.3;
         }
+        if self.profile == FaultProfile::Membership {
+            // Apply in small batches now and then: a node then ticks (and may time out) with
+            // committed entries, configuration changes among them, not yet applied.
+            c.raft.max_applied_per_ready = [0, 0, 1, 2][knobs.below(4) as usize];
+        }
         if self.profile == FaultProfile::Clocks {
             // Long timeouts (in ticks of 10 ms) make the gap that clock drift opens between a
             // lease and the followers' vote refusal wide enough for a client to fall into.
@@ -252,8 +257,8 @@ pub fn run(cfg: &RunConfig) -> RunReport {
     }
 }
 
-/// All nodes up, one leader, and every node applied exactly the leader's commit index with
-/// identical state.
+/// All members up (of the leader's configuration: removed nodes are left behind), one leader,
+/// and every member applied exactly the leader's commit index with identical state.
 fn converged(sim: &Simulator) -> bool {
     let Some(leader) = sim.leader() else {
         return false;
@@ -262,11 +267,15 @@ fn converged(sim: &Simulator) -> bool {
         return false;
     };
     let commit = ls.raft().commit_index();
-    sim.nodes().values().all(|n| {
-        n.server
-            .as_ref()
-            .is_some_and(|s| s.raft().applied_index() == commit && s.kv() == ls.kv())
-    })
+    let members = ls.membership();
+    sim.nodes()
+        .values()
+        .filter(|n| members.contains(n.id))
+        .all(|n| {
+            n.server
+                .as_ref()
+                .is_some_and(|s| s.raft().applied_index() == commit && s.kv() == ls.kv())
+        })
 }
 
 fn check_liveness(sim: &mut Simulator) {

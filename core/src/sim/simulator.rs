@@ -111,6 +111,8 @@ pub enum FaultAction {
         from: Option<NodeId>,
         to: Option<NodeId>,
     },
+    /// An operator's membership change through the current leader.
+    Member(super::membership::MemberOp),
 }
 
 #[derive(Clone, Debug)]
@@ -188,6 +190,8 @@ pub struct SimNode {
     missed_ticks: u64,
     /// Paused with its clock stopped ([`FaultAction::Freeze`]): no ticks are missed.
     frozen: bool,
+    /// For a node added by a membership change: the configuration it started with.
+    joined: Option<super::membership::JoinPoint>,
 }
 
 /// Clock drift is bounded so a tick interval stays positive and meaningful.
@@ -229,6 +233,8 @@ pub struct Simulator {
     pub(super) faults_stopped_at: Option<u64>,
     /// Session id -> the client that opened it, to route write replies.
     pub(super) session_owner: BTreeMap<u64, u64>,
+    /// The configuration of the node whose batch is being observed, before the batch.
+    counting_membership: Option<crate::membership::Membership>,
 }
 
 /// Reads are tagged `READ_TOKEN_BASE + client address`, a range no session id (a log index)
@@ -271,28 +277,14 @@ impl Simulator {
             messages_sent: 0,
             faults_stopped_at: None,
             session_owner: BTreeMap::new(),
+            counting_membership: None,
             rng: rng.fork(),
             cfg,
         };
         for id in sim.voters() {
             let seed = rng.next_u64();
             let server = sim.new_server(id, MemStorage::default(), seed);
-            sim.nodes.insert(
-                id,
-                SimNode {
-                    id,
-                    server: Some(server),
-                    storage: MemStorage::default(),
-                    paused: false,
-                    inbox: VecDeque::new(),
-                    persist_queue: VecDeque::new(),
-                    persist_busy_until: 0,
-                    incarnation: 0,
-                    drift_per_mille: 0,
-                    missed_ticks: 0,
-                    frozen: false,
-                },
-            );
+            sim.insert_node(id, server, None);
             let phase = rng.below(sim.cfg.tick_us);
             sim.schedule(
                 phase,
@@ -306,11 +298,45 @@ impl Simulator {
         sim
     }
 
+    /// The bootstrap voters: nodes 1 to `cfg.nodes`.
     pub fn voters(&self) -> Vec<NodeId> {
         (1..=self.cfg.nodes as u64).collect()
     }
 
+    /// Every node the run has started (removed ones keep running).
+    pub fn node_ids(&self) -> Vec<NodeId> {
+        self.nodes.keys().copied().collect()
+    }
+
+    pub(super) fn insert_node(
+        &mut self,
+        id: NodeId,
+        server: KvServer,
+        joined: Option<super::membership::JoinPoint>,
+    ) {
+        self.nodes.insert(
+            id,
+            SimNode {
+                id,
+                server: Some(server),
+                storage: MemStorage::default(),
+                paused: false,
+                inbox: VecDeque::new(),
+                persist_queue: VecDeque::new(),
+                persist_busy_until: 0,
+                incarnation: 0,
+                drift_per_mille: 0,
+                missed_ticks: 0,
+                frozen: false,
+                joined,
+            },
+        );
+    }
+
     fn new_server(&self, id: NodeId, storage: MemStorage, seed: u64) -> KvServer {
+        if let Some(at) = self.nodes.get(&id).and_then(|n| n.joined.as_ref()) {
+            return Self::joined_server(id, at, &self.cfg.raft, storage, seed);
+        }
         KvServer::new(
             id,
             self.voters(),
@@ -598,17 +624,22 @@ impl Simulator {
 
     /// Takes the server's batch, records its events and queues its persist step. Batches
     /// persist one after another, so a later batch never becomes durable before an earlier one.
-    fn drive(&mut self, id: NodeId) {
+    pub(super) fn drive(&mut self, id: NodeId) {
         let Some(node) = self.nodes.get_mut(&id) else {
             return;
         };
         let Some(server) = node.server.as_mut() else {
             return;
         };
+        let before = server.membership().clone();
         let mut ready = server.take_ready();
         if ready.is_empty() {
             return;
         }
+        // The commit checks count with the configuration of the moment: the one before this
+        // batch applied a change, or the one after (a leader whose quorum shrank commits under
+        // the new one; one change is in flight at a time, so there is no third).
+        self.counting_membership = Some(before);
         let events = std::mem::take(&mut ready.events);
         // Installing a snapshot moves the node's applied index; the checker learns it when the
         // batch is durable, in order with the entries applied by earlier batches.
@@ -647,6 +678,7 @@ impl Simulator {
         for e in events {
             self.observe(id, e);
         }
+        self.counting_membership = None;
     }
 
     /// Extra time a persist step takes when the disk stalls (seeded). While faults are active a
@@ -673,6 +705,7 @@ impl Simulator {
     /// Commit means durable on a majority of voters (etcd #14370): when a leader advances its
     /// commit index, the entry there must already be on the simulated disks of a quorum.
     fn check_commit_durable(&mut self, leader: NodeId, index: crate::types::Index) {
+        let before = self.counting_membership.clone();
         let Some(term) = self
             .nodes
             .get(&leader)
@@ -681,15 +714,29 @@ impl Simulator {
         else {
             return;
         };
-        let holders = self
+        // The quorum of the configuration the leader counts with at this moment.
+        let Some(membership) = self
             .nodes
-            .values()
-            .filter(|n| n.storage.holds(index, term))
-            .count();
-        let quorum = self.cfg.nodes / 2 + 1;
-        if holders < quorum {
+            .get(&leader)
+            .and_then(|n| n.server.as_ref())
+            .map(|s| s.membership().clone())
+        else {
+            return;
+        };
+        let holds = |id: NodeId| {
+            self.nodes
+                .get(&id)
+                .is_some_and(|n| n.storage.holds(index, term))
+        };
+        if !membership.has_quorum(holds) && !before.is_some_and(|m| m.has_quorum(holds)) {
+            let holders: Vec<NodeId> = self
+                .nodes
+                .values()
+                .filter(|n| n.storage.holds(index, term))
+                .map(|n| n.id)
+                .collect();
             let d = format!(
-                "n{leader} committed {index}@{term} while only {holders} disks hold it (quorum {quorum})"
+                "n{leader} committed {index}@{term} while only {holders:?} hold it on disk (configuration {membership})"
             );
             self.checker.fail(self.now, "commit durable on a quorum", d);
         }
@@ -890,9 +937,10 @@ impl Simulator {
             let entry = crate::types::Entry {
                 term: a.term,
                 index: a.index,
-                payload: match &a.request {
-                    Some(r) => crate::types::EntryPayload::Command(r.clone()),
-                    None => crate::types::EntryPayload::Noop,
+                payload: match (&a.request, &a.conf_change) {
+                    (Some(r), _) => crate::types::EntryPayload::Command(r.clone()),
+                    (None, Some(cc)) => crate::types::EntryPayload::ConfChange(cc.clone()),
+                    (None, None) => crate::types::EntryPayload::Noop,
                 },
             };
             let term = node_term.unwrap_or(entry.term);
@@ -1032,6 +1080,7 @@ impl Simulator {
                     let _ = self.transfer_leadership(at, to);
                 }
             }
+            FaultAction::Member(op) => self.change_membership(op),
             FaultAction::SetClockDrift(n, per_mille) => {
                 let per_mille = per_mille.clamp(-MAX_DRIFT_PER_MILLE, MAX_DRIFT_PER_MILLE);
                 if let Some(node) = self.nodes.get_mut(&n) {
