@@ -114,7 +114,8 @@ deps:
 ## keyval/kvctl they spawn are instrumented too). HTML in target/llvm-cov/html; the last line
 ## printed is the total. Installs cargo-llvm-cov and llvm-tools when missing. Slow: ~3x make
 ## test-rust.
-COVERAGE_IGNORE = '(web-viz|/tests/|benches/|\.cargo/registry)'
+## Double quotes: the regex sits inside the single-quoted bash -c script below.
+COVERAGE_IGNORE = "(web-viz|/tests/|benches/|\.cargo/registry)"
 coverage:
 	@command -v cargo-llvm-cov >/dev/null || $(CARGO) install cargo-llvm-cov --locked
 	@rustup component list --installed | grep -q llvm-tools || rustup component add llvm-tools-preview
@@ -123,9 +124,10 @@ coverage:
 	bash -c 'set -e; source <($(CARGO) llvm-cov show-env --export-prefix); \
 	  $(CARGO) llvm-cov clean --workspace; \
 	  $(CARGO) build -p native-node --bins; \
-	  INSTA_UPDATE=no $(CARGO) test -p keyval-core -p native-node -p keyval-tests; \
+	  status=0; INSTA_UPDATE=no $(CARGO) test --no-fail-fast -p keyval-core -p native-node -p keyval-tests || status=$$?; \
 	  $(CARGO) llvm-cov report --html --ignore-filename-regex $(COVERAGE_IGNORE); \
-	  $(CARGO) llvm-cov report --summary-only --ignore-filename-regex $(COVERAGE_IGNORE) | tail -1'
+	  $(CARGO) llvm-cov report --summary-only --ignore-filename-regex $(COVERAGE_IGNORE) | tail -1; \
+	  exit $$status'
 
 ## The container image (see Dockerfile) and the 3-node compose cluster (docker-compose.yml).
 docker:
