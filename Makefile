@@ -95,10 +95,14 @@ certs:
 	$(CARGO) run -q -p keyval-tests --example certs -- data/certs 1 2 3
 
 ## Each fuzz target for FUZZ_SECS seconds (default 60): execs/s per target, crashing inputs in
-## fuzz/artifacts/. The seed and corpus replay also runs in `make test` (~2 s).
+## fuzz/artifacts/. The seed and corpus replay also runs in `make test` (~2 s). Then the
+## simulator's hostile-peer sweeps over HOSTILE_SEEDS seeds each (default 5000, ~4 min in
+## release; `make test` runs 150 and 100, ~4 s).
 FUZZ_SECS ?= 60
+HOSTILE_SEEDS ?= 5000
 fuzz:
 	$(CARGO) run --release -p keyval-fuzz --bin keyval-fuzz -- all $(FUZZ_SECS)
+	KEYVAL_SEEDS=$(HOSTILE_SEEDS) $(CARGO) test --release -p keyval-core --test simulation hostile_peer -- --nocapture
 ## First-time setup on a fresh machine: the toolchain's components, the wasm target and the
 ## playground's web tools (trunk, wasm-bindgen, chromium, the e2e npm packages).
 .PHONY: init deps coverage docker compose-up compose-down
