@@ -195,6 +195,7 @@ pub async fn run(cfg: NodeConfig, shutdown_tx: watch::Sender<bool>) -> Result<()
         shutdown: shutdown.clone(),
         limits: http::Limits::default(),
         events_enabled: cfg.events_enabled,
+        client_idle_timeout: cfg.idle_timeout,
     };
     let app = http::router(state, cfg.ui.clone()).into_make_service_with_connect_info::<ConnInfo>();
     let mut serve_shutdown = shutdown.clone();
@@ -202,9 +203,11 @@ pub async fn run(cfg: NodeConfig, shutdown_tx: watch::Sender<bool>) -> Result<()
         tokio::spawn(t.clone().watch(shutdown.clone()));
     }
     let listener =
-        NodeListener::spawn(listener, tls.clone()).map_err(|source| StartError::Bind {
-            addr: cfg.listen,
-            source,
+        NodeListener::spawn(listener, tls.clone(), cfg.idle_timeout).map_err(|source| {
+            StartError::Bind {
+                addr: cfg.listen,
+                source,
+            }
         })?;
     let server_task = tokio::spawn(async move {
         axum::serve(listener, app)
