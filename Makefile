@@ -101,10 +101,14 @@ certs:
 	$(CARGO) run -q -p keyval-tests --example certs -- data/certs 1 2 3
 
 ## Each fuzz target for FUZZ_SECS seconds (default 60): execs/s per target, crashing inputs in
-## fuzz/artifacts/. The seed and corpus replay also runs in `make test` (~2 s).
+## fuzz/artifacts/. The seed and corpus replay also runs in `make test` (~2 s). Then the
+## simulator's hostile-peer sweeps over HOSTILE_SEEDS seeds each (default 5000, ~4 min in
+## release; `make test` runs 150 and 100, ~4 s).
 FUZZ_SECS ?= 60
+HOSTILE_SEEDS ?= 5000
 fuzz:
 	$(CARGO) run --release -p keyval-fuzz --bin keyval-fuzz -- all $(FUZZ_SECS)
+	KEYVAL_SEEDS=$(HOSTILE_SEEDS) $(CARGO) test --release -p keyval-core --test simulation hostile_peer -- --nocapture
 ## First-time setup on a fresh machine: the toolchain's components, the wasm target and the
 ## playground's web tools (trunk, wasm-bindgen, chromium, the e2e npm packages).
 .PHONY: init deps coverage docker compose-up compose-down
@@ -120,7 +124,8 @@ deps:
 ## keyval/kvctl they spawn are instrumented too). HTML in target/llvm-cov/html; the last line
 ## printed is the total. Installs cargo-llvm-cov and llvm-tools when missing. Slow: ~3x make
 ## test-rust.
-COVERAGE_IGNORE = '(web-viz|/tests/|benches/|\.cargo/registry)'
+## Double quotes: the regex sits inside the single-quoted bash -c script below.
+COVERAGE_IGNORE = "(web-viz|/tests/|benches/|\.cargo/registry)"
 coverage:
 	@command -v cargo-llvm-cov >/dev/null || $(CARGO) install cargo-llvm-cov --locked
 	@rustup component list --installed | grep -q llvm-tools || rustup component add llvm-tools-preview
@@ -129,9 +134,10 @@ coverage:
 	bash -c 'set -e; source <($(CARGO) llvm-cov show-env --export-prefix); \
 	  $(CARGO) llvm-cov clean --workspace; \
 	  $(CARGO) build -p native-node --bins; \
-	  INSTA_UPDATE=no $(CARGO) test -p keyval-core -p native-node -p keyval-tests; \
+	  status=0; INSTA_UPDATE=no $(CARGO) test --no-fail-fast -p keyval-core -p native-node -p keyval-tests || status=$$?; \
 	  $(CARGO) llvm-cov report --html --ignore-filename-regex $(COVERAGE_IGNORE); \
-	  $(CARGO) llvm-cov report --summary-only --ignore-filename-regex $(COVERAGE_IGNORE) | tail -1'
+	  $(CARGO) llvm-cov report --summary-only --ignore-filename-regex $(COVERAGE_IGNORE) | tail -1; \
+	  exit $$status'
 
 ## The container image (see Dockerfile) and the 3-node compose cluster (docker-compose.yml).
 docker:

@@ -80,6 +80,10 @@ pub struct RaftNode {
     pub(crate) log: RaftLog,
     pub(crate) commit: Index,
     pub(crate) applied: Index,
+    /// The highest commit index the current leader has told this follower (appends carry the
+    /// leader's commit, heartbeats at most the follower's match): how far behind the cluster
+    /// this node is, for readiness. 0 until the leader's first message in its term.
+    pub(crate) leader_commit: Index,
     /// Votes received in the current (pre-)election, granted or not.
     pub(crate) votes: BTreeMap<NodeId, bool>,
     pub(crate) progress: BTreeMap<NodeId, Progress>,
@@ -192,6 +196,7 @@ impl RaftNode {
             // state machine layer restores it from the same snapshot and applies the rest.
             commit,
             applied: offset,
+            leader_commit: 0,
             votes: BTreeMap::new(),
             progress: BTreeMap::new(),
             election_elapsed: 0,
@@ -238,6 +243,15 @@ impl RaftNode {
     }
     pub fn commit_index(&self) -> Index {
         self.commit
+    }
+    /// The commit index of the cluster as far as this node knows: its own if it leads, the
+    /// highest its leader has sent (never below its own) if it follows, None without a leader.
+    pub fn leader_commit(&self) -> Option<Index> {
+        match self.leader {
+            Some(l) if l == self.id => Some(self.commit),
+            Some(_) => Some(self.leader_commit.max(self.commit)),
+            None => None,
+        }
     }
     pub fn applied_index(&self) -> Index {
         self.applied
@@ -501,6 +515,9 @@ impl RaftNode {
     pub(crate) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
         let from = self.role;
         invariant!(self, term >= self.term, "term would go back to {term}");
+        if term > self.term || self.leader != leader {
+            self.leader_commit = 0;
+        }
         if term > self.term {
             self.term = term;
             self.vote = None;

@@ -174,6 +174,7 @@ impl RaftNode {
         }
         self.leader = Some(from);
         self.election_elapsed = 0;
+        self.leader_commit = self.leader_commit.max(leader_commit);
         let term = self.term;
 
         if prev < self.commit {
@@ -329,6 +330,7 @@ impl RaftNode {
         }
         self.leader = Some(from);
         self.election_elapsed = 0;
+        self.leader_commit = self.leader_commit.max(commit);
         // The leader sends min(our match, its commit), so this never passes what we share.
         self.commit_to(commit.min(self.log.last_index()));
         let term = self.term;

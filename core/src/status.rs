@@ -17,6 +17,9 @@ pub struct NodeStatus {
     pub leader: Option<NodeId>,
     pub commit_index: Index,
     pub applied_index: Index,
+    /// The cluster's commit index as this node knows it (see
+    /// [`crate::RaftNode::leader_commit`]); None without a known leader.
+    pub leader_commit: Option<Index>,
     pub last_index: Index,
     pub last_term: Term,
     /// Last index covered by the latest snapshot (0 without one).
@@ -41,6 +44,7 @@ impl NodeStatus {
             leader: raft.leader(),
             commit_index: raft.commit_index(),
             applied_index: raft.applied_index(),
+            leader_commit: raft.leader_commit(),
             last_index: raft.log().last_index(),
             last_term: raft.log().last_term(),
             snapshot_index: raft.snapshot_index(),

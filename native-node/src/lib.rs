@@ -15,6 +15,7 @@ pub mod events;
 pub mod health;
 pub mod histogram;
 pub mod http;
+pub mod idle_io;
 pub mod listener;
 pub mod meta;
 pub mod metrics;

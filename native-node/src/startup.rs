@@ -200,6 +200,7 @@ pub async fn run(
         shutdown: shutdown.clone(),
         limits: http::Limits::default(),
         events_enabled: cfg.events_enabled,
+        client_idle_timeout: cfg.idle_timeout,
     };
     let app = http::router(state, cfg.ui.clone()).into_make_service_with_connect_info::<ConnInfo>();
     let mut serve_shutdown = shutdown.clone();
@@ -207,9 +208,11 @@ pub async fn run(
         tokio::spawn(t.clone().watch(shutdown.clone()));
     }
     let listener =
-        NodeListener::spawn(listener, tls.clone()).map_err(|source| StartError::Bind {
-            addr: cfg.listen,
-            source,
+        NodeListener::spawn(listener, tls.clone(), cfg.idle_timeout).map_err(|source| {
+            StartError::Bind {
+                addr: cfg.listen,
+                source,
+            }
         })?;
     let server_task = tokio::spawn(async move {
         axum::serve(listener, app)

@@ -130,6 +130,7 @@ fn live_frames_update_nodes_and_silence_means_dead() {
         vote: Some(1),
         leader: Some(1),
         commit_index: 4,
+        leader_commit: Some(4),
         applied_index: 4,
         last_index: 4,
         last_term: 3,

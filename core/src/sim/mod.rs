@@ -7,6 +7,7 @@
 pub mod checker;
 pub mod faults;
 pub mod hold;
+pub mod hostile;
 pub mod linearizability;
 pub mod membership;
 mod network;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::checker::Checker;
 use super::hold::Holds;
+use super::hostile::{HostilePeer, HostileStats, Sender, OUTSIDER};
 use super::linearizability::Operation;
 use super::network::{Fate, Network, NetworkConfig};
 use super::storage::MemStorage;
@@ -17,10 +18,11 @@ use super::workload::{Client, WorkloadConfig};
 use crate::config::Config;
 use crate::kv::ClientRequest;
 use crate::message::Envelope;
+use crate::node::RaftNode;
 use crate::ready::{NodeEvent, PersistOp, Ready};
 use crate::rng::Rng;
 use crate::server::KvServer;
-use crate::types::{NodeId, Role};
+use crate::types::{Index, NodeId, Role, Term};
 
 pub const MAX_NODES: usize = 7;
 /// Messages a paused node can have waiting; more are dropped like a full socket buffer.
@@ -57,6 +59,10 @@ pub struct SimConfig {
     /// clock drift answers a stale read.
     #[serde(default)]
     pub isolate_on_lease: f64,
+    /// A hostile peer hands a running node one message every so many microseconds (uniform
+    /// in the range), for the whole run; None: no hostile peer. See [`super::hostile`].
+    #[serde(default)]
+    pub hostile_gap_us: Option<(u64, u64)>,
 }
 
 impl SimConfig {
@@ -78,6 +84,7 @@ impl SimConfig {
             record_trace: true,
             crash_on_critical_event: 0.0,
             isolate_on_lease: 0.0,
+            hostile_gap_us: None,
         }
     }
 }
@@ -144,6 +151,7 @@ pub(super) enum Action {
         seq: u64,
     },
     Fault(FaultAction),
+    Hostile,
 }
 
 #[derive(Debug)]
@@ -235,6 +243,37 @@ pub struct Simulator {
     pub(super) session_owner: BTreeMap<u64, u64>,
     /// The configuration of the node whose batch is being observed, before the batch.
     counting_membership: Option<crate::membership::Membership>,
+    /// Present when `SimConfig::hostile_gap_us` is set.
+    hostile: Option<HostilePeer>,
+    /// While a hostile message's batch executes: its sender, whose protocol violation is the
+    /// expected refusal rather than a failure.
+    hostile_sender: Option<NodeId>,
+}
+
+/// What a message must not change when it is refused or dropped.
+#[derive(Debug, PartialEq, Eq)]
+struct Footprint {
+    term: Term,
+    vote: Option<NodeId>,
+    role: Role,
+    leader: Option<NodeId>,
+    commit: Index,
+    applied: Index,
+    last: (Index, Term),
+}
+
+impl Footprint {
+    fn of(raft: &RaftNode) -> Self {
+        Footprint {
+            term: raft.term(),
+            vote: raft.vote(),
+            role: raft.role(),
+            leader: raft.leader(),
+            commit: raft.commit_index(),
+            applied: raft.applied_index(),
+            last: (raft.log().last_index(), raft.log().last_term()),
+        }
+    }
 }
 
 /// Reads are tagged `READ_TOKEN_BASE + client address`, a range no session id (a log index)
@@ -259,6 +298,7 @@ impl Simulator {
         );
         let mut rng = Rng::new(cfg.seed);
         let network = Network::new(cfg.network.clone());
+        let hostile = cfg.hostile_gap_us.map(|_| HostilePeer::new(cfg.seed));
         let mut sim = Simulator {
             now: 0,
             queue: BinaryHeap::new(),
@@ -278,6 +318,8 @@ impl Simulator {
             faults_stopped_at: None,
             session_owner: BTreeMap::new(),
             counting_membership: None,
+            hostile,
+            hostile_sender: None,
             rng: rng.fork(),
             cfg,
         };
@@ -293,6 +335,9 @@ impl Simulator {
                     incarnation: 0,
                 },
             );
+        }
+        if let Some((lo, _)) = sim.cfg.hostile_gap_us {
+            sim.schedule(lo, Action::Hostile);
         }
         sim.start_workload();
         sim
@@ -497,6 +542,7 @@ impl Simulator {
             } => self.client_timeout(client, seq, attempt),
             Action::ClientRetry { client, seq } => self.client_retry(client, seq),
             Action::Fault(f) => self.apply_fault(f),
+            Action::Hostile => self.on_hostile(),
         }
         true
     }
@@ -632,7 +678,13 @@ impl Simulator {
             return;
         };
         let before = server.membership().clone();
-        let mut ready = server.take_ready();
+        let ready = server.take_ready();
+        self.execute(id, before, ready);
+    }
+
+    /// Sends a batch's messages, queues its persist step and observes its events. `before` is
+    /// the node's configuration before the batch.
+    fn execute(&mut self, id: NodeId, before: crate::membership::Membership, mut ready: Ready) {
         if ready.is_empty() {
             return;
         }
@@ -679,6 +731,90 @@ impl Simulator {
             self.observe(id, e);
         }
         self.counting_membership = None;
+    }
+
+    /// The hostile peer's turn: one message to a running node, which must refuse (spoofed
+    /// member) or drop (outsider) it without changing its state, answering, or writing.
+    fn on_hostile(&mut self) {
+        let (Some((lo, hi)), Some(peer)) = (self.cfg.hostile_gap_us, self.hostile.as_mut()) else {
+            return;
+        };
+        let next = self.now + peer.rng.range(lo, hi);
+        let targets: Vec<NodeId> = self
+            .nodes
+            .values()
+            .filter(|n| n.server.is_some() && !n.paused)
+            .map(|n| n.id)
+            .collect();
+        let target = targets
+            .get(peer.rng.below(targets.len() as u64) as usize)
+            .copied();
+        self.schedule(next, Action::Hostile);
+        let Some(target) = target else {
+            return;
+        };
+        let others: Vec<NodeId> = self.voters().into_iter().filter(|&v| v != target).collect();
+        let (Some(peer), Some(server)) = (
+            self.hostile.as_mut(),
+            self.nodes.get_mut(&target).and_then(|n| n.server.as_mut()),
+        ) else {
+            return;
+        };
+        let before = Footprint::of(server.raft());
+        let (sender, msg) = peer.next_message(before.term, &others);
+        peer.stats.sent += 1;
+        let from = match sender {
+            Sender::Outsider => OUTSIDER,
+            Sender::Spoofed(id) => id,
+        };
+        let shown = format!("{} {} from n{from}", msg.kind(), msg.summary());
+        server.step(Envelope {
+            from,
+            to: target,
+            msg,
+        });
+        let after = Footprint::of(server.raft());
+        let mut ready = server.take_ready();
+        let refusals = ready
+            .events
+            .iter()
+            .filter(|e| matches!(e, NodeEvent::ProtocolViolation { from: f, .. } if *f == from))
+            .count();
+        let answered = {
+            let mut rest = ready.clone();
+            rest.events
+                .retain(|e| !matches!(e, NodeEvent::ProtocolViolation { .. }));
+            !rest.is_empty()
+        };
+        let expected = usize::from(matches!(sender, Sender::Spoofed(_)));
+        match sender {
+            Sender::Spoofed(_) if refusals == 1 => peer.stats.refused += 1,
+            Sender::Outsider if refusals == 0 => peer.stats.dropped += 1,
+            _ => {}
+        }
+        if before != after || answered || refusals != expected {
+            let d = format!(
+                "n{target} took hostile {shown}: {refusals} refusals (want {expected}), \
+                 answered or wrote: {answered}, before {before:?}, after {after:?}"
+            );
+            self.checker.fail(self.now, "hostile input refused", d);
+        }
+        self.hostile_sender = Some(from);
+        let Some(membership) = self
+            .nodes
+            .get(&target)
+            .and_then(|n| n.server.as_ref())
+            .map(|s| s.membership().clone())
+        else {
+            return;
+        };
+        self.execute(target, membership, std::mem::take(&mut ready));
+        self.hostile_sender = None;
+    }
+
+    /// What the hostile peer sent and what it got; None without a hostile peer.
+    pub fn hostile_stats(&self) -> Option<&HostileStats> {
+        self.hostile.as_ref().map(|h| &h.stats)
     }
 
     /// Extra time a persist step takes when the disk stalls (seeded). While faults are active a
@@ -760,6 +896,8 @@ impl Simulator {
                     if leading {
                         self.check_commit_durable(id, *to);
                     }
+                }
+                NodeEvent::ProtocolViolation { from, .. } if self.hostile_sender == Some(*from) => {
                 }
                 NodeEvent::ProtocolViolation { from, detail } => {
                     let d = format!("n{id} refused a message from n{from}: {detail}");
