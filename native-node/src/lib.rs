@@ -20,6 +20,7 @@ pub mod meta;
 pub mod metrics;
 pub mod node_loop;
 pub mod request_trace;
+pub mod snapshot_jobs;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;

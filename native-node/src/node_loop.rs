@@ -35,6 +35,7 @@ use tokio::time::Instant;
 use crate::events::{EventHub, now_ms};
 use crate::metrics::Metrics;
 use crate::request_trace::RequestTraces;
+use crate::snapshot_jobs::{JobDone, SnapshotJobs};
 use crate::storage::worker::{Durable, StorageWorker, WorkerError};
 use crate::transport::PeerSender;
 use crate::wire::{LeaderHint, ServerFrame, StatusReply};
@@ -78,6 +79,8 @@ pub enum LoopError {
 pub struct NodeLoop {
     pub server: KvServer,
     pub storage: StorageWorker,
+    /// Encodes and decodes snapshots off the loop (see [`crate::snapshot_jobs`]).
+    pub snapshots: SnapshotJobs,
     pub peers: BTreeMap<NodeId, PeerSender>,
     pub peer_rx: mpsc::Receiver<Vec<Envelope>>,
     pub input_rx: mpsc::Receiver<Input>,
@@ -140,6 +143,7 @@ impl NodeLoop {
         if let Some(kind) = self.restored.take() {
             self.events.publish(now_ms(), kind);
         }
+        self.server.set_background_jobs(true);
         let result = loop {
             if *self.shutdown.borrow() {
                 break Ok(());
@@ -154,6 +158,7 @@ impl NodeLoop {
                     }
                 }
                 _ = tokio::time::sleep_until(st.next_tick) => {}
+                done = self.snapshots.done() => self.on_snapshot_job(done),
                 Some(envs) = self.peer_rx.recv() => self.step_peers(envs),
                 Some(input) = self.input_rx.recv() => first_input = Some(input),
             }
@@ -362,13 +367,40 @@ impl NodeLoop {
         ServerFrame::Reply { reply, leader }
     }
 
-    /// Takes the core's batch and executes it (see the module docs).
+    /// Takes the core's batch and executes it (see the module docs), and starts the snapshot
+    /// work the core handed out.
     async fn execute_ready(&mut self, st: &mut State) -> Result<(), LoopError> {
+        if let Some(job) = self.server.take_install_job() {
+            self.snapshots.decode(job);
+        }
         let ready = self.server.take_ready();
+        if let Some(job) = self.server.take_snapshot_job() {
+            self.snapshots.encode(job);
+        }
         if ready.is_empty() {
             return Ok(());
         }
         self.execute(ready, st).await
+    }
+
+    /// A snapshot encoded or decoded in the background: the core saves and compacts (or
+    /// installs) in the batch this turn takes.
+    fn on_snapshot_job(&mut self, done: JobDone) {
+        match done {
+            JobDone::Encoded { index, data, took } => {
+                let bytes = data.as_ref().map_or(0, Vec::len);
+                tracing::debug!(index, bytes, ?took, "snapshot encoded");
+                self.server.snapshot_encoded(index, data);
+            }
+            JobDone::Decoded { job, result, took } => {
+                tracing::debug!(
+                    index = job.snapshot.meta.last_index,
+                    ?took,
+                    "snapshot decoded"
+                );
+                self.server.snapshot_decoded(job, result);
+            }
+        }
     }
 
     /// The storage thread made every batch up to `last_id` durable: tell the core, release what
@@ -661,3 +693,6 @@ fn log_event(ev: &NodeEvent, metrics: &Metrics) {
         NodeEvent::LeaseRead { index } => tracing::trace!(index, "lease read"),
     }
 }
+
+#[cfg(test)]
+mod tests;

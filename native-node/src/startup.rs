@@ -224,6 +224,7 @@ pub async fn run(cfg: NodeConfig, shutdown_tx: watch::Sender<bool>) -> Result<()
     let node = NodeLoop {
         server,
         storage,
+        snapshots: crate::snapshot_jobs::SnapshotJobs::default(),
         peers,
         peer_rx,
         input_rx,

@@ -305,13 +305,17 @@ impl Simulator {
     }
 
     fn new_server(&self, id: NodeId, storage: MemStorage, seed: u64) -> KvServer {
-        KvServer::new(
+        let mut server = KvServer::new(
             id,
             self.voters(),
             self.cfg.raft.clone(),
             storage.load(),
             seed,
-        )
+        );
+        // The simulator runs the snapshot jobs itself, as the native node does on its
+        // background thread; here they finish before the node's next input.
+        server.set_background_jobs(true);
+        server
     }
 
     pub fn config(&self) -> &SimConfig {
@@ -574,7 +578,15 @@ impl Simulator {
         let Some(server) = node.server.as_mut() else {
             return;
         };
+        if let Some(job) = server.take_install_job() {
+            let decoded = job.decode();
+            server.snapshot_decoded(job, decoded);
+        }
         let mut ready = server.take_ready();
+        if let Some(job) = server.take_snapshot_job() {
+            server.snapshot_encoded(job.index, job.encode());
+            ready.merge(server.take_ready());
+        }
         if ready.is_empty() {
             return;
         }
