@@ -7,8 +7,8 @@
 # machine's 1-minute load average is recorded beside every figure. The table reports medians
 # over the rounds and KeyVal/etcd ratios (absolute numbers move 30-40 % between runs here).
 #
-# KeyVal runs with its defaults plus --lease-reads (needed for the lease case; the other read
-# paths do not depend on it). Cases (KeyVal vs etcd):
+# KeyVal runs with its defaults; the lease case adds --lease-reads (which also keeps followers
+# from campaigning early when the leader's connection closes, see failover). Cases:
 #   put   1 / 64 / 256 clients                    put vs put (etcd clients talk to the leader)
 #   get   1 / 64 clients, linearizable            ReadIndex vs etcd's linearizable Range
 #   get   1 client, lease                         lease read vs etcd's serializable Range
@@ -62,7 +62,7 @@ now_ns() { date +%s%N; }
 # ---- KeyVal cluster -------------------------------------------------------------------------
 KV_DATA=""
 KV_PIDS=()
-kv_start() {
+kv_start() { # [extra keyval flags]
   KV_DATA=$(mktemp -d /tmp/keyval-vs-etcd.XXXXXX)
   read -r P1 P2 P3 < <(python3 -c '
 import socket
@@ -76,7 +76,7 @@ for s in ss: s.close()')
   for port in "$P1" "$P2" "$P3"; do
     n=$((n + 1))
     "$KEYVAL_BIN/keyval" --id "$n" --listen "127.0.0.1:$port" --peers "$peers" \
-      --data-dir "$KV_DATA/node$n" --lease-reads ${KEYVAL_EXTRA_FLAGS:-} >"$KV_DATA/node$n.log" 2>&1 &
+      --data-dir "$KV_DATA/node$n" ${1:-} ${KEYVAL_EXTRA_FLAGS:-} >"$KV_DATA/node$n.log" 2>&1 &
     KV_PIDS+=($!)
   done
   KVCTL=("$KEYVAL_BIN/kvctl" --endpoints "$KV_ENDPOINTS" --timeout-ms 5000)
@@ -118,7 +118,7 @@ record() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RAW"; echo "  $*";
 
 kv_case() { # round case op clients consistency
   local round=$1 case=$2 op=$3 clients=$4 consistency=$5 l json
-  kv_start
+  if [ "$consistency" = lease ]; then kv_start --lease-reads; else kv_start; fi
   l=$(load1)
   json=$("${KVCTL[@]}" -o json bench --op "$op" --consistency "$consistency" \
     --clients "$clients" --duration "$DURATION")

@@ -180,6 +180,11 @@ impl KvServer {
         self.raft.on_persisted(persist_id);
     }
 
+    /// See [`RaftNode::peer_disconnected`].
+    pub fn peer_disconnected(&mut self, peer: NodeId) {
+        self.raft.peer_disconnected(peer);
+    }
+
     pub fn step(&mut self, env: Envelope) {
         self.raft.step(env);
         self.install_received_snapshot();

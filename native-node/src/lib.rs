@@ -19,6 +19,7 @@ pub mod listener;
 pub mod meta;
 pub mod metrics;
 pub mod node_loop;
+pub mod peer_inbox;
 pub mod request_trace;
 pub mod snapshot_jobs;
 pub mod startup;

@@ -34,6 +34,7 @@ use tokio::time::Instant;
 
 use crate::events::{EventHub, now_ms};
 use crate::metrics::Metrics;
+use crate::peer_inbox::MAX_PEER_BYTES_PER_TURN;
 use crate::request_trace::RequestTraces;
 use crate::snapshot_jobs::{JobDone, SnapshotJobs};
 use crate::storage::worker::{Durable, StorageWorker, WorkerError};
@@ -47,8 +48,7 @@ const MAX_WAITERS: usize = 65_536;
 /// Status frames for the live view go out at most this often unless role, term or leader change.
 const STATUS_MIN_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Capacity of the queue from peer connections into the loop (batches, not messages).
-pub const PEER_INBOX: usize = 1024;
+pub use crate::peer_inbox::{PEER_INBOX, PeerInput};
 /// Capacity of the queue from client connections into the loop.
 pub const CLIENT_INBOX: usize = 8192;
 
@@ -82,7 +82,7 @@ pub struct NodeLoop {
     /// Encodes and decodes snapshots off the loop (see [`crate::snapshot_jobs`]).
     pub snapshots: SnapshotJobs,
     pub peers: BTreeMap<NodeId, PeerSender>,
-    pub peer_rx: mpsc::Receiver<Vec<Envelope>>,
+    pub peer_rx: mpsc::Receiver<PeerInput>,
     pub input_rx: mpsc::Receiver<Input>,
     pub members: BTreeMap<NodeId, String>,
     pub cluster_id: String,
@@ -149,6 +149,7 @@ impl NodeLoop {
                 break Ok(());
             }
             let mut first_input = None;
+            let mut peer_bytes = 0;
             tokio::select! {
                 biased;
                 _ = self.shutdown.changed() => break Ok(()),
@@ -159,16 +160,20 @@ impl NodeLoop {
                 }
                 _ = tokio::time::sleep_until(st.next_tick) => {}
                 done = self.snapshots.done() => self.on_snapshot_job(done),
-                Some(envs) = self.peer_rx.recv() => self.step_peers(envs),
+                Some(input) = self.peer_rx.recv() => {
+                    peer_bytes = self.step_peers(input);
+                }
                 Some(input) = self.input_rx.recv() => first_input = Some(input),
             }
             self.catch_up_ticks(&mut st);
+            // Bounded in batches and in bytes: one huge batch (a 16 MiB frame of tiny
+            // messages) ends the peer part of the turn, so ticks and the disk come next.
             let mut handled = 0;
-            while handled < MAX_INPUTS_PER_TURN {
-                let Ok(envs) = self.peer_rx.try_recv() else {
+            while handled < MAX_INPUTS_PER_TURN && peer_bytes < MAX_PEER_BYTES_PER_TURN {
+                let Ok(input) = self.peer_rx.try_recv() else {
                     break;
                 };
-                self.step_peers(envs);
+                peer_bytes += self.step_peers(input);
                 handled += 1;
             }
             if let Some(input) = first_input {
@@ -214,11 +219,20 @@ impl NodeLoop {
         }
     }
 
-    fn step_peers(&mut self, envs: Vec<Envelope>) {
+    /// Steps one peer input; the inbox bytes it held (given back when it is dropped here).
+    fn step_peers(&mut self, input: PeerInput) -> usize {
+        let (envs, held) = match input {
+            PeerInput::Batch(envs, held) => (envs, held),
+            PeerInput::Closed(peer) => {
+                self.server.peer_disconnected(peer);
+                return 0;
+            }
+        };
         for env in envs {
             self.metrics.observe_inbound(&env);
             self.server.step(env);
         }
+        held.bytes()
     }
 
     fn handle_input(&mut self, input: Input, st: &mut State) {

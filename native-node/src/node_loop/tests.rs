@@ -29,10 +29,12 @@ impl Drop for TempDir {
 }
 
 async fn start(snapshot_threshold: u64, gate: Option<JobGate>) -> Harness {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let dir = std::env::temp_dir().join(format!(
-        "keyval-node-loop-{}-{}",
+        "keyval-node-loop-{}-{}-{}",
         std::process::id(),
-        now_ms()
+        now_ms(),
+        NEXT.fetch_add(1, Relaxed)
     ));
     let (store, persisted, _) = WalStore::open(
         &dir.join("wal"),
@@ -45,7 +47,8 @@ async fn start(snapshot_threshold: u64, gate: Option<JobGate>) -> Harness {
         ..keyval_core::Config::default()
     };
     let server = KvServer::new(1, [1], config, persisted, 7);
-    let (_peer_tx, peer_rx) = mpsc::channel(PEER_INBOX);
+    let (_peer_tx, peer_rx) =
+        crate::peer_inbox::channel(PEER_INBOX, crate::peer_inbox::PEER_INBOX_BYTES);
     let (input_tx, input_rx) = mpsc::channel(CLIENT_INBOX);
     let (status_tx, status_rx) = watch::channel(NodeStatus::of(&server));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
