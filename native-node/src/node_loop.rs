@@ -14,6 +14,10 @@
 //!    reports that batch durable; the report also tells the core (`on_persisted`), which is
 //!    how a leader counts its own copy toward the commit quorum.
 //!
+//! Snapshots are encoded and decoded off the loop ([`crate::snapshot_jobs`]); peer input is
+//! bounded in bytes ([`crate::peer_inbox`]) and a turn steps at most
+//! [`crate::peer_inbox::MAX_PEER_BYTES_PER_TURN`] of it.
+//!
 //! The loop never waits for the disk itself, so ticks, heartbeats and acknowledgements keep
 //! flowing during an fsync; only when
 //! [`crate::storage::worker::MAX_BATCHES_IN_FLIGHT`] batches are outstanding does
