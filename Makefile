@@ -38,6 +38,13 @@ bench-cluster:
 .PHONY: bench-transfer
 bench-transfer:
 	bash scripts/bench-transfer.sh
+## KeyVal and etcd 3.4 side by side (etcd from the Debian registry, the load generator in
+## ../shared/bench-etcd): puts at 1/64/256 clients, linearizable and lease gets, leader kill -9
+## -> next put; ROUNDS (3) alternated rounds of DURATION (10) s, medians and ratios. ~15 min.
+## See scripts/bench-vs-etcd.sh; results in docs/performance.md.
+.PHONY: bench-etcd
+bench-etcd:
+	bash scripts/bench-vs-etcd.sh
 
 ## Many more simulator seeds than the default test run: make sim SEEDS=100000
 SEEDS ?= 100000

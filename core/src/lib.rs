@@ -49,7 +49,7 @@ pub use message::{AppendResult, Envelope, Message, SnapshotResult};
 pub use node::{Persisted, RaftNode};
 pub use ready::{Applied, NodeEvent, PersistOp, Ready};
 pub use replication::ProposeError;
-pub use server::KvServer;
+pub use server::{InstallJob, KvServer, SnapshotJob};
 pub use snapshot::{Snapshot, SnapshotMeta};
 pub use status::{LiveFrame, NodeStatus};
 pub use transfer::TransferError;

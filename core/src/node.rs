@@ -505,6 +505,29 @@ impl RaftNode {
         }
     }
 
+    /// The executor saw the connection from `peer` close. When `peer` is this follower's leader,
+    /// it has most likely crashed (a killed process closes its sockets at once): instead of
+    /// waiting out a whole election timeout of silence, the follower forgets the leader and
+    /// campaigns within one heartbeat interval (randomized, so the followers that all saw the
+    /// close do not split the vote). Liveness only: pre-vote still asks a quorum first, and a
+    /// follower that still hears the leader refuses it, so a connection that merely dropped
+    /// does not depose a live leader.
+    ///
+    /// Ignored with lease reads on: a leader's lease counts on its followers refusing votes for
+    /// a whole election timeout after they last heard from it, which a dropped connection must
+    /// not cut short.
+    pub fn peer_disconnected(&mut self, peer: NodeId) {
+        if self.role != Role::Follower || self.leader != Some(peer) || self.config.lease_reads {
+            return;
+        }
+        self.become_follower(self.term, None);
+        let jitter = self.config.heartbeat_ticks.max(1);
+        // Past the election timeout: the lease this node gave the leader is over.
+        self.election_elapsed = self.config.election_ticks;
+        self.randomized_timeout =
+            self.config.election_ticks + 1 + self.rng.below(jitter as u64) as u32;
+    }
+
     /// Whether this node heard from a leader within the minimum election timeout.
     pub(crate) fn in_leader_lease(&self) -> bool {
         self.config.check_quorum

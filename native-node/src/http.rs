@@ -29,7 +29,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use keyval_core::{Envelope, NodeStatus};
+use keyval_core::NodeStatus;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
 use crate::events::{self, EventHub};
@@ -89,7 +89,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub status: watch::Receiver<NodeStatus>,
     pub events: EventHub,
-    pub peer_tx: mpsc::Sender<Vec<Envelope>>,
+    pub peer_tx: crate::peer_inbox::PeerInbox,
     pub input_tx: mpsc::Sender<Input>,
     pub shutdown: watch::Receiver<bool>,
     pub limits: Limits,

@@ -14,6 +14,10 @@
 //!    reports that batch durable; the report also tells the core (`on_persisted`), which is
 //!    how a leader counts its own copy toward the commit quorum.
 //!
+//! Snapshots are encoded and decoded off the loop ([`crate::snapshot_jobs`]); peer input is
+//! bounded in bytes ([`crate::peer_inbox`]) and a turn steps at most
+//! [`crate::peer_inbox::MAX_PEER_BYTES_PER_TURN`] of it.
+//!
 //! The loop never waits for the disk itself, so ticks, heartbeats and acknowledgements keep
 //! flowing during an fsync; only when
 //! [`crate::storage::worker::MAX_BATCHES_IN_FLIGHT`] batches are outstanding does
@@ -34,7 +38,9 @@ use tokio::time::Instant;
 
 use crate::events::{EventHub, now_ms};
 use crate::metrics::Metrics;
+use crate::peer_inbox::MAX_PEER_BYTES_PER_TURN;
 use crate::request_trace::RequestTraces;
+use crate::snapshot_jobs::{JobDone, SnapshotJobs};
 use crate::storage::worker::{Durable, StorageWorker, WorkerError};
 use crate::transport::PeerSender;
 use crate::wire::{LeaderHint, ServerFrame, StatusReply, TransferOutcome};
@@ -52,8 +58,7 @@ pub const HANDOVER_ELECTION_TIMEOUTS: u32 = 2;
 /// Transfer requests waiting for their outcome at once; more are refused.
 const MAX_TRANSFER_WAITERS: usize = 64;
 
-/// Capacity of the queue from peer connections into the loop (batches, not messages).
-pub const PEER_INBOX: usize = 1024;
+pub use crate::peer_inbox::{PEER_INBOX, PeerInput};
 /// Capacity of the queue from client connections into the loop.
 pub const CLIENT_INBOX: usize = 8192;
 
@@ -89,8 +94,10 @@ pub enum LoopError {
 pub struct NodeLoop {
     pub server: KvServer,
     pub storage: StorageWorker,
+    /// Encodes and decodes snapshots off the loop (see [`crate::snapshot_jobs`]).
+    pub snapshots: SnapshotJobs,
     pub peers: BTreeMap<NodeId, PeerSender>,
-    pub peer_rx: mpsc::Receiver<Vec<Envelope>>,
+    pub peer_rx: mpsc::Receiver<PeerInput>,
     pub input_rx: mpsc::Receiver<Input>,
     pub members: BTreeMap<NodeId, String>,
     pub cluster_id: String,
@@ -161,6 +168,7 @@ impl NodeLoop {
         if let Some(kind) = self.restored.take() {
             self.events.publish(now_ms(), kind);
         }
+        self.server.set_background_jobs(true);
         let result = loop {
             if *self.shutdown.borrow() {
                 break Ok(());
@@ -176,6 +184,7 @@ impl NodeLoop {
                 break Ok(());
             }
             let mut first_input = None;
+            let mut peer_bytes = 0;
             tokio::select! {
                 biased;
                 _ = self.shutdown.changed() => break Ok(()),
@@ -190,16 +199,21 @@ impl NodeLoop {
                     }
                 }
                 _ = tokio::time::sleep_until(st.next_tick) => {}
-                Some(envs) = self.peer_rx.recv() => self.step_peers(envs),
+                done = self.snapshots.done() => self.on_snapshot_job(done),
+                Some(input) = self.peer_rx.recv() => {
+                    peer_bytes = self.step_peers(input);
+                }
                 Some(input) = self.input_rx.recv() => first_input = Some(input),
             }
             self.catch_up_ticks(&mut st);
+            // Bounded in batches and in bytes: one huge batch (a 16 MiB frame of tiny
+            // messages) ends the peer part of the turn, so ticks and the disk come next.
             let mut handled = 0;
-            while handled < MAX_INPUTS_PER_TURN {
-                let Ok(envs) = self.peer_rx.try_recv() else {
+            while handled < MAX_INPUTS_PER_TURN && peer_bytes < MAX_PEER_BYTES_PER_TURN {
+                let Ok(input) = self.peer_rx.try_recv() else {
                     break;
                 };
-                self.step_peers(envs);
+                peer_bytes += self.step_peers(input);
                 handled += 1;
             }
             if let Some(input) = first_input {
@@ -245,11 +259,20 @@ impl NodeLoop {
         }
     }
 
-    fn step_peers(&mut self, envs: Vec<Envelope>) {
+    /// Steps one peer input; the inbox bytes it held (given back when it is dropped here).
+    fn step_peers(&mut self, input: PeerInput) -> usize {
+        let (envs, held) = match input {
+            PeerInput::Batch(envs, held) => (envs, held),
+            PeerInput::Closed(peer) => {
+                self.server.peer_disconnected(peer);
+                return 0;
+            }
+        };
         for env in envs {
             self.metrics.observe_inbound(&env);
             self.server.step(env);
         }
+        held.bytes()
     }
 
     fn handle_input(&mut self, input: Input, st: &mut State) {
@@ -477,13 +500,40 @@ impl NodeLoop {
         ServerFrame::Reply { reply, leader }
     }
 
-    /// Takes the core's batch and executes it (see the module docs).
+    /// Takes the core's batch and executes it (see the module docs), and starts the snapshot
+    /// work the core handed out.
     async fn execute_ready(&mut self, st: &mut State) -> Result<(), LoopError> {
+        if let Some(job) = self.server.take_install_job() {
+            self.snapshots.decode(job);
+        }
         let ready = self.server.take_ready();
+        if let Some(job) = self.server.take_snapshot_job() {
+            self.snapshots.encode(job);
+        }
         if ready.is_empty() {
             return Ok(());
         }
         self.execute(ready, st).await
+    }
+
+    /// A snapshot encoded or decoded in the background: the core saves and compacts (or
+    /// installs) in the batch this turn takes.
+    fn on_snapshot_job(&mut self, done: JobDone) {
+        match done {
+            JobDone::Encoded { index, data, took } => {
+                let bytes = data.as_ref().map_or(0, Vec::len);
+                tracing::debug!(index, bytes, ?took, "snapshot encoded");
+                self.server.snapshot_encoded(index, data);
+            }
+            JobDone::Decoded { job, result, took } => {
+                tracing::debug!(
+                    index = job.snapshot.meta.last_index,
+                    ?took,
+                    "snapshot decoded"
+                );
+                self.server.snapshot_decoded(job, result);
+            }
+        }
     }
 
     /// The storage thread made every batch up to `last_id` durable: tell the core, release what
@@ -798,3 +848,6 @@ fn log_event(ev: &NodeEvent, metrics: &Metrics) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

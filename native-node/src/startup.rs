@@ -185,7 +185,8 @@ pub async fn run(
             peers.insert(id, p);
         }
     }
-    let (peer_tx, peer_rx) = mpsc::channel(node_loop::PEER_INBOX);
+    let (peer_tx, peer_rx) =
+        crate::peer_inbox::channel(node_loop::PEER_INBOX, crate::peer_inbox::PEER_INBOX_BYTES);
     let (input_tx, input_rx) = mpsc::channel(node_loop::CLIENT_INBOX);
     let (status_tx, status_rx) = watch::channel(NodeStatus::of(&server));
     let events = EventHub::default();
@@ -232,6 +233,7 @@ pub async fn run(
     let node = NodeLoop {
         server,
         storage,
+        snapshots: crate::snapshot_jobs::SnapshotJobs::default(),
         peers,
         peer_rx,
         input_rx,

@@ -32,6 +32,7 @@ use tokio_tungstenite::tungstenite::{self, Message as TMessage};
 
 use crate::listener::BoxIo;
 use crate::metrics::{Metrics, kind_index};
+use crate::peer_inbox::PeerInbox;
 use crate::tls::{Access, TlsStore, node_name};
 use crate::wire::{self, MAX_PEER_FRAME_BYTES, PeerFrame};
 
@@ -316,7 +317,7 @@ pub async fn serve_inbound(
     me: Arc<Identity>,
     access: Access,
     remote: std::net::SocketAddr,
-    to_node: mpsc::Sender<Vec<Envelope>>,
+    to_node: PeerInbox,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -419,7 +420,7 @@ pub async fn serve_inbound(
                     for e in &envs {
                         metrics.received(&e.msg);
                     }
-                    if !envs.is_empty() && to_node.send(envs).await.is_err() {
+                    if !envs.is_empty() && to_node.send(envs, b.len()).await.is_err() {
                         break;
                     }
                 }
@@ -460,6 +461,10 @@ pub async fn serve_inbound(
             }
         }
     }
+    // A killed leader closes its connections at once: telling the loop lets the followers
+    // campaign without waiting out a whole election timeout. Never blocks (a full inbox only
+    // loses the shortcut; the election timer still runs).
+    to_node.closed(from);
 }
 
 /// Whether a message has a shape a correct peer can produce: the core's own check

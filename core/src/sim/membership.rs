@@ -165,7 +165,11 @@ impl Simulator {
             storage.load(),
             seed,
         ) {
-            Ok(s) => s,
+            Ok(mut s) => {
+                // Snapshot jobs run in the simulator, as for every other node.
+                s.set_background_jobs(true);
+                s
+            }
             Err(e) => panic!("simulated node {id} cannot start: {e}"),
         }
     }

@@ -379,16 +379,20 @@ impl Simulator {
     }
 
     fn new_server(&self, id: NodeId, storage: MemStorage, seed: u64) -> KvServer {
-        if let Some(at) = self.nodes.get(&id).and_then(|n| n.joined.as_ref()) {
-            return Self::joined_server(id, at, &self.cfg.raft, storage, seed);
-        }
-        KvServer::new(
-            id,
-            self.voters(),
-            self.cfg.raft.clone(),
-            storage.load(),
-            seed,
-        )
+        let mut server = match self.nodes.get(&id).and_then(|n| n.joined.as_ref()) {
+            Some(at) => Self::joined_server(id, at, &self.cfg.raft, storage, seed),
+            None => KvServer::new(
+                id,
+                self.voters(),
+                self.cfg.raft.clone(),
+                storage.load(),
+                seed,
+            ),
+        };
+        // The simulator runs the snapshot jobs itself, as the native node does on its
+        // background thread; here they finish before the node's next input.
+        server.set_background_jobs(true);
+        server
     }
 
     pub fn config(&self) -> &SimConfig {
@@ -678,7 +682,15 @@ impl Simulator {
             return;
         };
         let before = server.membership().clone();
-        let ready = server.take_ready();
+        if let Some(job) = server.take_install_job() {
+            let decoded = job.decode();
+            server.snapshot_decoded(job, decoded);
+        }
+        let mut ready = server.take_ready();
+        if let Some(job) = server.take_snapshot_job() {
+            server.snapshot_encoded(job.index, job.encode());
+            ready.merge(server.take_ready());
+        }
         self.execute(id, before, ready);
     }
 
