@@ -89,6 +89,9 @@ pub enum DropReason {
     InboxFull,
     /// Held on its link and then dropped by a scenario script (`drop`). New variants go last.
     Script,
+    /// Dropped on purpose by whoever drives the simulator ([`crate::sim::FaultAction::DropMessage`]:
+    /// the playground's "drop this message").
+    ByHand,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,6 +224,11 @@ pub enum TraceKind {
         id: u64,
         from: Addr,
         to: Addr,
+    },
+    /// Whoever drives the simulator made the node's election timer run out now
+    /// ([`crate::sim::FaultAction::ElectionTimeout`]); the node's own events follow.
+    TimeoutForced {
+        node: NodeId,
     },
 }
 
@@ -488,6 +496,9 @@ impl TraceKind {
             }
             TraceKind::FaultsStopped => "faults stopped: all nodes up, network healed".into(),
             TraceKind::Held { id, from, to } => format!("{from}->{to} held #{id}"),
+            TraceKind::TimeoutForced { node } => {
+                format!("n{node} election timer forced to run out")
+            }
         }
     }
 }
