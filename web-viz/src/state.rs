@@ -217,6 +217,8 @@ pub enum Msg {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Drag {
     pub node: NodeId,
+    /// Where it was picked up (SVG units).
+    pub from: (f64, f64),
     /// Where the pointer is now (SVG units).
     pub at: (f64, f64),
 }
@@ -621,7 +623,11 @@ impl Ui {
                 ));
             }
             Msg::DragStart(node, x, y) => {
-                self.drag = Some(Drag { node, at: (x, y) });
+                self.drag = Some(Drag {
+                    node,
+                    from: (x, y),
+                    at: (x, y),
+                });
             }
             Msg::DragMove(x, y) => match self.drag.as_mut() {
                 Some(d) => d.at = (x, y),

@@ -32,8 +32,7 @@ fn on_key(d: &UseReducerDispatcher<Ui>, m: Msg) -> Callback<KeyboardEvent> {
 
 /// The pointer's place in the drawing's units (the SVG scales to fit its box, centred).
 fn svg_point(ev: &PointerEvent) -> Option<(f64, f64)> {
-    let el: web_sys::Element = ev.current_target()?.dyn_into().ok()?;
-    let r = el.get_bounding_client_rect();
+    let r = drawing_of(ev)?.get_bounding_client_rect();
     let scale = (r.width() / VIEW_W).min(r.height() / VIEW_H);
     if scale <= 0.0 {
         return None;
@@ -44,6 +43,13 @@ fn svg_point(ev: &PointerEvent) -> Option<(f64, f64)> {
         (ev.client_x() as f64 - ox) / scale,
         (ev.client_y() as f64 - oy) / scale,
     ))
+}
+
+/// The cluster drawing the event happened in. (Yew listens on the document, so the event's
+/// current target is not the drawing.)
+fn drawing_of(ev: &PointerEvent) -> Option<web_sys::Element> {
+    let el: web_sys::Element = ev.target()?.dyn_into().ok()?;
+    el.closest("svg[data-testid=\"cluster\"]").ok().flatten()
 }
 
 fn on_pointer(d: &UseReducerDispatcher<Ui>, m: fn(f64, f64) -> Msg) -> Callback<PointerEvent> {
@@ -66,8 +72,9 @@ pub fn cluster_card(state: &UseReducerHandle<Ui>, e: &Engine) -> Html {
             <div class="svgwrap">
                 <svg viewBox={format!("0 0 {VIEW_W} {VIEW_H}")} data-testid="cluster" role="group" aria-label="The cluster: nodes, links and messages in flight. Drag a node across the partition line to cut it off."
                     class={classes!(dragging.then_some("dragging"))}
-                    onpointermove={if dragging { on_pointer(&d, Msg::DragMove) } else { Callback::noop() }}
+                    onpointermove={state.drag.map_or(Callback::noop(), |dr| on_drag_move(&d, dr.from))}
                     onpointerup={if dragging { on_pointer(&d, Msg::DragEnd) } else { Callback::noop() }}
+                    onpointercancel={if dragging { click_pointer(&d, Msg::DragCancel) } else { Callback::noop() }}
                     onpointerleave={if dragging { click_pointer(&d, Msg::DragCancel) } else { Callback::noop() }}>
                     { partition_line(state, &layout) }
                     <g class="links">{ links(&d, e, n, &layout) }</g>
@@ -102,6 +109,22 @@ pub fn cluster_card(state: &UseReducerHandle<Ui>, e: &Engine) -> Html {
             { legend() }
         </div>
     }
+}
+
+/// Follows a dragged node. Once it has really moved, the drawing captures the pointer, so the
+/// release reaches it even over the badges on top of it (a click without movement stays a
+/// click on the node).
+fn on_drag_move(d: &UseReducerDispatcher<Ui>, from: (f64, f64)) -> Callback<PointerEvent> {
+    let d = d.clone();
+    Callback::from(move |ev: PointerEvent| {
+        let Some((x, y)) = svg_point(&ev) else { return };
+        if (x - from.0).hypot(y - from.1) > 8.0 {
+            if let Some(el) = drawing_of(&ev) {
+                let _ = el.set_pointer_capture(ev.pointer_id());
+            }
+        }
+        d.dispatch(Msg::DragMove(x, y));
+    })
 }
 
 fn click_pointer(d: &UseReducerDispatcher<Ui>, m: Msg) -> Callback<PointerEvent> {
@@ -250,22 +273,9 @@ fn on_node_down(d: &UseReducerDispatcher<Ui>, id: NodeId) -> Callback<PointerEve
         if ev.button() != 0 {
             return;
         }
-        // The SVG is the node's nearest svg ancestor: measure against it.
-        let svg = ev
-            .target()
-            .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
-            .and_then(|el| el.closest("svg").ok().flatten());
-        let Some(svg) = svg else { return };
-        let r = svg.get_bounding_client_rect();
-        let scale = (r.width() / VIEW_W).min(r.height() / VIEW_H);
-        if scale <= 0.0 {
-            return;
+        if let Some((x, y)) = svg_point(&ev) {
+            d.dispatch(Msg::DragStart(id, x, y));
         }
-        let ox = r.left() + (r.width() - VIEW_W * scale) / 2.0;
-        let oy = r.top() + (r.height() - VIEW_H * scale) / 2.0;
-        let x = (ev.client_x() as f64 - ox) / scale;
-        let y = (ev.client_y() as f64 - oy) / scale;
-        d.dispatch(Msg::DragStart(id, x, y));
     })
 }
 
