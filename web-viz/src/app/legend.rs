@@ -26,8 +26,8 @@ pub fn legend() -> Html {
                 { item(OI_SKY, "R", false, "read round") }
                 { item(OI_VERMILLION, "S", false, "snapshot") }
                 { item(OI_PURPLE, "C", false, "client") }
-                { item("#555", "", true, "hollow = response") }
-                <span class="li muted">{"ring = election timer · bar = lease"}</span>
+                { item("#555", "", true, "hollow = reply") }
+                <span class="li muted">{"ring = timer · bar = lease"}</span>
             </div>
         </div>
     }
