@@ -427,7 +427,7 @@ impl Ui {
                 if !is_get && node.is_none() {
                     return self.update(Msg::Submit(op));
                 }
-                let consistency = is_get.then(|| match self.form.consistency.as_str() {
+                let consistency = is_get.then_some(match self.form.consistency.as_str() {
                     "lease" => ReadConsistency::Lease,
                     "serializable" => ReadConsistency::Serializable,
                     _ => ReadConsistency::Linearizable,
