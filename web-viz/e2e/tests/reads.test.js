@@ -85,6 +85,16 @@ test('lease reads: the bar drains between acknowledgements and a lease get answe
   await stepUntil(page, async () => (await page.locator('[data-testid="client-status"] [data-state="done"]').count()) > 0, 300, 'the answer');
   assert.match(await narration(page), /answers a lease read at once/);
   await shot(page, 'reads-02-lease-bar');
+  // The new controls pass the same audit as the page: node card open, lease bar drawn.
+  await page.locator(`[data-testid="node-${l}"]`).click();
+  await page.locator('[data-testid="menu-clock-slow"]').waitFor();
+  await page.addScriptTag({ path: require.resolve('axe-core/axe.min.js') });
+  const bad = await page.evaluate(async () => {
+    // eslint-disable-next-line no-undef
+    const r = await axe.run(document, { resultTypes: ['violations'], rules: { 'target-size': { enabled: true } } });
+    return r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => ({ id: v.id, target: v.nodes[0]?.target }));
+  });
+  assert.deepEqual(bad, []);
   assert.deepEqual(page.errors, []);
   await page.context().close();
 });
