@@ -94,7 +94,7 @@ pub fn read_queue(e: &Engine) -> Html {
         return Html::default();
     }
     html! {
-        <div class="read-queue" data-testid="read-queue" aria-live="polite">
+        <div class="read-queue" data-testid="read-queue">
             { for lines.into_iter().map(|(id, l)| html! {
                 <div data-testid={format!("read-queue-{id}")}><b>{format!("n{id} reads: ")}</b>{l}</div>
             }) }
