@@ -363,6 +363,18 @@ impl RaftNode {
         self.settle_transfer();
     }
 
+    /// The election timer runs out now instead of at its randomized time (an operator's or a
+    /// teacher's "time out now"). What follows is the ordinary timeout path: Pre-Vote first
+    /// when configured, so a node forced to time out under a healthy leader is refused. A
+    /// leader has no election timer: nothing happens.
+    pub fn force_election_timeout(&mut self) {
+        if self.role == Role::Leader {
+            return;
+        }
+        self.election_elapsed = 0;
+        self.on_election_timeout();
+    }
+
     fn tick_leader(&mut self) {
         self.heartbeat_elapsed += 1;
         if self.heartbeat_elapsed >= self.config.heartbeat_ticks {

@@ -221,6 +221,11 @@ impl KvServer {
         self.raft.transfer_leadership(to)
     }
 
+    /// See [`RaftNode::force_election_timeout`].
+    pub fn force_election_timeout(&mut self) {
+        self.raft.force_election_timeout();
+    }
+
     /// The executor reports the batch `persist_id` (and all before it) durable; see
     /// [`RaftNode::on_persisted`]. Take the next `Ready` afterwards: entries may have committed.
     pub fn on_persisted(&mut self, persist_id: u64) {

@@ -89,6 +89,9 @@ pub enum DropReason {
     InboxFull,
     /// Held on its link and then dropped by a scenario script (`drop`). New variants go last.
     Script,
+    /// Dropped on purpose by whoever drives the simulator ([`crate::sim::FaultAction::DropMessage`]:
+    /// the playground's "drop this message").
+    ByHand,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -236,6 +239,11 @@ pub enum TraceKind {
     },
     /// A new node started, empty, with the configuration that added it.
     NodeAdded {
+        node: NodeId,
+    },
+    /// Whoever drives the simulator made the node's election timer run out now
+    /// ([`crate::sim::FaultAction::ElectionTimeout`]); the node's own events follow.
+    TimeoutForced {
         node: NodeId,
     },
 }
@@ -538,6 +546,9 @@ impl TraceKind {
                 reason,
             } => format!("operator: n{leader} refuses configuration change [{change}]: {reason}"),
             TraceKind::NodeAdded { node } => format!("n{node} starts empty, joining the cluster"),
+            TraceKind::TimeoutForced { node } => {
+                format!("n{node} election timer forced to run out")
+            }
         }
     }
 }

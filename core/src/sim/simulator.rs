@@ -120,6 +120,13 @@ pub enum FaultAction {
     },
     /// An operator's membership change through the current leader.
     Member(super::membership::MemberOp),
+    /// The node's election timer fires now (RaftScope's "timeout"): a follower or candidate
+    /// campaigns at once, exactly as if its randomized timeout had run out. A leader has no
+    /// election timer and a paused or crashed node no running code, so they ignore it.
+    ElectionTimeout(NodeId),
+    /// The message with this id, still on the wire, is lost (every copy of it, if the network
+    /// duplicated it). Recorded as dropped [`DropReason::ByHand`].
+    DropMessage(u64),
 }
 
 #[derive(Clone, Debug)]
@@ -1231,6 +1238,8 @@ impl Simulator {
                 }
             }
             FaultAction::Member(op) => self.change_membership(op),
+            FaultAction::ElectionTimeout(n) => self.force_election_timeout(n),
+            FaultAction::DropMessage(id) => self.drop_message(id),
             FaultAction::SetClockDrift(n, per_mille) => {
                 let per_mille = per_mille.clamp(-MAX_DRIFT_PER_MILLE, MAX_DRIFT_PER_MILLE);
                 if let Some(node) = self.nodes.get_mut(&n) {
@@ -1238,6 +1247,43 @@ impl Simulator {
                     self.record(TraceKind::ClockDrift { node: n, per_mille });
                 }
             }
+        }
+    }
+
+    fn force_election_timeout(&mut self, n: NodeId) {
+        let runs = |x: &SimNode| !x.paused && x.role().is_some_and(|r| r != Role::Leader);
+        if !self.nodes.get(&n).is_some_and(runs) {
+            return;
+        }
+        self.record(TraceKind::TimeoutForced { node: n });
+        if let Some(server) = self.nodes.get_mut(&n).and_then(|x| x.server.as_mut()) {
+            server.force_election_timeout();
+        }
+        self.drive(n);
+    }
+
+    /// Takes every scheduled delivery of message `id` off the wire (and out of a held link).
+    fn drop_message(&mut self, id: u64) {
+        let mut dropped = None;
+        let mut kept = Vec::with_capacity(self.queue.len());
+        for Reverse(s) in std::mem::take(&mut self.queue).into_vec() {
+            match &s.action {
+                Action::Deliver {
+                    id: x, from, to, ..
+                } if *x == id => {
+                    self.in_flight = self.in_flight.saturating_sub(1);
+                    dropped = Some((*from, *to));
+                }
+                _ => kept.push(Reverse(s)),
+            }
+        }
+        // The heap orders by (time, seq), both kept, so rebuilding it changes no other event.
+        self.queue = BinaryHeap::from(kept);
+        if let Some(held) = self.take_held(id) {
+            dropped = Some(held);
+        }
+        if let Some((from, to)) = dropped {
+            self.record_drop(id, from, to, DropReason::ByHand);
         }
     }
 
