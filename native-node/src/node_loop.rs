@@ -531,7 +531,7 @@ impl NodeLoop {
                     ?took,
                     "snapshot decoded"
                 );
-                self.server.snapshot_decoded(job, result);
+                self.server.snapshot_decoded(*job, result);
             }
         }
     }

@@ -32,7 +32,8 @@ pub enum JobDone {
         took: Duration,
     },
     Decoded {
-        job: InstallJob,
+        /// Boxed: the snapshot's metadata (its configuration) makes it the large variant.
+        job: Box<InstallJob>,
         result: Result<KvStore, SnapshotError>,
         took: Duration,
     },
@@ -88,7 +89,7 @@ impl SnapshotJobs {
             let started = Instant::now();
             let result = job.decode();
             JobDone::Decoded {
-                job,
+                job: Box::new(job),
                 result,
                 took: started.elapsed(),
             }

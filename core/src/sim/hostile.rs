@@ -131,6 +131,7 @@ pub fn random_message(rng: &mut Rng, local_term: Term) -> Message {
             term: n(rng),
             last_log_index: n(rng),
             last_log_term: n(rng),
+            transfer: rng.chance(0.5),
         },
         3 => Message::RequestVoteResponse {
             term: n(rng),
@@ -196,7 +197,10 @@ pub fn random_message(rng: &mut Rng, local_term: Term) -> Message {
             meta: SnapshotMeta {
                 last_index: n(rng),
                 last_term: n(rng),
-                voters: (0..rng.below(4)).map(|_| n(rng)).collect(),
+                membership: crate::membership::Membership::bootstrap(
+                    (0..rng.below(4)).map(|_| n(rng)),
+                    std::collections::BTreeMap::new(),
+                ),
             },
             offset: n(rng),
             data: (0..rng.below(16)).map(|_| rng.below(256) as u8).collect(),
@@ -292,10 +296,13 @@ pub fn poison(rng: &mut Rng, mut msg: Message, local_term: Term) -> Message {
         (Message::InstallSnapshot { term, meta, .. }, d) if d < 2 => {
             *term = local_term.saturating_add(rng.below(3)).min(MAX_TERM - 1);
             if d == 0 {
-                meta.voters.clear();
+                meta.membership.voters.clear();
             } else {
                 meta.last_term = *term + 1;
-                meta.voters = vec![1];
+                meta.membership = crate::membership::Membership::bootstrap(
+                    [1],
+                    std::collections::BTreeMap::new(),
+                );
             }
         }
         (Message::InstallSnapshotResponse { snapshot_index, .. }, 0) => {
@@ -329,7 +336,8 @@ fn set_term(msg: &mut Message, value: Term) {
         | Message::InstallSnapshot { term, .. }
         | Message::InstallSnapshotResponse { term, .. }
         | Message::ReadIndex { term, .. }
-        | Message::ReadIndexResponse { term, .. } => *term = value,
+        | Message::ReadIndexResponse { term, .. }
+        | Message::TimeoutNow { term } => *term = value,
     }
 }
 

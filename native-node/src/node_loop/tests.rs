@@ -14,6 +14,8 @@ struct Harness {
     input: mpsc::Sender<Input>,
     status: watch::Receiver<NodeStatus>,
     shutdown: watch::Sender<bool>,
+    /// Held so the loop's handover signal stays open (a closed one stops the loop).
+    _stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<(), LoopError>>,
     session: u64,
     seq: u64,
@@ -52,6 +54,8 @@ async fn start(snapshot_threshold: u64, gate: Option<JobGate>) -> Harness {
     let (input_tx, input_rx) = mpsc::channel(CLIENT_INBOX);
     let (status_tx, status_rx) = watch::channel(NodeStatus::of(&server));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    // The handover signal stays quiet: these tests stop the loop with `shutdown`.
+    let (stop_tx, stop_rx) = watch::channel(false);
     let node = NodeLoop {
         server,
         storage: StorageWorker::spawn(store).expect("storage thread"),
@@ -66,6 +70,7 @@ async fn start(snapshot_threshold: u64, gate: Option<JobGate>) -> Harness {
         status_tx,
         tick: Duration::from_millis(10),
         shutdown: shutdown_rx,
+        stop: stop_rx,
         restored: None,
     };
     let task = tokio::spawn(node.run());
@@ -73,6 +78,7 @@ async fn start(snapshot_threshold: u64, gate: Option<JobGate>) -> Harness {
         input: input_tx,
         status: status_rx,
         shutdown: shutdown_tx,
+        _stop: stop_tx,
         task,
         session: 0,
         seq: 0,
