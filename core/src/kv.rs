@@ -248,14 +248,30 @@ pub struct KvStore {
     // an `Arc<BTreeMap>` with copy-on-write would copy the whole map at the first write after
     // the snapshot, the same stall. They serialize exactly as `BTreeMap`s (a postcard map), so
     // snapshot files are unchanged.
+    #[serde(deserialize_with = "decode_ord_map")]
     data: OrdMap<Vec<u8>, Vec<u8>>,
+    #[serde(deserialize_with = "decode_ord_map")]
     sessions: OrdMap<u64, Session>,
     /// `last_index -> session id`, to find the least recently used session in O(log n).
+    #[serde(deserialize_with = "decode_ord_map")]
     session_lru: OrdMap<Index, u64>,
     applied_index: Index,
     /// Bound on the session table's memory. Part of the replicated state (snapshots carry it),
     /// because every node must forget the same sessions at the same index.
     session_limit_bytes: u64,
+}
+
+/// Decodes a persistent map by way of a `BTreeMap`. imbl's own visitor preallocates from the
+/// length the input claims, so a snapshot (from the disk or a peer) claiming 2^40 entries
+/// aborted the process; serde's `BTreeMap` visitor allocates only as entries actually arrive.
+fn decode_ord_map<'de, D, K, V>(d: D) -> Result<OrdMap<K, V>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    K: Deserialize<'de> + Ord + Clone,
+    V: Deserialize<'de> + Clone,
+{
+    let map = std::collections::BTreeMap::<K, V>::deserialize(d)?;
+    Ok(map.into_iter().collect())
 }
 
 impl Default for KvStore {

@@ -35,7 +35,10 @@ const MAX_RANDOM_BYTES: u64 = 48;
 /// Who the hostile message claims to come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sender {
-    /// Not a member: the message must be dropped.
+    /// Not a member. The core takes messages from any sender, as etcd-raft does (a node that
+    /// joined, or restarted with an older configuration, must follow a leader it has not heard
+    /// of yet); keeping strangers out is the transport's job (roster and mutual TLS). So an
+    /// outsider's message is made implausible too, and must be refused like a spoofed one.
     Outsider,
     /// A member's id on an implausible message: it must be refused as a protocol violation.
     Spoofed(NodeId),
@@ -50,7 +53,7 @@ pub struct HostileStats {
     pub from_random_bytes: u64,
     /// Spoofed-member messages refused with a protocol violation.
     pub refused: u64,
-    /// Outsider messages dropped without effect.
+    /// Outsider messages refused with a protocol violation, without effect.
     pub dropped: u64,
 }
 
@@ -83,7 +86,7 @@ impl HostilePeer {
         }
         let msg = decoded.unwrap_or_else(|| random_message(rng, local_term));
         if others.is_empty() || rng.chance(0.3) {
-            return (Sender::Outsider, msg);
+            return (Sender::Outsider, poison(rng, msg, local_term));
         }
         let from = others[rng.below(others.len() as u64) as usize];
         (Sender::Spoofed(from), poison(rng, msg, local_term))

@@ -752,8 +752,9 @@ impl Simulator {
         self.counting_membership = None;
     }
 
-    /// The hostile peer's turn: one message to a running node, which must refuse (spoofed
-    /// member) or drop (outsider) it without changing its state, answering, or writing.
+    /// The hostile peer's turn: one implausible message (under a member's id or a stranger's)
+    /// to a running node, which must refuse it without changing its state, answering, or
+    /// writing.
     fn on_hostile(&mut self) {
         let (Some((lo, hi)), Some(peer)) = (self.cfg.hostile_gap_us, self.hostile.as_mut()) else {
             return;
@@ -805,10 +806,10 @@ impl Simulator {
                 .retain(|e| !matches!(e, NodeEvent::ProtocolViolation { .. }));
             !rest.is_empty()
         };
-        let expected = usize::from(matches!(sender, Sender::Spoofed(_)));
+        let expected = 1;
         match sender {
             Sender::Spoofed(_) if refusals == 1 => peer.stats.refused += 1,
-            Sender::Outsider if refusals == 0 => peer.stats.dropped += 1,
+            Sender::Outsider if refusals == 1 => peer.stats.dropped += 1,
             _ => {}
         }
         if before != after || answered || refusals != expected {
