@@ -327,21 +327,7 @@ fn hostile_term(rng: &mut Rng, local_term: Term) -> Term {
 }
 
 fn set_term(msg: &mut Message, value: Term) {
-    match msg {
-        Message::PreVote { term, .. }
-        | Message::PreVoteResponse { term, .. }
-        | Message::RequestVote { term, .. }
-        | Message::RequestVoteResponse { term, .. }
-        | Message::AppendEntries { term, .. }
-        | Message::AppendEntriesResponse { term, .. }
-        | Message::Heartbeat { term, .. }
-        | Message::HeartbeatResponse { term, .. }
-        | Message::InstallSnapshot { term, .. }
-        | Message::InstallSnapshotResponse { term, .. }
-        | Message::ReadIndex { term, .. }
-        | Message::ReadIndexResponse { term, .. }
-        | Message::TimeoutNow { term } => *term = value,
-    }
+    *msg.term_mut() = value;
 }
 
 #[cfg(test)]

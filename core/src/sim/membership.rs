@@ -44,12 +44,7 @@ impl Simulator {
         let Some(leader) = self.leader() else {
             return;
         };
-        let Some(m) = self
-            .nodes
-            .get(&leader)
-            .and_then(|n| n.server.as_ref())
-            .map(|s| s.membership().clone())
-        else {
+        let Some(m) = self.membership_of(leader) else {
             return;
         };
         let Some(cc) = self.pick_change(op, &m) else {

@@ -356,6 +356,14 @@ impl Simulator {
     }
 
     /// Every node the run has started (removed ones keep running).
+    /// The configuration node `id` has applied, if it is running.
+    pub(super) fn membership_of(&self, id: NodeId) -> Option<crate::membership::Membership> {
+        self.nodes
+            .get(&id)
+            .and_then(|n| n.server.as_ref())
+            .map(|s| s.membership().clone())
+    }
+
     pub fn node_ids(&self) -> Vec<NodeId> {
         self.nodes.keys().copied().collect()
     }
@@ -820,12 +828,7 @@ impl Simulator {
             self.checker.fail(self.now, "hostile input refused", d);
         }
         self.hostile_sender = Some(from);
-        let Some(membership) = self
-            .nodes
-            .get(&target)
-            .and_then(|n| n.server.as_ref())
-            .map(|s| s.membership().clone())
-        else {
+        let Some(membership) = self.membership_of(target) else {
             return;
         };
         self.execute(target, membership, std::mem::take(&mut ready));
@@ -871,12 +874,7 @@ impl Simulator {
             return;
         };
         // The quorum of the configuration the leader counts with at this moment.
-        let Some(membership) = self
-            .nodes
-            .get(&leader)
-            .and_then(|n| n.server.as_ref())
-            .map(|s| s.membership().clone())
-        else {
+        let Some(membership) = self.membership_of(leader) else {
             return;
         };
         let holds = |id: NodeId| {
