@@ -38,6 +38,12 @@ bench-cluster:
 .PHONY: bench-transfer
 bench-transfer:
 	bash scripts/bench-transfer.sh
+## Snapshot catch-up speed: node 3 of a fresh release cluster is stopped, ~STATE_MB (100) MB
+## are written, node 3 restarts and is caught up by snapshot: MB/s, and whether any election
+## happened meanwhile. See scripts/bench-catchup.sh.
+.PHONY: bench-catchup
+bench-catchup:
+	bash scripts/bench-catchup.sh
 ## KeyVal and etcd 3.4 side by side (etcd from the Debian registry, the load generator in
 ## ../shared/bench-etcd): puts at 1/64/256 clients, linearizable and lease gets, leader kill -9
 ## -> next put; ROUNDS (3) alternated rounds of DURATION (10) s, medians and ratios. ~15 min.

@@ -89,6 +89,8 @@ pub enum Input {
 pub enum LoopError {
     #[error("persisting to the WAL failed, stopping the node: {0}")]
     Storage(#[from] WorkerError),
+    #[error("writing a snapshot failed, stopping the node: {0}")]
+    Snapshot(#[from] crate::storage::snapfile::SnapshotFileError),
 }
 
 pub struct NodeLoop {
@@ -138,6 +140,28 @@ struct State {
     /// Set once a stop was asked for: the loop ends at this instant, or as soon as this node
     /// no longer leads or its transfer ended.
     stopping_at: Option<Instant>,
+    /// The node's own snapshot writes (see [`crate::snapshot_jobs`]).
+    own: OwnSnapshots,
+}
+
+/// The node's own snapshots on their way to disk off the storage thread: the core's
+/// `SaveSnapshot` + `CompactLog` pair is taken out of its batch, the file is written by a
+/// snapshot job, and the pair goes to the storage thread afterwards, which then only adopts
+/// the file and compacts.
+#[derive(Default)]
+struct OwnSnapshots {
+    /// The index of the snapshot the core was just given encoded bytes for: its
+    /// `SaveSnapshot` comes in the next batch.
+    expected: Option<u64>,
+    /// A save job is running.
+    saving: bool,
+    /// A newer snapshot waiting for the running save (an older waiting one is superseded).
+    next: Option<(Box<keyval_core::Snapshot>, u64)>,
+    /// Written snapshots to hand to the storage thread with the next submission.
+    adopt: Vec<PersistOp>,
+    /// The last persist id submitted: extra submissions reuse it (a repeated durability
+    /// notice is a no-op for the core).
+    last_persist_id: u64,
 }
 
 /// What waits for one batch to be durable.
@@ -164,6 +188,7 @@ impl NodeLoop {
             traces: RequestTraces::default(),
             transfers: Vec::new(),
             stopping_at: None,
+            own: OwnSnapshots::default(),
         };
         if let Some(kind) = self.restored.take() {
             self.events.publish(now_ms(), kind);
@@ -199,7 +224,11 @@ impl NodeLoop {
                     }
                 }
                 _ = tokio::time::sleep_until(st.next_tick) => {}
-                done = self.snapshots.done() => self.on_snapshot_job(done),
+                done = self.snapshots.done() => {
+                    if let Err(e) = self.on_snapshot_job(done, &mut st) {
+                        break Err(e);
+                    }
+                }
                 Some(input) = self.peer_rx.recv() => {
                     peer_bytes = self.step_peers(input);
                 }
@@ -511,19 +540,88 @@ impl NodeLoop {
             self.snapshots.encode(job);
         }
         if ready.is_empty() {
-            return Ok(());
+            return self.submit_adopted(st).await;
         }
         self.execute(ready, st).await
     }
 
+    /// Hands written snapshots to the storage thread when no batch of the core carries them.
+    async fn submit_adopted(&mut self, st: &mut State) -> Result<(), LoopError> {
+        if st.own.adopt.is_empty() {
+            return Ok(());
+        }
+        while !self.storage.has_room() {
+            let durable = self.storage.durable().await;
+            self.on_durable(durable, st)?;
+        }
+        let ops = std::mem::take(&mut st.own.adopt);
+        self.storage.submit(st.own.last_persist_id, ops)?;
+        Ok(())
+    }
+
+    /// Takes the node's own `SaveSnapshot` (and the `CompactLog` behind it) out of `persist`
+    /// and starts writing it in the background.
+    fn divert_own_snapshot(&mut self, persist: &mut Vec<PersistOp>, st: &mut State) {
+        let Some(index) = st.own.expected else {
+            return;
+        };
+        let Some(at) = persist
+            .iter()
+            .position(|op| matches!(op, PersistOp::SaveSnapshot(s) if s.meta.last_index == index))
+        else {
+            return;
+        };
+        st.own.expected = None;
+        // The core queues the compaction right behind the save; anything else is not the
+        // pair this path knows how to defer, so the storage thread keeps it in order.
+        if !matches!(persist.get(at + 1), Some(PersistOp::CompactLog(i)) if *i == index) {
+            return;
+        }
+        let mut pair = persist.drain(at..at + 2);
+        let Some(PersistOp::SaveSnapshot(snapshot)) = pair.next() else {
+            return;
+        };
+        drop(pair);
+        let snapshot = Box::new(snapshot);
+        if st.own.saving {
+            st.own.next = Some((snapshot, index));
+        } else {
+            st.own.saving = true;
+            self.snapshots.save(snapshot, index);
+        }
+    }
+
     /// A snapshot encoded or decoded in the background: the core saves and compacts (or
     /// installs) in the batch this turn takes.
-    fn on_snapshot_job(&mut self, done: JobDone) {
+    fn on_snapshot_job(&mut self, done: JobDone, st: &mut State) -> Result<(), LoopError> {
         match done {
             JobDone::Encoded { index, data, took } => {
                 let bytes = data.as_ref().map_or(0, Vec::len);
                 tracing::debug!(index, bytes, ?took, "snapshot encoded");
+                if data.is_some() && self.snapshots.saves() {
+                    st.own.expected = Some(index);
+                }
                 self.server.snapshot_encoded(index, data);
+            }
+            JobDone::Saved {
+                snapshot,
+                compact,
+                result,
+                took,
+            } => {
+                let bytes = result?;
+                tracing::debug!(index = compact, bytes, ?took, "snapshot written");
+                // A snapshot installed from the leader meanwhile supersedes it; its file is
+                // older than the installed one, and the next start removes it.
+                if compact >= self.server.raft().snapshot_index() {
+                    st.own.adopt.push(PersistOp::SaveSnapshot(*snapshot));
+                    st.own.adopt.push(PersistOp::CompactLog(compact));
+                }
+                st.own.saving = false;
+                if let Some((next, index)) = st.own.next.take() {
+                    st.own.saving = true;
+                    self.snapshots.save(next, index);
+                }
             }
             JobDone::Decoded { job, result, took } => {
                 tracing::debug!(
@@ -534,6 +632,7 @@ impl NodeLoop {
                 self.server.snapshot_decoded(*job, result);
             }
         }
+        Ok(())
     }
 
     /// The storage thread made every batch up to `last_id` durable: tell the core, release what
@@ -603,7 +702,7 @@ impl NodeLoop {
     async fn execute(&mut self, ready: Ready, st: &mut State) -> Result<(), LoopError> {
         self.metrics.ready_batches.fetch_add(1, Relaxed);
         let Ready {
-            persist,
+            mut persist,
             persist_id,
             messages,
             persisted_messages,
@@ -618,7 +717,10 @@ impl NodeLoop {
         self.send_all(messages, st);
 
         // 2. persist, without waiting for the disk.
+        self.divert_own_snapshot(&mut persist, st);
         if let Some(persist_id) = persist_id {
+            st.own.last_persist_id = persist_id;
+            persist.append(&mut st.own.adopt);
             let mut traces = Vec::new();
             let mut entries = 0u64;
             let mut appended_through = None;
@@ -679,6 +781,7 @@ impl NodeLoop {
         } else {
             self.send_all(persisted_messages, st);
         }
+        self.submit_adopted(st).await?;
         let t = now_ms();
 
         // 3. answer

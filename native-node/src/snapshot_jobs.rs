@@ -10,19 +10,28 @@
 //! [`SnapshotJobs::done`]; the core then saves the snapshot and compacts the log in its next
 //! batch, which the storage thread writes (snapshot file, then the log cut, in order).
 //!
+//! The node's own snapshot is also *written* here ([`SnapshotJobs::save`]): the storage thread
+//! then only adopts the durable file and compacts the log, so WAL appends (and with them every
+//! acknowledgement) never queue behind a 100 MB file write. An installed snapshot is still
+//! written by the storage thread, in order, because its acknowledgement promises it is durable.
+//!
 //! At most one job of each kind runs at a time (the core hands out no second snapshot job until
-//! the first is reported; a follower receives one snapshot at a time), so the completion queue
-//! is bounded by [`MAX_JOBS`].
+//! the first is reported; a follower receives one snapshot at a time; the node loop starts a
+//! save only when the previous one is done), so the completion queue is bounded by
+//! [`MAX_JOBS`].
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use keyval_core::server::SnapshotError;
-use keyval_core::{InstallJob, KvStore, SnapshotJob};
+use keyval_core::{Index, InstallJob, KvStore, Snapshot, SnapshotJob};
 use tokio::sync::mpsc;
 
-/// Jobs running at once at most: one encode and one decode.
-pub const MAX_JOBS: usize = 2;
+use crate::storage::snapfile::{self, SnapshotFileError};
+
+/// Jobs running at once at most: one encode, one decode and one save.
+pub const MAX_JOBS: usize = 3;
 
 /// A finished job.
 pub enum JobDone {
@@ -37,6 +46,23 @@ pub enum JobDone {
         result: Result<KvStore, SnapshotError>,
         took: Duration,
     },
+    /// The node's own snapshot is durable in its file (or failed to be); `compact` is the log
+    /// compaction that was queued behind it.
+    Saved {
+        snapshot: Box<Snapshot>,
+        compact: Index,
+        result: Result<u64, SnapshotFileError>,
+        took: Duration,
+    },
+}
+
+/// Where [`SnapshotJobs::save`] writes: the snapshot directory, and whether to fsync.
+#[derive(Clone, Debug)]
+pub struct SaveTo {
+    pub dir: PathBuf,
+    pub fsync: bool,
+    /// Holds each save before it starts, like [`SnapshotJobs::new`]'s gate holds the others.
+    pub gate: Option<JobGate>,
 }
 
 /// Holds a job before it starts while a test keeps the write side locked: lets a test observe
@@ -48,6 +74,7 @@ pub struct SnapshotJobs {
     rx: mpsc::Receiver<JobDone>,
     running: usize,
     gate: Option<JobGate>,
+    save_to: Option<SaveTo>,
 }
 
 impl Default for SnapshotJobs {
@@ -64,7 +91,20 @@ impl SnapshotJobs {
             rx,
             running: 0,
             gate,
+            save_to: None,
         }
+    }
+
+    /// Writes the node's own snapshots off the storage thread, into `to`. Without it (tests of
+    /// the loop alone) the storage thread writes them in its order, like installed ones.
+    pub fn saving_to(mut self, to: SaveTo) -> SnapshotJobs {
+        self.save_to = Some(to);
+        self
+    }
+
+    /// Whether [`SnapshotJobs::save`] may be used.
+    pub fn saves(&self) -> bool {
+        self.save_to.is_some()
     }
 
     /// Jobs started and not yet reported through [`SnapshotJobs::done`].
@@ -96,14 +136,39 @@ impl SnapshotJobs {
         });
     }
 
+    /// Writes `snapshot` durably (see [`snapfile::write_durable`]); call only when
+    /// [`SnapshotJobs::saves`].
+    pub fn save(&mut self, snapshot: Box<Snapshot>, compact: Index) {
+        let Some(to) = self.save_to.clone() else {
+            return;
+        };
+        self.spawn_gated(to.gate.clone(), move || {
+            let started = Instant::now();
+            let result = snapfile::write_durable(&to.dir, to.fsync, &snapshot);
+            JobDone::Saved {
+                snapshot,
+                compact,
+                result,
+                took: started.elapsed(),
+            }
+        });
+    }
+
     fn spawn(&mut self, work: impl FnOnce() -> JobDone + Send + 'static) {
+        self.spawn_gated(self.gate.clone(), work);
+    }
+
+    fn spawn_gated(
+        &mut self,
+        gate: Option<JobGate>,
+        work: impl FnOnce() -> JobDone + Send + 'static,
+    ) {
         debug_assert!(
             self.running < MAX_JOBS,
             "more snapshot jobs than the core hands out"
         );
         self.running += 1;
         let tx = self.tx.clone();
-        let gate = self.gate.clone();
         tokio::task::spawn_blocking(move || {
             let _held = gate.as_ref().map(|g| g.blocking_read());
             let done = work();

@@ -233,7 +233,13 @@ pub async fn run(
     let node = NodeLoop {
         server,
         storage,
-        snapshots: crate::snapshot_jobs::SnapshotJobs::default(),
+        snapshots: crate::snapshot_jobs::SnapshotJobs::default().saving_to(
+            crate::snapshot_jobs::SaveTo {
+                dir: cfg.data_dir.join("snapshots"),
+                fsync: cfg.fsync,
+                gate: None,
+            },
+        ),
         peers,
         peer_rx,
         input_rx,

@@ -261,36 +261,28 @@ impl SnapshotDir {
     }
 
     /// Makes `snapshot` the durable newest snapshot and deletes the older files. Returns the
-    /// file's size.
+    /// file's size. A file for the same index that is already in place was written durably by
+    /// [`write_durable`] off the storage thread (the node's own snapshots): it is adopted as is.
     pub fn save(&mut self, snapshot: &Snapshot) -> Result<u64, SnapshotFileError> {
-        let image = encode(snapshot)?;
-        let tmp = self.dir.join(TMP_NAME);
-        let final_path = self.dir.join(file_name(snapshot.meta.last_index));
-        {
-            let mut f = self
-                .fs
-                .create_truncate(&tmp)
-                .map_err(|e| io("create", &tmp, e))?;
-            f.write_all(&image).map_err(|e| io("write", &tmp, e))?;
-            if self.fsync {
-                f.sync_all().map_err(|e| io("fsync", &tmp, e))?;
-            }
-        }
-        self.fs
-            .rename(&tmp, &final_path)
-            .map_err(|e| io("rename", &tmp, e))?;
-        if self.fsync {
-            sync_dir(self.fs.as_ref(), &self.dir)?;
-        }
-        // The new file is durable: older ones are superseded.
-        let mut removed = false;
+        let index = snapshot.meta.last_index;
+        let final_path = self.dir.join(file_name(index));
         let names = self
             .fs
             .list(&self.dir)
             .map_err(|e| io("list", &self.dir, e))?;
+        let bytes = if names.iter().any(|n| parse_name(n) == Some(index)) {
+            self.fs
+                .open_append(&final_path)
+                .and_then(|f| f.size())
+                .map_err(|e| io("open", &final_path, e))?
+        } else {
+            write_file(self.fs.as_ref(), &self.dir, self.fsync, snapshot, TMP_NAME)?
+        };
+        // The new file is durable: older ones are superseded.
+        let mut removed = false;
         for name in names {
-            if let Some(index) = parse_name(&name)
-                && index < snapshot.meta.last_index
+            if let Some(older) = parse_name(&name)
+                && older < index
             {
                 let p = self.dir.join(&name);
                 self.fs.remove(&p).map_err(|e| io("remove", &p, e))?;
@@ -300,12 +292,57 @@ impl SnapshotDir {
         if removed && self.fsync {
             sync_dir(self.fs.as_ref(), &self.dir)?;
         }
-        Ok(image.len() as u64)
+        Ok(bytes)
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+}
+
+/// Writes `snapshot` durably under its final name in `dir` (temporary file, fsync, rename,
+/// directory fsync) and returns the file's size. Older files stay: deleting them is
+/// [`SnapshotDir::save`]'s, in the storage thread's order, after which the log is compacted.
+///
+/// Why off the storage thread: the WAL's appends queue behind whatever that thread does, and
+/// writing a 100 MB snapshot there held every acknowledgement for longer than an election
+/// timeout. A snapshot of applied (committed) state may become durable at any moment: recovery
+/// takes the newest file and replays the WAL after it.
+pub fn write_durable(
+    dir: &Path,
+    fsync: bool,
+    snapshot: &Snapshot,
+) -> Result<u64, SnapshotFileError> {
+    // Its own temporary name: an installed snapshot may be saved by the storage thread meanwhile.
+    let tmp = format!("{PREFIX}{:020}.local.tmp", snapshot.meta.last_index);
+    write_file(vfs::std_fs().as_ref(), dir, fsync, snapshot, &tmp)
+}
+
+fn write_file(
+    fs: &dyn Vfs,
+    dir: &Path,
+    fsync: bool,
+    snapshot: &Snapshot,
+    tmp_name: &str,
+) -> Result<u64, SnapshotFileError> {
+    let image = encode(snapshot)?;
+    let tmp = dir.join(tmp_name);
+    let final_path = dir.join(file_name(snapshot.meta.last_index));
+    {
+        let mut f = fs
+            .create_truncate(&tmp)
+            .map_err(|e| io("create", &tmp, e))?;
+        f.write_all(&image).map_err(|e| io("write", &tmp, e))?;
+        if fsync {
+            f.sync_all().map_err(|e| io("fsync", &tmp, e))?;
+        }
+    }
+    fs.rename(&tmp, &final_path)
+        .map_err(|e| io("rename", &tmp, e))?;
+    if fsync {
+        sync_dir(fs, dir)?;
+    }
+    Ok(image.len() as u64)
 }
 
 fn sync_dir(fs: &dyn Vfs, dir: &Path) -> Result<(), SnapshotFileError> {
