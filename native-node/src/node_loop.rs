@@ -36,8 +36,9 @@ use crate::events::{EventHub, now_ms};
 use crate::metrics::Metrics;
 use crate::request_trace::RequestTraces;
 use crate::storage::worker::{Durable, StorageWorker, WorkerError};
-use crate::transport::PeerSender;
-use crate::wire::{LeaderHint, ServerFrame, StatusReply};
+use crate::tls::TlsStore;
+use crate::transport::{Identity, PeerSender};
+use crate::wire::{LeaderHint, MemberError, MemberOp, MembershipView, ServerFrame, StatusReply};
 
 /// Inputs handled per turn at most, so ticks and the disk are never starved by a flood.
 const MAX_INPUTS_PER_TURN: usize = 8192;
@@ -67,22 +68,34 @@ pub enum Input {
         consistency: ReadConsistency,
         reply_to: mpsc::Sender<ServerFrame>,
     },
+    Member {
+        tag: u64,
+        op: MemberOp,
+        reply_to: mpsc::Sender<ServerFrame>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoopError {
     #[error("persisting to the WAL failed, stopping the node: {0}")]
     Storage(#[from] WorkerError),
+    /// This node is no longer a member: it stops and never serves again.
+    #[error("{0}")]
+    Removed(String),
 }
 
 pub struct NodeLoop {
     pub server: KvServer,
     pub storage: StorageWorker,
-    pub peers: BTreeMap<NodeId, PeerSender>,
+    /// One outbound connection per other member, with the address it dials.
+    pub peers: BTreeMap<NodeId, (String, PeerSender)>,
     pub peer_rx: mpsc::Receiver<Vec<Envelope>>,
     pub input_rx: mpsc::Receiver<Input>,
-    pub members: BTreeMap<NodeId, String>,
-    pub cluster_id: String,
+    /// Who this node is; its roster is the membership the transport admits peers by.
+    pub identity: Arc<Identity>,
+    pub tls: Option<Arc<TlsStore>>,
+    /// Set when a peer answered that this node was removed.
+    pub evicted: watch::Receiver<Option<String>>,
     pub metrics: Arc<Metrics>,
     pub events: EventHub,
     pub status_tx: watch::Sender<NodeStatus>,
@@ -148,6 +161,11 @@ impl NodeLoop {
             tokio::select! {
                 biased;
                 _ = self.shutdown.changed() => break Ok(()),
+                _ = self.evicted.changed() => {
+                    if let Some(reason) = self.evicted.borrow().clone() {
+                        break Err(LoopError::Removed(reason));
+                    }
+                }
                 durable = self.storage.durable() => {
                     if let Err(e) = self.on_durable(durable, &mut st) {
                         break Err(e);
@@ -219,11 +237,18 @@ impl NodeLoop {
     fn handle_input(&mut self, input: Input, st: &mut State) {
         match input {
             Input::Status { reply_to } => {
+                let membership = self.identity.roster.view();
                 let _ = reply_to.send(StatusReply {
                     status: NodeStatus::of(&self.server),
-                    members: self.members.iter().map(|(k, v)| (*k, v.clone())).collect(),
+                    members: membership
+                        .members
+                        .iter()
+                        .map(|m| (m.id, m.address.clone()))
+                        .collect(),
+                    membership,
                 });
             }
+            Input::Member { tag, op, reply_to } => self.handle_member(tag, op, reply_to, st),
             Input::Client { req, reply_to } => match req.op {
                 KvOp::Get { key } => self.handle_read(
                     (req.client_id, req.seq),
@@ -349,13 +374,92 @@ impl NodeLoop {
             .proposed(proposing, (last > last_before).then_some(last));
     }
 
+    /// Makes the outbound connections match `view`: members this node has no connection to
+    /// get one (a new member, or one whose address changed), connections to nodes no longer
+    /// members are dropped (their tasks end when their queues close).
+    fn sync_peers(&mut self, view: &MembershipView) {
+        let me = self.identity.id;
+        let wanted: BTreeMap<NodeId, &str> = view
+            .members
+            .iter()
+            .filter(|m| m.id != me)
+            .map(|m| (m.id, m.address.as_str()))
+            .collect();
+        self.peers.retain(|id, (addr, _)| {
+            let keep = wanted.get(id) == Some(&addr.as_str());
+            if !keep {
+                tracing::info!(peer = id, %addr, "dropping the connection to a former member");
+            }
+            keep
+        });
+        for (id, addr) in wanted {
+            if self.peers.contains_key(&id) {
+                continue;
+            }
+            tracing::info!(peer = id, %addr, "connecting to a new member");
+            let sender = crate::transport::spawn_peer(
+                (*self.identity).clone(),
+                self.tls.clone(),
+                id,
+                addr.to_string(),
+                self.metrics.clone(),
+                self.shutdown.clone(),
+            );
+            self.peers.insert(id, (addr.to_string(), sender));
+        }
+    }
+
+    /// `kvctl member ...`: only the leader takes membership requests.
+    fn handle_member(
+        &mut self,
+        tag: u64,
+        op: MemberOp,
+        reply_to: mpsc::Sender<ServerFrame>,
+        _st: &mut State,
+    ) {
+        let raft = self.server.raft();
+        let outcome = if !raft.is_leader() {
+            Err(MemberError::NotLeader { node: raft.id() })
+        } else {
+            match op {
+                MemberOp::List => Ok(self.identity.roster.view()),
+                _ => Err(MemberError::Refused(
+                    "membership changes are not available in this build yet".into(),
+                )),
+            }
+        };
+        self.answer_member(tag, outcome, &reply_to);
+    }
+
+    fn answer_member(
+        &self,
+        tag: u64,
+        outcome: Result<MembershipView, MemberError>,
+        reply_to: &mpsc::Sender<ServerFrame>,
+    ) {
+        let leader = match &outcome {
+            Err(MemberError::NotLeader { .. }) => {
+                self.server.raft().leader().map(|id| LeaderHint {
+                    id,
+                    address: self.identity.roster.address_of(id),
+                })
+            }
+            _ => None,
+        };
+        let _ = reply_to.try_send(ServerFrame::Member {
+            tag,
+            outcome,
+            leader,
+        });
+    }
+
     fn reply_frame(&self, reply: ClientReply) -> ServerFrame {
         let leader = match &reply.outcome {
             Err(ClientError::NotLeader {
                 leader_hint: Some(id),
             }) => Some(LeaderHint {
                 id: *id,
-                address: self.members.get(id).cloned(),
+                address: self.identity.roster.address_of(*id),
             }),
             _ => None,
         };
@@ -429,7 +533,7 @@ impl NodeLoop {
                 );
             }
             match self.peers.get(&env.to) {
-                Some(peer) => peer.send(env, &self.metrics),
+                Some((_, peer)) => peer.send(env, &self.metrics),
                 None => self.metrics.dropped(&env.msg),
             }
         }

@@ -17,6 +17,7 @@ use crate::config::NodeConfig;
 use crate::events::EventHub;
 use crate::http::{self, AppState};
 use crate::listener::{ConnInfo, NodeListener};
+use crate::membership::{self, Eviction, Roster};
 use crate::meta::{self, MetaError};
 use crate::metrics::Metrics;
 use crate::node_loop::{self, LoopError, NodeLoop};
@@ -49,6 +50,8 @@ pub enum StartError {
     #[error("node {0} is not among the persisted members")]
     NotMember(u64),
     #[error(transparent)]
+    Join(#[from] crate::join::JoinError),
+    #[error(transparent)]
     Loop(#[from] LoopError),
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
@@ -67,13 +70,7 @@ pub async fn run(cfg: NodeConfig, shutdown_tx: watch::Sender<bool>) -> Result<()
         None => None,
     };
     let lock = DataDirLock::acquire(&cfg.data_dir)?;
-    let (meta, created) = meta::load_or_init(
-        &cfg.data_dir,
-        cfg.id,
-        &cfg.peers,
-        cfg.cluster_id.as_deref(),
-        cfg.fsync,
-    )?;
+    let (meta, created) = identity_of(&cfg, tls.as_deref()).await?;
     if !meta.members.contains_key(&cfg.id) {
         return Err(StartError::NotMember(cfg.id));
     }
@@ -161,23 +158,29 @@ pub async fn run(cfg: NodeConfig, shutdown_tx: watch::Sender<bool>) -> Result<()
             source,
         })?;
 
+    let roster = Arc::new(Roster::new(match &meta.joined {
+        Some(view) => view.clone(),
+        None => membership::view_of_voters(&meta.members, 0),
+    }));
+    let (eviction, evicted) = Eviction::new();
     let identity = Arc::new(Identity {
         cluster_id: meta.cluster_id.clone(),
         id: cfg.id,
-        members: meta.members.clone(),
+        roster: roster.clone(),
+        eviction,
     });
     let mut peers = BTreeMap::new();
-    for (&id, addr) in &meta.members {
-        if id != cfg.id {
+    for m in roster.view().members {
+        if m.id != cfg.id {
             let p = transport::spawn_peer(
                 (*identity).clone(),
                 tls.clone(),
-                id,
-                addr.clone(),
+                m.id,
+                m.address.clone(),
                 metrics.clone(),
                 shutdown.clone(),
             );
-            peers.insert(id, p);
+            peers.insert(m.id, (m.address, p));
         }
     }
     let (peer_tx, peer_rx) = mpsc::channel(node_loop::PEER_INBOX);
@@ -227,8 +230,9 @@ pub async fn run(cfg: NodeConfig, shutdown_tx: watch::Sender<bool>) -> Result<()
         peers,
         peer_rx,
         input_rx,
-        members: meta.members.clone(),
-        cluster_id: meta.cluster_id.clone(),
+        identity: identity.clone(),
+        tls: tls.clone(),
+        evicted,
         metrics,
         events,
         status_tx,
@@ -237,6 +241,11 @@ pub async fn run(cfg: NodeConfig, shutdown_tx: watch::Sender<bool>) -> Result<()
         restored,
     };
     let loop_result = node.run().await;
+    if let Err(LoopError::Removed(reason)) = &loop_result
+        && let Err(e) = meta::mark_removed(&cfg.data_dir, &meta, reason)
+    {
+        tracing::error!(error = %e, "cannot record the removal in the data directory");
+    }
     // Whatever ended the loop, everything else stops too.
     let _ = shutdown_tx.send(true);
     match tokio::time::timeout(SHUTDOWN_GRACE, server_task).await {
@@ -248,6 +257,55 @@ pub async fn run(cfg: NodeConfig, shutdown_tx: watch::Sender<bool>) -> Result<()
     loop_result?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// The cluster identity of this data directory: the persisted one; on a first start the one
+/// `--peers` describes, or the one the cluster hands over to `--join`.
+async fn identity_of(
+    cfg: &NodeConfig,
+    tls: Option<&TlsStore>,
+) -> Result<(meta::ClusterMeta, bool), StartError> {
+    if let Some(found) = meta::load(&cfg.data_dir, cfg.id, cfg.cluster_id.as_deref())? {
+        if cfg.join.is_some() {
+            tracing::info!(
+                cluster_id = %found.cluster_id,
+                "the data directory already belongs to a cluster; --join is not needed and ignored"
+            );
+        }
+        return Ok((found, false));
+    }
+    let Some(endpoints) = &cfg.join else {
+        return Ok(meta::load_or_init(
+            &cfg.data_dir,
+            cfg.id,
+            &cfg.peers,
+            cfg.cluster_id.as_deref(),
+            cfg.fsync,
+        )?);
+    };
+    let admitted = crate::join::join(cfg.id, &cfg.listen.to_string(), endpoints, tls).await?;
+    if let Some(wanted) = &cfg.cluster_id
+        && *wanted != admitted.cluster_id
+    {
+        return Err(MetaError::WrongCluster {
+            found: admitted.cluster_id,
+            wanted: wanted.clone(),
+        }
+        .into());
+    }
+    tracing::info!(
+        cluster_id = %admitted.cluster_id,
+        membership = ?admitted.membership,
+        "admitted by the cluster"
+    );
+    let joined = meta::init_joined(
+        &cfg.data_dir,
+        cfg.id,
+        admitted.cluster_id,
+        admitted.membership,
+        cfg.fsync,
+    )?;
+    Ok((joined, true))
 }
 
 /// Election-timer randomness: different per node and per start, so restarted nodes do not

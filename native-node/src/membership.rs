@@ -1,0 +1,203 @@
+//! Membership on a native node: the shared roster every task consults, and the server policy
+//! (etcd's `--strict-reconfig-check`) that the core leaves to its executor.
+//!
+//! The core decides *whether* a configuration change is a legal Raft step; this module decides
+//! whether it is a wise one on a real network: a change that would leave fewer connected voters
+//! than a quorum of the new configuration is refused before it is proposed, with one line that
+//! says why (research notes §1.6, etcd `server.go` `mayRemoveMember`/`mayAddMember`).
+
+use std::collections::BTreeSet;
+use std::sync::RwLock;
+
+use keyval_core::NodeId;
+use tokio::sync::watch;
+
+use crate::wire::{MemberRole, MemberRow, MembershipView};
+
+/// Entries a learner may trail the leader's last index by and still be promoted automatically.
+/// The core refuses a promotion of a learner that has not caught up by its own rule; this is
+/// the point at which the leader starts asking.
+pub const PROMOTE_MAX_LAG: u64 = 1000;
+
+/// The membership this node acts on, shared by the node loop (which updates it when a
+/// configuration applies), the transport (which admits or refuses peers by it) and the client
+/// handlers (leader hints).
+#[derive(Debug, Default)]
+pub struct Roster {
+    view: RwLock<MembershipView>,
+}
+
+/// What the roster says about a node id that wants to talk to us.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Standing {
+    Member,
+    /// Was a member and was removed: it gets the distinct refusal that makes it stop.
+    Removed,
+    Unknown,
+}
+
+impl Roster {
+    pub fn new(view: MembershipView) -> Roster {
+        Roster {
+            view: RwLock::new(view),
+        }
+    }
+
+    pub fn view(&self) -> MembershipView {
+        self.view.read().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    pub fn set(&self, view: MembershipView) {
+        if let Ok(mut v) = self.view.write() {
+            *v = view;
+        }
+    }
+
+    pub fn standing(&self, id: NodeId) -> Standing {
+        let Ok(v) = self.view.read() else {
+            return Standing::Unknown;
+        };
+        if v.removed.contains(&id) {
+            Standing::Removed
+        } else if v.members.iter().any(|m| m.id == id) {
+            Standing::Member
+        } else {
+            Standing::Unknown
+        }
+    }
+
+    pub fn address_of(&self, id: NodeId) -> Option<String> {
+        self.view.read().ok()?.address_of(id).map(str::to_string)
+    }
+}
+
+/// The news that this node was removed from the cluster, from wherever it is learnt first (a
+/// peer's `Removed` answer, or applying the configuration that removes it): it stops the node.
+#[derive(Debug)]
+pub struct Eviction {
+    tx: watch::Sender<Option<String>>,
+}
+
+impl Eviction {
+    pub fn new() -> (std::sync::Arc<Eviction>, watch::Receiver<Option<String>>) {
+        let (tx, rx) = watch::channel(None);
+        (std::sync::Arc::new(Eviction { tx }), rx)
+    }
+
+    /// Records the first reason; later ones add nothing.
+    pub fn evict(&self, reason: String) {
+        self.tx.send_if_modified(|r| {
+            if r.is_some() {
+                return false;
+            }
+            *r = Some(reason);
+            true
+        });
+    }
+}
+
+/// A view of a configuration given as plain sets (what the bootstrap `--peers` makes).
+pub fn view_of_voters(
+    members: &std::collections::BTreeMap<NodeId, String>,
+    index: u64,
+) -> MembershipView {
+    MembershipView {
+        index,
+        members: members
+            .iter()
+            .map(|(&id, a)| MemberRow {
+                id,
+                address: a.clone(),
+                role: MemberRole::Voter,
+            })
+            .collect(),
+        outgoing: Vec::new(),
+        removed: Vec::new(),
+    }
+}
+
+/// Majority of `n` voters.
+pub fn quorum(n: usize) -> usize {
+    n / 2 + 1
+}
+
+/// Strict reconfiguration: refuses a change whose resulting voter set (`after`; while joint,
+/// each of its halves must pass on its own) has fewer connected voters than its quorum.
+/// `connected` says whether the leader hears from a voter now (the leader itself included).
+pub fn check_quorum_after(
+    after: &BTreeSet<NodeId>,
+    connected: impl Fn(NodeId) -> bool,
+    what: &str,
+) -> Result<(), String> {
+    if after.is_empty() {
+        return Err(format!("{what} would leave no voter"));
+    }
+    let up: Vec<NodeId> = after.iter().copied().filter(|&id| connected(id)).collect();
+    let need = quorum(after.len());
+    if up.len() < need {
+        let down: Vec<String> = after
+            .iter()
+            .filter(|id| !up.contains(id))
+            .map(|id| id.to_string())
+            .collect();
+        return Err(format!(
+            "{what} would leave {} voters of which only {} are connected (down: {}); a quorum needs {need} (strict reconfiguration)",
+            after.len(),
+            up.len(),
+            down.join(",")
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a learner that matched `matched` is close enough to the leader's `last` index for
+/// the leader to try to promote it.
+pub fn caught_up(matched: u64, last: u64) -> bool {
+    last.saturating_sub(matched) <= PROMOTE_MAX_LAG
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(ids: &[NodeId]) -> BTreeSet<NodeId> {
+        ids.iter().copied().collect()
+    }
+
+    #[test]
+    fn strict_reconfig_counts_connected_voters_of_the_new_configuration() {
+        // 3 voters, one down: removing a live one leaves {1, down 3}: 1 of 2 connected < 2.
+        let up = |id: NodeId| id != 3;
+        let err = check_quorum_after(&set(&[1, 3]), up, "removing node 2").expect_err("refused");
+        assert!(err.contains("down: 3") && err.contains("needs 2"), "{err}");
+        // Removing the dead one is fine: {1, 2} both connected.
+        check_quorum_after(&set(&[1, 2]), up, "removing node 3").expect("allowed");
+        // Growing 3 -> 4 with one of the old ones down: 3 of 4 connected >= 3.
+        check_quorum_after(&set(&[1, 2, 3, 4]), up, "promoting node 4").expect("allowed");
+        // ... but with two down it is refused: 2 of 4 < 3.
+        let err = check_quorum_after(&set(&[1, 2, 3, 4]), |id| id <= 2, "promoting node 4")
+            .expect_err("refused");
+        assert!(
+            err.starts_with("promoting node 4 would leave 4 voters"),
+            "{err}"
+        );
+        assert!(check_quorum_after(&set(&[]), up, "x").is_err());
+    }
+
+    #[test]
+    fn roster_tells_members_removed_and_strangers_apart() {
+        let mut v = view_of_voters(
+            &[(1, "a".to_string()), (2, "b".to_string())]
+                .into_iter()
+                .collect(),
+            0,
+        );
+        v.removed = vec![7];
+        let r = Roster::new(v);
+        assert_eq!(r.standing(1), Standing::Member);
+        assert_eq!(r.standing(7), Standing::Removed);
+        assert_eq!(r.standing(9), Standing::Unknown);
+        assert_eq!(r.address_of(2).as_deref(), Some("b"));
+        assert!(caught_up(10, 1010) && !caught_up(9, 1010));
+    }
+}
