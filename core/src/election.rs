@@ -86,6 +86,7 @@ impl RaftNode {
         }
         let (last_log_index, last_log_term) = (self.log.last_index(), self.log.last_term());
         let term = self.term;
+        let transfer = self.campaign_for_transfer;
         for peer in self.peers().collect::<Vec<_>>() {
             self.send(
                 peer,
@@ -93,6 +94,7 @@ impl RaftNode {
                     term,
                     last_log_index,
                     last_log_term,
+                    transfer,
                 },
             );
         }

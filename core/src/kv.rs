@@ -197,6 +197,10 @@ pub enum ClientError {
     /// Definite: a lease read asked of a node whose lease reads are off.
     #[error("lease reads are disabled on this node (enable lease_reads on every node)")]
     LeaseReadsDisabled,
+    /// Definite: the leader is handing leadership to node `to` and accepts no writes (and no
+    /// lease reads) until the transfer ends, within an election timeout. Retry at `to`.
+    #[error("leadership is being transferred to node {to}; retry there")]
+    TransferInProgress { to: NodeId },
 }
 
 impl ClientError {

@@ -10,7 +10,7 @@
 //! Module map: [`types`] (ids, entries, hard state), [`message`], [`log`], [`progress`], [`read`] (ReadIndex, leases, follower reads),
 //! [`node`] (state and step), `election`, `replication`, `compaction`, [`kv`] (state machine and client
 //! protocol), [`server`] (node + state machine), [`ready`] (the effects contract), [`snapshot`] (log compaction), [`rng`],
-//! [`config`], [`mutation`] (test-only deliberate bugs), [`trace`] (the typed event trace every
+//! [`transfer`] (leadership transfer), [`config`], [`mutation`] (test-only deliberate bugs), [`trace`] (the typed event trace every
 //! executor emits), [`sim`] (simulator and checkers), [`scenario`] (scripted protocol tests).
 
 #![forbid(unsafe_code)]
@@ -34,6 +34,7 @@ pub mod sim;
 pub mod snapshot;
 pub mod status;
 pub mod trace;
+pub mod transfer;
 pub mod types;
 pub mod validate;
 
@@ -46,5 +47,6 @@ pub use replication::ProposeError;
 pub use server::KvServer;
 pub use snapshot::{Snapshot, SnapshotMeta};
 pub use status::{LiveFrame, NodeStatus};
+pub use transfer::TransferError;
 pub use types::{Entry, EntryPayload, HardState, Index, NodeId, Role, Term};
 pub use validate::Implausible;

@@ -30,6 +30,9 @@ pub enum Message {
         term: Term,
         last_log_index: Index,
         last_log_term: Term,
+        /// The candidate campaigns because the leader asked it to (`TimeoutNow`): voters skip
+        /// the vote lease (see [`crate::transfer`]).
+        transfer: bool,
     },
     RequestVoteResponse {
         term: Term,
@@ -90,6 +93,11 @@ pub enum Message {
         ctx: u64,
         index: Option<Index>,
     },
+    /// A leader handing over asks its caught-up target to campaign at once, skipping Pre-Vote
+    /// (thesis §3.10).
+    TimeoutNow {
+        term: Term,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,7 +139,8 @@ impl Message {
             | Message::InstallSnapshot { term, .. }
             | Message::InstallSnapshotResponse { term, .. }
             | Message::ReadIndex { term, .. }
-            | Message::ReadIndexResponse { term, .. } => *term,
+            | Message::ReadIndexResponse { term, .. }
+            | Message::TimeoutNow { term } => *term,
         }
     }
 
@@ -150,6 +159,7 @@ impl Message {
             Message::InstallSnapshotResponse { .. } => "SnapshotResp",
             Message::ReadIndex { .. } => "ReadIndex",
             Message::ReadIndexResponse { .. } => "ReadIndexResp",
+            Message::TimeoutNow { .. } => "TimeoutNow",
         }
     }
 
@@ -165,7 +175,15 @@ impl Message {
                 term,
                 last_log_index,
                 last_log_term,
+                transfer: false,
             } => format!("term={term} last={last_log_index}@{last_log_term}"),
+            Message::RequestVote {
+                term,
+                last_log_index,
+                last_log_term,
+                transfer: true,
+            } => format!("term={term} last={last_log_index}@{last_log_term} transfer"),
+            Message::TimeoutNow { term } => format!("term={term}"),
             Message::PreVoteResponse { term, granted }
             | Message::RequestVoteResponse { term, granted } => {
                 format!("term={term} granted={granted}")

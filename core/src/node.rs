@@ -17,6 +17,7 @@ use crate::read::ReadState;
 use crate::ready::{NodeEvent, PersistOp, Ready};
 use crate::rng::Rng;
 use crate::snapshot::{IncomingSnapshot, Snapshot};
+use crate::transfer::PendingTransfer;
 use crate::types::{Entry, HardState, Index, NodeId, Role, Term};
 
 /// Panics with the node's state when one of its own invariants breaks. These guard against bugs
@@ -104,6 +105,14 @@ pub struct RaftNode {
     /// if it had just heard from a leader: it may have acknowledged a leader's heartbeat right
     /// before it crashed, and that leader's lease counts on the refusal.
     pub(crate) quiet_after_start: bool,
+    /// A leadership transfer this node started and whose outcome it has not seen yet; see
+    /// [`crate::transfer`].
+    pub(crate) transfer: Option<PendingTransfer>,
+    /// Set while `become_candidate` runs for a `TimeoutNow`: the vote requests carry the
+    /// transfer flag.
+    pub(crate) campaign_for_transfer: bool,
+    /// The term in which this node sent `TimeoutNow`: it holds no lease for the rest of it.
+    pub(crate) lease_void_term: Option<Term>,
     pub(crate) ready: Ready,
 }
 
@@ -154,6 +163,9 @@ impl RaftNode {
             received_snapshot: None,
             reads: ReadState::default(),
             quiet_after_start: false,
+            transfer: None,
+            campaign_for_transfer: false,
+            lease_void_term: None,
             ready: Ready::default(),
         };
         node.quiet_after_start = node.config.lease_reads;
@@ -248,12 +260,14 @@ impl RaftNode {
             self.quiet_after_start = false;
         }
         self.expire_reads();
+        self.tick_transfer();
         if self.role == Role::Leader {
             self.tick_leader();
         } else if self.election_elapsed >= self.randomized_timeout {
             self.election_elapsed = 0;
             self.on_election_timeout();
         }
+        self.settle_transfer();
     }
 
     fn tick_leader(&mut self) {
@@ -275,6 +289,11 @@ impl RaftNode {
     /// Handles one message from a peer. Messages from unknown senders or addressed to another
     /// node are dropped: the transport authenticates the cluster, not the membership.
     pub fn step(&mut self, env: Envelope) {
+        self.step_message(env);
+        self.settle_transfer();
+    }
+
+    fn step_message(&mut self, env: Envelope) {
         if env.to != self.id || !self.voters.contains(&env.from) || env.from == self.id {
             return;
         }
@@ -295,9 +314,12 @@ impl RaftNode {
                 Message::PreVote { .. } => {}
                 // Granted pre-vote responses echo our proposed term, which we have not taken.
                 Message::PreVoteResponse { granted: true, .. } => {}
-                Message::RequestVote { .. } if self.in_leader_lease() => {
+                Message::RequestVote {
+                    transfer: false, ..
+                } if self.in_leader_lease() => {
                     // A live leader exists (we heard from it within the election timeout):
                     // a node that was partitioned away must not depose it (thesis §4.2.3).
+                    // A transfer vote is that leader's own request and skips this.
                     return;
                 }
                 Message::AppendEntries { .. }
@@ -322,6 +344,7 @@ impl RaftNode {
                 term,
                 last_log_index,
                 last_log_term,
+                ..
             } => self.handle_request_vote(from, term, last_log_index, last_log_term),
             Message::PreVoteResponse { term, granted } => {
                 self.handle_vote_response(from, term, granted, true)
@@ -357,6 +380,7 @@ impl RaftNode {
             Message::ReadIndexResponse { ctx, index, .. } => {
                 self.handle_read_index_response(ctx, index)
             }
+            Message::TimeoutNow { .. } => self.handle_timeout_now(from),
         }
     }
 

@@ -124,6 +124,9 @@ impl RaftNode {
         }
         match self.role {
             Role::Leader => {
+                if let (ReadConsistency::Lease, Some(to)) = (consistency, self.transfer_target()) {
+                    return self.read_done(id, Err(ClientError::TransferInProgress { to }));
+                }
                 if consistency == ReadConsistency::Lease {
                     if self.lease_valid() {
                         self.reads.stats.lease_hits += 1;
@@ -155,6 +158,8 @@ impl RaftNode {
             && self.config.lease_reads
             && self.config.check_quorum
             && self.committed_in_term()
+            && self.transfer.is_none()
+            && self.lease_void_term != Some(self.term)
             && self
                 .reads
                 .lease_from
@@ -178,6 +183,11 @@ impl RaftNode {
             (election * self.config.lease_drift_margin_pct as u64).div_ceil(100)
         };
         election.saturating_sub(margin)
+    }
+
+    /// Ends the lease now; a later confirmed round renews it (unless `lease_valid` says no).
+    pub(crate) fn revoke_lease(&mut self) {
+        self.reads.lease_from = None;
     }
 
     /// Whether this leader's commit index is known to be current: an entry of its own term

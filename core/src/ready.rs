@@ -156,6 +156,28 @@ pub enum NodeEvent {
     LeaseRead {
         index: Index,
     },
+    /// The leader started handing leadership to `to` (in its term `term`): it refuses
+    /// proposals and lease reads until the transfer ends.
+    TransferStarted {
+        to: NodeId,
+        term: Term,
+    },
+    /// The old leader saw `to` lead term `term`.
+    TransferCompleted {
+        to: NodeId,
+        term: Term,
+    },
+    /// The transfer to `to`, started in `term`, ended without `to` leading.
+    TransferAborted {
+        to: NodeId,
+        term: Term,
+        reason: String,
+    },
+    /// The leader asked this node (in `term`) to campaign at once.
+    TimeoutNowReceived {
+        from: NodeId,
+        term: Term,
+    },
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,6 +15,8 @@ pub enum ProposeError {
     NotLeader { leader_hint: Option<NodeId> },
     #[error("too many uncommitted entries ({uncommitted})")]
     Busy { uncommitted: u64 },
+    #[error("leadership is being transferred to node {to}")]
+    TransferInProgress { to: NodeId },
 }
 
 impl RaftNode {
@@ -25,6 +27,9 @@ impl RaftNode {
             return Err(ProposeError::NotLeader {
                 leader_hint: self.leader,
             });
+        }
+        if let Some(to) = self.transfer_target() {
+            return Err(ProposeError::TransferInProgress { to });
         }
         let uncommitted = self.log.last_index() - self.commit;
         if uncommitted >= self.config.max_uncommitted_entries {
@@ -265,6 +270,9 @@ impl RaftNode {
             self.maybe_commit();
         }
         self.send_append(from);
+        if self.transfer_target() == Some(from) {
+            self.maybe_send_timeout_now();
+        }
     }
 
     pub(crate) fn handle_append_response(&mut self, from: NodeId, result: AppendResult) {
@@ -347,6 +355,8 @@ impl RaftNode {
         }
         if pr.match_index < last_index {
             self.send_append(from);
+        } else if self.transfer_target() == Some(from) {
+            self.maybe_send_timeout_now();
         }
     }
 

@@ -16,6 +16,7 @@ use crate::read::{ReadId, ReadResult};
 use crate::ready::{Applied, Ready};
 use crate::replication::ProposeError;
 use crate::snapshot::Snapshot;
+use crate::transfer::TransferError;
 use crate::types::{EntryPayload, Index, NodeId, Role, Term};
 
 /// A snapshot whose bytes are not the state machine it claims to be.
@@ -131,6 +132,12 @@ impl KvServer {
 
     pub fn tick(&mut self) {
         self.raft.tick();
+    }
+
+    /// Hands leadership to `to` (or the most caught-up voter); see [`crate::transfer`]. Writes
+    /// are refused with [`ClientError::TransferInProgress`] until it ends.
+    pub fn transfer_leadership(&mut self, to: Option<NodeId>) -> Result<NodeId, TransferError> {
+        self.raft.transfer_leadership(to)
     }
 
     /// The executor reports the batch `persist_id` (and all before it) durable; see
@@ -255,6 +262,7 @@ impl KvServer {
             .map_err(|e| match e {
                 ProposeError::NotLeader { leader_hint } => ClientError::NotLeader { leader_hint },
                 ProposeError::Busy { uncommitted } => ClientError::Busy { uncommitted },
+                ProposeError::TransferInProgress { to } => ClientError::TransferInProgress { to },
             })?;
         self.pending.insert(
             index,

@@ -335,6 +335,18 @@ pub fn node_event_text(node: NodeId, e: &NodeEvent) -> String {
         NodeEvent::LeaseRead { index } => {
             format!("n{node} answers a lease read at index {index} (lease still valid)")
         }
+        NodeEvent::TransferStarted { to, term } => format!(
+            "n{node} starts leadership transfer to n{to} term={term}: refuses writes, lease revoked"
+        ),
+        NodeEvent::TransferCompleted { to, term } => {
+            format!("n{node} leadership transfer done: n{to} leads term={term}")
+        }
+        NodeEvent::TransferAborted { to, term, reason } => {
+            format!("n{node} leadership transfer to n{to} (term={term}) aborted: {reason}")
+        }
+        NodeEvent::TimeoutNowReceived { from, term } => {
+            format!("n{node} told by n{from} to campaign now (TimeoutNow) term={term}")
+        }
     }
 }
 

@@ -75,6 +75,7 @@ impl Message {
                 term: t,
                 last_log_index,
                 last_log_term,
+                ..
             } => {
                 index("last_log_index", *last_log_index)?;
                 if last_log_term > t {
@@ -89,6 +90,7 @@ impl Message {
             Message::PreVoteResponse { .. }
             | Message::RequestVoteResponse { .. }
             | Message::HeartbeatResponse { .. }
+            | Message::TimeoutNow { .. }
             | Message::ReadIndex { .. } => {}
             Message::ReadIndexResponse { index: Some(i), .. } => index("read index", *i)?,
             Message::ReadIndexResponse { index: None, .. } => {}

@@ -177,6 +177,7 @@ fn a_vote_waits_for_the_term_and_vote_to_be_durable() {
             term: 1,
             last_log_index: 0,
             last_log_term: 0,
+            transfer: false,
         },
     );
     assert!(r.messages.is_empty());

@@ -72,7 +72,9 @@ fn far_future_terms_are_refused_for_every_message_kind() {
             term: far,
             last_log_index: 0,
             last_log_term: 0,
+            transfer: true,
         },
+        Message::TimeoutNow { term: far },
         Message::RequestVoteResponse {
             term: far,
             granted: false,

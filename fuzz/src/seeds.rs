@@ -54,7 +54,15 @@ pub fn messages() -> Vec<Message> {
             term: 2,
             last_log_index: 3,
             last_log_term: 1,
+            transfer: false,
         },
+        Message::RequestVote {
+            term: 2,
+            last_log_index: 3,
+            last_log_term: 1,
+            transfer: true,
+        },
+        Message::TimeoutNow { term: 2 },
         Message::RequestVoteResponse {
             term: 1,
             granted: true,

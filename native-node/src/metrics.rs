@@ -22,7 +22,7 @@ use keyval_core::read::ReadStats;
 use keyval_core::{Message, NodeStatus, ReadConsistency};
 
 /// Message kinds in a fixed order, so per-kind counters are array slots.
-const KINDS: [&str; 12] = [
+const KINDS: [&str; 13] = [
     "PreVote",
     "PreVoteResp",
     "Vote",
@@ -35,6 +35,7 @@ const KINDS: [&str; 12] = [
     "SnapshotResp",
     "ReadIndex",
     "ReadIndexResp",
+    "TimeoutNow",
 ];
 
 pub fn kind_index(m: &Message) -> usize {
@@ -51,6 +52,7 @@ pub fn kind_index(m: &Message) -> usize {
         Message::InstallSnapshotResponse { .. } => 9,
         Message::ReadIndex { .. } => 10,
         Message::ReadIndexResponse { .. } => 11,
+        Message::TimeoutNow { .. } => 12,
     }
 }
 

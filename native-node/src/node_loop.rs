@@ -763,5 +763,17 @@ fn log_event(ev: &NodeEvent, metrics: &Metrics) {
             tracing::trace!(seq, index, reads, "read round confirmed")
         }
         NodeEvent::LeaseRead { index } => tracing::trace!(index, "lease read"),
+        NodeEvent::TransferStarted { to, term } => {
+            tracing::info!(to, term, "leadership transfer started")
+        }
+        NodeEvent::TransferCompleted { to, term } => {
+            tracing::info!(to, term, "leadership transfer completed")
+        }
+        NodeEvent::TransferAborted { to, term, reason } => {
+            tracing::warn!(to, term, %reason, "leadership transfer aborted")
+        }
+        NodeEvent::TimeoutNowReceived { from, term } => {
+            tracing::info!(from, term, "asked by the leader to campaign now")
+        }
     }
 }

@@ -355,7 +355,12 @@ fn sent(
                 RULE_PREVOTE,
                 "vote",
             ),
-            Message::RequestVote { term, last_log_index, last_log_term } => n(
+            Message::RequestVote { term, last_log_index, last_log_term, transfer: true } => n(
+                format!("{from} asks {to} for its vote in term {term} at the leader's request (leadership transfer: no pre-vote, and {to} votes even though it heard from the leader recently; log ends at {last_log_index}@{last_log_term})."),
+                RULE_ELECTION,
+                "vote",
+            ),
+            Message::RequestVote { term, last_log_index, last_log_term, transfer: false } => n(
                 format!("{from} asks {to} for its vote in term {term} (RequestVote; log ends at {last_log_index}@{last_log_term})."),
                 RULE_ELECTION,
                 "vote",
@@ -380,6 +385,7 @@ fn sent(
             Message::InstallSnapshot { .. } => n(format!("Leader {from} sends {to} part of its snapshot ({}).", m.summary()), RULE_SNAPSHOT, "snapshot"),
             Message::InstallSnapshotResponse { .. } => n(format!("{from} answers {to}'s snapshot chunk ({}).", m.summary()), RULE_SNAPSHOT, "snapshot"),
             Message::HeartbeatResponse { term, .. } if heartbeats => n(format!("{from} acknowledges {to}'s heartbeat (term {term})."), RULE_CHECK_QUORUM, "heartbeat"),
+            Message::TimeoutNow { term } => n(format!("Leader {from} hands over: {to}'s log is as long as its own, so it tells {to} to campaign now (TimeoutNow, term {term})."), RULE_ELECTION, "vote"),
             _ => None,
         },
         // The client's invocation already says this; the send itself only with deliveries.

@@ -62,6 +62,7 @@ pub fn msg_style(p: &Payload) -> (&'static str, &'static str, bool) {
             Message::InstallSnapshotResponse { .. } => (OI_VERMILLION, "S", true),
             Message::ReadIndex { .. } => (OI_SKY, "R", false),
             Message::ReadIndexResponse { .. } => (OI_SKY, "R", true),
+            Message::TimeoutNow { .. } => (OI_ORANGE, "T", false),
         },
         Payload::Request { .. } | Payload::Write { .. } => (OI_PURPLE, "C", false),
         Payload::Read { .. } => (OI_PURPLE, "R", false),

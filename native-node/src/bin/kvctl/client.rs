@@ -257,6 +257,13 @@ impl Client {
                         }
                         self.pause(failures_in_row, deadline).await;
                     }
+                    // The leader is handing over (within an election timeout): it will soon
+                    // answer NotLeader with the new leader, so ask it again after a pause.
+                    Err(e @ ClientError::TransferInProgress { .. }) => {
+                        last_error = e.to_string();
+                        failures_in_row += 1;
+                        self.pause(failures_in_row, deadline).await;
+                    }
                     Err(e @ (ClientError::TooLarge { .. } | ClientError::LeaseReadsDisabled)) => {
                         return Err(RunFailure::new(e.to_string(), !maybe_applied));
                     }
