@@ -377,6 +377,10 @@ impl NodeLoop {
     /// Makes the outbound connections match `view`: members this node has no connection to
     /// get one (a new member, or one whose address changed), connections to nodes no longer
     /// members are dropped (their tasks end when their queues close).
+    #[expect(
+        dead_code,
+        reason = "called when a configuration applies, once the core reports membership changes"
+    )]
     fn sync_peers(&mut self, view: &MembershipView) {
         let me = self.identity.id;
         let wanted: BTreeMap<NodeId, &str> = view
