@@ -37,6 +37,19 @@ bench-cluster:
 measure-membership:
 	bash scripts/measure-membership.sh
 
+## Time from `kvctl leader transfer` to the first write on the new leader (release build);
+## RUNS=n transfers (default 10). See scripts/bench-transfer.sh.
+.PHONY: bench-transfer
+bench-transfer:
+	bash scripts/bench-transfer.sh
+## KeyVal and etcd 3.4 side by side (etcd from the Debian registry, the load generator in
+## ../shared/bench-etcd): puts at 1/64/256 clients, linearizable and lease gets, leader kill -9
+## -> next put; ROUNDS (3) alternated rounds of DURATION (10) s, medians and ratios. ~15 min.
+## See scripts/bench-vs-etcd.sh; results in docs/performance.md.
+.PHONY: bench-etcd
+bench-etcd:
+	bash scripts/bench-vs-etcd.sh
+
 ## Many more simulator seeds than the default test run: make sim SEEDS=100000
 SEEDS ?= 100000
 sim:
@@ -112,10 +125,14 @@ certs:
 	$(CARGO) run -q -p keyval-tests --example certs -- data/certs 1 2 3
 
 ## Each fuzz target for FUZZ_SECS seconds (default 60): execs/s per target, crashing inputs in
-## fuzz/artifacts/. The seed and corpus replay also runs in `make test` (~2 s).
+## fuzz/artifacts/. The seed and corpus replay also runs in `make test` (~2 s). Then the
+## simulator's hostile-peer sweeps over HOSTILE_SEEDS seeds each (default 5000, ~4 min in
+## release; `make test` runs 150 and 100, ~4 s).
 FUZZ_SECS ?= 60
+HOSTILE_SEEDS ?= 5000
 fuzz:
 	$(CARGO) run --release -p keyval-fuzz --bin keyval-fuzz -- all $(FUZZ_SECS)
+	KEYVAL_SEEDS=$(HOSTILE_SEEDS) $(CARGO) test --release -p keyval-core --test simulation hostile_peer -- --nocapture
 ## First-time setup on a fresh machine: the toolchain's components, the wasm target and the
 ## playground's web tools (trunk, wasm-bindgen, chromium, the e2e npm packages).
 .PHONY: init deps coverage docker compose-up compose-down
@@ -131,7 +148,8 @@ deps:
 ## keyval/kvctl they spawn are instrumented too). HTML in target/llvm-cov/html; the last line
 ## printed is the total. Installs cargo-llvm-cov and llvm-tools when missing. Slow: ~3x make
 ## test-rust.
-COVERAGE_IGNORE = '(web-viz|/tests/|benches/|\.cargo/registry)'
+## Double quotes: the regex sits inside the single-quoted bash -c script below.
+COVERAGE_IGNORE = "(web-viz|/tests/|benches/|\.cargo/registry)"
 coverage:
 	@command -v cargo-llvm-cov >/dev/null || $(CARGO) install cargo-llvm-cov --locked
 	@rustup component list --installed | grep -q llvm-tools || rustup component add llvm-tools-preview
@@ -140,9 +158,10 @@ coverage:
 	bash -c 'set -e; source <($(CARGO) llvm-cov show-env --export-prefix); \
 	  $(CARGO) llvm-cov clean --workspace; \
 	  $(CARGO) build -p native-node --bins; \
-	  INSTA_UPDATE=no $(CARGO) test -p keyval-core -p native-node -p keyval-tests; \
+	  status=0; INSTA_UPDATE=no $(CARGO) test --no-fail-fast -p keyval-core -p native-node -p keyval-tests || status=$$?; \
 	  $(CARGO) llvm-cov report --html --ignore-filename-regex $(COVERAGE_IGNORE); \
-	  $(CARGO) llvm-cov report --summary-only --ignore-filename-regex $(COVERAGE_IGNORE) | tail -1'
+	  $(CARGO) llvm-cov report --summary-only --ignore-filename-regex $(COVERAGE_IGNORE) | tail -1; \
+	  exit $$status'
 
 ## The container image (see Dockerfile) and the 3-node compose cluster (docker-compose.yml).
 docker:

@@ -569,6 +569,35 @@ fn exported_series(port: u16) -> BTreeSet<String> {
         .collect()
 }
 
+/// The README's flag table lists exactly the flags `keyval --help` documents, and every
+/// `keyval` flag the README mentions anywhere exists.
+#[test]
+fn the_readme_flag_table_matches_keyval_help() {
+    let readme = read("README.md");
+    let section = readme
+        .split("\n## `keyval` flags\n")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("README has a \"## `keyval` flags\" section");
+    let first_cells: String = section
+        .lines()
+        .filter(|l| l.starts_with("| `--"))
+        .filter_map(|l| l.split('|').nth(1))
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace('`', " ");
+    let table = flags_in(&first_cells);
+    let mut help = keyval_flags();
+    help.remove("--help");
+    help.remove("--version");
+    let missing: Vec<_> = help.difference(&table).collect();
+    let extra: Vec<_> = table.difference(&help).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "README flag table: missing {missing:?}, not in keyval --help {extra:?}"
+    );
+}
+
 #[test]
 fn flags_in_reads_both_forms() {
     let f = flags_in("exec keyval --id \"$((1))\" --config=/x --data-dir /d, [--ui DIR]");

@@ -31,6 +31,12 @@ impl RaftNode {
         if index <= self.log.snapshot_index() {
             return;
         }
+        invariant!(
+            self,
+            index >= self.membership_index || self.config.has_mutation(Mutation::ConfigOnAppend),
+            "compacting to {index} before the configuration change at {}",
+            self.membership_index
+        );
         let Some(term) = self.log.term(index) else {
             invariant!(self, false, "no term for applied index {index}");
             return;
@@ -39,7 +45,7 @@ impl RaftNode {
             meta: SnapshotMeta {
                 last_index: index,
                 last_term: term,
-                voters: self.voters.iter().copied().collect(),
+                membership: self.membership.clone(),
             },
             data,
         };
@@ -196,11 +202,8 @@ impl RaftNode {
                 meta.last_term
             ));
         }
-        if !meta.voters.iter().copied().eq(self.voters.iter().copied()) {
-            return Some(format!(
-                "snapshot membership {:?} differs from ours",
-                meta.voters
-            ));
+        if let Err(e) = meta.membership.check_invariants() {
+            return Some(format!("snapshot membership {}: {e}", meta.membership));
         }
         None
     }
@@ -254,6 +257,12 @@ impl RaftNode {
         self.log.compact_to(index, term);
         self.commit = index;
         self.applied = index;
+        if snapshot.meta.membership != self.membership {
+            let membership = snapshot.meta.membership.clone();
+            self.switch_to(index, membership);
+        } else {
+            self.membership_index = index;
+        }
         let bytes = snapshot.data.len() as u64;
         self.snapshot = Some(Arc::new(snapshot));
         self.emit(NodeEvent::SnapshotInstalled {

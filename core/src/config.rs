@@ -50,6 +50,16 @@ pub struct Config {
     /// a window of chunks per round trip instead of one.
     #[serde(default = "default_snapshot_chunks_in_flight")]
     pub max_snapshot_chunks_in_flight: usize,
+    /// A node becomes a voter (promoted learner, or added directly) only while the leader knows
+    /// its log matches to within this many entries of the leader's last index: a voter that
+    /// lags far behind would make the cluster wait for it (or lose availability) as soon as
+    /// it counts for quorum. Leader-local policy; nodes may differ.
+    #[serde(default = "default_max_promotion_lag")]
+    pub max_promotion_lag: u64,
+    /// Upper bound on the committed entries one `take_ready` applies (0: all of them), so one
+    /// batch stays short after a long outage; the rest apply in the following batches.
+    #[serde(default)]
+    pub max_applied_per_ready: u64,
     /// Test-only deliberate bug; see [`crate::mutation`].
     #[cfg(feature = "mutations")]
     #[serde(skip)]
@@ -73,6 +83,8 @@ impl Default for Config {
             lease_drift_margin_pct: default_lease_drift_margin_pct(),
             session_limit_bytes: default_session_limit_bytes(),
             max_snapshot_chunks_in_flight: default_snapshot_chunks_in_flight(),
+            max_promotion_lag: default_max_promotion_lag(),
+            max_applied_per_ready: 0,
             #[cfg(feature = "mutations")]
             mutation: None,
         }
@@ -81,6 +93,12 @@ impl Default for Config {
 
 fn default_snapshot_chunks_in_flight() -> usize {
     8
+}
+
+/// One full append message of the default size: a learner this close catches up in one round
+/// trip once it votes.
+fn default_max_promotion_lag() -> u64 {
+    1024
 }
 
 fn default_snapshot_chunk_bytes() -> usize {

@@ -1,5 +1,6 @@
 //! Leader election: timeouts, Pre-Vote, votes, and becoming leader.
 
+use crate::membership::VoteResult;
 use crate::message::Message;
 use crate::mutation::Mutation;
 use crate::node::{invariant, RaftNode};
@@ -52,7 +53,7 @@ impl RaftNode {
         }
         let (last_log_index, last_log_term) = (self.log.last_index(), self.log.last_term());
         let term = self.term + 1;
-        for peer in self.peers().collect::<Vec<_>>() {
+        for peer in self.voter_peers() {
             self.send(
                 peer,
                 Message::PreVote {
@@ -87,7 +88,7 @@ impl RaftNode {
         let (last_log_index, last_log_term) = (self.log.last_index(), self.log.last_term());
         let term = self.term;
         let transfer = self.campaign_for_transfer;
-        for peer in self.peers().collect::<Vec<_>>() {
+        for peer in self.voter_peers() {
             self.send(
                 peer,
                 Message::RequestVote {
@@ -112,7 +113,14 @@ impl RaftNode {
         self.votes.clear();
         self.reset_election_timer();
         let next = self.log.last_index() + 1;
-        self.progress = self.peers().map(|p| (p, Progress::new(next))).collect();
+        self.progress = self
+            .peers()
+            .into_iter()
+            .map(|p| (p, Progress::new(next)))
+            .collect();
+        // Any entry of the log may be an unapplied configuration change: none is accepted
+        // before everything up to here is applied (etcd-raft's pendingConfIndex).
+        self.pending_conf_index = self.log.last_index();
         self.emit(NodeEvent::RoleChanged {
             from,
             to: Role::Leader,
@@ -133,14 +141,17 @@ impl RaftNode {
 
     /// Counts the votes of the current (pre-)election: Some(true) won, Some(false) lost.
     fn tally(&self) -> Option<bool> {
-        let granted = self.votes.values().filter(|&&g| g).count();
-        let rejected = self.votes.len() - granted;
-        if granted >= self.quorum() {
-            Some(true)
-        } else if rejected >= self.quorum() {
-            Some(false)
+        let result = if self.config.has_mutation(Mutation::LearnerVoteCounts) {
+            let mut m = self.membership.clone();
+            m.voters.extend(std::mem::take(&mut m.learners));
+            m.vote_result(&self.votes)
         } else {
-            None
+            self.membership.vote_result(&self.votes)
+        };
+        match result {
+            VoteResult::Won => Some(true),
+            VoteResult::Lost => Some(false),
+            VoteResult::Pending => None,
         }
     }
 

@@ -19,7 +19,7 @@
 //! Reads never enter the log and never touch sessions: they are answered from the state machine
 //! by the read paths in [`crate::read`].
 
-use std::collections::BTreeMap;
+use imbl::OrdMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -242,14 +242,36 @@ pub enum ApplyOutcome {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KvStore {
-    data: BTreeMap<Vec<u8>, Vec<u8>>,
-    sessions: BTreeMap<u64, Session>,
+    // Persistent maps (imbl): `clone` is O(1) and later writes copy only the nodes they touch,
+    // so a snapshot can be encoded from a copy off the node loop while the original keeps
+    // taking writes. A `BTreeMap` would need a full copy (or an encode) on the loop instead;
+    // an `Arc<BTreeMap>` with copy-on-write would copy the whole map at the first write after
+    // the snapshot, the same stall. They serialize exactly as `BTreeMap`s (a postcard map), so
+    // snapshot files are unchanged.
+    #[serde(deserialize_with = "decode_ord_map")]
+    data: OrdMap<Vec<u8>, Vec<u8>>,
+    #[serde(deserialize_with = "decode_ord_map")]
+    sessions: OrdMap<u64, Session>,
     /// `last_index -> session id`, to find the least recently used session in O(log n).
-    session_lru: BTreeMap<Index, u64>,
+    #[serde(deserialize_with = "decode_ord_map")]
+    session_lru: OrdMap<Index, u64>,
     applied_index: Index,
     /// Bound on the session table's memory. Part of the replicated state (snapshots carry it),
     /// because every node must forget the same sessions at the same index.
     session_limit_bytes: u64,
+}
+
+/// Decodes a persistent map by way of a `BTreeMap`. imbl's own visitor preallocates from the
+/// length the input claims, so a snapshot (from the disk or a peer) claiming 2^40 entries
+/// aborted the process; serde's `BTreeMap` visitor allocates only as entries actually arrive.
+fn decode_ord_map<'de, D, K, V>(d: D) -> Result<OrdMap<K, V>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    K: Deserialize<'de> + Ord + Clone,
+    V: Deserialize<'de> + Clone,
+{
+    let map = std::collections::BTreeMap::<K, V>::deserialize(d)?;
+    Ok(map.into_iter().collect())
 }
 
 impl Default for KvStore {
@@ -262,9 +284,9 @@ impl KvStore {
     /// An empty store whose session table holds at most `bytes` (at least one session).
     pub fn with_session_limit(bytes: u64) -> Self {
         KvStore {
-            data: BTreeMap::new(),
-            sessions: BTreeMap::new(),
-            session_lru: BTreeMap::new(),
+            data: OrdMap::new(),
+            sessions: OrdMap::new(),
+            session_lru: OrdMap::new(),
             applied_index: 0,
             session_limit_bytes: bytes.max(SESSION_BYTES),
         }

@@ -7,7 +7,7 @@
 //! [`ready`]. That makes every run reproducible from its inputs, which is what the deterministic
 //! simulator in [`sim`] exploits to check safety over thousands of faulty runs.
 //!
-//! Module map: [`types`] (ids, entries, hard state), [`message`], [`log`], [`progress`], [`read`] (ReadIndex, leases, follower reads),
+//! Module map: [`types`] (ids, entries, hard state), [`message`], [`log`], [`membership`] (configurations and the pure changer), [`progress`], [`read`] (ReadIndex, leases, follower reads),
 //! [`node`] (state and step), `election`, `replication`, `compaction`, [`kv`] (state machine and client
 //! protocol), [`server`] (node + state machine), [`ready`] (the effects contract), [`snapshot`] (log compaction), [`rng`],
 //! [`transfer`] (leadership transfer), [`config`], [`mutation`] (test-only deliberate bugs), [`trace`] (the typed event trace every
@@ -20,12 +20,14 @@ pub mod config;
 mod election;
 pub mod kv;
 pub mod log;
+pub mod membership;
 pub mod message;
 pub mod mutation;
 pub mod node;
 pub mod progress;
 pub mod read;
 pub mod ready;
+mod reconfigure;
 mod replication;
 pub mod rng;
 pub mod scenario;
@@ -40,11 +42,14 @@ pub mod validate;
 
 pub use config::Config;
 pub use kv::{ClientError, ClientReply, ClientRequest, KvOp, KvResult, KvStore, ReadConsistency};
+pub use membership::{
+    ChangeKind, ConfChange, ConfChangeError, Membership, SingleChange, Transition,
+};
 pub use message::{AppendResult, Envelope, Message, SnapshotResult};
 pub use node::{Persisted, RaftNode};
 pub use ready::{Applied, NodeEvent, PersistOp, Ready};
 pub use replication::ProposeError;
-pub use server::KvServer;
+pub use server::{InstallJob, KvServer, SnapshotJob};
 pub use snapshot::{Snapshot, SnapshotMeta};
 pub use status::{LiveFrame, NodeStatus};
 pub use transfer::TransferError;

@@ -144,6 +144,25 @@ impl Message {
         }
     }
 
+    /// The term field, for tools that forge messages (the simulator's hostile peer).
+    pub fn term_mut(&mut self) -> &mut Term {
+        match self {
+            Message::PreVote { term, .. }
+            | Message::PreVoteResponse { term, .. }
+            | Message::RequestVote { term, .. }
+            | Message::RequestVoteResponse { term, .. }
+            | Message::AppendEntries { term, .. }
+            | Message::AppendEntriesResponse { term, .. }
+            | Message::Heartbeat { term, .. }
+            | Message::HeartbeatResponse { term, .. }
+            | Message::InstallSnapshot { term, .. }
+            | Message::InstallSnapshotResponse { term, .. }
+            | Message::ReadIndex { term, .. }
+            | Message::ReadIndexResponse { term, .. }
+            | Message::TimeoutNow { term } => term,
+        }
+    }
+
     /// Short stable name for traces, metrics and the playground's colour legend.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -36,6 +36,17 @@ pub enum Mutation {
     LeaderCountsSelfBeforeDurable,
     /// A follower acknowledges appended entries before they are durable.
     FollowerAcksBeforeDurable,
+    /// A leader accepts a configuration change while an earlier one is not applied: two
+    /// changes in flight, whose configurations need not overlap in a quorum.
+    TwoConfChangesInFlight,
+    /// Configurations take effect when appended instead of when applied, and a truncated
+    /// configuration entry is not rolled back.
+    ConfigOnAppend,
+    /// Campaign while committed configuration changes are not applied yet (etcd-raft#469):
+    /// the candidate counts votes under a configuration the cluster has left.
+    CampaignWithUnappliedConfig,
+    /// Learners are asked for votes and counted as voters of the incoming half.
+    LearnerVoteCounts,
 }
 
 impl Mutation {

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::log::RaftLog;
+use crate::membership::Membership;
 use crate::message::{Envelope, Message};
 use crate::progress::Progress;
 use crate::read::ReadState;
@@ -18,7 +19,7 @@ use crate::ready::{NodeEvent, PersistOp, Ready};
 use crate::rng::Rng;
 use crate::snapshot::{IncomingSnapshot, Snapshot};
 use crate::transfer::PendingTransfer;
-use crate::types::{Entry, HardState, Index, NodeId, Role, Term};
+use crate::types::{Entry, EntryPayload, HardState, Index, NodeId, Role, Term};
 
 /// Panics with the node's state when one of its own invariants breaks. These guard against bugs
 /// in this crate, never against bad input (input is refused, see `NodeEvent::ProtocolViolation`).
@@ -60,7 +61,18 @@ pub(crate) struct UnstableBatch {
 pub struct RaftNode {
     pub(crate) id: NodeId,
     pub(crate) config: Config,
-    pub(crate) voters: BTreeSet<NodeId>,
+    /// The configuration produced by the applied log (see [`crate::membership`]).
+    pub(crate) membership: Membership,
+    /// The index of the entry (or snapshot) that produced `membership`; configuration entries
+    /// at or below it are not applied again (a node that joined started with a later one).
+    pub(crate) membership_index: Index,
+    /// The index of the latest configuration change this leader knows of in its log: no new
+    /// change is accepted until it is applied (one change in flight). A new leader sets it to
+    /// its last index, since it cannot tell which entries there are changes (etcd-raft).
+    pub(crate) pending_conf_index: Index,
+    /// The commit index last written with the hard state because a configuration applied;
+    /// see [`HardState::commit`].
+    pub(crate) conf_commit: Index,
     pub(crate) term: Term,
     pub(crate) vote: Option<NodeId>,
     pub(crate) role: Role,
@@ -68,6 +80,10 @@ pub struct RaftNode {
     pub(crate) log: RaftLog,
     pub(crate) commit: Index,
     pub(crate) applied: Index,
+    /// The highest commit index the current leader has told this follower (appends carry the
+    /// leader's commit, heartbeats at most the follower's match): how far behind the cluster
+    /// this node is, for readiness. 0 until the leader's first message in its term.
+    pub(crate) leader_commit: Index,
     /// Votes received in the current (pre-)election, granted or not.
     pub(crate) votes: BTreeMap<NodeId, bool>,
     pub(crate) progress: BTreeMap<NodeId, Progress>,
@@ -126,26 +142,61 @@ impl RaftNode {
         persisted: Persisted,
         seed: u64,
     ) -> Self {
-        let voters: BTreeSet<NodeId> = voters.into_iter().collect();
-        assert!(voters.contains(&id), "node {id} is not among the voters");
+        let membership = Membership::bootstrap(voters, BTreeMap::new());
+        assert!(
+            membership.voters.contains(&id),
+            "node {id} is not among the voters"
+        );
+        Self::with_membership(id, membership, 0, config, persisted, seed)
+    }
+
+    /// Starts (or restarts) a node whose configuration at log index `membership_index` was
+    /// `membership`: a bootstrap configuration has index 0; a node that joins a running cluster
+    /// starts with the configuration that added it and that entry's index (configuration
+    /// entries at or below it are then not applied again). A persisted snapshot past that index
+    /// brings its own, and the log up to the persisted commit index is applied again before
+    /// the node does anything, so a restart recovers exactly the configuration it had.
+    pub fn with_membership(
+        id: NodeId,
+        membership: Membership,
+        membership_index: Index,
+        config: Config,
+        persisted: Persisted,
+        seed: u64,
+    ) -> Self {
         let (offset, offset_term) = persisted
             .snapshot
             .as_ref()
             .map_or((0, 0), |s| (s.meta.last_index, s.meta.last_term));
+        let (membership, membership_index) = match &persisted.snapshot {
+            Some(s) if s.meta.last_index >= membership_index => {
+                (s.meta.membership.clone(), s.meta.last_index)
+            }
+            _ => (membership, membership_index),
+        };
         let log = RaftLog::restore(offset, offset_term, persisted.entries);
+        let commit = persisted
+            .hard_state
+            .commit
+            .min(log.last_index())
+            .max(offset);
         let mut node = RaftNode {
             id,
             config,
-            voters,
+            membership,
+            membership_index,
+            pending_conf_index: 0,
+            conf_commit: persisted.hard_state.commit,
             term: persisted.hard_state.term,
             vote: persisted.hard_state.vote,
             role: Role::Follower,
             leader: None,
             log,
             // Everything a snapshot covers was committed and applied before it was taken; the
-            // state machine layer restores it from the same snapshot.
-            commit: offset,
+            // state machine layer restores it from the same snapshot and applies the rest.
+            commit,
             applied: offset,
+            leader_commit: 0,
             votes: BTreeMap::new(),
             progress: BTreeMap::new(),
             election_elapsed: 0,
@@ -193,14 +244,38 @@ impl RaftNode {
     pub fn commit_index(&self) -> Index {
         self.commit
     }
+    /// The commit index of the cluster as far as this node knows: its own if it leads, the
+    /// highest its leader has sent (never below its own) if it follows, None without a leader.
+    pub fn leader_commit(&self) -> Option<Index> {
+        match self.leader {
+            Some(l) if l == self.id => Some(self.commit),
+            Some(_) => Some(self.leader_commit.max(self.commit)),
+            None => None,
+        }
+    }
     pub fn applied_index(&self) -> Index {
         self.applied
     }
     pub fn log(&self) -> &RaftLog {
         &self.log
     }
+    /// The voters of the applied configuration (the incoming half while joint).
     pub fn voters(&self) -> &BTreeSet<NodeId> {
-        &self.voters
+        &self.membership.voters
+    }
+    /// The configuration in force: the one the applied log produced.
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+    /// The log index of the entry (or snapshot) that produced [`RaftNode::membership`].
+    pub fn membership_index(&self) -> Index {
+        self.membership_index
+    }
+    /// A leader's view of a peer's log: (match index, next index).
+    pub fn progress_of(&self, id: NodeId) -> Option<(Index, Index)> {
+        self.progress
+            .get(&id)
+            .map(|p| (p.match_index, p.next_index))
     }
     pub fn config(&self) -> &Config {
         &self.config
@@ -228,13 +303,27 @@ impl RaftNode {
         self.durable_index
     }
 
-    pub(crate) fn quorum(&self) -> usize {
-        self.voters.len() / 2 + 1
+    /// Every other member: the leader replicates to voters and learners alike.
+    pub(crate) fn peers(&self) -> Vec<NodeId> {
+        let me = self.id;
+        self.membership
+            .members()
+            .into_iter()
+            .filter(|&p| p != me)
+            .collect()
     }
 
-    pub(crate) fn peers(&self) -> impl Iterator<Item = NodeId> + '_ {
+    /// The other voters of either half: whom a (pre-)candidate asks for votes.
+    pub(crate) fn voter_peers(&self) -> Vec<NodeId> {
         let me = self.id;
-        self.voters.iter().copied().filter(move |&p| p != me)
+        let mut to = self.membership.all_voters();
+        if self
+            .config
+            .has_mutation(crate::mutation::Mutation::LearnerVoteCounts)
+        {
+            to.extend(self.membership.learners.iter().copied());
+        }
+        to.into_iter().filter(|&p| p != me).collect()
     }
 
     pub(crate) fn state_summary(&self) -> String {
@@ -261,13 +350,29 @@ impl RaftNode {
         }
         self.expire_reads();
         self.tick_transfer();
+        self.step_down_if_removed();
         if self.role == Role::Leader {
             self.tick_leader();
-        } else if self.election_elapsed >= self.randomized_timeout {
+        } else if self.election_elapsed >= self.randomized_timeout && self.can_campaign() {
+            // A node that may not campaign (a learner, a removed node, one with configuration
+            // changes to apply first) lets its timer run on: past an election timeout without
+            // a leader it votes for whoever asks.
             self.election_elapsed = 0;
             self.on_election_timeout();
         }
         self.settle_transfer();
+    }
+
+    /// The election timer runs out now instead of at its randomized time (an operator's or a
+    /// teacher's "time out now"). What follows is the ordinary timeout path: Pre-Vote first
+    /// when configured, so a node forced to time out under a healthy leader is refused. A
+    /// leader has no election timer: nothing happens.
+    pub fn force_election_timeout(&mut self) {
+        if self.role == Role::Leader {
+            return;
+        }
+        self.election_elapsed = 0;
+        self.on_election_timeout();
     }
 
     fn tick_leader(&mut self) {
@@ -286,17 +391,24 @@ impl RaftNode {
         }
     }
 
-    /// Handles one message from a peer. Messages from unknown senders or addressed to another
-    /// node are dropped: the transport authenticates the cluster, not the membership.
+    /// Handles one message from a peer. Messages addressed to another node are dropped; the
+    /// transport authenticates the cluster, not the membership.
     pub fn step(&mut self, env: Envelope) {
         self.step_message(env);
         self.settle_transfer();
     }
 
     fn step_message(&mut self, env: Envelope) {
-        if env.to != self.id || !self.voters.contains(&env.from) || env.from == self.id {
+        if env.to != self.id || env.from == self.id {
             return;
         }
+        // Messages are taken from any sender, members or not (as etcd-raft does): a node that
+        // joined, or restarted with an old configuration, may not know the leader yet, nor a
+        // candidate that needs its vote. A removed node cannot disrupt the cluster all the
+        // same: it is not a voter, so it does not campaign once it knows; before it knows, its
+        // log lacks the committed entry that removed it, so no quorum grants it a (pre-)vote,
+        // and Check-Quorum's leader lease makes members ignore it while a leader is alive.
+        // The leader ignores answers of nodes it does not replicate to (no progress entry).
         if let Err(e) = env.msg.check_plausible(self.term) {
             self.emit(NodeEvent::ProtocolViolation {
                 from: env.from,
@@ -405,6 +517,29 @@ impl RaftNode {
         }
     }
 
+    /// The executor saw the connection from `peer` close. When `peer` is this follower's leader,
+    /// it has most likely crashed (a killed process closes its sockets at once): instead of
+    /// waiting out a whole election timeout of silence, the follower forgets the leader and
+    /// campaigns within one heartbeat interval (randomized, so the followers that all saw the
+    /// close do not split the vote). Liveness only: pre-vote still asks a quorum first, and a
+    /// follower that still hears the leader refuses it, so a connection that merely dropped
+    /// does not depose a live leader.
+    ///
+    /// Ignored with lease reads on: a leader's lease counts on its followers refusing votes for
+    /// a whole election timeout after they last heard from it, which a dropped connection must
+    /// not cut short.
+    pub fn peer_disconnected(&mut self, peer: NodeId) {
+        if self.role != Role::Follower || self.leader != Some(peer) || self.config.lease_reads {
+            return;
+        }
+        self.become_follower(self.term, None);
+        let jitter = self.config.heartbeat_ticks.max(1);
+        // Past the election timeout: the lease this node gave the leader is over.
+        self.election_elapsed = self.config.election_ticks;
+        self.randomized_timeout =
+            self.config.election_ticks + 1 + self.rng.below(jitter as u64) as u32;
+    }
+
     /// Whether this node heard from a leader within the minimum election timeout.
     pub(crate) fn in_leader_lease(&self) -> bool {
         self.config.check_quorum
@@ -415,6 +550,9 @@ impl RaftNode {
     pub(crate) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
         let from = self.role;
         invariant!(self, term >= self.term, "term would go back to {term}");
+        if term > self.term || self.leader != leader {
+            self.leader_commit = 0;
+        }
         if term > self.term {
             self.term = term;
             self.vote = None;
@@ -597,21 +735,38 @@ impl RaftNode {
         HardState {
             term: self.term,
             vote,
+            commit: self.conf_commit,
         }
     }
 
-    /// Committed entries not yet handed out for applying, marking them applied.
+    /// Whether effects are queued that the next `take_ready` would hand out.
+    pub(crate) fn has_queued_work(&self) -> bool {
+        self.pending_broadcast || !self.ready.is_empty()
+    }
+
+    /// Committed entries not yet handed out for applying, marking them applied. Configuration
+    /// changes among them take effect here, in log order.
     pub fn take_committed(&mut self) -> Vec<Entry> {
         if self.applied >= self.commit {
             return Vec::new();
         }
-        let entries = self.log.slice(self.applied + 1, self.commit).to_vec();
+        let upto = match self.config.max_applied_per_ready {
+            0 => self.commit,
+            max => self.commit.min(self.applied + max),
+        };
+        let entries = self.log.slice(self.applied + 1, upto).to_vec();
         invariant!(
             self,
-            entries.len() as u64 == self.commit - self.applied,
+            entries.len() as u64 == upto - self.applied,
             "committed entries missing from the log"
         );
-        self.applied = self.commit;
+        for e in &entries {
+            self.applied = e.index;
+            if let EntryPayload::ConfChange(cc) = &e.payload {
+                self.apply_conf_entry(e.index, cc);
+            }
+        }
+        self.maybe_auto_leave();
         entries
     }
 }

@@ -58,6 +58,38 @@ pub struct ReadStats {
     pub follower_reads: u64,
 }
 
+/// What a node's read machinery holds right now, for the playground's read queue and lease bar.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReadView {
+    /// Leader: reads waiting for this term's first commit (thesis §6.4 step 1).
+    pub before_commit: usize,
+    /// Leader: reads waiting for the next confirmation round (one round runs at a time).
+    pub queued: usize,
+    /// Leader: heartbeat rounds sent and not yet acknowledged by a quorum, oldest first.
+    pub rounds: Vec<RoundView>,
+    /// Follower: reads it asked the leader a read index for.
+    pub asked: usize,
+    /// Ticks of lease left (0 when the lease is not valid).
+    pub lease_remaining: u64,
+    /// How long a lease lasts, in ticks: the election timeout minus the drift margin.
+    pub lease_ticks: u64,
+    /// The election timeout in ticks (the lease plus its margin).
+    pub election_ticks: u64,
+}
+
+/// One confirmation round in flight.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoundView {
+    /// The leader-generated sequence number its heartbeats carry (`ctx`).
+    pub seq: u64,
+    /// The read index the round will confirm.
+    pub commit: Index,
+    /// Nodes that acknowledged it, the leader included.
+    pub acks: Vec<NodeId>,
+    /// Reads that ride on it (0 for a plain heartbeat round).
+    pub reads: usize,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Requester {
     Local(ReadId),
@@ -150,6 +182,29 @@ impl RaftNode {
 
     pub fn read_stats(&self) -> ReadStats {
         self.reads.stats
+    }
+
+    /// The read queue, rounds in flight and lease, as they are now.
+    pub fn read_view(&self) -> ReadView {
+        let r = &self.reads;
+        ReadView {
+            before_commit: r.before_commit.len(),
+            queued: r.queued.len(),
+            rounds: r
+                .rounds
+                .iter()
+                .map(|x| RoundView {
+                    seq: x.seq,
+                    commit: x.commit,
+                    acks: x.acks.iter().copied().collect(),
+                    reads: x.reads.len(),
+                })
+                .collect(),
+            asked: r.asked.len(),
+            lease_remaining: self.lease_remaining(),
+            lease_ticks: self.lease_ticks(),
+            election_ticks: self.config.election_ticks as u64,
+        }
     }
 
     /// Whether a lease read would be answered now without a round trip.
@@ -283,12 +338,12 @@ impl RaftNode {
 
     /// Confirms the newest round a quorum acknowledged, and every older one with it.
     fn check_rounds(&mut self) {
-        let quorum = self.quorum();
+        let membership = &self.membership;
         let Some(pos) = self
             .reads
             .rounds
             .iter()
-            .rposition(|r| r.acks.len() >= quorum)
+            .rposition(|r| membership.has_quorum(|id| r.acks.contains(&id)))
         else {
             return;
         };

@@ -44,6 +44,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::kv::{ClientReply, ClientRequest, KvResult};
+use crate::membership::{ConfChange, Membership};
 use crate::message::Envelope;
 use crate::snapshot::Snapshot;
 use crate::types::{Entry, HardState, Index, NodeId, Role, Term};
@@ -72,6 +73,8 @@ pub struct Applied {
     pub request: Option<ClientRequest>,
     /// None when the entry changed nothing: a no-op, or a stale duplicate of an older request.
     pub result: Option<KvResult>,
+    /// The configuration change the entry carried, if it was one.
+    pub conf_change: Option<ConfChange>,
 }
 
 /// Things a node observed about itself, for traces, logs and the playground.
@@ -176,6 +179,22 @@ pub enum NodeEvent {
     /// The leader asked this node (in `term`) to campaign at once.
     TimeoutNowReceived {
         from: NodeId,
+        term: Term,
+    },
+    /// The configuration change at `index` was applied: `membership` is now in force here.
+    MembershipChanged {
+        index: Index,
+        membership: Membership,
+    },
+    /// The configuration change at `index` could not be applied to the configuration in force
+    /// (every node refuses it alike) and changed nothing.
+    ConfChangeRefused {
+        index: Index,
+        reason: String,
+    },
+    /// This leader applied a configuration in which it is not a voter: it hands leadership to
+    /// the most caught-up voter (a transfer) and steps down.
+    LeaderRemoved {
         term: Term,
     },
 }

@@ -42,6 +42,7 @@ impl RaftNode {
         };
         let index = entry.index;
         self.log.append(entry.clone());
+        self.on_appended(std::slice::from_ref(&entry));
         match self.ready.persist.last_mut() {
             Some(PersistOp::Append(batch)) => batch.push(entry),
             _ => self.persist(PersistOp::Append(vec![entry])),
@@ -51,7 +52,7 @@ impl RaftNode {
     }
 
     pub(crate) fn broadcast_append(&mut self) {
-        for peer in self.peers().collect::<Vec<_>>() {
+        for peer in self.peers() {
             self.send_append(peer);
         }
     }
@@ -140,7 +141,7 @@ impl RaftNode {
 
     /// Sends every follower a heartbeat of round `ctx`, which it echoes in its response.
     pub(crate) fn send_heartbeats(&mut self, ctx: u64) {
-        for peer in self.peers().collect::<Vec<_>>() {
+        for peer in self.peers() {
             let matched = self.progress.get(&peer).map_or(0, |p| p.match_index);
             let commit = self.commit.min(matched);
             let term = self.term;
@@ -149,14 +150,15 @@ impl RaftNode {
     }
 
     pub(crate) fn quorum_recently_active(&mut self) -> bool {
-        let mut active = 1; // the leader itself
+        let me = self.id;
+        let progress = &self.progress;
+        let active = self
+            .membership
+            .has_quorum(|id| id == me || progress.get(&id).is_some_and(|p| p.recent_active));
         for pr in self.progress.values_mut() {
-            if pr.recent_active {
-                active += 1;
-            }
             pr.recent_active = false;
         }
-        active >= self.quorum()
+        active
     }
 
     pub(crate) fn handle_append(
@@ -172,6 +174,7 @@ impl RaftNode {
         }
         self.leader = Some(from);
         self.election_elapsed = 0;
+        self.leader_commit = self.leader_commit.max(leader_commit);
         let term = self.term;
 
         if prev < self.commit {
@@ -242,6 +245,7 @@ impl RaftNode {
             new_entries.push(e);
         }
         if !new_entries.is_empty() {
+            self.on_appended(&new_entries);
             self.persist(PersistOp::Append(new_entries));
         }
         self.commit_to(leader_commit.min(match_index));
@@ -326,6 +330,7 @@ impl RaftNode {
         }
         self.leader = Some(from);
         self.election_elapsed = 0;
+        self.leader_commit = self.leader_commit.max(commit);
         // The leader sends min(our match, its commit), so this never passes what we share.
         self.commit_to(commit.min(self.log.last_index()));
         let term = self.term;
@@ -363,28 +368,23 @@ impl RaftNode {
     /// The commit rule (§5.3, §5.4.2): the highest index stored on a majority commits, but only
     /// if it belongs to the current term; earlier entries then commit with it.
     pub(crate) fn maybe_commit(&mut self) -> bool {
-        let mut matched: Vec<Index> = self
-            .voters
-            .iter()
-            .map(|&v| {
-                if v == self.id {
-                    // Our own copy counts only once it is on our disk: with appends sent before
-                    // the leader's fsync, followers can be ahead of it.
-                    if self
-                        .config
-                        .has_mutation(Mutation::LeaderCountsSelfBeforeDurable)
-                    {
-                        self.log.last_index()
-                    } else {
-                        self.durable_index
-                    }
-                } else {
-                    self.progress.get(&v).map_or(0, |p| p.match_index)
-                }
-            })
-            .collect();
-        matched.sort_unstable_by(|a, b| b.cmp(a));
-        let candidate = matched[self.quorum() - 1];
+        // Our own copy counts only once it is on our disk: with appends sent before the
+        // leader's fsync, followers can be ahead of it.
+        let own = if self
+            .config
+            .has_mutation(Mutation::LeaderCountsSelfBeforeDurable)
+        {
+            self.log.last_index()
+        } else {
+            self.durable_index
+        };
+        let candidate = self.membership.committed_index(|v| {
+            if v == self.id {
+                own
+            } else {
+                self.progress.get(&v).map_or(0, |p| p.match_index)
+            }
+        });
         if candidate <= self.commit {
             return false;
         }

@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::kv::{
     ApplyOutcome, ClientError, ClientReply, ClientRequest, KvOp, KvResult, KvStore, ReadConsistency,
 };
+use crate::membership::{ConfChange, ConfChangeError, Membership};
 use crate::message::Envelope;
 use crate::mutation::Mutation;
 use crate::node::{Persisted, RaftNode};
@@ -81,6 +82,43 @@ pub struct KvServer {
     confirmed_reads: BTreeMap<(Index, ReadId), PendingRead>,
     next_read_id: ReadId,
     replies: Vec<ClientReply>,
+    /// A snapshot due, for the executor to take.
+    snapshot_job: Option<SnapshotJob>,
+    /// A snapshot job was handed out and its bytes have not come back yet.
+    snapshot_job_out: bool,
+    /// A received snapshot waiting to be decoded by the executor.
+    install_job: Option<InstallJob>,
+    /// See [`KvServer::set_background_jobs`].
+    background_jobs: bool,
+}
+
+/// A snapshot received completely from `from`, to be decoded off the node loop.
+#[derive(Clone, Debug)]
+pub struct InstallJob {
+    pub from: NodeId,
+    pub snapshot: Snapshot,
+}
+
+impl InstallJob {
+    pub fn decode(&self) -> Result<KvStore, SnapshotError> {
+        decode_snapshot(&self.snapshot)
+    }
+}
+
+/// An immutable copy of the state machine at `index` (an O(1) clone of its persistent maps),
+/// to be encoded into snapshot bytes off the node loop.
+#[derive(Clone, Debug)]
+pub struct SnapshotJob {
+    pub index: Index,
+    pub state: KvStore,
+}
+
+impl SnapshotJob {
+    /// The snapshot bytes (what [`decode_snapshot`] reads back). Encoding an in-memory map
+    /// cannot fail short of running out of memory; `None` then.
+    pub fn encode(&self) -> Option<Vec<u8>> {
+        postcard::to_allocvec(&self.state).ok()
+    }
 }
 
 impl KvServer {
@@ -107,23 +145,66 @@ impl KvServer {
         persisted: Persisted,
         seed: u64,
     ) -> Result<Self, SnapshotError> {
-        let kv = match &persisted.snapshot {
-            Some(s) => decode_snapshot(s)?,
-            None => KvStore::with_session_limit(config.session_limit_bytes),
-        };
-        Ok(KvServer {
-            raft: RaftNode::new(id, voters, config, persisted, seed),
+        let kv = Self::initial_state(&config, &persisted)?;
+        Ok(Self::around(
+            RaftNode::new(id, voters, config, persisted, seed),
+            kv,
+        ))
+    }
+
+    fn initial_state(config: &Config, persisted: &Persisted) -> Result<KvStore, SnapshotError> {
+        match &persisted.snapshot {
+            Some(s) => decode_snapshot(s),
+            None => Ok(KvStore::with_session_limit(config.session_limit_bytes)),
+        }
+    }
+
+    fn around(raft: RaftNode, kv: KvStore) -> Self {
+        KvServer {
+            raft,
             kv,
             pending: BTreeMap::new(),
             reads: BTreeMap::new(),
             confirmed_reads: BTreeMap::new(),
             next_read_id: 0,
             replies: Vec::new(),
-        })
+            snapshot_job: None,
+            snapshot_job_out: false,
+            install_job: None,
+            background_jobs: false,
+        }
+    }
+
+    /// Starts (or restarts) a node whose configuration at `membership_index` was `membership`;
+    /// see [`RaftNode::with_membership`] (a node joining a running cluster starts this way).
+    pub fn try_with_membership(
+        id: NodeId,
+        membership: Membership,
+        membership_index: Index,
+        config: Config,
+        persisted: Persisted,
+        seed: u64,
+    ) -> Result<Self, SnapshotError> {
+        let kv = Self::initial_state(&config, &persisted)?;
+        Ok(Self::around(
+            RaftNode::with_membership(id, membership, membership_index, config, persisted, seed),
+            kv,
+        ))
     }
 
     pub fn raft(&self) -> &RaftNode {
         &self.raft
+    }
+
+    /// The configuration in force (the one the applied log produced).
+    pub fn membership(&self) -> &Membership {
+        self.raft.membership()
+    }
+
+    /// Proposes a membership change (leader only); see [`RaftNode::propose_conf_change`]. The
+    /// change is done when the entry at the returned index is applied.
+    pub fn propose_conf_change(&mut self, cc: ConfChange) -> Result<Index, ConfChangeError> {
+        self.raft.propose_conf_change(cc)
     }
 
     pub fn kv(&self) -> &KvStore {
@@ -140,10 +221,20 @@ impl KvServer {
         self.raft.transfer_leadership(to)
     }
 
+    /// See [`RaftNode::force_election_timeout`].
+    pub fn force_election_timeout(&mut self) {
+        self.raft.force_election_timeout();
+    }
+
     /// The executor reports the batch `persist_id` (and all before it) durable; see
     /// [`RaftNode::on_persisted`]. Take the next `Ready` afterwards: entries may have committed.
     pub fn on_persisted(&mut self, persist_id: u64) {
         self.raft.on_persisted(persist_id);
+    }
+
+    /// See [`RaftNode::peer_disconnected`].
+    pub fn peer_disconnected(&mut self, peer: NodeId) {
+        self.raft.peer_disconnected(peer);
     }
 
     pub fn step(&mut self, env: Envelope) {
@@ -151,40 +242,98 @@ impl KvServer {
         self.install_received_snapshot();
     }
 
-    /// Validates a snapshot the node finished receiving and swaps it in for the state machine.
-    /// Undecodable bytes are refused (a protocol violation), never a panic.
+    /// A snapshot the node finished receiving: decoded and swapped in at once, or handed to
+    /// the executor as an [`InstallJob`] when jobs run in the background.
     fn install_received_snapshot(&mut self) {
         let Some((from, snapshot)) = self.raft.take_received_snapshot() else {
             return;
         };
-        match decode_snapshot(&snapshot) {
-            Ok(kv) => {
-                if self.raft.install_snapshot(from, snapshot) {
-                    self.kv = kv;
-                }
-            }
-            Err(e) => self.raft.refuse_snapshot(from, e.to_string()),
+        let job = InstallJob { from, snapshot };
+        if self.background_jobs {
+            self.install_job = Some(job);
+        } else {
+            let decoded = job.decode();
+            self.snapshot_decoded(job, decoded);
         }
     }
 
-    /// Snapshots the state machine and compacts the log once `snapshot_threshold` entries
-    /// were applied since the last snapshot. Returns the batch that saves it.
-    fn maybe_snapshot(&mut self) -> Option<Ready> {
+    /// A received snapshot to decode, if one is waiting. The executor decodes it
+    /// ([`InstallJob::decode`]) off the node loop and reports with
+    /// [`KvServer::snapshot_decoded`]; meanwhile the node keeps answering its leader.
+    pub fn take_install_job(&mut self) -> Option<InstallJob> {
+        self.install_job.take()
+    }
+
+    /// The decoded state of a received snapshot: installed (if still newer than what the node
+    /// applied meanwhile), or refused as a protocol violation when it did not decode (never a
+    /// panic). Take the next `Ready` afterwards: it saves the snapshot and acknowledges it.
+    pub fn snapshot_decoded(&mut self, job: InstallJob, decoded: Result<KvStore, SnapshotError>) {
+        match decoded {
+            Ok(kv) => {
+                if self.raft.install_snapshot(job.from, job.snapshot) {
+                    self.kv = kv;
+                }
+            }
+            Err(e) => self.raft.refuse_snapshot(job.from, e.to_string()),
+        }
+    }
+
+    /// Hand snapshot work to the executor ([`KvServer::take_snapshot_job`],
+    /// [`KvServer::take_install_job`]) instead of doing it inside `take_ready` and `step`.
+    /// Executors that turn this on must run every job they take and report back.
+    pub fn set_background_jobs(&mut self, on: bool) {
+        self.background_jobs = on;
+    }
+
+    /// Once `snapshot_threshold` entries were applied since the last snapshot, hands the
+    /// executor an immutable copy of the state machine to encode (see [`SnapshotJob`]); the log
+    /// is compacted when it reports the bytes with [`KvServer::snapshot_encoded`]. One job at a
+    /// time: no new one starts while one is out.
+    fn maybe_snapshot(&mut self) {
         let threshold = self.raft.config().snapshot_threshold;
         let applied = self.raft.applied_index();
-        if threshold == 0 || applied - self.raft.snapshot_index() < threshold {
-            return None;
+        if threshold == 0
+            || self.snapshot_job_out
+            || applied - self.raft.snapshot_index() < threshold
+        {
+            return;
         }
         assert_eq!(
             self.kv.applied_index(),
             applied,
             "state machine and raft disagree on the applied index"
         );
-        // Encoding an in-memory map into a Vec cannot fail short of running out of memory; if
-        // it ever did, skipping this snapshot only delays compaction.
-        let data = postcard::to_allocvec(&self.kv).ok()?;
-        self.raft.compact(applied, data);
-        Some(self.raft.take_ready())
+        self.snapshot_job_out = true;
+        let job = SnapshotJob {
+            index: applied,
+            state: self.kv.clone(),
+        };
+        if self.background_jobs {
+            self.snapshot_job = Some(job);
+        } else {
+            self.snapshot_encoded(job.index, job.encode());
+        }
+    }
+
+    /// The state machine copy to snapshot, if one is due. The executor encodes it
+    /// ([`SnapshotJob::encode`]) wherever it likes (the native node on a background thread, so
+    /// the node loop keeps ticking and answering; the simulator at once) and reports the bytes
+    /// with [`KvServer::snapshot_encoded`].
+    pub fn take_snapshot_job(&mut self) -> Option<SnapshotJob> {
+        self.snapshot_job.take()
+    }
+
+    /// The bytes of the job for `index`: the node saves the snapshot and compacts its log in
+    /// the next `Ready` (snapshot first, then the compaction, in one ordered batch). `None`
+    /// (encoding failed) skips this snapshot; only compaction is delayed. A snapshot older than
+    /// one installed meanwhile is dropped.
+    pub fn snapshot_encoded(&mut self, index: Index, data: Option<Vec<u8>>) {
+        self.snapshot_job_out = false;
+        if let Some(data) = data {
+            if index > self.raft.snapshot_index() && index <= self.raft.applied_index() {
+                self.raft.compact(index, data);
+            }
+        }
     }
 
     /// Accepts a client request. The reply comes in a later `Ready` (possibly the very next).
@@ -293,7 +442,9 @@ impl KvServer {
         let mut ready = self.raft.take_ready();
         for entry in self.raft.take_committed() {
             let (request, result) = match &entry.payload {
-                EntryPayload::Noop => {
+                // A configuration change took effect in the node as it was handed out; for the
+                // state machine it is a no-op that advances its applied index.
+                EntryPayload::Noop | EntryPayload::ConfChange(_) => {
                     self.kv.apply_noop(entry.index);
                     (None, None)
                 }
@@ -312,11 +463,16 @@ impl KvServer {
             if request.is_none() {
                 self.answer_applied(entry.index, entry.term, None);
             }
+            let conf_change = match entry.payload {
+                EntryPayload::ConfChange(cc) => Some(cc),
+                _ => None,
+            };
             ready.applied.push(Applied {
                 index: entry.index,
                 term: entry.term,
                 request,
                 result,
+                conf_change,
             });
         }
         if self.raft.role() != Role::Leader && !self.pending.is_empty() {
@@ -326,10 +482,17 @@ impl KvServer {
                 self.reply(p.client_id, p.seq, Err(ClientError::LeadershipLost));
             }
         }
+        if self.raft.has_queued_work() {
+            // Applying a configuration change may have queued work of its own (the automatic
+            // leave of a joint configuration, a leader stepping down): hand it out now.
+            ready.merge(self.raft.take_ready());
+        }
         let results = self.raft.take_read_results();
         self.answer_reads(results);
-        if let Some(compaction) = self.maybe_snapshot() {
-            ready.merge(compaction);
+        self.maybe_snapshot();
+        if !self.background_jobs {
+            // The snapshot was encoded at once: its save and compaction join this batch.
+            ready.merge(self.raft.take_ready());
         }
         ready.replies = std::mem::take(&mut self.replies);
         ready

@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{Index, NodeId, Term};
+use crate::membership::Membership;
+use crate::types::{Index, Term};
 
 /// Largest chunk a node sends or accepts in one InstallSnapshot message. Bounds the memory a
 /// single message can make a follower allocate, whatever the sender's configuration says.
@@ -20,13 +21,13 @@ pub const MAX_SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 /// `done` could make it buffer without limit.
 pub const MAX_SNAPSHOT_BYTES: usize = 1 << 30;
 
-/// What a snapshot covers: everything up to and including `last_index` (of `last_term`), taken
-/// under the membership `voters`.
+/// What a snapshot covers: everything up to and including `last_index` (of `last_term`), and
+/// the configuration in force there.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotMeta {
     pub last_index: Index,
     pub last_term: Term,
-    pub voters: Vec<NodeId>,
+    pub membership: Membership,
 }
 
 /// A state machine snapshot: its metadata and the encoded state.
@@ -152,7 +153,7 @@ mod tests {
         SnapshotMeta {
             last_index: i,
             last_term: 1,
-            voters: vec![1, 2, 3],
+            membership: Membership::bootstrap([1, 2, 3], Default::default()),
         }
     }
 

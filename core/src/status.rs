@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::membership::Membership;
 use crate::server::KvServer;
 use crate::trace::TraceKind;
 use crate::types::{Index, NodeId, Role, Term};
@@ -16,12 +17,20 @@ pub struct NodeStatus {
     pub leader: Option<NodeId>,
     pub commit_index: Index,
     pub applied_index: Index,
+    /// The cluster's commit index as this node knows it (see
+    /// [`crate::RaftNode::leader_commit`]); None without a known leader.
+    pub leader_commit: Option<Index>,
     pub last_index: Index,
     pub last_term: Term,
     /// Last index covered by the latest snapshot (0 without one).
     pub snapshot_index: Index,
+    /// Every member: voters of both halves and learners.
     pub members: Vec<NodeId>,
     pub keys: u64,
+    /// The configuration in force, with the log index that produced it (boxed: it is large and
+    /// status frames share an enum with small ones).
+    pub membership: Box<Membership>,
+    pub membership_index: Index,
 }
 
 impl NodeStatus {
@@ -35,11 +44,14 @@ impl NodeStatus {
             leader: raft.leader(),
             commit_index: raft.commit_index(),
             applied_index: raft.applied_index(),
+            leader_commit: raft.leader_commit(),
             last_index: raft.log().last_index(),
             last_term: raft.log().last_term(),
             snapshot_index: raft.snapshot_index(),
-            members: raft.voters().iter().copied().collect(),
+            members: raft.membership().members().into_iter().collect(),
             keys: server.kv().len() as u64,
+            membership: Box::new(raft.membership().clone()),
+            membership_index: raft.membership_index(),
         }
     }
 }

@@ -89,6 +89,9 @@ pub enum DropReason {
     InboxFull,
     /// Held on its link and then dropped by a scenario script (`drop`). New variants go last.
     Script,
+    /// Dropped on purpose by whoever drives the simulator ([`crate::sim::FaultAction::DropMessage`]:
+    /// the playground's "drop this message").
+    ByHand,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -222,6 +225,27 @@ pub enum TraceKind {
         from: Addr,
         to: Addr,
     },
+    /// The operator proposed a membership change at the leader; it is done when applied.
+    ConfChangeProposed {
+        leader: NodeId,
+        index: Index,
+        change: String,
+    },
+    /// The leader refused a membership change.
+    ConfChangeRefused {
+        leader: NodeId,
+        change: String,
+        reason: String,
+    },
+    /// A new node started, empty, with the configuration that added it.
+    NodeAdded {
+        node: NodeId,
+    },
+    /// Whoever drives the simulator made the node's election timer run out now
+    /// ([`crate::sim::FaultAction::ElectionTimeout`]); the node's own events follow.
+    TimeoutForced {
+        node: NodeId,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -346,6 +370,15 @@ pub fn node_event_text(node: NodeId, e: &NodeEvent) -> String {
         }
         NodeEvent::TimeoutNowReceived { from, term } => {
             format!("n{node} told by n{from} to campaign now (TimeoutNow) term={term}")
+        }
+        NodeEvent::MembershipChanged { index, membership } => {
+            format!("n{node} applies configuration at index {index}: {membership}")
+        }
+        NodeEvent::ConfChangeRefused { index, reason } => {
+            format!("n{node} ignores configuration change at index {index}: {reason}")
+        }
+        NodeEvent::LeaderRemoved { term } => {
+            format!("n{node} is no longer a voter, steps down as leader term={term}")
         }
     }
 }
@@ -500,6 +533,22 @@ impl TraceKind {
             }
             TraceKind::FaultsStopped => "faults stopped: all nodes up, network healed".into(),
             TraceKind::Held { id, from, to } => format!("{from}->{to} held #{id}"),
+            TraceKind::ConfChangeProposed {
+                leader,
+                index,
+                change,
+            } => format!(
+                "operator: n{leader} proposes configuration change [{change}] at index {index}"
+            ),
+            TraceKind::ConfChangeRefused {
+                leader,
+                change,
+                reason,
+            } => format!("operator: n{leader} refuses configuration change [{change}]: {reason}"),
+            TraceKind::NodeAdded { node } => format!("n{node} starts empty, joining the cluster"),
+            TraceKind::TimeoutForced { node } => {
+                format!("n{node} election timer forced to run out")
+            }
         }
     }
 }

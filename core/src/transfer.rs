@@ -73,8 +73,11 @@ impl RaftNode {
         if to == self.id {
             return Err(TransferError::ToSelf(to));
         }
-        if !self.voters.contains(&to) {
+        if !self.membership.contains(to) {
             return Err(TransferError::UnknownNode(to));
+        }
+        if !self.membership.is_voter(to) {
+            return Err(TransferError::NotVoter(to));
         }
         if self.transfer.as_ref().is_some_and(|t| t.to == to) {
             return Ok(to);
@@ -92,6 +95,8 @@ impl RaftNode {
     /// lowest id so the choice replays exactly.
     pub(crate) fn most_caught_up_voter(&self) -> Option<NodeId> {
         self.peers()
+            .into_iter()
+            .filter(|&p| self.membership.is_voter(p))
             .map(|p| (self.progress.get(&p).map_or(0, |pr| pr.match_index), p))
             .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)))
             .map(|(_, p)| p)
@@ -103,7 +108,7 @@ impl RaftNode {
     pub(crate) fn start_transfer(&mut self, to: NodeId) {
         invariant!(
             self,
-            self.role == Role::Leader && to != self.id && self.voters.contains(&to),
+            self.role == Role::Leader && to != self.id && self.membership.is_voter(to),
             "transfer to {to} started by a non-leader or to a non-voter"
         );
         if let Some(old) = self.transfer.take() {
@@ -205,7 +210,7 @@ impl RaftNode {
 
     /// The leader asks this node to campaign now: its log is as long as the leader's.
     pub(crate) fn handle_timeout_now(&mut self, from: NodeId) {
-        if self.role != Role::Follower || self.term >= MAX_TERM {
+        if self.role != Role::Follower || self.term >= MAX_TERM || !self.can_campaign() {
             return;
         }
         self.emit(NodeEvent::TimeoutNowReceived {

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::kv::ClientRequest;
+use crate::membership::ConfChange;
 
 pub type NodeId = u64;
 pub type Term = u64;
@@ -22,6 +23,8 @@ pub enum EntryPayload {
     /// (Raft §5.4.2 forbids committing older entries that way; this one drags them along).
     Noop,
     Command(ClientRequest),
+    /// A membership change; it takes effect on each node when the node applies it.
+    ConfChange(ConfChange),
 }
 
 impl Entry {
@@ -30,6 +33,11 @@ impl Entry {
         24 + match &self.payload {
             EntryPayload::Noop => 0,
             EntryPayload::Command(req) => req.op.size_hint(),
+            EntryPayload::ConfChange(cc) => cc
+                .changes
+                .iter()
+                .map(|c| 16 + c.address.as_ref().map_or(0, String::len))
+                .sum(),
         }
     }
 }
@@ -40,6 +48,13 @@ impl Entry {
 pub struct HardState {
     pub term: Term,
     pub vote: Option<NodeId>,
+    /// An index known committed, at least as high as every configuration change the node had
+    /// applied when this was written. A restart re-applies the log up to here before it may
+    /// campaign, so it recovers exactly the membership it had (etcd persists its commit index
+    /// for the same reason). Written only when a configuration change applies, not on every
+    /// commit advance: that would add an fsync to almost every batch.
+    #[serde(default)]
+    pub commit: Index,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -134,7 +134,7 @@ impl Message {
                         "snapshot term above the message term",
                     ));
                 }
-                if meta.voters.is_empty() {
+                if meta.membership.voters.is_empty() {
                     return Err(Implausible::Snapshot("snapshot without voters"));
                 }
                 index(

@@ -270,7 +270,7 @@ mod hostile_input {
         SnapshotMeta {
             last_index: index,
             last_term: 1,
-            voters: vec![1, 2, 3],
+            membership: keyval_core::Membership::bootstrap([1, 2, 3], Default::default()),
         }
     }
 
@@ -344,7 +344,7 @@ mod hostile_input {
     }
 
     #[test]
-    fn undecodable_state_or_foreign_membership_is_refused() {
+    fn undecodable_state_or_impossible_membership_is_refused() {
         let mut s = follower();
         let r = chunk(&mut s, meta(5), 0, vec![0xff; 40], true);
         assert_eq!(violations(&r), 1);
@@ -352,7 +352,8 @@ mod hostile_input {
         let r = chunk(&mut s, meta(5), 0, state_at(4), true);
         assert_eq!(violations(&r), 1);
         let mut m = meta(5);
-        m.voters = vec![1, 2, 3, 4];
+        // A node that is a voter and a learner at once.
+        m.membership.learners.insert(1);
         let r = chunk(&mut s, m, 0, state_at(5), true);
         assert_eq!(violations(&r), 1);
         assert_eq!(s.raft().snapshot_index(), 0);

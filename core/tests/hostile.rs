@@ -60,7 +60,7 @@ fn far_future_terms_are_refused_for_every_message_kind() {
     let meta = SnapshotMeta {
         last_index: 1,
         last_term: 1,
-        voters: vec![1, 2, 3],
+        membership: keyval_core::Membership::bootstrap([1, 2, 3], Default::default()),
     };
     let msgs = vec![
         Message::PreVote {
@@ -207,7 +207,7 @@ fn absurd_indexes_are_refused_without_panicking() {
                 meta: SnapshotMeta {
                     last_index: u64::MAX,
                     last_term: u64::MAX,
-                    voters: vec![1, 2, 3],
+                    membership: keyval_core::Membership::bootstrap([1, 2, 3], Default::default()),
                 },
                 offset: u64::MAX,
                 data: vec![1, 2, 3],

@@ -114,3 +114,18 @@ fn a_leader_counting_itself_before_its_write_is_durable_is_caught() {
 fn a_follower_acknowledging_before_durable_is_caught() {
     assert_caught(Mutation::FollowerAcksBeforeDurable);
 }
+
+fn membership(cfg: &mut RunConfig) {
+    cfg.profile = FaultProfile::Membership;
+}
+
+/// Caught by liveness (a cluster wedged on configurations nobody committed) within the budget.
+#[test]
+fn a_configuration_applied_on_append_is_caught() {
+    assert_caught_with(Mutation::ConfigOnAppend, membership);
+}
+
+#[test]
+fn counting_a_learner_vote_is_caught() {
+    assert_caught_with(Mutation::LearnerVoteCounts, membership);
+}

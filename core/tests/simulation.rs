@@ -12,6 +12,7 @@
 //! fault profile); `KEYVAL_SEED_START` offsets the first seed. A failing seed prints the
 //! violations and a one-line reproduce command that runs [`replay_seed`].
 
+use keyval_core::sim::hostile::HostileStats;
 use keyval_core::sim::{run, FaultProfile, RunConfig, RunReport};
 
 /// Failures printed in full before the rest are only counted.
@@ -41,8 +42,11 @@ fn profile_from_env() -> FaultProfile {
         Ok("None") => FaultProfile::None,
         Ok("CrashHeavy") => FaultProfile::CrashHeavy,
         Ok("Clocks") => FaultProfile::Clocks,
+        Ok("Membership") => FaultProfile::Membership,
         Ok(other) => {
-            panic!("KEYVAL_PROFILE={other:?}: expected None, Mixed, CrashHeavy or Clocks")
+            panic!(
+                "KEYVAL_PROFILE={other:?}: expected None, Mixed, CrashHeavy, Clocks or Membership"
+            )
         }
     }
 }
@@ -50,17 +54,31 @@ fn profile_from_env() -> FaultProfile {
 /// Runs every seed of `seeds` with `nodes` nodes under `profile`, prints the first failures in
 /// full (with their reproduce commands) and fails if any seed failed.
 fn sweep(nodes: usize, profile: FaultProfile, seeds: std::ops::Range<u64>) {
+    sweep_with(nodes, profile, seeds, false);
+}
+
+/// [`sweep`], with or without a hostile peer; with one, the sweep also fails if the peer never
+/// got a message refused and one dropped (it would be testing nothing).
+fn sweep_with(nodes: usize, profile: FaultProfile, seeds: std::ops::Range<u64>, hostile: bool) {
     let started = std::time::Instant::now();
     let total = seeds.end - seeds.start;
     let mut failed: Vec<RunReport> = Vec::new();
     let mut failed_seeds = Vec::new();
     let (mut events, mut ops) = (0u64, 0usize);
+    let mut peer = HostileStats::default();
     for seed in seeds {
         let mut cfg = RunConfig::new(nodes, seed);
         cfg.profile = profile;
+        cfg.hostile = hostile;
         let report = run(&cfg);
         events += report.events;
         ops += report.ops_completed;
+        if let Some(h) = &report.hostile {
+            peer.sent += h.sent;
+            peer.from_random_bytes += h.from_random_bytes;
+            peer.refused += h.refused;
+            peer.dropped += h.dropped;
+        }
         if !report.is_ok() {
             failed_seeds.push(seed);
             if failed.len() < SHOWN_FAILURES {
@@ -76,6 +94,17 @@ fn sweep(nodes: usize, profile: FaultProfile, seeds: std::ops::Range<u64>) {
         total as f64 / secs.max(1e-9),
         failed_seeds.len()
     );
+    if hostile {
+        println!(
+            "hostile peer: {} messages ({} decoded from random bytes): {} refused as protocol \
+             violations, {} dropped as from a non-member",
+            peer.sent, peer.from_random_bytes, peer.refused, peer.dropped
+        );
+        assert!(
+            peer.refused > 0 && peer.dropped > 0 && peer.from_random_bytes > 0,
+            "the hostile peer was not exercised: {peer:?}"
+        );
+    }
     assert!(
         failed_seeds.is_empty(),
         "{} of {total} seeds failed ({nodes} nodes, {profile:?}); failing seeds (first 50): {:?}; \
@@ -89,13 +118,13 @@ fn sweep(nodes: usize, profile: FaultProfile, seeds: std::ops::Range<u64>) {
 /// Safety, linearizability and liveness hold for 3-node clusters under every fault kind.
 #[test]
 fn sweep_3_nodes_mixed() {
-    sweep(3, FaultProfile::Mixed, seeds(2_000, 0));
+    sweep(3, FaultProfile::Mixed, seeds(1_500, 0));
 }
 
 /// Safety, linearizability and liveness hold for 5-node clusters under every fault kind.
 #[test]
 fn sweep_5_nodes_mixed() {
-    sweep(5, FaultProfile::Mixed, seeds(2_000, 1_000_000));
+    sweep(5, FaultProfile::Mixed, seeds(1_500, 1_000_000));
 }
 
 /// Frequent crashes with quick restarts (the schedules that expose persistence and commit-rule
@@ -111,6 +140,25 @@ fn sweep_5_nodes_crash_heavy() {
     sweep(5, FaultProfile::CrashHeavy, seeds(1_000, 3_000_000));
 }
 
+/// Membership changes (learners added and promoted, voters removed, demoted and replaced
+/// through joint consensus) among the `Mixed` faults, starting from 3 nodes.
+#[test]
+fn sweep_3_nodes_membership() {
+    sweep(3, FaultProfile::Membership, seeds(500, 6_000_000));
+}
+
+/// The same starting from 1 node (the cluster grows from a single voter).
+#[test]
+fn sweep_1_node_membership() {
+    sweep(1, FaultProfile::Membership, seeds(250, 7_000_000));
+}
+
+/// The same starting from 5 nodes.
+#[test]
+fn sweep_5_nodes_membership() {
+    sweep(5, FaultProfile::Membership, seeds(250, 8_000_000));
+}
+
 /// Reads on every path under clock drift within the lease margin, long pauses, partitions and
 /// leaders isolated right after confirming their lease, on 3-node clusters.
 #[test]
@@ -124,6 +172,22 @@ fn sweep_5_nodes_clocks() {
     sweep(5, FaultProfile::Clocks, seeds(500, 5_000_000));
 }
 
+/// A hostile peer sends random bytes that decode as messages and structurally random messages
+/// with hostile terms and indexes, under a member's id or a non-member's, to random running
+/// nodes throughout faulty runs: every one is refused or dropped without a change of state,
+/// and safety, linearizability and liveness still hold. ~6 s in debug; `make fuzz` runs
+/// many more seeds.
+#[test]
+fn sweep_3_nodes_hostile_peer() {
+    sweep_with(3, FaultProfile::Mixed, seeds(150, 6_000_000), true);
+}
+
+/// The same on 5-node clusters under crash-heavy faults.
+#[test]
+fn sweep_5_nodes_crash_heavy_hostile_peer() {
+    sweep_with(5, FaultProfile::CrashHeavy, seeds(100, 7_000_000), true);
+}
+
 /// Replays one seed with its full trace printed: the command a failing sweep prints.
 ///
 /// `KEYVAL_SEED=42 KEYVAL_NODES=5 KEYVAL_PROFILE=Mixed cargo test -p keyval-core --test
@@ -135,6 +199,7 @@ fn replay_seed() {
     let nodes = env_u64("KEYVAL_NODES").unwrap_or(3) as usize;
     let mut cfg = RunConfig::new(nodes, seed);
     cfg.profile = profile_from_env();
+    cfg.hostile = env_u64("KEYVAL_HOSTILE").is_some_and(|h| h != 0);
     cfg.record_trace = true;
     let report = run(&cfg);
     for event in &report.trace {

@@ -620,3 +620,36 @@ fn a_lost_timeout_now_is_sent_again_on_the_next_heartbeat_response() {
     net.tick(1, net.raft(1).config().heartbeat_ticks);
     assert_eq!(net.leader(), Some(3));
 }
+
+/// Transfers are a random fault of the Mixed profile: over a few seeds some complete and some
+/// abort, and every checker still passes (the default sweep in `simulation.rs` runs thousands).
+#[test]
+fn random_transfers_happen_in_the_mixed_fault_sweep() {
+    use keyval_core::sim::runner::{run, RunConfig};
+    use keyval_core::sim::{FaultProfile, TraceKind};
+    let (mut started, mut completed) = (0, 0);
+    for seed in 0..30 {
+        let mut cfg = RunConfig::new(3, seed);
+        cfg.profile = FaultProfile::Mixed;
+        cfg.record_trace = true;
+        let report = run(&cfg);
+        assert!(report.is_ok(), "{}", report.failure_text());
+        for e in &report.trace {
+            match &e.kind {
+                TraceKind::Node {
+                    event: NodeEvent::TransferStarted { .. },
+                    ..
+                } => started += 1,
+                TraceKind::Node {
+                    event: NodeEvent::TransferCompleted { .. },
+                    ..
+                } => completed += 1,
+                _ => {}
+            }
+        }
+    }
+    assert!(
+        started > 0 && completed > 0,
+        "started {started}, completed {completed}"
+    );
+}

@@ -38,7 +38,7 @@ pub fn messages() -> Vec<Message> {
     let meta = SnapshotMeta {
         last_index: 4,
         last_term: 1,
-        voters: vec![1, 2, 3],
+        membership: keyval_core::Membership::bootstrap([1, 2, 3], Default::default()),
     };
     vec![
         Message::PreVote {
@@ -194,6 +194,7 @@ fn records() -> Vec<Vec<u8>> {
         LogRecord::HardState(HardState {
             term: 2,
             vote: Some(1),
+            commit: 0,
         }),
         LogRecord::Append(entries(1, 2, 3)),
         LogRecord::TruncateFrom(3),
@@ -246,7 +247,7 @@ pub fn snapshot_file() -> Vec<Vec<u8>> {
         meta: SnapshotMeta {
             last_index: 4,
             last_term: 1,
-            voters: vec![1, 2, 3],
+            membership: keyval_core::Membership::bootstrap([1, 2, 3], Default::default()),
         },
         data: snapshot_state(4),
     };

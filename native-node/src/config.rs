@@ -111,6 +111,12 @@ pub struct Args {
     /// (protobuf): http://HOST:4318 (or the full .../v1/traces URL). Off by default.
     #[arg(long)]
     pub otlp_endpoint: Option<String>,
+    /// Close a connection after this many milliseconds without a byte in either direction,
+    /// and a client connection after this long without a frame from the client: one that never
+    /// sends its HTTP request, stops halfway through a request or a frame, or sends nothing
+    /// after its upgrade [default: 120000; 10000..=86400000].
+    #[arg(long)]
+    pub idle_timeout_ms: Option<u64>,
 }
 
 /// Applied entries between snapshots unless configured: at ~300 bytes an entry, a few MB of WAL
@@ -121,6 +127,14 @@ pub const DEFAULT_SNAPSHOT_THRESHOLD: u64 = 10_000;
 /// envelope this stays far below the 16 MiB peer frame limit even when the transport batches
 /// it with up to 4 MiB of appends, and a lost chunk costs one round trip of 1 MiB.
 pub const SNAPSHOT_CHUNK_BYTES: usize = keyval_core::snapshot::MAX_SNAPSHOT_CHUNK_BYTES;
+
+/// A client connection silent this long is closed, so idle connections cannot hold the bounded
+/// client slots forever.
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 120_000;
+/// The timeout applies to every connection (see `idle_io`), peer connections included, whose
+/// dialer pings a quiet one every 5 s (`transport::PEER_KEEPALIVE`): twice that leaves a lost
+/// ping's worth of margin.
+pub const MIN_IDLE_TIMEOUT_MS: u64 = 10_000;
 
 /// Heartbeats per (minimum) election timeout. Below this, one delayed or lost heartbeat makes a
 /// follower campaign, and the cluster churns through elections under ordinary jitter.
@@ -155,6 +169,7 @@ struct FileConfig {
     disable_events: Option<bool>,
     log_format: Option<LogFormat>,
     otlp_endpoint: Option<String>,
+    idle_timeout_ms: Option<u64>,
 }
 
 /// Validated settings the node runs with.
@@ -182,6 +197,8 @@ pub struct NodeConfig {
     pub events_enabled: bool,
     pub log_format: LogFormat,
     pub otlp_endpoint: Option<String>,
+    /// See [`Args::idle_timeout_ms`].
+    pub idle_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -359,6 +376,15 @@ impl NodeConfig {
             args.trusted_ca_file.or(file.trusted_ca_file),
             args.client_cert_auth || file.client_cert_auth.unwrap_or(false),
         )?;
+        let idle_timeout_ms = args
+            .idle_timeout_ms
+            .or(file.idle_timeout_ms)
+            .unwrap_or(DEFAULT_IDLE_TIMEOUT_MS);
+        if !(MIN_IDLE_TIMEOUT_MS..=86_400_000).contains(&idle_timeout_ms) {
+            return Err(ConfigError::Invalid(format!(
+                "--idle-timeout-ms must be in {MIN_IDLE_TIMEOUT_MS}..=86400000, got {idle_timeout_ms}"
+            )));
+        }
         let otlp_endpoint = args.otlp_endpoint.or(file.otlp_endpoint);
         if let Some(e) = &otlp_endpoint {
             crate::telemetry::traces_url(e).map_err(|e| ConfigError::Invalid(e.to_string()))?;
@@ -383,6 +409,7 @@ impl NodeConfig {
             events_enabled: !(args.disable_events || file.disable_events.unwrap_or(false)),
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
             otlp_endpoint,
+            idle_timeout: Duration::from_millis(idle_timeout_ms),
         })
     }
 
@@ -571,6 +598,24 @@ mod tests {
         );
         let c = NodeConfig::from_args(args(&["--disable-events"])).expect("valid");
         assert!(!c.events_enabled);
+    }
+
+    #[test]
+    fn the_idle_timeout_has_a_default_a_flag_a_file_key_and_bounds() {
+        let c = NodeConfig::from_args(args(&[])).expect("valid");
+        assert_eq!(c.idle_timeout, Duration::from_secs(120));
+        let c = NodeConfig::from_args(args(&["--idle-timeout-ms", "10000"])).expect("valid");
+        assert_eq!(c.idle_timeout, Duration::from_secs(10));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("k.toml");
+        std::fs::write(&path, "idle_timeout_ms = 15000\n").expect("write");
+        let p = path.to_string_lossy().to_string();
+        let c = NodeConfig::from_args(args(&["--config", &p])).expect("valid");
+        assert_eq!(c.idle_timeout, Duration::from_secs(15));
+        for bad in ["0", "9999", "86400001"] {
+            let e = NodeConfig::from_args(args(&["--idle-timeout-ms", bad])).unwrap_err();
+            assert!(e.to_string().contains("--idle-timeout-ms"), "{bad}: {e}");
+        }
     }
 
     #[test]

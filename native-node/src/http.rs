@@ -29,7 +29,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use keyval_core::{Envelope, NodeStatus};
+use keyval_core::NodeStatus;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
 use crate::events::{self, EventHub};
@@ -42,9 +42,6 @@ use crate::wire::{self, ClientFrame, MAX_CLIENT_FRAME_BYTES, MAX_PEER_FRAME_BYTE
 /// Replies buffered per client connection; a client that stops reading loses replies, not the
 /// node's memory.
 const CLIENT_REPLY_QUEUE: usize = 1024;
-/// A client connection that sends nothing for this long is closed, so idle connections cannot
-/// hold the bounded client slots forever.
-pub const CLIENT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 /// A reply the client does not take within this closes its connection.
 const CLIENT_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -92,12 +89,14 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub status: watch::Receiver<NodeStatus>,
     pub events: EventHub,
-    pub peer_tx: mpsc::Sender<Vec<Envelope>>,
+    pub peer_tx: crate::peer_inbox::PeerInbox,
     pub input_tx: mpsc::Sender<Input>,
     pub shutdown: watch::Receiver<bool>,
     pub limits: Limits,
     /// `/events` is served (`--disable-events` turns it off).
     pub events_enabled: bool,
+    /// A client connection that sends nothing for this long is closed (`--idle-timeout-ms`).
+    pub client_idle_timeout: std::time::Duration,
 }
 
 /// Refuses peer-only routes to connections that did not prove a peer identity.
@@ -284,7 +283,7 @@ async fn serve_client(socket: WebSocket, remote: SocketAddr, s: AppState) {
     loop {
         let msg = tokio::select! {
             _ = shutdown.changed() => break,
-            m = tokio::time::timeout(CLIENT_IDLE_TIMEOUT, stream.next()) => match m {
+            m = tokio::time::timeout(s.client_idle_timeout, stream.next()) => match m {
                 Ok(m) => m,
                 Err(_) => {
                     tracing::debug!(%remote, "client connection idle too long; closing it");
@@ -351,6 +350,17 @@ async fn serve_client(socket: WebSocket, remote: SocketAddr, s: AppState) {
                     reply_to: reply_tx.clone(),
                 };
                 if s.input_tx.send(input).await.is_err() {
+                    break;
+                }
+            }
+            Ok(ClientFrame::TransferLeader { to }) => {
+                let (tx, rx) = oneshot::channel();
+                let input = Input::Transfer { to, reply_to: tx };
+                if s.input_tx.send(input).await.is_err() {
+                    break;
+                }
+                let Ok(outcome) = rx.await else { break };
+                if reply_tx.send(ServerFrame::Transfer(outcome)).await.is_err() {
                     break;
                 }
             }

@@ -11,13 +11,13 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use keyval_core::NodeId;
+use keyval_core::{Membership, NodeId};
 use tokio_tungstenite::tungstenite::Message as TMessage;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::tls::TlsStore;
 use crate::transport::connect_stream;
-use crate::wire::{self, MAX_PEER_FRAME_BYTES, MembershipView, PeerFrame};
+use crate::wire::{self, MAX_PEER_FRAME_BYTES, PeerFrame};
 
 /// How long one endpoint gets to answer.
 const ENDPOINT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -39,7 +39,9 @@ pub enum JoinError {
 #[derive(Clone, Debug)]
 pub struct Admission {
     pub cluster_id: String,
-    pub membership: MembershipView,
+    pub membership: Membership,
+    /// Log index of the configuration.
+    pub index: u64,
 }
 
 /// Asks the endpoints in turn until one admits (or refuses) node `id` listening at `address`.
@@ -60,10 +62,12 @@ pub async fn join(
                 Ok(PeerFrame::Joined {
                     cluster_id,
                     membership,
+                    index,
                 }) => {
                     return Ok(Admission {
                         cluster_id,
-                        membership,
+                        membership: *membership,
+                        index,
                     });
                 }
                 Ok(PeerFrame::Removed { reason, .. }) => return Err(JoinError::Removed(reason)),

@@ -19,6 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::LazyConfigAcceptor;
 
+use crate::idle_io::IdleIo;
 use crate::tls::{Access, JOIN_NAME, TlsStore, node_name};
 
 /// A TLS handshake must finish within this, or the connection is dropped.
@@ -53,10 +54,16 @@ pub struct NodeListener {
 }
 
 impl NodeListener {
-    pub fn spawn(tcp: TcpListener, tls: Option<Arc<TlsStore>>) -> io::Result<Self> {
+    /// Every connection is closed after `idle_timeout` without a byte in either direction
+    /// (see [`IdleIo`]).
+    pub fn spawn(
+        tcp: TcpListener,
+        tls: Option<Arc<TlsStore>>,
+        idle_timeout: Duration,
+    ) -> io::Result<Self> {
         let local = tcp.local_addr()?;
         let (tx, accepted) = mpsc::channel(ACCEPTED_QUEUE);
-        tokio::spawn(accept_loop(tcp, tls, tx));
+        tokio::spawn(accept_loop(tcp, tls, idle_timeout, tx));
         Ok(NodeListener { local, accepted })
     }
 }
@@ -84,6 +91,7 @@ impl Listener for NodeListener {
 async fn accept_loop(
     tcp: TcpListener,
     tls: Option<Arc<TlsStore>>,
+    idle_timeout: Duration,
     tx: mpsc::Sender<(BoxIo, ConnInfo)>,
 ) {
     let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
@@ -104,7 +112,8 @@ async fn accept_loop(
                 remote,
                 access: Access::Plain,
             };
-            if tx.send((Box::pin(stream), info)).await.is_err() {
+            let io = IdleIo::new(stream, idle_timeout);
+            if tx.send((Box::pin(io), info)).await.is_err() {
                 return;
             }
             continue;
@@ -117,6 +126,7 @@ async fn accept_loop(
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(stream, &tls)).await {
                 Ok(Ok((io, access))) => {
                     drop(permit);
+                    let io = Box::pin(IdleIo::new(io, idle_timeout));
                     let _ = tx.send((io, ConnInfo { remote, access })).await;
                 }
                 Ok(Err(e)) => {

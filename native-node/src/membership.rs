@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::sync::RwLock;
 
-use keyval_core::NodeId;
+use keyval_core::{Membership, NodeId};
 use tokio::sync::watch;
 
 use crate::wire::{MemberRole, MemberRow, MembershipView};
@@ -20,11 +20,19 @@ use crate::wire::{MemberRole, MemberRow, MembershipView};
 pub const PROMOTE_MAX_LAG: u64 = 1000;
 
 /// The membership this node acts on, shared by the node loop (which updates it when a
-/// configuration applies), the transport (which admits or refuses peers by it) and the client
-/// handlers (leader hints).
+/// configuration applies), the transport (which admits or refuses peers by it, and hands it to
+/// joining nodes) and the client handlers (leader hints).
 #[derive(Debug, Default)]
 pub struct Roster {
-    view: RwLock<MembershipView>,
+    inner: RwLock<Applied>,
+}
+
+/// The core's configuration in force, the log index that produced it, and its view.
+#[derive(Clone, Debug, Default)]
+pub struct Applied {
+    pub membership: Membership,
+    pub index: u64,
+    pub view: MembershipView,
 }
 
 /// What the roster says about a node id that wants to talk to us.
@@ -37,29 +45,52 @@ pub enum Standing {
 }
 
 impl Roster {
-    pub fn new(view: MembershipView) -> Roster {
-        Roster {
-            view: RwLock::new(view),
-        }
+    /// `fallback`: addresses of bootstrap members, which the core's first configuration lacks
+    /// in data directories written before it carried addresses.
+    pub fn new(
+        membership: Membership,
+        index: u64,
+        fallback: &std::collections::BTreeMap<NodeId, String>,
+    ) -> Roster {
+        let r = Roster::default();
+        r.set(membership, index, fallback);
+        r
+    }
+
+    pub fn applied(&self) -> Applied {
+        self.inner.read().map(|a| a.clone()).unwrap_or_default()
     }
 
     pub fn view(&self) -> MembershipView {
-        self.view.read().map(|v| v.clone()).unwrap_or_default()
+        self.inner
+            .read()
+            .map(|a| a.view.clone())
+            .unwrap_or_default()
     }
 
-    pub fn set(&self, view: MembershipView) {
-        if let Ok(mut v) = self.view.write() {
-            *v = view;
+    pub fn set(
+        &self,
+        membership: Membership,
+        index: u64,
+        fallback: &std::collections::BTreeMap<NodeId, String>,
+    ) {
+        let view = view_of(&membership, index, fallback);
+        if let Ok(mut a) = self.inner.write() {
+            *a = Applied {
+                membership,
+                index,
+                view,
+            };
         }
     }
 
     pub fn standing(&self, id: NodeId) -> Standing {
-        let Ok(v) = self.view.read() else {
+        let Ok(a) = self.inner.read() else {
             return Standing::Unknown;
         };
-        if v.removed.contains(&id) {
+        if a.membership.removed.contains(&id) {
             Standing::Removed
-        } else if v.members.iter().any(|m| m.id == id) {
+        } else if a.membership.contains(id) {
             Standing::Member
         } else {
             Standing::Unknown
@@ -67,7 +98,12 @@ impl Roster {
     }
 
     pub fn address_of(&self, id: NodeId) -> Option<String> {
-        self.view.read().ok()?.address_of(id).map(str::to_string)
+        self.inner
+            .read()
+            .ok()?
+            .view
+            .address_of(id)
+            .map(str::to_string)
     }
 }
 
@@ -96,23 +132,43 @@ impl Eviction {
     }
 }
 
-/// A view of a configuration given as plain sets (what the bootstrap `--peers` makes).
-pub fn view_of_voters(
-    members: &std::collections::BTreeMap<NodeId, String>,
+/// The view of the core's configuration at `index`. Members bootstrapped without an address
+/// in the configuration take it from `fallback` (the `--peers` of the data directory).
+pub fn view_of(
+    m: &Membership,
     index: u64,
+    fallback: &std::collections::BTreeMap<NodeId, String>,
 ) -> MembershipView {
+    let address = |id: NodeId| {
+        m.addresses
+            .get(&id)
+            .or_else(|| fallback.get(&id))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let mut members: Vec<MemberRow> = m
+        .members()
+        .into_iter()
+        .map(|id| MemberRow {
+            id,
+            address: address(id),
+            role: if m.voters.contains(&id) || m.outgoing.contains(&id) {
+                MemberRole::Voter
+            } else {
+                MemberRole::Learner
+            },
+        })
+        .collect();
+    members.sort_by_key(|r| r.id);
     MembershipView {
         index,
-        members: members
-            .iter()
-            .map(|(&id, a)| MemberRow {
-                id,
-                address: a.clone(),
-                role: MemberRole::Voter,
-            })
-            .collect(),
-        outgoing: Vec::new(),
-        removed: Vec::new(),
+        members,
+        outgoing: if m.is_joint() {
+            m.outgoing.iter().copied().collect()
+        } else {
+            Vec::new()
+        },
+        removed: m.removed.iter().copied().collect(),
     }
 }
 
@@ -185,15 +241,34 @@ mod tests {
     }
 
     #[test]
+    fn the_view_of_a_joint_configuration_names_both_halves_and_learners() {
+        let mut m =
+            Membership::bootstrap([1, 2, 4], [(4, "h4:4".to_string())].into_iter().collect());
+        m.outgoing = set(&[1, 2, 3]);
+        m.learners = set(&[5]);
+        m.removed = set(&[9]);
+        let fallback = [(1, "h1:1".to_string()), (3, "h3:3".to_string())]
+            .into_iter()
+            .collect();
+        let v = view_of(&m, 12, &fallback);
+        assert!(v.joint());
+        assert_eq!(v.outgoing, vec![1, 2, 3]);
+        assert_eq!(v.voters().collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+        assert_eq!(v.learners().collect::<Vec<_>>(), vec![5]);
+        assert_eq!(v.address_of(4), Some("h4:4"));
+        assert_eq!(v.address_of(3), Some("h3:3"));
+        assert_eq!(v.removed, vec![9]);
+        assert_eq!(v.index, 12);
+    }
+
+    #[test]
     fn roster_tells_members_removed_and_strangers_apart() {
-        let mut v = view_of_voters(
-            &[(1, "a".to_string()), (2, "b".to_string())]
-                .into_iter()
-                .collect(),
-            0,
-        );
-        v.removed = vec![7];
-        let r = Roster::new(v);
+        let addrs = [(1, "a".to_string()), (2, "b".to_string())]
+            .into_iter()
+            .collect();
+        let mut m = Membership::bootstrap([1, 2], std::collections::BTreeMap::new());
+        m.removed = set(&[7]);
+        let r = Roster::new(m, 0, &addrs);
         assert_eq!(r.standing(1), Standing::Member);
         assert_eq!(r.standing(7), Standing::Removed);
         assert_eq!(r.standing(9), Standing::Unknown);

@@ -9,10 +9,8 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use keyval_core::NodeId;
+use keyval_core::{Membership, NodeId};
 use serde::{Deserialize, Serialize};
-
-use crate::wire::MembershipView;
 
 const META_FILE: &str = "cluster.json";
 
@@ -30,13 +28,20 @@ pub struct ClusterMeta {
     /// Absent in directories written before it existed: format 1.
     #[serde(default = "format_one")]
     pub state_format: u32,
-    /// For a node that entered with `--join`: the membership the cluster handed it, which its
-    /// Raft node starts from (then `members` holds the addresses it named).
+    /// For a node that entered with `--join`: the configuration the cluster handed it, which
+    /// its Raft node starts from (then `members` holds the addresses it named).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub joined: Option<MembershipView>,
+    pub joined: Option<JoinedConfig>,
     /// Set when this node learnt that it was removed from the cluster: it never serves again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub removed: Option<String>,
+}
+
+/// The configuration a joining node was admitted with, and the log index that produced it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinedConfig {
+    pub membership: Membership,
+    pub index: u64,
 }
 
 fn format_one() -> u32 {
@@ -144,19 +149,15 @@ pub fn init_joined(
     data_dir: &Path,
     node_id: NodeId,
     cluster_id: String,
-    membership: MembershipView,
+    joined: JoinedConfig,
     fsync: bool,
 ) -> Result<ClusterMeta, MetaError> {
     let meta = ClusterMeta {
         cluster_id,
         node_id,
-        members: membership
-            .members
-            .iter()
-            .map(|m| (m.id, m.address.clone()))
-            .collect(),
+        members: joined.membership.addresses.clone(),
         state_format: STATE_FORMAT,
-        joined: Some(membership),
+        joined: Some(joined),
         removed: None,
     };
     save(data_dir, &meta, fsync)?;
@@ -318,7 +319,13 @@ mod tests {
         // Without an identity and without --peers there is nothing to start from.
         let err = load_or_init(dir.path(), 4, &BTreeMap::new(), None, false).expect_err("empty");
         assert!(matches!(err, MetaError::Empty { .. }), "{err}");
-        let view = crate::membership::view_of_voters(&members("1=127.0.0.1:1,4=127.0.0.1:4"), 7);
+        let addrs = members("1=127.0.0.1:1,4=127.0.0.1:4");
+        let mut m = Membership::bootstrap([1], addrs);
+        m.learners.insert(4);
+        let view = JoinedConfig {
+            membership: m,
+            index: 7,
+        };
         let meta = init_joined(dir.path(), 4, "kv-x".into(), view.clone(), false).expect("init");
         let (back, created) =
             load_or_init(dir.path(), 4, &BTreeMap::new(), None, false).expect("load");

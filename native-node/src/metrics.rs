@@ -236,6 +236,20 @@ impl Metrics {
         self.wal_segments.store(s.wal_segments as u64, Relaxed);
     }
 
+    /// Whether the outbound connection to `peer` is up now.
+    pub fn peer_is_up(&self, peer: u64) -> bool {
+        self.peer_up
+            .lock()
+            .is_ok_and(|m| m.get(&peer).copied().unwrap_or(false))
+    }
+
+    /// Stops reporting a peer that is no longer a member.
+    pub fn forget_peer(&self, peer: u64) {
+        if let Ok(mut m) = self.peer_up.lock() {
+            m.remove(&peer);
+        }
+    }
+
     pub fn set_peer_up(&self, peer: u64, up: bool) {
         if let Ok(mut m) = self.peer_up.lock() {
             m.insert(peer, up);
@@ -287,10 +301,41 @@ impl Metrics {
             status.leader.unwrap_or(0),
         );
         gauge("keyval_keys", "Keys in the state machine.", status.keys);
+        let m = &status.membership;
         gauge(
             "keyval_members",
-            "Voting members.",
-            status.members.len() as u64,
+            "Voting members (of the incoming configuration while joint).",
+            m.voters.len() as u64,
+        );
+        gauge(
+            "keyval_membership_voters",
+            "Voters of the configuration in force (the incoming half while joint).",
+            m.voters.len() as u64,
+        );
+        gauge(
+            "keyval_membership_outgoing_voters",
+            "Voters of the configuration being left while joint (0 otherwise).",
+            m.outgoing.len() as u64,
+        );
+        gauge(
+            "keyval_membership_learners",
+            "Learners: members that receive the log but do not vote.",
+            (m.learners.len() + m.learners_next.len()) as u64,
+        );
+        gauge(
+            "keyval_membership_joint",
+            "1 while a joint configuration (both majorities needed) is in force.",
+            u64::from(m.is_joint()),
+        );
+        gauge(
+            "keyval_membership_index",
+            "Log index of the configuration in force (0: the bootstrap one).",
+            status.membership_index,
+        );
+        gauge(
+            "keyval_membership_removed",
+            "Node ids removed from the cluster for good.",
+            m.removed.len() as u64,
         );
         gauge(
             "keyval_snapshot_index",

@@ -14,6 +14,10 @@
 //!    reports that batch durable; the report also tells the core (`on_persisted`), which is
 //!    how a leader counts its own copy toward the commit quorum.
 //!
+//! Snapshots are encoded and decoded off the loop ([`crate::snapshot_jobs`]); peer input is
+//! bounded in bytes ([`crate::peer_inbox`]) and a turn steps at most
+//! [`crate::peer_inbox::MAX_PEER_BYTES_PER_TURN`] of it.
+//!
 //! The loop never waits for the disk itself, so ticks, heartbeats and acknowledgements keep
 //! flowing during an fsync; only when
 //! [`crate::storage::worker::MAX_BATCHES_IN_FLIGHT`] batches are outstanding does
@@ -26,19 +30,25 @@ use std::time::Duration;
 
 use keyval_core::trace::{Addr, Payload, TraceKind};
 use keyval_core::{
-    ClientError, ClientReply, ClientRequest, Envelope, KvOp, KvServer, NodeEvent, NodeId,
-    NodeStatus, PersistOp, ReadConsistency, Ready,
+    ChangeKind, ClientError, ClientReply, ClientRequest, ConfChange, Envelope, KvOp, KvServer,
+    Membership, NodeEvent, NodeId, NodeStatus, PersistOp, ReadConsistency, Ready, SingleChange,
+    TransferError, Transition,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::events::{EventHub, now_ms};
+use crate::membership;
 use crate::metrics::Metrics;
+use crate::peer_inbox::MAX_PEER_BYTES_PER_TURN;
 use crate::request_trace::RequestTraces;
+use crate::snapshot_jobs::{JobDone, SnapshotJobs};
 use crate::storage::worker::{Durable, StorageWorker, WorkerError};
 use crate::tls::TlsStore;
 use crate::transport::{Identity, PeerSender};
-use crate::wire::{LeaderHint, MemberError, MemberOp, MembershipView, ServerFrame, StatusReply};
+use crate::wire::{
+    LeaderHint, MemberError, MemberOp, MembershipView, ServerFrame, StatusReply, TransferOutcome,
+};
 
 /// Inputs handled per turn at most, so ticks and the disk are never starved by a flood.
 const MAX_INPUTS_PER_TURN: usize = 8192;
@@ -47,8 +57,13 @@ const MAX_WAITERS: usize = 65_536;
 /// Status frames for the live view go out at most this often unless role, term or leader change.
 const STATUS_MIN_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Capacity of the queue from peer connections into the loop (batches, not messages).
-pub const PEER_INBOX: usize = 1024;
+/// How long a stopping leader waits for its leadership transfer, in (minimum) election
+/// timeouts. The core aborts a transfer after one; the margin covers the target's election.
+pub const HANDOVER_ELECTION_TIMEOUTS: u32 = 2;
+/// Transfer requests waiting for their outcome at once; more are refused.
+const MAX_TRANSFER_WAITERS: usize = 64;
+
+pub use crate::peer_inbox::{PEER_INBOX, PeerInput};
 /// Capacity of the queue from client connections into the loop.
 pub const CLIENT_INBOX: usize = 8192;
 
@@ -67,6 +82,11 @@ pub enum Input {
         key: Vec<u8>,
         consistency: ReadConsistency,
         reply_to: mpsc::Sender<ServerFrame>,
+    },
+    /// `kvctl leader transfer`: answered once the transfer completed or was aborted.
+    Transfer {
+        to: Option<NodeId>,
+        reply_to: oneshot::Sender<TransferOutcome>,
     },
     Member {
         tag: u64,
@@ -87,13 +107,18 @@ pub enum LoopError {
 pub struct NodeLoop {
     pub server: KvServer,
     pub storage: StorageWorker,
+    /// Encodes and decodes snapshots off the loop (see [`crate::snapshot_jobs`]).
+    pub snapshots: SnapshotJobs,
     /// One outbound connection per other member, with the address it dials.
     pub peers: BTreeMap<NodeId, (String, PeerSender)>,
-    pub peer_rx: mpsc::Receiver<Vec<Envelope>>,
+    pub peer_rx: mpsc::Receiver<PeerInput>,
     pub input_rx: mpsc::Receiver<Input>,
     /// Who this node is; its roster is the membership the transport admits peers by.
     pub identity: Arc<Identity>,
     pub tls: Option<Arc<TlsStore>>,
+    /// Addresses of the members this data directory started with (a fallback for
+    /// configurations that lack them).
+    pub bootstrap_addresses: BTreeMap<NodeId, String>,
     /// Set when a peer answered that this node was removed.
     pub evicted: watch::Receiver<Option<String>>,
     pub metrics: Arc<Metrics>,
@@ -101,6 +126,9 @@ pub struct NodeLoop {
     pub status_tx: watch::Sender<NodeStatus>,
     pub tick: Duration,
     pub shutdown: watch::Receiver<bool>,
+    /// SIGTERM/SIGINT: a leader hands leadership over first (bounded by
+    /// [`HANDOVER_ELECTION_TIMEOUTS`] election timeouts), then the loop ends.
+    pub stop: watch::Receiver<bool>,
     /// What recovery loaded from a snapshot, published once as a live trace event.
     pub restored: Option<TraceKind>,
 }
@@ -125,7 +153,36 @@ struct State {
     /// Batches handed to the storage thread and not yet durable, oldest first, with what
     /// waits for them.
     unstable: VecDeque<Unstable>,
+    /// Transfer requests waiting for their outcome, by target.
+    transfers: Vec<(NodeId, oneshot::Sender<TransferOutcome>)>,
+    /// Set once a stop was asked for: the loop ends at this instant, or as soon as this node
+    /// no longer leads or its transfer ended.
+    stopping_at: Option<Instant>,
+    /// Membership requests proposed by this leader, waiting for their entry to apply.
+    members_pending: Vec<PendingChange>,
+    /// Learners this leader promotes once they have caught up (`member add` without
+    /// `--learner`). Kept by this leader only: after a leader change, promote them with
+    /// `kvctl member promote`.
+    auto_promote: std::collections::BTreeSet<NodeId>,
+    next_promote_check: Instant,
+    /// This node applied a configuration without itself: it stops at this time (after a
+    /// short grace that lets its last messages out).
+    leaving: Option<(Instant, String)>,
 }
+
+/// A membership change proposed for a client, answered when its entry applies.
+struct PendingChange {
+    index: u64,
+    term: u64,
+    tag: u64,
+    reply_to: mpsc::Sender<ServerFrame>,
+}
+
+/// How often a leader looks for learners to promote automatically.
+const PROMOTE_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+/// How long a node that applied its own removal keeps running before it stops: enough for
+/// its last acknowledgements and a leader's hand-over to go out.
+const REMOVED_GRACE: Duration = Duration::from_millis(500);
 
 /// What waits for one batch to be durable.
 struct Unstable {
@@ -149,18 +206,42 @@ impl NodeLoop {
             sent_ids: 0,
             unstable: VecDeque::new(),
             traces: RequestTraces::default(),
+            transfers: Vec::new(),
+            stopping_at: None,
+            members_pending: Vec::new(),
+            auto_promote: Default::default(),
+            next_promote_check: Instant::now(),
+            leaving: None,
         };
         if let Some(kind) = self.restored.take() {
             self.events.publish(now_ms(), kind);
         }
+        self.server.set_background_jobs(true);
         let result = loop {
             if *self.shutdown.borrow() {
                 break Ok(());
             }
+            if self.handover_over(&st) {
+                let raft = self.server.raft();
+                tracing::info!(
+                    role = %raft.role(),
+                    term = raft.term(),
+                    leader = ?raft.leader(),
+                    "stopping: leadership handover finished"
+                );
+                break Ok(());
+            }
             let mut first_input = None;
+            let mut peer_bytes = 0;
             tokio::select! {
                 biased;
                 _ = self.shutdown.changed() => break Ok(()),
+                changed = self.stop.changed(), if st.stopping_at.is_none() => {
+                    if changed.is_err() || !self.begin_handover(&mut st) {
+                        break Ok(());
+                    }
+                }
+                // The sender lives in `self.identity`, so this never reports a closed channel.
                 _ = self.evicted.changed() => {
                     if let Some(reason) = self.evicted.borrow().clone() {
                         break Err(LoopError::Removed(reason));
@@ -172,16 +253,21 @@ impl NodeLoop {
                     }
                 }
                 _ = tokio::time::sleep_until(st.next_tick) => {}
-                Some(envs) = self.peer_rx.recv() => self.step_peers(envs),
+                done = self.snapshots.done() => self.on_snapshot_job(done),
+                Some(input) = self.peer_rx.recv() => {
+                    peer_bytes = self.step_peers(input);
+                }
                 Some(input) = self.input_rx.recv() => first_input = Some(input),
             }
             self.catch_up_ticks(&mut st);
+            // Bounded in batches and in bytes: one huge batch (a 16 MiB frame of tiny
+            // messages) ends the peer part of the turn, so ticks and the disk come next.
             let mut handled = 0;
-            while handled < MAX_INPUTS_PER_TURN {
-                let Ok(envs) = self.peer_rx.try_recv() else {
+            while handled < MAX_INPUTS_PER_TURN && peer_bytes < MAX_PEER_BYTES_PER_TURN {
+                let Ok(input) = self.peer_rx.try_recv() else {
                     break;
                 };
-                self.step_peers(envs);
+                peer_bytes += self.step_peers(input);
                 handled += 1;
             }
             if let Some(input) = first_input {
@@ -195,9 +281,16 @@ impl NodeLoop {
                 self.handle_input(input, &mut st);
                 handled += 1;
             }
+            self.promote_caught_up_learners(&mut st);
             // All proposals and acknowledgements of the turn share one batch (and so one write).
             if let Err(e) = self.execute_ready(&mut st).await {
                 break Err(e);
+            }
+            self.settle_member_requests(&mut st);
+            if let Some((at, reason)) = &st.leaving
+                && Instant::now() >= *at
+            {
+                break Err(LoopError::Removed(reason.clone()));
             }
             self.metrics.reads.observe(self.server.raft().read_stats());
             self.publish_status(&mut st);
@@ -227,11 +320,20 @@ impl NodeLoop {
         }
     }
 
-    fn step_peers(&mut self, envs: Vec<Envelope>) {
+    /// Steps one peer input; the inbox bytes it held (given back when it is dropped here).
+    fn step_peers(&mut self, input: PeerInput) -> usize {
+        let (envs, held) = match input {
+            PeerInput::Batch(envs, held) => (envs, held),
+            PeerInput::Closed(peer) => {
+                self.server.peer_disconnected(peer);
+                return 0;
+            }
+        };
         for env in envs {
             self.metrics.observe_inbound(&env);
             self.server.step(env);
         }
+        held.bytes()
     }
 
     fn handle_input(&mut self, input: Input, st: &mut State) {
@@ -266,7 +368,86 @@ impl NodeLoop {
                 consistency,
                 reply_to,
             } => self.handle_read((client_id, seq), key, consistency, reply_to, st),
+            Input::Transfer { to, reply_to } => self.handle_transfer(to, reply_to, st),
         }
+    }
+
+    fn handle_transfer(
+        &mut self,
+        to: Option<NodeId>,
+        reply_to: oneshot::Sender<TransferOutcome>,
+        st: &mut State,
+    ) {
+        if st.transfers.len() >= MAX_TRANSFER_WAITERS {
+            let reason = "too many transfer requests pending; retry later".to_string();
+            let _ = reply_to.send(TransferOutcome::Failed { reason });
+            return;
+        }
+        match self.server.transfer_leadership(to) {
+            Ok(target) => {
+                tracing::info!(to = target, "leadership transfer requested");
+                st.transfers.push((target, reply_to));
+            }
+            Err(TransferError::NotLeader { leader }) => {
+                let leader = leader.map(|id| LeaderHint {
+                    id,
+                    address: self.identity.roster.address_of(id),
+                });
+                let _ = reply_to.send(TransferOutcome::NotLeader { leader });
+            }
+            Err(e) => {
+                let _ = reply_to.send(TransferOutcome::Failed {
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+
+    /// Answers the transfer requests waiting on `to`, once the core says how it ended.
+    fn settle_transfer_waiters(&mut self, ev: &NodeEvent, st: &mut State) {
+        let (to, outcome) = match ev {
+            NodeEvent::TransferCompleted { to, .. } => (*to, TransferOutcome::Done { leader: *to }),
+            NodeEvent::TransferAborted { to, reason, .. } => (
+                *to,
+                TransferOutcome::Failed {
+                    reason: format!("transfer to node {to} aborted: {reason}"),
+                },
+            ),
+            _ => return,
+        };
+        for (_, w) in st.transfers.extract_if(.., |(t, _)| *t == to) {
+            let _ = w.send(outcome.clone());
+        }
+    }
+
+    /// A stop was asked for: a leader with another voter hands over first. Returns false when
+    /// there is nothing to wait for.
+    fn begin_handover(&mut self, st: &mut State) -> bool {
+        let ticks = self.server.raft().config().election_ticks * HANDOVER_ELECTION_TIMEOUTS;
+        st.stopping_at = Some(Instant::now() + self.tick * ticks);
+        if !self.server.raft().is_leader() {
+            return false;
+        }
+        match self.server.transfer_leadership(None) {
+            Ok(to) => {
+                tracing::info!(to, "stopping: handing leadership over first");
+                true
+            }
+            Err(e) => {
+                tracing::info!(reason = %e, "stopping without a leadership transfer");
+                false
+            }
+        }
+    }
+
+    /// Whether a stopping node is done handing over: its transfer ended (completed once it
+    /// saw the target lead, so its own vote went out; or aborted: it stops anyway), or the
+    /// bound passed.
+    fn handover_over(&self, st: &State) -> bool {
+        let Some(at) = st.stopping_at else {
+            return false;
+        };
+        self.server.raft().transfer_target().is_none() || Instant::now() >= at
     }
 
     /// Reads are not proposals: any node takes them (a follower asks the leader for a read
@@ -377,10 +558,6 @@ impl NodeLoop {
     /// Makes the outbound connections match `view`: members this node has no connection to
     /// get one (a new member, or one whose address changed), connections to nodes no longer
     /// members are dropped (their tasks end when their queues close).
-    #[expect(
-        dead_code,
-        reason = "called when a configuration applies, once the core reports membership changes"
-    )]
     fn sync_peers(&mut self, view: &MembershipView) {
         let me = self.identity.id;
         let wanted: BTreeMap<NodeId, &str> = view
@@ -393,6 +570,7 @@ impl NodeLoop {
             let keep = wanted.get(id) == Some(&addr.as_str());
             if !keep {
                 tracing::info!(peer = id, %addr, "dropping the connection to a former member");
+                self.metrics.forget_peer(*id);
             }
             keep
         });
@@ -413,26 +591,206 @@ impl NodeLoop {
         }
     }
 
-    /// `kvctl member ...`: only the leader takes membership requests.
+    /// `kvctl member ...`: only the leader takes membership requests. Changes pass the strict
+    /// reconfiguration check (see [`crate::membership`]) before they are proposed; the answer
+    /// comes when the entry applies ([`NodeLoop::settle_member_requests`]).
     fn handle_member(
         &mut self,
         tag: u64,
         op: MemberOp,
         reply_to: mpsc::Sender<ServerFrame>,
-        _st: &mut State,
+        st: &mut State,
     ) {
         let raft = self.server.raft();
-        let outcome = if !raft.is_leader() {
-            Err(MemberError::NotLeader { node: raft.id() })
-        } else {
-            match op {
-                MemberOp::List => Ok(self.identity.roster.view()),
-                _ => Err(MemberError::Refused(
-                    "membership changes are not available in this build yet".into(),
-                )),
+        if !raft.is_leader() {
+            let node = raft.id();
+            return self.answer_member(tag, Err(MemberError::NotLeader { node }), &reply_to);
+        }
+        let applied = self.identity.roster.applied();
+        let voters = &applied.membership.voters;
+        let (change, auto_promote) = match op {
+            MemberOp::List => return self.answer_member(tag, Ok(applied.view), &reply_to),
+            MemberOp::Add {
+                id,
+                address,
+                learner,
+            } => {
+                if let Some(other) = applied.view.members.iter().find(|m| m.address == address) {
+                    let e = format!(
+                        "address {address} is already node {}'s; a node has one address",
+                        other.id
+                    );
+                    return self.answer_member(tag, Err(MemberError::Refused(e)), &reply_to);
+                }
+                let c = SingleChange {
+                    kind: ChangeKind::AddLearner,
+                    node: id,
+                    address: Some(address),
+                };
+                (c, (!learner).then_some(id))
+            }
+            MemberOp::Promote { id } => {
+                if let Err(e) = self.check_promotion(id, &applied.membership) {
+                    return self.answer_member(tag, Err(MemberError::Refused(e)), &reply_to);
+                }
+                (single(ChangeKind::AddVoter, id), None)
+            }
+            MemberOp::Remove { id } => {
+                if voters.contains(&id) {
+                    let after: std::collections::BTreeSet<NodeId> =
+                        voters.iter().copied().filter(|&v| v != id).collect();
+                    if let Err(e) = membership::check_quorum_after(
+                        &after,
+                        |v| self.connected(v),
+                        &format!("removing node {id}"),
+                    ) {
+                        return self.answer_member(tag, Err(MemberError::Refused(e)), &reply_to);
+                    }
+                }
+                st.auto_promote.remove(&id);
+                (single(ChangeKind::Remove, id), None)
             }
         };
-        self.answer_member(tag, outcome, &reply_to);
+        let cc = ConfChange {
+            changes: vec![change],
+            transition: Transition::Auto,
+        };
+        let term = self.server.raft().term();
+        match self.server.propose_conf_change(cc.clone()) {
+            Ok(index) => {
+                tracing::info!(index, change = ?cc, "proposed a membership change");
+                if let Some(id) = auto_promote {
+                    st.auto_promote.insert(id);
+                }
+                st.members_pending.push(PendingChange {
+                    index,
+                    term,
+                    tag,
+                    reply_to,
+                });
+            }
+            Err(e) => self.answer_member(tag, Err(MemberError::Refused(e.to_string())), &reply_to),
+        }
+    }
+
+    /// Whether the leader hears from `id` now: itself, or a peer whose connection is up.
+    fn connected(&self, id: NodeId) -> bool {
+        id == self.server.raft().id() || self.metrics.peer_is_up(id)
+    }
+
+    /// A learner may become a voter when it is caught up and the grown voter set keeps a
+    /// connected quorum.
+    fn check_promotion(&self, id: NodeId, m: &Membership) -> Result<(), String> {
+        if !m.is_learner(id) {
+            return Err(if m.is_voter(id) {
+                format!("node {id} is already a voter")
+            } else {
+                format!("node {id} is not a learner of this cluster")
+            });
+        }
+        let raft = self.server.raft();
+        let last = raft.log().last_index();
+        let matched = raft.progress_of(id).map_or(0, |(m, _)| m);
+        if !membership::caught_up(matched, last) {
+            return Err(format!(
+                "node {id} is not caught up: its log matches to {matched}, the leader's ends at {last} (a learner is promoted within {} entries)",
+                membership::PROMOTE_MAX_LAG
+            ));
+        }
+        let mut after = m.voters.clone();
+        after.insert(id);
+        membership::check_quorum_after(
+            &after,
+            |v| self.connected(v),
+            &format!("promoting node {id}"),
+        )
+    }
+
+    /// A leader promotes the learners added without `--learner` once they have caught up,
+    /// one change at a time (the core refuses a second change in flight).
+    fn promote_caught_up_learners(&mut self, st: &mut State) {
+        if st.auto_promote.is_empty() || Instant::now() < st.next_promote_check {
+            return;
+        }
+        st.next_promote_check = Instant::now() + PROMOTE_CHECK_INTERVAL;
+        if !self.server.raft().is_leader() {
+            return;
+        }
+        let m = self.server.membership().clone();
+        st.auto_promote
+            .retain(|&id| m.is_learner(id) || (!m.contains(id) && !m.removed.contains(&id)));
+        let candidates: Vec<NodeId> = st.auto_promote.iter().copied().collect();
+        for id in candidates {
+            if !m.is_learner(id) {
+                continue;
+            }
+            if let Err(why) = self.check_promotion(id, &m) {
+                tracing::debug!(node = id, %why, "learner not promoted yet");
+                continue;
+            }
+            let cc = ConfChange {
+                changes: vec![single(ChangeKind::AddVoter, id)],
+                transition: Transition::Auto,
+            };
+            match self.server.propose_conf_change(cc) {
+                Ok(index) => {
+                    tracing::info!(node = id, index, "learner caught up: promoting it to voter");
+                    st.auto_promote.remove(&id);
+                    return;
+                }
+                Err(e) => tracing::debug!(node = id, error = %e, "learner not promoted yet"),
+            }
+        }
+    }
+
+    /// Answers the membership requests whose entries applied, and those whose outcome this
+    /// node can no longer know (it lost the leadership before they applied).
+    fn settle_member_requests(&mut self, st: &mut State) {
+        if st.members_pending.is_empty() {
+            return;
+        }
+        let raft = self.server.raft();
+        let (applied, term, leader) = (raft.applied_index(), raft.term(), raft.is_leader());
+        let view = self.identity.roster.view();
+        let pending = std::mem::take(&mut st.members_pending);
+        for p in pending {
+            if leader && term == p.term && applied >= p.index {
+                self.answer_member(p.tag, Ok(view.clone()), &p.reply_to);
+            } else if !leader || term != p.term {
+                let e = format!(
+                    "leadership changed before the change at log index {} applied; it may or may not take effect: check with `kvctl member list`",
+                    p.index
+                );
+                self.answer_member(p.tag, Err(MemberError::Indeterminate(e)), &p.reply_to);
+            } else {
+                st.members_pending.push(p);
+            }
+        }
+    }
+
+    /// A configuration applied: the roster, the connections and (when this node is no longer
+    /// a member) the node's own life follow it.
+    fn on_membership(&mut self, index: u64, m: &Membership, st: &mut State) {
+        self.identity
+            .roster
+            .set(m.clone(), index, &self.bootstrap_addresses);
+        let view = self.identity.roster.view();
+        tracing::info!(
+            index,
+            voters = ?m.voters,
+            learners = ?m.learners,
+            outgoing = ?m.outgoing,
+            "membership changed"
+        );
+        self.sync_peers(&view);
+        let me = self.server.raft().id();
+        if !m.contains(me) && st.leaving.is_none() {
+            let reason = format!(
+                "node {me} was removed from the cluster (configuration at log index {index}); it stops and will not serve again"
+            );
+            tracing::warn!(%reason, "removed from the cluster");
+            st.leaving = Some((Instant::now() + REMOVED_GRACE, reason));
+        }
     }
 
     fn answer_member(
@@ -470,13 +828,40 @@ impl NodeLoop {
         ServerFrame::Reply { reply, leader }
     }
 
-    /// Takes the core's batch and executes it (see the module docs).
+    /// Takes the core's batch and executes it (see the module docs), and starts the snapshot
+    /// work the core handed out.
     async fn execute_ready(&mut self, st: &mut State) -> Result<(), LoopError> {
+        if let Some(job) = self.server.take_install_job() {
+            self.snapshots.decode(job);
+        }
         let ready = self.server.take_ready();
+        if let Some(job) = self.server.take_snapshot_job() {
+            self.snapshots.encode(job);
+        }
         if ready.is_empty() {
             return Ok(());
         }
         self.execute(ready, st).await
+    }
+
+    /// A snapshot encoded or decoded in the background: the core saves and compacts (or
+    /// installs) in the batch this turn takes.
+    fn on_snapshot_job(&mut self, done: JobDone) {
+        match done {
+            JobDone::Encoded { index, data, took } => {
+                let bytes = data.as_ref().map_or(0, Vec::len);
+                tracing::debug!(index, bytes, ?took, "snapshot encoded");
+                self.server.snapshot_encoded(index, data);
+            }
+            JobDone::Decoded { job, result, took } => {
+                tracing::debug!(
+                    index = job.snapshot.meta.last_index,
+                    ?took,
+                    "snapshot decoded"
+                );
+                self.server.snapshot_decoded(*job, result);
+            }
+        }
     }
 
     /// The storage thread made every batch up to `last_id` durable: tell the core, release what
@@ -672,8 +1057,24 @@ impl NodeLoop {
             }
         }
 
+        for ev in &events {
+            if let NodeEvent::MembershipChanged { index, membership } = ev {
+                self.on_membership(*index, membership, st);
+            }
+            if let NodeEvent::ConfChangeRefused { index, reason } = ev
+                && let Some(i) = st.members_pending.iter().position(|p| p.index == *index)
+            {
+                let p = st.members_pending.swap_remove(i);
+                self.answer_member(
+                    p.tag,
+                    Err(MemberError::Refused(reason.clone())),
+                    &p.reply_to,
+                );
+            }
+        }
         for ev in events {
             log_event(&ev, &self.metrics);
+            self.settle_transfer_waiters(&ev, st);
             if tracing_events {
                 self.events.publish(
                     t,
@@ -705,6 +1106,14 @@ impl NodeLoop {
             st.last_status_at = now;
             self.status_tx.send_replace(status);
         }
+    }
+}
+
+fn single(kind: ChangeKind, node: NodeId) -> SingleChange {
+    SingleChange {
+        kind,
+        node,
+        address: None,
     }
 }
 
@@ -779,5 +1188,17 @@ fn log_event(ev: &NodeEvent, metrics: &Metrics) {
         NodeEvent::TimeoutNowReceived { from, term } => {
             tracing::info!(from, term, "asked by the leader to campaign now")
         }
+        NodeEvent::MembershipChanged { index, membership } => {
+            tracing::info!(index, %membership, "configuration applied")
+        }
+        NodeEvent::ConfChangeRefused { index, reason } => {
+            tracing::warn!(index, %reason, "configuration change ignored")
+        }
+        NodeEvent::LeaderRemoved { term } => {
+            tracing::warn!(term, "no longer a voter: stepping down as leader")
+        }
     }
 }
+
+#[cfg(test)]
+mod tests;

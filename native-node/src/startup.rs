@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keyval_core::trace::TraceKind;
-use keyval_core::{KvServer, NodeStatus};
+use keyval_core::{KvServer, Membership, NodeStatus};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
@@ -17,7 +17,7 @@ use crate::config::NodeConfig;
 use crate::events::EventHub;
 use crate::http::{self, AppState};
 use crate::listener::{ConnInfo, NodeListener};
-use crate::membership::{self, Eviction, Roster};
+use crate::membership::{Eviction, Roster};
 use crate::meta::{self, MetaError};
 use crate::metrics::Metrics;
 use crate::node_loop::{self, LoopError, NodeLoop};
@@ -49,6 +49,8 @@ pub enum StartError {
     },
     #[error("node {0} is not among the persisted members")]
     NotMember(u64),
+    #[error("{0}")]
+    Removed(String),
     #[error(transparent)]
     Join(#[from] crate::join::JoinError),
     #[error(transparent)]
@@ -62,7 +64,12 @@ pub enum StartError {
 /// Runs a node until `shutdown` flips to true (or a fatal error), then shuts down gracefully:
 /// stops accepting, lets the node loop finish its current batch (fsync included), closes the
 /// WAL and the connections.
-pub async fn run(cfg: NodeConfig, shutdown_tx: watch::Sender<bool>) -> Result<(), StartError> {
+/// `stop` flipping to true asks for a graceful stop: a leader hands leadership over first.
+pub async fn run(
+    cfg: NodeConfig,
+    shutdown_tx: watch::Sender<bool>,
+    stop: watch::Receiver<bool>,
+) -> Result<(), StartError> {
     let shutdown = shutdown_tx.subscribe();
     // Certificates are checked before the data directory is touched: a wrong file is one line.
     let tls = match &cfg.tls {
@@ -135,9 +142,19 @@ pub async fn run(cfg: NodeConfig, shutdown_tx: watch::Sender<bool>) -> Result<()
     let seed = seed(cfg.id);
     // A snapshot that passed its checksum but is not a state machine stops the node here with
     // one line, instead of a panic inside the core.
-    let server = KvServer::try_new(
+    // A new cluster starts from the `--peers` voters (with their addresses, which joining
+    // nodes learn from the configuration); a joined node from what the cluster handed it.
+    let (membership, membership_index) = match &meta.joined {
+        Some(j) => (j.membership.clone(), j.index),
+        None => (
+            Membership::bootstrap(meta.members.keys().copied(), meta.members.clone()),
+            0,
+        ),
+    };
+    let server = KvServer::try_with_membership(
         cfg.id,
-        meta.members.keys().copied(),
+        membership,
+        membership_index,
         raft_config,
         persisted,
         seed,
@@ -158,10 +175,18 @@ pub async fn run(cfg: NodeConfig, shutdown_tx: watch::Sender<bool>) -> Result<()
             source,
         })?;
 
-    let roster = Arc::new(Roster::new(match &meta.joined {
-        Some(view) => view.clone(),
-        None => membership::view_of_voters(&meta.members, 0),
-    }));
+    let roster = Arc::new(Roster::new(
+        server.membership().clone(),
+        server.raft().membership_index(),
+        &meta.members,
+    ));
+    if let Some(reason) = removed_reason(&roster, cfg.id) {
+        if let Err(e) = meta::mark_removed(&cfg.data_dir, &meta, &reason) {
+            tracing::error!(error = %e, "cannot record the removal in the data directory");
+        }
+        drop(lock);
+        return Err(StartError::Removed(reason));
+    }
     let (eviction, evicted) = Eviction::new();
     let identity = Arc::new(Identity {
         cluster_id: meta.cluster_id.clone(),
@@ -183,7 +208,8 @@ pub async fn run(cfg: NodeConfig, shutdown_tx: watch::Sender<bool>) -> Result<()
             peers.insert(m.id, (m.address, p));
         }
     }
-    let (peer_tx, peer_rx) = mpsc::channel(node_loop::PEER_INBOX);
+    let (peer_tx, peer_rx) =
+        crate::peer_inbox::channel(node_loop::PEER_INBOX, crate::peer_inbox::PEER_INBOX_BYTES);
     let (input_tx, input_rx) = mpsc::channel(node_loop::CLIENT_INBOX);
     let (status_tx, status_rx) = watch::channel(NodeStatus::of(&server));
     let events = EventHub::default();
@@ -198,6 +224,7 @@ pub async fn run(cfg: NodeConfig, shutdown_tx: watch::Sender<bool>) -> Result<()
         shutdown: shutdown.clone(),
         limits: http::Limits::default(),
         events_enabled: cfg.events_enabled,
+        client_idle_timeout: cfg.idle_timeout,
     };
     let app = http::router(state, cfg.ui.clone()).into_make_service_with_connect_info::<ConnInfo>();
     let mut serve_shutdown = shutdown.clone();
@@ -205,9 +232,11 @@ pub async fn run(cfg: NodeConfig, shutdown_tx: watch::Sender<bool>) -> Result<()
         tokio::spawn(t.clone().watch(shutdown.clone()));
     }
     let listener =
-        NodeListener::spawn(listener, tls.clone()).map_err(|source| StartError::Bind {
-            addr: cfg.listen,
-            source,
+        NodeListener::spawn(listener, tls.clone(), cfg.idle_timeout).map_err(|source| {
+            StartError::Bind {
+                addr: cfg.listen,
+                source,
+            }
         })?;
     let server_task = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -227,10 +256,12 @@ pub async fn run(cfg: NodeConfig, shutdown_tx: watch::Sender<bool>) -> Result<()
     let node = NodeLoop {
         server,
         storage,
+        snapshots: crate::snapshot_jobs::SnapshotJobs::default(),
         peers,
         peer_rx,
         input_rx,
         identity: identity.clone(),
+        bootstrap_addresses: meta.members.clone(),
         tls: tls.clone(),
         evicted,
         metrics,
@@ -238,6 +269,7 @@ pub async fn run(cfg: NodeConfig, shutdown_tx: watch::Sender<bool>) -> Result<()
         status_tx,
         tick: cfg.tick,
         shutdown,
+        stop,
         restored,
     };
     let loop_result = node.run().await;
@@ -302,10 +334,25 @@ async fn identity_of(
         &cfg.data_dir,
         cfg.id,
         admitted.cluster_id,
-        admitted.membership,
+        meta::JoinedConfig {
+            membership: admitted.membership,
+            index: admitted.index,
+        },
         cfg.fsync,
     )?;
     Ok((joined, true))
+}
+
+/// Why this node may not serve, when its recovered configuration already removed it (it was
+/// removed while down, and its log or snapshot says so).
+fn removed_reason(roster: &Roster, me: u64) -> Option<String> {
+    let applied = roster.applied();
+    (applied.membership.removed.contains(&me) && !applied.membership.contains(me)).then(|| {
+        format!(
+            "node {me} was removed from the cluster (configuration at log index {}); it will not serve again",
+            applied.index
+        )
+    })
 }
 
 /// Election-timer randomness: different per node and per start, so restarted nodes do not

@@ -32,6 +32,7 @@ use tokio_tungstenite::tungstenite::{self, Message as TMessage};
 use crate::listener::BoxIo;
 use crate::membership::{Eviction, Roster, Standing};
 use crate::metrics::{Metrics, kind_index};
+use crate::peer_inbox::PeerInbox;
 use crate::tls::{Access, TlsStore, node_name};
 use crate::wire::{self, MAX_PEER_FRAME_BYTES, PeerFrame};
 
@@ -127,6 +128,11 @@ async fn run_peer(
                 let reason = pump(ws, &mut rx, &metrics, &mut shutdown).await;
                 metrics.set_peer_up(peer, false);
                 if *shutdown.borrow() {
+                    return;
+                }
+                if let Some(removed) = reason.strip_prefix(REMOVED_PREFIX) {
+                    tracing::error!(peer, %addr, reason = %removed, "peer says this node was removed from the cluster");
+                    me.eviction.evict(removed.to_string());
                     return;
                 }
                 tracing::info!(peer, %addr, %reason, "peer connection closed");
@@ -259,6 +265,9 @@ async fn dial(
     }
 }
 
+/// How [`pump`] reports that the peer answered "you were removed".
+const REMOVED_PREFIX: &str = "removed: ";
+
 /// Writes queued messages until the connection fails or the node shuts down.
 async fn pump(
     ws: ClientWs,
@@ -287,6 +296,13 @@ async fn pump(
             incoming = stream.next() => match incoming {
                 Some(Ok(TMessage::Close(_))) | None => return "closed by peer".into(),
                 Some(Err(e)) => return e.to_string(),
+                // The one frame a listener sends after Welcome: this node was removed.
+                Some(Ok(TMessage::Binary(b))) => match wire::decode::<PeerFrame>(&b) {
+                    Ok(PeerFrame::Removed { reason, .. }) => {
+                        return format!("{REMOVED_PREFIX}{reason}");
+                    }
+                    _ => continue,
+                },
                 Some(Ok(_)) => continue,
             },
             env = rx.recv() => match env {
@@ -327,7 +343,7 @@ pub async fn serve_inbound(
     me: Arc<Identity>,
     access: Access,
     remote: std::net::SocketAddr,
-    to_node: mpsc::Sender<Vec<Envelope>>,
+    to_node: PeerInbox,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -429,6 +445,16 @@ pub async fn serve_inbound(
         };
         match msg {
             Some(Ok(WsMessage::Binary(b))) => match wire::decode::<PeerFrame>(&b) {
+                Ok(PeerFrame::Raft(_)) if me.roster.standing(from) == Standing::Removed => {
+                    // Removed since it connected (it may never have learnt that its removal
+                    // committed): the distinct answer makes it stop, as at the handshake.
+                    metrics.peer_rejections.fetch_add(1, Relaxed);
+                    tracing::info!(peer = from, %remote, "traffic from a removed node: telling it to stop");
+                    let frame = wire::encode(&PeerFrame::removed(from));
+                    let _ = socket.send(WsMessage::Binary(frame.into())).await;
+                    let _ = socket.send(WsMessage::Close(None)).await;
+                    return;
+                }
                 Ok(PeerFrame::Raft(envs)) => {
                     // A peer speaks for itself only, and only in shapes a correct node sends:
                     // the core trusts message structure (it asserts its own log invariants), so
@@ -450,7 +476,7 @@ pub async fn serve_inbound(
                     for e in &envs {
                         metrics.received(&e.msg);
                     }
-                    if !envs.is_empty() && to_node.send(envs).await.is_err() {
+                    if !envs.is_empty() && to_node.send(envs, b.len()).await.is_err() {
                         break;
                     }
                 }
@@ -491,6 +517,10 @@ pub async fn serve_inbound(
             }
         }
     }
+    // A killed leader closes its connections at once: telling the loop lets the followers
+    // campaign without waiting out a whole election timeout. Never blocks (a full inbox only
+    // loses the shortcut; the election timer still runs).
+    to_node.closed(from);
 }
 
 /// Whether a message has a shape a correct peer can produce: the core's own check
@@ -538,13 +568,13 @@ fn answer_join(me: &Identity, access: &Access, from: NodeId, address: &str) -> P
     if from == me.id {
         return PeerFrame::refused(format!("node {from} is the node being asked to admit it"));
     }
-    let view = me.roster.view();
+    let applied = me.roster.applied();
     match me.roster.standing(from) {
         Standing::Removed => PeerFrame::removed(from),
         Standing::Unknown => PeerFrame::refused(format!(
             "node {from} was never added to this cluster: run `kvctl member add {from} {address}` first"
         )),
-        Standing::Member => match view.address_of(from) {
+        Standing::Member => match applied.view.address_of(from) {
             Some(added) if !same_address(added, address) && matches!(access, Access::Plain) => {
                 PeerFrame::refused(format!(
                     "node {from} was added with address {added}, but this node listens on {address}"
@@ -552,7 +582,8 @@ fn answer_join(me: &Identity, access: &Access, from: NodeId, address: &str) -> P
             }
             _ => PeerFrame::Joined {
                 cluster_id: me.cluster_id.clone(),
-                membership: view,
+                membership: Box::new(applied.membership),
+                index: applied.index,
             },
         },
     }

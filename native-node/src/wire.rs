@@ -6,10 +6,13 @@
 //! size-limited on read (the WebSocket layer refuses larger ones before buffering them), and a
 //! frame that fails to decode is refused, never trusted.
 
-use keyval_core::{ClientReply, ClientRequest, Envelope, NodeId, NodeStatus, ReadConsistency};
+use keyval_core::{
+    ClientReply, ClientRequest, Envelope, Membership, NodeId, NodeStatus, ReadConsistency,
+};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-pub const WIRE_VERSION: u8 = 1;
+/// 2: snapshots carry the whole membership and entries may be configuration changes.
+pub const WIRE_VERSION: u8 = 2;
 
 /// Largest peer frame accepted: room for an append of `max_bytes_per_msg` plus one 1 MiB value,
 /// with a wide margin. Anything larger is refused by the WebSocket reader.
@@ -51,10 +54,12 @@ pub enum PeerFrame {
         from: NodeId,
         address: String,
     },
-    /// The answer to an accepted `Join`: the cluster id and the applied membership.
+    /// The answer to an accepted `Join`: the cluster id and the applied configuration with
+    /// the index of the entry that produced it (the joining node's Raft node starts from it).
     Joined {
         cluster_id: String,
-        membership: MembershipView,
+        membership: Box<Membership>,
+        index: u64,
     },
     /// The distinct refusal (etcd's HTTP 410) for a node that was a member and was removed:
     /// the node that receives it stops serving instead of retrying forever.
@@ -77,7 +82,7 @@ impl PeerFrame {
         PeerFrame::Removed {
             node,
             reason: format!(
-                "node {node} has been removed from the cluster and may not rejoin it (node ids are never reused): wipe its data directory and add it under a new id"
+                "node {node} was removed from the cluster and may not rejoin it (node ids are never reused): wipe its data directory and add it under a new id"
             ),
         }
     }
@@ -101,10 +106,16 @@ pub fn decoded_size(env: &Envelope) -> usize {
                     + match &e.payload {
                         EntryPayload::Command(req) => req.op.size_hint(),
                         EntryPayload::Noop => 0,
+                        EntryPayload::ConfChange(_) => e.size_hint(),
                     }
             })
             .sum(),
-        Message::InstallSnapshot { meta, data, .. } => data.len() + meta.voters.len() * 8,
+        Message::InstallSnapshot { meta, data, .. } => {
+            let m = &meta.membership;
+            let ids = m.members().len() + m.removed.len();
+            let addresses: usize = m.addresses.values().map(|a| 8 + a.len()).sum();
+            data.len() + ids * 8 + addresses
+        }
         _ => 0,
     };
     std::mem::size_of::<Envelope>() + heap
@@ -163,11 +174,28 @@ pub enum ClientFrame {
         key: Vec<u8>,
         consistency: ReadConsistency,
     },
+    /// Ask the leader to hand leadership to `to` (None: its most caught-up voter). Answered
+    /// with [`ServerFrame::Transfer`] once the transfer ended, within an election timeout.
+    TransferLeader {
+        to: Option<NodeId>,
+    },
     /// A membership request; the reply is `ServerFrame::Member` with the same tag.
     Member {
         tag: u64,
         op: MemberOp,
     },
+}
+
+/// How a leadership transfer ended, as the node that was asked saw it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TransferOutcome {
+    /// `leader` leads now, in a later term than the one the request found.
+    Done { leader: NodeId },
+    /// The node asked is not the leader: ask `leader`.
+    NotLeader { leader: Option<LeaderHint> },
+    /// Refused, or aborted without the target taking over; one line saying why. Leadership
+    /// did not move because of this request.
+    Failed { reason: String },
 }
 
 /// Where the leader is, so a client can follow a redirect without a second round trip.
@@ -199,6 +227,7 @@ pub enum ServerFrame {
     Error {
         reason: String,
     },
+    Transfer(TransferOutcome),
     /// The answer to a `ClientFrame::Member` with the same tag.
     Member {
         tag: u64,

@@ -150,6 +150,24 @@ fn stale_leader_fate(e: &Engine) -> Option<usize> {
     (e.now() > at + 2_000_000).then_some(0)
 }
 
+/// Is a read that reached a brand-new leader answered before or after its first commit?
+fn first_read_waits(e: &Engine) -> Option<usize> {
+    let (answered, committed) = crate::lease_story::answered_vs_first_commit(e)?;
+    Some(match committed {
+        Some(c) if answered >= c => 1,
+        _ => 0,
+    })
+}
+
+/// What the cut-off old leader answers to the story's read: the old value, or a refusal (or,
+/// after a retry elsewhere, the new value).
+fn stale_read_answer(e: &Engine) -> Option<usize> {
+    Some(match crate::lease_story::read_outcome(e)? {
+        Ok(Some(v)) if v == b"old" => 0,
+        _ => 1,
+    })
+}
+
 pub const CHAPTERS: &[Chapter] = &[
     Chapter {
         id: "election",
@@ -231,6 +249,36 @@ pub const CHAPTERS: &[Chapter] = &[
         verdict: catch_up_by,
         why: "The entries it lacks were compacted away on the leader, so the leader sends its snapshot instead, then the log after it (§7).",
     },
+    Chapter {
+        id: "read-index",
+        title: "9. Reads without the log: ReadIndex",
+        explain: "A get need not be a log entry. The leader records its commit index as the read index, confirms with one heartbeat round that a majority still follows it (heartbeats tagged R and the round number; reads that arrive meanwhile share the next round), waits until it has applied that index, and answers. Here a read reaches a leader the instant it is elected. Watch the read queue under the leader.",
+        scenario: "read-before-first-commit",
+        question: "The new leader has not committed anything in its term yet. When does it answer the read?",
+        choices: &["At once, from its state", "Only after an entry of its own term commits and a heartbeat round confirms it"],
+        verdict: first_read_waits,
+        why: "Until its no-op commits, a new leader does not know the true commit index: the previous leader may have committed entries it has not marked yet. So the read waits for the term's first commit, then for one confirmation round (thesis §6.4, steps 1 and 2).",
+    },
+    Chapter {
+        id: "lease",
+        title: "10. Leases and clock drift",
+        explain: "A lease read skips even the heartbeat round: followers refuse to vote for an election timeout after they last heard the leader, so for that long after its acknowledged heartbeats were sent, no other leader can exist. The leader counts that time on its own clock, minus a drift margin. Here the margin is 0, the leader's clock runs 20% slow and the followers' 20% fast (⏱ on the nodes); the leader is cut off just after renewing its lease (the bar under it), and the others elect a new leader that writes x=new.",
+        scenario: "lease-stale-read",
+        question: "The old leader then gets a lease read of x. What does it answer?",
+        choices: &["x=old: its slow clock says the lease still holds", "Nothing stale: a lease is always safe"],
+        verdict: stale_read_answer,
+        why: "By the old leader's slow clock the lease had time left, but by real time the followers' fast timers had already run out and a new leader had committed x=new. It answered x=old, a stale read; open History to see the linearizability checker flag it. The margin exists exactly for this: it must exceed how far clocks can drift apart in one election timeout (thesis §6.4.1).",
+    },
+    Chapter {
+        id: "read-index-vs-lease",
+        title: "11. The same fault under ReadIndex",
+        explain: "The same schedule, the same slow and fast clocks, the same cut-off leader. This time the read is linearizable: the leader must confirm with a heartbeat round (R) that a majority still follows it before answering.",
+        scenario: "read-index-refuses",
+        question: "Does the cut-off leader answer x=old?",
+        choices: &["Yes, x=old", "No: no majority confirms its round, so it never answers from its state"],
+        verdict: stale_read_answer,
+        why: "Its heartbeat round never reaches a majority, so the read waits in its queue. The client times out and retries at another node, which reads x=new; later the round expires and the old leader fails the read with a retryable error. ReadIndex trusts no clock, only a majority's answer: the history stays linearizable.",
+    },
 ];
 
 pub fn chapter_index(id: &str) -> Option<usize> {
@@ -270,6 +318,9 @@ mod tests {
             ("crash-recovery", 1),
             ("stale-leader", 1),
             ("snapshot", 1),
+            ("read-index", 1),
+            ("lease", 0),
+            ("read-index-vs-lease", 1),
         ];
         for (id, want) in expect {
             let c = &CHAPTERS[chapter_index(id).expect("chapter")];

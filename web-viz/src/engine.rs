@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use keyval_core::sim::trace::Payload;
 use keyval_core::sim::{FaultAction, SimConfig, Simulator, TraceEvent, TraceKind};
-use keyval_core::{KvOp, Message, NodeEvent, NodeId, Role};
+use keyval_core::{KvOp, Message, NodeEvent, NodeId, ReadConsistency, Role};
 use serde::{Deserialize, Serialize};
 
 /// Client id the simulator gives operations submitted by hand.
@@ -21,6 +21,14 @@ pub const MANUAL_CLIENT: u64 = keyval_core::sim::workload::MANUAL_CLIENT;
 pub enum UserAction {
     Fault(FaultAction),
     Submit(KvOp),
+    /// The manual client sends `op` to `node` (the leader when None); a get takes the read
+    /// path `consistency` names (linearizable when None). New variants go last: traces
+    /// exported before still load.
+    SubmitTo {
+        op: KvOp,
+        consistency: Option<ReadConsistency>,
+        node: Option<NodeId>,
+    },
 }
 
 /// A user action applied after `step` simulator steps (before step `step + 1`).
@@ -95,6 +103,11 @@ pub struct Engine {
     pub tallies: BTreeMap<NodeId, Tally>,
     /// What the directed Figure 8 run established, when this is that scenario.
     pub figure8: Option<crate::figure8::Figure8>,
+    /// Read-confirmation rounds that carried reads, as (leader, round number): heartbeats
+    /// tagged with one of these confirm reads and are drawn as such.
+    pub read_rounds: BTreeSet<(NodeId, u64)>,
+    /// What a directed lease story established, when this is one.
+    pub lease_story: Option<crate::lease_story::LeaseStory>,
 }
 
 /// Votes granted to a candidate in its current campaign.
@@ -128,6 +141,8 @@ impl Engine {
             leader_commits: BTreeSet::new(),
             tallies: BTreeMap::new(),
             figure8: None,
+            read_rounds: BTreeSet::new(),
+            lease_story: None,
         }
     }
 
@@ -248,6 +263,7 @@ impl Engine {
             fresh.script = std::mem::take(&mut self.script);
             fresh.isolated = self.isolated;
             fresh.figure8 = self.figure8.take();
+            fresh.lease_story = self.lease_story.take();
             *self = fresh;
         }
         self.run_to(step);
@@ -270,6 +286,15 @@ impl Engine {
             UserAction::Fault(f) => self.sim.apply_fault(f),
             UserAction::Submit(op) => {
                 if let Ok(seq) = self.sim.submit(op) {
+                    self.client_seq = Some(seq);
+                }
+            }
+            UserAction::SubmitTo {
+                op,
+                consistency,
+                node,
+            } => {
+                if let Ok(seq) = self.sim.submit_from(MANUAL_CLIENT, op, consistency, node) {
                     self.client_seq = Some(seq);
                 }
             }
@@ -374,6 +399,9 @@ impl Engine {
                             );
                         }
                     }
+                    NodeEvent::ReadRoundStarted { seq, .. } => {
+                        self.read_rounds.insert((*node, *seq));
+                    }
                     NodeEvent::CommitAdvanced { .. }
                         if self.roles.get(node) == Some(&Role::Leader) =>
                     {
@@ -432,6 +460,72 @@ impl Engine {
         let now = self.sim.now();
         if self.inflight.len() > 64 {
             self.inflight.retain(|_, f| f.deliver_at + 1_000_000 > now);
+        }
+    }
+
+    /// The read-confirmation round a heartbeat (or its acknowledgement) belongs to, when that
+    /// round carried reads.
+    pub fn read_round_of(&self, f: &Flight) -> Option<u64> {
+        use keyval_core::trace::Addr;
+        let (leader, ctx) = match (&f.payload, f.from, f.to) {
+            (Payload::Raft(Message::Heartbeat { ctx, .. }), Addr::Node(l), _) => (l, *ctx),
+            (Payload::Raft(Message::HeartbeatResponse { ctx, .. }), _, Addr::Node(l)) => (l, *ctx),
+            _ => return None,
+        };
+        self.read_rounds.contains(&(leader, ctx)).then_some(ctx)
+    }
+
+    /// The sides the network is split into, as cut links leave them (connected components of
+    /// the links that work both ways), one per node in node order; None when nothing is cut.
+    /// At most 3 sides are named (0, 1, 2); more fall into 2.
+    pub fn sides(&self) -> Option<Vec<u8>> {
+        let net = self.sim.network();
+        net.cut_links().next()?;
+        let n = self.cfg.nodes;
+        let mut side: Vec<Option<u8>> = vec![None; n];
+        let mut next = 0u8;
+        for start in 0..n {
+            if side[start].is_some() {
+                continue;
+            }
+            side[start] = Some(next.min(2));
+            let mut stack = vec![start];
+            while let Some(a) = stack.pop() {
+                let x = a as u64 + 1;
+                for (b, s) in side.iter_mut().enumerate() {
+                    let y = b as u64 + 1;
+                    if s.is_none() && !net.is_cut(x, y) && !net.is_cut(y, x) {
+                        *s = Some(next.min(2));
+                        stack.push(b);
+                    }
+                }
+            }
+            next += 1;
+        }
+        Some(side.into_iter().map(|s| s.unwrap_or(0)).collect())
+    }
+
+    /// The network after moving `node` across the partition line: with no partition it is cut
+    /// off alone; otherwise it joins the first side (or, from the first side, the second).
+    /// One side left means the network heals.
+    pub fn move_across(&self, node: NodeId) -> FaultAction {
+        let n = self.cfg.nodes;
+        let mut side = self.sides().unwrap_or_else(|| vec![0; n]);
+        let Some(mine) = side.get(node as usize - 1).copied() else {
+            return FaultAction::Heal;
+        };
+        let split = side.iter().any(|&s| s != 0);
+        let to = if !split || mine == 0 { 1 } else { 0 };
+        side[node as usize - 1] = to;
+        let mut groups: Vec<Vec<NodeId>> = vec![Vec::new(); 3];
+        for (i, g) in side.iter().enumerate() {
+            groups[*g as usize].push(i as u64 + 1);
+        }
+        groups.retain(|g| !g.is_empty());
+        if groups.len() < 2 {
+            FaultAction::Heal
+        } else {
+            FaultAction::Partition(groups)
         }
     }
 

@@ -226,3 +226,11 @@ pub fn find(seed: u64, tune: impl Fn(&mut SimConfig)) -> Option<(SimConfig, Figu
         direct(cfg.clone()).map(|f| (cfg, f))
     })
 }
+
+/// The Figure 8 scenario's engine (a [`crate::scenarios::Director`]).
+pub fn engine(seed: u64, tune: &dyn Fn(&mut SimConfig)) -> Option<Engine> {
+    let (cfg, fig) = find(seed, tune)?;
+    let mut e = Engine::prepared(cfg, fig.actions.clone(), fig.steps);
+    e.figure8 = Some(fig);
+    Some(e)
+}

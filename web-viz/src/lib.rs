@@ -5,6 +5,8 @@
 pub mod course;
 pub mod engine;
 pub mod figure8;
+pub mod layout;
+pub mod lease_story;
 pub mod narrate;
 pub mod scenario_player;
 pub mod scenarios;

@@ -29,6 +29,8 @@ pub const RULE_PERSIST: &str = "§5.1 / Fig. 2 persistent state";
 pub const RULE_CLIENT: &str = "§8 client interaction";
 pub const RULE_SM: &str = "§5.3 state machine safety";
 pub const RULE_SNAPSHOT: &str = "§7 log compaction";
+pub const RULE_READ_INDEX: &str = "thesis §6.4 ReadIndex";
+pub const RULE_LEASE: &str = "thesis §6.4.1 leases and clocks";
 
 /// What the reader chose to see, and what the trace alone does not say.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -85,6 +87,7 @@ pub fn narrate_in(ev: &TraceEvent, seen: Seen) -> Option<Narration> {
                 DropReason::Crashed => "the receiver is down",
                 DropReason::InboxFull => "the paused receiver's buffer is full",
                 DropReason::Script => "the scenario dropped it",
+                DropReason::ByHand => "you dropped it",
             };
             n(
                 format!("Message #{id} {from}→{to} is lost: {why}. Raft tolerates lost messages by retrying."),
@@ -215,6 +218,21 @@ pub fn narrate_in(ev: &TraceEvent, seen: Seen) -> Option<Narration> {
             RULE_SNAPSHOT,
             "snapshot",
         ),
+        TraceKind::ClockDrift { node, per_mille } => {
+            let text = if *per_mille == 0 {
+                format!("n{node}'s clock runs at the right rate again.")
+            } else {
+                let pct = per_mille.unsigned_abs() as f64 / 10.0;
+                let how = if *per_mille > 0 { "fast" } else { "slow" };
+                format!("n{node}'s clock now runs {pct}% {how}: its election timer, heartbeats and lease all count in its own ticks. Raft's safety never depends on clocks; a lease does, and is safe only while drift stays within its margin.")
+            };
+            n(text, RULE_LEASE, "fault")
+        }
+        TraceKind::TimeoutForced { node } => n(
+            format!("You make n{node}'s election timer run out now, as if it had heard nothing from a leader for its whole randomized timeout."),
+            RULE_ELECTION,
+            "fault",
+        ),
         TraceKind::LinkLatency { .. } => n(
             format!("Link latency changes: {}. Slow links delay votes and appends but never break safety.", ev.kind.render()),
             "§5.6 timing and availability",
@@ -335,6 +353,21 @@ fn node_event(node: u64, e: &NodeEvent, by_leader: bool) -> Option<Narration> {
             RULE_SNAPSHOT,
             "snapshot",
         ),
+        NodeEvent::ReadRoundStarted { seq, commit, reads } => n(
+            format!("Leader n{node} holds {} until it knows it still leads: it records read index {commit} and tags heartbeat round R{seq} to every follower; acknowledgements from a majority confirm that no newer leader existed when the reads arrived. No log entry, no disk write.", plural(*reads, "read")),
+            RULE_READ_INDEX,
+            "read",
+        ),
+        NodeEvent::ReadConfirmed { seq, index, reads } => n(
+            format!("A majority acknowledged round R{seq}: n{node} was still leader, so its {} may be answered once entry {index} is applied.", plural(*reads, "read")),
+            RULE_READ_INDEX,
+            "read",
+        ),
+        NodeEvent::LeaseRead { index } => n(
+            format!("Leader n{node} answers a lease read at once, from its state at index {index}: by its own clock a majority acknowledged its heartbeats less than an election timeout (minus the drift margin) ago, so it assumes no other leader can exist yet. Only as safe as that clock."),
+            RULE_LEASE,
+            "read",
+        ),
         // Events added to the core later are still shown, in its own words.
         #[allow(unreachable_patterns)]
         other => n(keyval_core::trace::node_event_text(node, other), "", "net"),
@@ -381,6 +414,9 @@ fn sent(
                 AppendResult::Success { match_index } => n(format!("{from} tells leader {to}: my log matches yours up to {match_index} (term {term})."), RULE_LOG_MATCH, "append"),
                 AppendResult::Reject { rejected_prev, hint_index, .. } => n(format!("{from} rejects {to}'s append: no matching entry at {rejected_prev}; the leader backs up to {hint_index} and retries."), RULE_LOG_MATCH, "append"),
             },
+            Message::ReadIndex { ctx, .. } => n(format!("Follower {from} asks leader {to} for a read index (request {ctx}): it will answer its client from its own state once it has applied that index (a follower read)."), RULE_READ_INDEX, "read"),
+            Message::ReadIndexResponse { index: Some(i), .. } => n(format!("Leader {from} confirmed its leadership and tells {to}: read at index {i} or later."), RULE_READ_INDEX, "read"),
+            Message::ReadIndexResponse { index: None, .. } => n(format!("{from} refuses {to}'s read index request: it is not a confirmed leader."), RULE_READ_INDEX, "read"),
             Message::Heartbeat { term, commit, .. } if heartbeats => n(format!("Leader {from} sends {to} a heartbeat (term {term}, commit {commit}) to keep its authority and suppress elections."), RULE_ELECTION, "heartbeat"),
             Message::InstallSnapshot { .. } => n(format!("Leader {from} sends {to} part of its snapshot ({}).", m.summary()), RULE_SNAPSHOT, "snapshot"),
             Message::InstallSnapshotResponse { .. } => n(format!("{from} answers {to}'s snapshot chunk ({}).", m.summary()), RULE_SNAPSHOT, "snapshot"),
@@ -412,5 +448,13 @@ fn sent(
             RULE_CLIENT,
             "client",
         ),
+    }
+}
+
+fn plural(n: u64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
     }
 }

@@ -55,8 +55,24 @@ pub const BUNDLED: &[(&str, &str)] = &[
         include_str!("../../snapshots/scenarios/leader_crash_and_reelection.scn"),
     ),
     (
+        "leadership_transfer",
+        include_str!("../../snapshots/scenarios/leadership_transfer.scn"),
+    ),
+    (
         "lease_read",
         include_str!("../../snapshots/scenarios/lease_read.scn"),
+    ),
+    (
+        "membership_add_learner_and_promote",
+        include_str!("../../snapshots/scenarios/membership_add_learner_and_promote.scn"),
+    ),
+    (
+        "membership_remove_leader",
+        include_str!("../../snapshots/scenarios/membership_remove_leader.scn"),
+    ),
+    (
+        "membership_replace_voter_joint",
+        include_str!("../../snapshots/scenarios/membership_replace_voter_joint.scn"),
     ),
     (
         "minority_majority_partition_and_heal",
@@ -462,8 +478,8 @@ mod tests {
             Some(
                 "mine:5: unknown command `frobnicate` (known: cluster, tick, run, tick-until, \
                  stabilize, hold, unhold, deliver, drop, partition, isolate, cut, restore, heal, \
-                 crash, restart, pause, resume, put, get, delete, retry, drift, status, log, kv, held, \
-                 expect)"
+                 crash, restart, pause, resume, put, get, delete, retry, drift, transfer, status, \
+                 log, kv, held, expect, member)"
             )
         );
         let saved = p.export();

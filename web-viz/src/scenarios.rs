@@ -25,10 +25,14 @@ pub struct Scenario {
     pub needs: Option<(u64, TracePredicate)>,
     /// Changes to `SimConfig::new(nodes, seed)` the scenario needs (recorded in exported traces).
     pub tune: Option<fn(&mut SimConfig)>,
-    /// A directed scenario: its actions are found by watching a run (see `figure8`), not
-    /// fixed in time; `script` is then unused.
-    pub directed: bool,
+    /// A directed scenario: its actions are found by watching a run (see `figure8` and
+    /// `lease_story`), not fixed in time; `script` is then unused.
+    pub directed: Option<Director>,
 }
+
+/// Builds a directed scenario's engine from a first seed to try and a change to its
+/// configuration; None when no seed nearby plays it out.
+pub type Director = fn(u64, &dyn Fn(&mut SimConfig)) -> Option<Engine>;
 
 impl Scenario {
     /// An engine set up for this scenario: its seed (or the first after it that shows what the
@@ -39,16 +43,14 @@ impl Scenario {
 
     /// The same with a further change to the configuration (a deliberate bug switched on).
     pub fn engine_with(&self, extra: &dyn Fn(&mut SimConfig)) -> Engine {
-        if self.directed {
+        if let Some(direct) = self.directed {
             let tune = |c: &mut SimConfig| {
                 if let Some(t) = self.tune {
                     t(c);
                 }
                 extra(c);
             };
-            if let Some((cfg, fig)) = crate::figure8::find(self.seed, tune) {
-                let mut e = Engine::prepared(cfg, fig.actions.clone(), fig.steps);
-                e.figure8 = Some(fig);
+            if let Some(e) = direct(self.seed, &tune) {
                 return e;
             }
         }
@@ -137,7 +139,7 @@ pub const SCENARIOS: &[Scenario] = &[
         speed: Some(10.0),
         needs: None,
         tune: None,
-        directed: false,
+        directed: None,
         script: Vec::new,
     },
     Scenario {
@@ -149,7 +151,7 @@ pub const SCENARIOS: &[Scenario] = &[
         speed: None,
         needs: None,
         tune: None,
-        directed: false,
+        directed: None,
         script: || {
             vec![
                 (600 * MS, ScriptAction::CrashFollower),
@@ -167,7 +169,7 @@ pub const SCENARIOS: &[Scenario] = &[
         speed: Some(10.0),
         needs: Some((1_500_000, |t| split_term(t).is_some() && !leaders_by_term(t).is_empty())),
         tune: None,
-        directed: false,
+        directed: None,
         script: || {
             vec![(
                 0,
@@ -187,7 +189,7 @@ pub const SCENARIOS: &[Scenario] = &[
         speed: None,
         needs: None,
         tune: None,
-        directed: false,
+        directed: None,
         script: || {
             vec![
                 (700 * MS, put("x", "1")),
@@ -205,7 +207,7 @@ pub const SCENARIOS: &[Scenario] = &[
         speed: None,
         needs: None,
         tune: None,
-        directed: false,
+        directed: None,
         script: || {
             vec![
                 (1_000 * MS, ScriptAction::IsolateLeader { extra: 1 }),
@@ -223,7 +225,7 @@ pub const SCENARIOS: &[Scenario] = &[
         speed: None,
         needs: None,
         tune: None,
-        directed: false,
+        directed: None,
         script: || {
             vec![
                 (1_000 * MS, ScriptAction::PauseLeader),
@@ -240,7 +242,7 @@ pub const SCENARIOS: &[Scenario] = &[
         speed: None,
         needs: None,
         tune: None,
-        directed: true,
+        directed: Some(crate::figure8::engine),
         script: Vec::new,
     },
     Scenario {
@@ -252,7 +254,7 @@ pub const SCENARIOS: &[Scenario] = &[
         speed: None,
         needs: None,
         tune: Some(|c| c.raft.snapshot_threshold = 4),
-        directed: false,
+        directed: None,
         script: || {
             let mut s = vec![(600 * MS, ScriptAction::CrashFollower)];
             for i in 0..8u64 {
@@ -261,6 +263,42 @@ pub const SCENARIOS: &[Scenario] = &[
             s.push((1_800 * MS, ScriptAction::RestartAll));
             s
         },
+    },
+    Scenario {
+        id: "read-before-first-commit",
+        title: "ReadIndex: a new leader's first read",
+        what: "A linearizable read reaches a new leader the instant it wins, before its no-op has committed. Its commit index may still be behind what the previous leader acknowledged, so it holds the read (the read queue under the node) until an entry of its own term commits, then confirms its leadership with one heartbeat round (tagged R and its round number) and answers from its state. No log entry is written for the read (thesis §6.4).",
+        nodes: 3,
+        seed: 1,
+        speed: Some(30.0),
+        needs: None,
+        tune: None,
+        directed: Some(crate::lease_story::first_commit),
+        script: Vec::new,
+    },
+    Scenario {
+        id: "lease-stale-read",
+        title: "Lease without drift margin: a stale read",
+        what: "Lease reads on, drift margin 0. The leader's clock runs 20% slow, the followers' 20% fast. Right after a heartbeat round renewed its lease the leader is cut off; the others time out (fast clocks), elect a new leader and commit x=new. The old leader's slow clock says its lease still holds, so it answers a lease read with x=old: a stale read. The History tab shows the linearizability checker catching it. A lease is only as safe as the clock assumption its margin encodes (thesis §6.4.1).",
+        nodes: 3,
+        seed: 1,
+        speed: Some(30.0),
+        needs: None,
+        tune: None,
+        directed: Some(crate::lease_story::stale_lease),
+        script: Vec::new,
+    },
+    Scenario {
+        id: "read-index-refuses",
+        title: "Same fault, ReadIndex: the read is refused",
+        what: "The same schedule as the stale lease read, but the read is linearizable (ReadIndex). The cut-off leader records its commit index and sends a heartbeat round to confirm it still leads; no follower can answer, so no majority confirms it and the read waits in its queue. The client times out and retries at another node, which reads x=new; the round then expires and the old leader refuses the read with a retryable error. ReadIndex never trusts a clock (thesis §6.4).",
+        nodes: 3,
+        seed: 1,
+        speed: Some(30.0),
+        needs: None,
+        tune: None,
+        directed: Some(crate::lease_story::read_index),
+        script: Vec::new,
     },
 ];
 

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use keyval_core::mutation::Mutation;
 use keyval_core::sim::{FaultAction, NetworkConfig, SimConfig, TraceKind};
-use keyval_core::{KvOp, LiveFrame, NodeId, NodeStatus};
+use keyval_core::{KvOp, LiveFrame, NodeId, NodeStatus, ReadConsistency};
 
 use crate::course::CHAPTERS;
 use crate::engine::{Engine, TraceFile, UserAction};
@@ -197,6 +197,30 @@ pub enum Msg {
     RunChapter,
     /// Re-run the current scenario (Figure 8 if none) with a deliberate bug, or without.
     Break(Option<Mutation>),
+    /// Restart the run (same nodes and seed) with lease reads on or off and this drift margin
+    /// in percent of the election timeout.
+    SetReads {
+        lease: bool,
+        margin_pct: u32,
+    },
+    /// A node picked up at this point of the drawing (SVG units).
+    DragStart(NodeId, f64, f64),
+    DragMove(f64, f64),
+    /// The dragged node let go here: across the partition line it moves to the other side.
+    DragEnd(f64, f64),
+    DragCancel,
+    /// Move a node across the partition line (the keyboard's way to drag it).
+    MoveAcross(NodeId),
+}
+
+/// A node being dragged in the drawing.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Drag {
+    pub node: NodeId,
+    /// Where it was picked up (SVG units).
+    pub from: (f64, f64),
+    /// Where the pointer is now (SVG units).
+    pub at: (f64, f64),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -206,6 +230,10 @@ pub enum Field {
     ClientValue,
     Seed,
     Nodes,
+    /// Read path of a get: linearizable, lease or serializable.
+    Consistency,
+    /// Node the request goes to: "leader" or "n1".."n7".
+    Target,
 }
 
 /// What the form fields hold.
@@ -216,6 +244,8 @@ pub struct Form {
     pub value: String,
     pub seed: String,
     pub nodes: String,
+    pub consistency: String,
+    pub target: String,
 }
 
 #[derive(Clone)]
@@ -257,6 +287,7 @@ pub struct Ui {
     pub course: Course,
     /// The deliberate bug this run has switched on.
     pub mutation: Option<Mutation>,
+    pub drag: Option<Drag>,
 }
 
 impl PartialEq for Ui {
@@ -297,12 +328,15 @@ impl Ui {
             tab: Tab::Client,
             course: Course::default(),
             mutation: None,
+            drag: None,
             form: Form {
                 op: "put".into(),
                 key: "x".into(),
                 value: "1".into(),
                 seed: seed.to_string(),
                 nodes: nodes.clamp(1, 7).to_string(),
+                consistency: "linearizable".into(),
+                target: "leader".into(),
             },
         }
     }
@@ -383,9 +417,39 @@ impl Ui {
                     "delete" => KvOp::Delete { key },
                     _ => KvOp::Put { key, value },
                 };
-                return self.update(Msg::Submit(op));
+                let node = self
+                    .form
+                    .target
+                    .strip_prefix('n')
+                    .and_then(|n| n.parse::<NodeId>().ok())
+                    .filter(|n| (1..=self.nodes() as u64).contains(n));
+                let is_get = matches!(op, KvOp::Get { .. });
+                if !is_get && node.is_none() {
+                    return self.update(Msg::Submit(op));
+                }
+                let consistency = is_get.then_some(match self.form.consistency.as_str() {
+                    "lease" => ReadConsistency::Lease,
+                    "serializable" => ReadConsistency::Serializable,
+                    _ => ReadConsistency::Linearizable,
+                });
+                if self.engine.borrow().client_busy() {
+                    self.notice = Some("The previous request is still pending.".into());
+                } else {
+                    self.act(UserAction::SubmitTo {
+                        op,
+                        consistency,
+                        node,
+                    });
+                }
             }
-            Msg::Act(a) => self.act(a),
+            Msg::Act(a) => {
+                if let UserAction::Fault(FaultAction::DropMessage(id)) = a {
+                    if self.inspected.as_ref().is_some_and(|f| f.id == id) {
+                        self.inspected = None;
+                    }
+                }
+                self.act(a)
+            }
             Msg::Submit(op) => {
                 if self.engine.borrow().client_busy() {
                     self.notice = Some("The previous request is still pending.".into());
@@ -541,7 +605,52 @@ impl Ui {
                 Field::ClientValue => self.form.value = v,
                 Field::Seed => self.form.seed = v,
                 Field::Nodes => self.form.nodes = v,
+                Field::Consistency => self.form.consistency = v,
+                Field::Target => self.form.target = v,
             },
+            Msg::SetReads { lease, margin_pct } => {
+                let mut cfg = self.engine.borrow().cfg.clone();
+                cfg.raft.lease_reads = lease;
+                cfg.raft.lease_drift_margin_pct = margin_pct.min(99);
+                let keep = (self.speed, self.tab, self.form.clone(), self.version);
+                *self = Ui::new(cfg.nodes, cfg.seed, Mode::Sim, &[]);
+                self.engine = Rc::new(RefCell::new(Engine::new(cfg)));
+                (self.speed, self.tab, self.form, self.version) = keep;
+                self.notice = Some(format!(
+                    "New run, same seed: lease reads {}, drift margin {}%.",
+                    if lease { "on" } else { "off" },
+                    margin_pct.min(99)
+                ));
+            }
+            Msg::DragStart(node, x, y) => {
+                self.drag = Some(Drag {
+                    node,
+                    from: (x, y),
+                    at: (x, y),
+                });
+            }
+            Msg::DragMove(x, y) => match self.drag.as_mut() {
+                Some(d) => d.at = (x, y),
+                None => return false,
+            },
+            Msg::DragCancel => return self.drag.take().is_some(),
+            Msg::DragEnd(x, y) => {
+                let Some(d) = self.drag.take() else {
+                    return false;
+                };
+                let crossed =
+                    crate::layout::Layout::of(&self.engine.borrow()).crosses(d.node, x, y);
+                if crossed {
+                    return self.update(Msg::MoveAcross(d.node));
+                }
+            }
+            Msg::MoveAcross(node) => {
+                if !(1..=self.nodes() as u64).contains(&node) {
+                    return false;
+                }
+                let f = self.engine.borrow().move_across(node);
+                self.act(UserAction::Fault(f));
+            }
         }
         true
     }
@@ -845,6 +954,110 @@ mod tests {
             .violations()
             .iter()
             .any(|v| v.property.starts_with("state machine safety")));
+    }
+
+    fn run_to_leader(mut s: Rc<Ui>) -> Rc<Ui> {
+        let mut now = 0.0;
+        while s.engine.borrow().sim.leader().is_none() && now < 60_000.0 {
+            s = s.apply(Msg::Frame(now));
+            now += 16.0;
+        }
+        s.apply(Msg::Pause)
+    }
+
+    #[test]
+    fn moving_a_node_across_the_line_cuts_it_off_and_back_heals() {
+        let mut s = ui().apply(Msg::MoveAcross(2));
+        assert_eq!(s.engine.borrow().sides(), Some(vec![0, 1, 0]));
+        s = s.apply(Msg::MoveAcross(3));
+        assert_eq!(s.engine.borrow().sides(), Some(vec![0, 1, 1]));
+        s = s.apply(Msg::MoveAcross(2)).apply(Msg::MoveAcross(3));
+        assert_eq!(s.engine.borrow().sides(), None, "one side left: healed");
+    }
+
+    #[test]
+    fn a_drag_counts_only_when_it_crosses_the_partition_line() {
+        use crate::layout::{Layout, CX, CY};
+        let s = ui();
+        let (x, y) = Layout::of(&s.engine.borrow()).pos(1);
+        // Dropped a little off its place, inside the ring: nothing happens.
+        let t = s
+            .apply(Msg::DragStart(1, x, y))
+            .apply(Msg::DragMove(x + 20.0, y + 30.0))
+            .apply(Msg::DragEnd(x + 20.0, y + 30.0));
+        assert_eq!(t.engine.borrow().sides(), None);
+        assert!(t.drag.is_none());
+        // Dragged out beyond the ring: cut off alone.
+        let t = t.apply(Msg::DragStart(1, x, y)).apply(Msg::DragEnd(x, 2.0));
+        assert_eq!(t.engine.borrow().sides(), Some(vec![0, 1, 1]));
+        // Split now: n3 sits right of the line; dropping it left moves it to n1's side.
+        let l = Layout::of(&t.engine.borrow());
+        assert!(l.split && l.pos(3).0 > CX);
+        let t = t
+            .apply(Msg::DragStart(3, l.pos(3).0, l.pos(3).1))
+            .apply(Msg::DragEnd(CX - 100.0, CY));
+        assert_eq!(t.engine.borrow().sides(), Some(vec![0, 1, 0]));
+        assert_eq!(
+            t.engine.borrow().actions.len(),
+            2,
+            "each crossing is one logged action"
+        );
+    }
+
+    #[test]
+    fn a_get_from_the_form_takes_the_chosen_read_path_and_node() {
+        let mut s = run_to_leader(ui());
+        let follower = {
+            let e = s.engine.borrow();
+            let l = e.sim.leader().unwrap();
+            (1..=3).find(|&n| n != l).unwrap()
+        };
+        s = s
+            .apply(Msg::Field(Field::ClientOp, "get".into()))
+            .apply(Msg::Field(Field::Consistency, "serializable".into()))
+            .apply(Msg::Field(Field::Target, format!("n{follower}")))
+            .apply(Msg::SubmitForm);
+        let e = s.engine.borrow();
+        assert_eq!(
+            e.actions.last().map(|a| a.action.clone()),
+            Some(UserAction::SubmitTo {
+                op: KvOp::Get { key: b"x".to_vec() },
+                consistency: Some(ReadConsistency::Serializable),
+                node: Some(follower),
+            })
+        );
+        assert!(e.trace().iter().any(|ev| matches!(&ev.kind,
+            TraceKind::ClientInvoke { client: crate::engine::MANUAL_CLIENT, node, .. } if *node == follower)));
+    }
+
+    #[test]
+    fn switching_lease_reads_restarts_the_run_with_them() {
+        let s = ui().apply(Msg::SetReads {
+            lease: true,
+            margin_pct: 0,
+        });
+        let e = s.engine.borrow();
+        assert!(e.cfg.raft.lease_reads);
+        assert_eq!(e.cfg.raft.lease_drift_margin_pct, 0);
+        assert_eq!(e.cfg.seed, 7);
+        assert_eq!(e.step_count(), 0);
+    }
+
+    #[test]
+    fn dropping_the_inspected_message_closes_the_inspector() {
+        let mut s = ui();
+        let id = loop {
+            s = s.apply(Msg::Step);
+            let e = s.engine.borrow();
+            if let Some(id) = e.inflight.keys().next().copied() {
+                break id;
+            }
+        };
+        s = s.apply(Msg::InspectMsg(Some(id)));
+        assert!(s.inspected.is_some());
+        s = s.apply(Msg::Act(UserAction::Fault(FaultAction::DropMessage(id))));
+        assert!(s.inspected.is_none());
+        assert!(!s.engine.borrow().inflight.contains_key(&id));
     }
 
     #[test]

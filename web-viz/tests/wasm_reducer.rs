@@ -130,12 +130,18 @@ fn live_frames_update_nodes_and_silence_means_dead() {
         vote: Some(1),
         leader: Some(1),
         commit_index: 4,
+        leader_commit: Some(4),
         applied_index: 4,
         last_index: 4,
         last_term: 3,
         snapshot_index: 0,
         members: vec![1, 2, 3],
         keys: 1,
+        membership: Box::new(keyval_core::Membership::bootstrap(
+            [1, 2, 3],
+            Default::default(),
+        )),
+        membership_index: 0,
     };
     let bytes = postcard::to_allocvec(&LiveFrame::Status(status)).unwrap();
     let s = s.apply(Msg::Live(web_viz::state::LiveMsg::Frame(0, bytes)));
@@ -145,4 +151,107 @@ fn live_frames_update_nodes_and_silence_means_dead() {
     assert!(s.live.borrow().nodes[0].is_dead(now + 1500.0));
     let s = s.apply(Msg::Live(web_viz::state::LiveMsg::Closed(0)));
     assert!(s.live.borrow().nodes[0].is_dead(now));
+}
+
+/// Steps until `pred` holds (at most `max` visible steps).
+fn step_until(mut s: Rc<Ui>, max: usize, pred: impl Fn(&Ui) -> bool) -> Rc<Ui> {
+    for _ in 0..max {
+        if pred(&s) {
+            return s;
+        }
+        s = s.apply(Msg::Step);
+    }
+    panic!("not reached in {max} steps");
+}
+
+#[wasm_bindgen_test]
+fn time_out_now_makes_a_follower_campaign_and_replays() {
+    let s = step_until(ui(3, 2), 3_000, |u| {
+        u.engine.borrow().sim.leader().is_some()
+    });
+    let f = {
+        let e = s.engine.borrow();
+        let l = e.sim.leader().unwrap();
+        (1..=3).find(|&n| n != l).unwrap()
+    };
+    let s = s.apply(Msg::Act(UserAction::Fault(FaultAction::ElectionTimeout(f))));
+    let role = s.engine.borrow().sim.nodes()[&f].role();
+    assert!(matches!(
+        role,
+        Some(keyval_core::Role::PreCandidate | keyval_core::Role::Candidate)
+    ));
+    let s = steps(s, 50);
+    let file = TraceFile::of(&s.engine.borrow());
+    assert_eq!(
+        file.replay().expect("replays").trace(),
+        s.engine.borrow().trace()
+    );
+}
+
+#[wasm_bindgen_test]
+fn dropping_a_message_takes_it_off_the_wire() {
+    let s = step_until(ui(3, 2), 3_000, |u| !u.engine.borrow().inflight.is_empty());
+    let id = *s.engine.borrow().inflight.keys().next().unwrap();
+    let s = s.apply(Msg::Act(UserAction::Fault(FaultAction::DropMessage(id))));
+    assert!(!s.engine.borrow().inflight.contains_key(&id));
+    let s = steps(s, 100);
+    let delivered = s.engine.borrow().trace().iter().any(
+        |ev| matches!(ev.kind, keyval_core::sim::TraceKind::Delivered { id: x, .. } if x == id),
+    );
+    assert!(!delivered);
+}
+
+#[wasm_bindgen_test]
+fn dragging_a_node_out_of_the_ring_cuts_it_off_and_the_keyboard_brings_it_back() {
+    use web_viz::layout::{Layout, CX};
+    let s = ui(5, 1);
+    let (x, _) = Layout::of(&s.engine.borrow()).pos(1);
+    let s = s
+        .apply(Msg::DragStart(1, x, 80.0))
+        .apply(Msg::DragMove(x, 10.0))
+        .apply(Msg::DragEnd(x, 0.0));
+    assert_eq!(s.engine.borrow().sides(), Some(vec![0, 1, 1, 1, 1]));
+    assert!(
+        Layout::of(&s.engine.borrow()).pos(1).0 < CX,
+        "the cut-off side is drawn left"
+    );
+    let s = s.apply(Msg::MoveAcross(1));
+    assert_eq!(s.engine.borrow().sides(), None);
+}
+
+#[wasm_bindgen_test]
+fn a_lease_get_is_answered_by_the_leader_without_a_round() {
+    let s = ui(3, 3)
+        .apply(Msg::SetReads {
+            lease: true,
+            margin_pct: 10,
+        })
+        .apply(Msg::Pause);
+    let s = step_until(s, 5_000, |u| {
+        let e = u.engine.borrow();
+        e.sim.leader().is_some_and(|l| {
+            e.sim.nodes()[&l]
+                .server
+                .as_ref()
+                .unwrap()
+                .raft()
+                .lease_valid()
+        })
+    });
+    let s = s
+        .apply(Msg::Field(web_viz::state::Field::ClientOp, "get".into()))
+        .apply(Msg::Field(
+            web_viz::state::Field::Consistency,
+            "lease".into(),
+        ))
+        .apply(Msg::SubmitForm);
+    let s = step_until(s, 2_000, |u| !u.engine.borrow().client_busy());
+    let e = s.engine.borrow();
+    assert!(e.trace().iter().any(|ev| matches!(
+        ev.kind,
+        keyval_core::sim::TraceKind::Node {
+            event: keyval_core::NodeEvent::LeaseRead { .. },
+            ..
+        }
+    )));
 }

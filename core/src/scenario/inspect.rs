@@ -104,6 +104,7 @@ pub fn status(sim: &Simulator) -> String {
 fn entry_text(e: &Entry) -> String {
     match &e.payload {
         EntryPayload::Noop => format!("{}@{} no-op", e.index, e.term),
+        EntryPayload::ConfChange(cc) => format!("{}@{} conf-change {cc}", e.index, e.term),
         EntryPayload::Command(r) => format!(
             "{}@{} {} (c{} seq={})",
             e.index,
@@ -213,6 +214,7 @@ pub fn observe(sim: &Simulator, what: &Observable) -> String {
             _ => down(),
         },
         Observable::Role(n) => raft(n).map_or_else(down, |r| r.role().to_string()),
+        Observable::Membership(n) => raft(n).map_or_else(down, |r| r.membership().to_string()),
         Observable::Term(n) => raft(n).map_or_else(down, |r| r.term().to_string()),
         Observable::LeaderOf(n) => raft(n).map_or_else(down, |r| id_or_none(r.leader())),
         Observable::Vote(n) => raft(n).map_or_else(down, |r| id_or_none(r.vote())),

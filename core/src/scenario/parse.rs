@@ -3,6 +3,7 @@
 //! expected; docs/scenarios.md documents each command.
 
 use crate::kv::{KvOp, ReadConsistency};
+use crate::membership::{ChangeKind, ConfChange, SingleChange, Transition};
 use crate::sim::simulator::{MAX_DRIFT_PER_MILLE, MAX_NODES};
 use crate::sim::{AddrPattern, LinkPattern};
 use crate::trace::Addr;
@@ -111,6 +112,8 @@ pub enum Observable {
     Client(u64),
     /// Number of messages waiting on held links.
     Held,
+    /// The configuration the node applied, e.g. `voters=[n1,n2,n3] learners=[n4]`.
+    Membership(NodeId),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -138,6 +141,11 @@ pub enum Command {
         limit: Option<usize>,
     },
     Partition(Vec<Vec<NodeId>>),
+    /// Ask `from` to hand leadership to `to` (None: its most caught-up voter).
+    Transfer {
+        from: NodeId,
+        to: Option<NodeId>,
+    },
     Isolate(NodeId),
     Cut {
         from: NodeId,
@@ -180,6 +188,9 @@ pub enum Command {
     },
     /// Checks now that the simulator's safety checkers saw no violation and the logs match.
     ExpectSafe,
+    /// `member add|promote|demote|remove|replace ...`: a membership change proposed at the
+    /// current leader (a node it adds starts empty and joins).
+    Member(ConfChange),
 }
 
 /// Every command word, for the "unknown command" error.
@@ -207,11 +218,13 @@ pub const COMMANDS: &[&str] = &[
     "delete",
     "retry",
     "drift",
+    "transfer",
     "status",
     "log",
     "kv",
     "held",
     "expect",
+    "member",
 ];
 
 /// The read path a `get` names.
@@ -252,6 +265,9 @@ pub fn parse(name: &str, text: &str) -> Result<Script, ScenarioError> {
                 nodes: nodes.unwrap_or(MAX_NODES),
             };
             let c = p.command().map_err(err)?;
+            if matches!(c, Command::Member(_)) && nodes.is_some() {
+                nodes = Some(p.nodes);
+            }
             match (&c, nodes) {
                 (Command::Cluster(spec), None) => nodes = Some(spec.nodes),
                 (Command::Cluster(_), Some(_)) => {
@@ -458,11 +474,26 @@ impl<'a> LineParser<'a> {
                 }
                 Command::Drift { node, per_mille }
             }
+            "transfer" => {
+                let from = self.node()?;
+                let to = match self.peek() {
+                    Some("to") => {
+                        self.next("to")?;
+                        Some(self.node()?)
+                    }
+                    Some(w) => {
+                        return Err(format!("transfer: expected `to nY` or nothing, saw `{w}`"))
+                    }
+                    None => None,
+                };
+                Command::Transfer { from, to }
+            }
             "status" => Command::Status,
             "log" => Command::Log(self.node()?),
             "kv" => Command::Kv(self.node()?),
             "held" => Command::ShowHeld,
             "expect" => self.expect()?,
+            "member" => Command::Member(self.member()?),
             other => {
                 return Err(format!(
                     "unknown command `{other}` (known: {})",
@@ -604,6 +635,49 @@ impl<'a> LineParser<'a> {
         })
     }
 
+    /// `member add nX learner|voter`, `member promote nX`, `member demote nX`,
+    /// `member remove nX`, `member replace nX nY` (nY, a learner, takes nX's place through
+    /// joint consensus). An added node may have an id above the cluster's size (up to the
+    /// simulator's limit); later lines may name it.
+    fn member(&mut self) -> R<ConfChange> {
+        let op = self.next("add, promote, demote, remove or replace")?;
+        let one = |kind, node| Ok(ConfChange::single(kind, node));
+        match op {
+            "add" => {
+                let node = node_id(self.next("a node like n4")?, MAX_NODES)?;
+                self.nodes = self.nodes.max(node as usize);
+                let kind = match self.next("learner or voter")? {
+                    "learner" => ChangeKind::AddLearner,
+                    "voter" => ChangeKind::AddVoter,
+                    w => return Err(format!("member add: expected learner or voter, saw `{w}`")),
+                };
+                one(kind, node)
+            }
+            "promote" => one(ChangeKind::AddVoter, self.node()?),
+            "demote" => one(ChangeKind::AddLearner, self.node()?),
+            "remove" => one(ChangeKind::Remove, self.node()?),
+            "replace" => {
+                let out = self.node()?;
+                let into = self.node()?;
+                let change = |kind, node| SingleChange {
+                    kind,
+                    node,
+                    address: None,
+                };
+                Ok(ConfChange {
+                    changes: vec![
+                        change(ChangeKind::AddVoter, into),
+                        change(ChangeKind::Remove, out),
+                    ],
+                    transition: Transition::JointImplicit,
+                })
+            }
+            w => Err(format!(
+                "member: unknown change `{w}` (add, promote, demote, remove or replace)"
+            )),
+        }
+    }
+
     fn expect(&mut self) -> R<Command> {
         let what = self.next("what to check, e.g. `role n1 leader`")?;
         let what = match what {
@@ -620,6 +694,7 @@ impl<'a> LineParser<'a> {
             "last" => Observable::Last(self.node()?),
             "snapshot" => Observable::Snapshot(self.node()?),
             "state" => Observable::State(self.node()?),
+            "membership" => Observable::Membership(self.node()?),
             "entry" => {
                 let n = self.node()?;
                 Observable::Entry(n, number(self.next("an index")?, "index")?)
@@ -631,7 +706,7 @@ impl<'a> LineParser<'a> {
             other => {
                 return Err(format!(
                 "expect: unknown check `{other}` (known: safe, leader, held, client, role, term, \
-                     leader-of, vote, commit, applied, last, snapshot, state, entry, kv)"
+                     leader-of, vote, commit, applied, last, snapshot, state, entry, kv, membership)"
             ))
             }
         };

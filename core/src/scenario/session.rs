@@ -386,6 +386,21 @@ fn drive(sim: &mut Simulator, c: &Command) -> Result<String, String> {
         } => {
             sim.submit_to_with(*client, *node, op.clone(), *consistency)?;
         }
+        Command::Transfer { from, to } => {
+            // A refusal is an answer worth showing, not a script error.
+            return Ok(match sim.transfer_leadership(*from, *to) {
+                Ok(target) => {
+                    settle_disks(sim);
+                    format!("(n{from} transfers leadership to n{target})\n")
+                }
+                Err(why) => format!("({why})\n"),
+            });
+        }
+        Command::Member(cc) => {
+            let leader = sim.leader().ok_or("member: there is no leader to ask")?;
+            sim.propose_change(leader, cc.clone());
+            settle_disks(sim);
+        }
         Command::Drift { node, per_mille } => {
             sim.apply_fault(FaultAction::SetClockDrift(*node, *per_mille));
         }

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::membership::MemberOp;
 use super::network::NetworkConfig;
 use super::simulator::FaultAction;
 use crate::rng::Rng;
@@ -22,6 +23,10 @@ pub enum FaultProfile {
     /// it confirms its lease: the schedules in which a lease or read-index bug serves a stale
     /// read.
     Clocks,
+    /// The `Mixed` faults plus membership changes (add a learner, promote, remove, demote,
+    /// replace through joint consensus) on clusters that grow and shrink between 1 and
+    /// [`MAX_NODES`](super::simulator::MAX_NODES) members.
+    Membership,
 }
 
 /// Drift the `Clocks` profile draws, in per mille either way: far more than real clocks drift,
@@ -44,7 +49,11 @@ pub fn plan(
     if profile == FaultProfile::None {
         return out;
     }
-    let n = nodes as u64;
+    // With membership changes, nodes added later (higher ids) suffer faults too.
+    let n = match profile {
+        FaultProfile::Membership => nodes as u64 + 4,
+        _ => nodes as u64,
+    };
     let pick = |rng: &mut Rng| -> NodeId { 1 + rng.below(n) };
     if profile == FaultProfile::Clocks {
         for id in 1..=n {
@@ -90,25 +99,23 @@ pub fn plan(
                 6 => FaultAction::SetClockDrift(pick(rng), drift(rng)),
                 _ => FaultAction::Heal,
             },
-            _ => match rng.below(16) {
-                0..=2 => FaultAction::Crash(pick(rng)),
-                3..=5 => FaultAction::Restart(pick(rng)),
-                6 => FaultAction::Pause(pick(rng)),
-                7 => FaultAction::Resume(pick(rng)),
-                8..=9 => FaultAction::Partition(split(rng, nodes)),
-                10 => {
-                    let a = pick(rng);
-                    let b = pick(rng);
-                    FaultAction::CutLink(a, b)
+            FaultProfile::Membership => match rng.below(27) {
+                // Two changes at once: the second must wait for the first to apply.
+                26 => {
+                    out.push((t, FaultAction::Member(MemberOp::Promote)));
+                    FaultAction::Member(MemberOp::Promote)
                 }
-                11 if rng.chance(0.5) => {
-                    let (a, b) = (pick(rng), pick(rng));
-                    let lo = rng.range(1_000, 50_000);
-                    FaultAction::SetLinkLatency(a, b, Some((lo, lo + rng.range(0, 100_000))))
-                }
-                11..=12 => FaultAction::Heal,
-                _ => FaultAction::SetNetwork(random_network(rng)),
+                16..=18 => FaultAction::Member(MemberOp::AddLearner),
+                19..=21 => FaultAction::Member(MemberOp::Promote),
+                22 => FaultAction::Member(MemberOp::Remove),
+                23 => FaultAction::Member(MemberOp::Demote),
+                24..=25 => FaultAction::Member(MemberOp::Replace),
+                roll => mixed(rng, roll, n as usize),
             },
+            _ => {
+                let roll = rng.below(16);
+                mixed(rng, roll, nodes)
+            }
         };
         let at = match (&action, out.last()) {
             (FaultAction::Restart(n), Some((_, FaultAction::Crash(m)))) if n == m => {
@@ -120,6 +127,35 @@ pub fn plan(
     }
     out.sort_by_key(|(t, _)| *t);
     out
+}
+
+/// One fault of the `Mixed` profile, by `roll` in `0..16`, on nodes `1..=nodes`.
+fn mixed(rng: &mut Rng, roll: u64, nodes: usize) -> FaultAction {
+    let n = nodes as u64;
+    let pick = |rng: &mut Rng| -> NodeId { 1 + rng.below(n) };
+    match roll {
+        0..=2 => FaultAction::Crash(pick(rng)),
+        3..=5 => FaultAction::Restart(pick(rng)),
+        6 => FaultAction::Pause(pick(rng)),
+        7 => FaultAction::Resume(pick(rng)),
+        8..=9 => FaultAction::Partition(split(rng, nodes)),
+        10 => {
+            let a = pick(rng);
+            let b = pick(rng);
+            FaultAction::CutLink(a, b)
+        }
+        11 if rng.chance(0.5) => {
+            let (a, b) = (pick(rng), pick(rng));
+            let lo = rng.range(1_000, 50_000);
+            FaultAction::SetLinkLatency(a, b, Some((lo, lo + rng.range(0, 100_000))))
+        }
+        11..=12 => FaultAction::Heal,
+        13 if rng.chance(0.5) => FaultAction::TransferLeadership {
+            from: None,
+            to: rng.chance(0.5).then(|| pick(rng)),
+        },
+        _ => FaultAction::SetNetwork(random_network(rng)),
+    }
 }
 
 /// Clocks at the extremes of the allowed drift most of the time: the schedules where a lease

@@ -188,6 +188,13 @@ impl Simulator {
         None
     }
 
+    /// Removes message `id` from its held link, if it waits on one; returns its link.
+    pub(super) fn take_held(&mut self, id: u64) -> Option<(Addr, Addr)> {
+        let pos = self.holds.held.iter().position(|m| m.id == id)?;
+        let m = self.holds.held.remove(pos)?;
+        Some((m.from, m.to))
+    }
+
     fn release(
         &mut self,
         pick: impl Fn(usize, &HeldMessage) -> bool,

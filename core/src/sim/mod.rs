@@ -7,8 +7,10 @@
 pub mod checker;
 pub mod faults;
 pub mod hold;
+pub mod hostile;
 pub mod linearizability;
-pub mod network;
+pub mod membership;
+mod network;
 pub mod runner;
 pub mod simulator;
 pub mod storage;

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 pub use super::faults::FaultProfile;
+use super::hostile::HostileStats;
 use super::linearizability::{self, Verdict};
 use super::simulator::{FaultAction, SimConfig, Simulator};
 use super::trace::TraceEvent;
@@ -28,6 +29,9 @@ pub struct RunConfig {
     /// that clients still retry with.
     #[serde(default)]
     pub session_limit_bytes: Option<u64>,
+    /// A hostile peer sends the nodes random and implausible messages throughout the run.
+    #[serde(default)]
+    pub hostile: bool,
     #[cfg(feature = "mutations")]
     #[serde(skip)]
     pub mutation: Option<crate::mutation::Mutation>,
@@ -46,6 +50,7 @@ impl RunConfig {
             record_trace: false,
             lin_budget: 2_000_000,
             session_limit_bytes: None,
+            hostile: false,
             #[cfg(feature = "mutations")]
             mutation: None,
         }
@@ -96,6 +101,11 @@ impl RunConfig {
             c.workload.ops_per_client = self.ops_per_client.max(60);
             c.crash_on_critical_event = 0.3;
         }
+        if self.profile == FaultProfile::Membership {
+            // Apply in small batches now and then: a node then ticks (and may time out) with
+            // committed entries, configuration changes among them, not yet applied.
+            c.raft.max_applied_per_ready = [0, 0, 1, 2][knobs.below(4) as usize];
+        }
         if self.profile == FaultProfile::Clocks {
             // Long timeouts (in ticks of 10 ms) make the gap that clock drift opens between a
             // lease and the followers' vote refusal wide enough for a client to fall into.
@@ -120,6 +130,10 @@ impl RunConfig {
                 (3, 0, 1)
             };
         }
+        if self.hostile {
+            // About 35 hostile messages a second of virtual time, a few hundred per run.
+            c.hostile_gap_us = Some(HOSTILE_GAP_US);
+        }
         if let Some(bytes) = self.session_limit_bytes {
             c.raft.session_limit_bytes = bytes;
         }
@@ -132,8 +146,13 @@ impl RunConfig {
 
     /// The one-line command that replays this run with its trace printed.
     pub fn reproduce_command(&self) -> String {
+        let hostile = if self.hostile {
+            "KEYVAL_HOSTILE=1 "
+        } else {
+            ""
+        };
         format!(
-            "KEYVAL_SEED={} KEYVAL_NODES={} KEYVAL_PROFILE={:?} cargo test -p keyval-core --test simulation replay_seed -- --ignored --nocapture",
+            "{hostile}KEYVAL_SEED={} KEYVAL_NODES={} KEYVAL_PROFILE={:?} cargo test -p keyval-core --test simulation replay_seed -- --ignored --nocapture",
             self.seed, self.nodes, self.profile
         )
     }
@@ -151,6 +170,9 @@ pub struct RunReport {
     pub max_term: u64,
     pub lin_steps: u64,
     pub trace: Vec<TraceEvent>,
+    /// What the hostile peer sent and how the nodes answered, when there was one.
+    #[serde(default)]
+    pub hostile: Option<HostileStats>,
 }
 
 impl RunReport {
@@ -171,6 +193,9 @@ impl RunReport {
         s
     }
 }
+
+/// Time between two hostile messages, in virtual microseconds (uniform in the range).
+pub const HOSTILE_GAP_US: (u64, u64) = (5_000, 50_000);
 
 /// How often (in processed events) log matching is checked across all nodes.
 const LOG_MATCHING_EVERY: u64 = 2_000;
@@ -249,11 +274,12 @@ pub fn run(cfg: &RunConfig) -> RunReport {
         max_term: sim.checker().leaders().keys().last().copied().unwrap_or(0),
         lin_steps: stats.steps,
         trace: sim.trace().to_vec(),
+        hostile: sim.hostile_stats().cloned(),
     }
 }
 
-/// All nodes up, one leader, and every node applied exactly the leader's commit index with
-/// identical state.
+/// All members up (of the leader's configuration: removed nodes are left behind), one leader,
+/// and every member applied exactly the leader's commit index with identical state.
 fn converged(sim: &Simulator) -> bool {
     let Some(leader) = sim.leader() else {
         return false;
@@ -262,11 +288,15 @@ fn converged(sim: &Simulator) -> bool {
         return false;
     };
     let commit = ls.raft().commit_index();
-    sim.nodes().values().all(|n| {
-        n.server
-            .as_ref()
-            .is_some_and(|s| s.raft().applied_index() == commit && s.kv() == ls.kv())
-    })
+    let members = ls.membership();
+    sim.nodes()
+        .values()
+        .filter(|n| members.contains(n.id))
+        .all(|n| {
+            n.server
+                .as_ref()
+                .is_some_and(|s| s.raft().applied_index() == commit && s.kv() == ls.kv())
+        })
 }
 
 fn check_liveness(sim: &mut Simulator) {

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::checker::Checker;
 use super::hold::Holds;
+use super::hostile::{HostilePeer, HostileStats, Sender, OUTSIDER};
 use super::linearizability::Operation;
 use super::network::{Fate, Network, NetworkConfig};
 use super::storage::MemStorage;
@@ -17,10 +18,11 @@ use super::workload::{Client, WorkloadConfig};
 use crate::config::Config;
 use crate::kv::ClientRequest;
 use crate::message::Envelope;
+use crate::node::RaftNode;
 use crate::ready::{NodeEvent, PersistOp, Ready};
 use crate::rng::Rng;
 use crate::server::KvServer;
-use crate::types::{NodeId, Role};
+use crate::types::{Index, NodeId, Role, Term};
 
 pub const MAX_NODES: usize = 7;
 /// Messages a paused node can have waiting; more are dropped like a full socket buffer.
@@ -57,6 +59,10 @@ pub struct SimConfig {
     /// clock drift answers a stale read.
     #[serde(default)]
     pub isolate_on_lease: f64,
+    /// A hostile peer hands a running node one message every so many microseconds (uniform
+    /// in the range), for the whole run; None: no hostile peer. See [`super::hostile`].
+    #[serde(default)]
+    pub hostile_gap_us: Option<(u64, u64)>,
 }
 
 impl SimConfig {
@@ -78,6 +84,7 @@ impl SimConfig {
             record_trace: true,
             crash_on_critical_event: 0.0,
             isolate_on_lease: 0.0,
+            hostile_gap_us: None,
         }
     }
 }
@@ -105,6 +112,21 @@ pub enum FaultAction {
     /// Like `Pause`, but the node's clock stops too (a suspended VM): when it resumes it has
     /// not seen the time pass. Lease reads are not safe under this fault; see [`crate::read`].
     Freeze(NodeId),
+    /// Asks `from` (None: the current leader) to hand leadership to `to` (None: its most
+    /// caught-up voter); see [`crate::transfer`]. A refused request changes nothing.
+    TransferLeadership {
+        from: Option<NodeId>,
+        to: Option<NodeId>,
+    },
+    /// An operator's membership change through the current leader.
+    Member(super::membership::MemberOp),
+    /// The node's election timer fires now (RaftScope's "timeout"): a follower or candidate
+    /// campaigns at once, exactly as if its randomized timeout had run out. A leader has no
+    /// election timer and a paused or crashed node no running code, so they ignore it.
+    ElectionTimeout(NodeId),
+    /// The message with this id, still on the wire, is lost (every copy of it, if the network
+    /// duplicated it). Recorded as dropped [`DropReason::ByHand`].
+    DropMessage(u64),
 }
 
 #[derive(Clone, Debug)]
@@ -136,6 +158,7 @@ pub(super) enum Action {
         seq: u64,
     },
     Fault(FaultAction),
+    Hostile,
 }
 
 #[derive(Debug)]
@@ -182,6 +205,8 @@ pub struct SimNode {
     missed_ticks: u64,
     /// Paused with its clock stopped ([`FaultAction::Freeze`]): no ticks are missed.
     frozen: bool,
+    /// For a node added by a membership change: the configuration it started with.
+    joined: Option<super::membership::JoinPoint>,
 }
 
 /// Clock drift is bounded so a tick interval stays positive and meaningful.
@@ -223,6 +248,39 @@ pub struct Simulator {
     pub(super) faults_stopped_at: Option<u64>,
     /// Session id -> the client that opened it, to route write replies.
     pub(super) session_owner: BTreeMap<u64, u64>,
+    /// The configuration of the node whose batch is being observed, before the batch.
+    counting_membership: Option<crate::membership::Membership>,
+    /// Present when `SimConfig::hostile_gap_us` is set.
+    hostile: Option<HostilePeer>,
+    /// While a hostile message's batch executes: its sender, whose protocol violation is the
+    /// expected refusal rather than a failure.
+    hostile_sender: Option<NodeId>,
+}
+
+/// What a message must not change when it is refused or dropped.
+#[derive(Debug, PartialEq, Eq)]
+struct Footprint {
+    term: Term,
+    vote: Option<NodeId>,
+    role: Role,
+    leader: Option<NodeId>,
+    commit: Index,
+    applied: Index,
+    last: (Index, Term),
+}
+
+impl Footprint {
+    fn of(raft: &RaftNode) -> Self {
+        Footprint {
+            term: raft.term(),
+            vote: raft.vote(),
+            role: raft.role(),
+            leader: raft.leader(),
+            commit: raft.commit_index(),
+            applied: raft.applied_index(),
+            last: (raft.log().last_index(), raft.log().last_term()),
+        }
+    }
 }
 
 /// Reads are tagged `READ_TOKEN_BASE + client address`, a range no session id (a log index)
@@ -247,6 +305,7 @@ impl Simulator {
         );
         let mut rng = Rng::new(cfg.seed);
         let network = Network::new(cfg.network.clone());
+        let hostile = cfg.hostile_gap_us.map(|_| HostilePeer::new(cfg.seed));
         let mut sim = Simulator {
             now: 0,
             queue: BinaryHeap::new(),
@@ -265,28 +324,16 @@ impl Simulator {
             messages_sent: 0,
             faults_stopped_at: None,
             session_owner: BTreeMap::new(),
+            counting_membership: None,
+            hostile,
+            hostile_sender: None,
             rng: rng.fork(),
             cfg,
         };
         for id in sim.voters() {
             let seed = rng.next_u64();
             let server = sim.new_server(id, MemStorage::default(), seed);
-            sim.nodes.insert(
-                id,
-                SimNode {
-                    id,
-                    server: Some(server),
-                    storage: MemStorage::default(),
-                    paused: false,
-                    inbox: VecDeque::new(),
-                    persist_queue: VecDeque::new(),
-                    persist_busy_until: 0,
-                    incarnation: 0,
-                    drift_per_mille: 0,
-                    missed_ticks: 0,
-                    frozen: false,
-                },
-            );
+            sim.insert_node(id, server, None);
             let phase = rng.below(sim.cfg.tick_us);
             sim.schedule(
                 phase,
@@ -296,22 +343,71 @@ impl Simulator {
                 },
             );
         }
+        if let Some((lo, _)) = sim.cfg.hostile_gap_us {
+            sim.schedule(lo, Action::Hostile);
+        }
         sim.start_workload();
         sim
     }
 
+    /// The bootstrap voters: nodes 1 to `cfg.nodes`.
     pub fn voters(&self) -> Vec<NodeId> {
         (1..=self.cfg.nodes as u64).collect()
     }
 
-    fn new_server(&self, id: NodeId, storage: MemStorage, seed: u64) -> KvServer {
-        KvServer::new(
+    /// Every node the run has started (removed ones keep running).
+    /// The configuration node `id` has applied, if it is running.
+    pub(super) fn membership_of(&self, id: NodeId) -> Option<crate::membership::Membership> {
+        self.nodes
+            .get(&id)
+            .and_then(|n| n.server.as_ref())
+            .map(|s| s.membership().clone())
+    }
+
+    pub fn node_ids(&self) -> Vec<NodeId> {
+        self.nodes.keys().copied().collect()
+    }
+
+    pub(super) fn insert_node(
+        &mut self,
+        id: NodeId,
+        server: KvServer,
+        joined: Option<super::membership::JoinPoint>,
+    ) {
+        self.nodes.insert(
             id,
-            self.voters(),
-            self.cfg.raft.clone(),
-            storage.load(),
-            seed,
-        )
+            SimNode {
+                id,
+                server: Some(server),
+                storage: MemStorage::default(),
+                paused: false,
+                inbox: VecDeque::new(),
+                persist_queue: VecDeque::new(),
+                persist_busy_until: 0,
+                incarnation: 0,
+                drift_per_mille: 0,
+                missed_ticks: 0,
+                frozen: false,
+                joined,
+            },
+        );
+    }
+
+    fn new_server(&self, id: NodeId, storage: MemStorage, seed: u64) -> KvServer {
+        let mut server = match self.nodes.get(&id).and_then(|n| n.joined.as_ref()) {
+            Some(at) => Self::joined_server(id, at, &self.cfg.raft, storage, seed),
+            None => KvServer::new(
+                id,
+                self.voters(),
+                self.cfg.raft.clone(),
+                storage.load(),
+                seed,
+            ),
+        };
+        // The simulator runs the snapshot jobs itself, as the native node does on its
+        // background thread; here they finish before the node's next input.
+        server.set_background_jobs(true);
+        server
     }
 
     pub fn config(&self) -> &SimConfig {
@@ -377,6 +473,31 @@ impl Simulator {
         self.queue.peek().map(|Reverse(s)| s.time)
     }
 
+    /// Asks node `at` to hand its leadership to `to` (or its most caught-up voter) and returns
+    /// the target, or why it was refused.
+    pub fn transfer_leadership(
+        &mut self,
+        at: NodeId,
+        to: Option<NodeId>,
+    ) -> Result<NodeId, String> {
+        let node = self
+            .nodes
+            .get_mut(&at)
+            .ok_or_else(|| format!("n{at} is not in the cluster"))?;
+        if node.paused {
+            return Err(format!("n{at} is paused"));
+        }
+        let server = node
+            .server
+            .as_mut()
+            .ok_or_else(|| format!("n{at} is down"))?;
+        let target = server
+            .transfer_leadership(to)
+            .map_err(|e| format!("n{at} refused: {e}"))?;
+        self.drive(at);
+        Ok(target)
+    }
+
     /// The current leader with the highest term among live nodes, if any.
     pub fn leader(&self) -> Option<NodeId> {
         self.nodes
@@ -440,6 +561,7 @@ impl Simulator {
             } => self.client_timeout(client, seq, attempt),
             Action::ClientRetry { client, seq } => self.client_retry(client, seq),
             Action::Fault(f) => self.apply_fault(f),
+            Action::Hostile => self.on_hostile(),
         }
         true
     }
@@ -567,17 +689,36 @@ impl Simulator {
 
     /// Takes the server's batch, records its events and queues its persist step. Batches
     /// persist one after another, so a later batch never becomes durable before an earlier one.
-    fn drive(&mut self, id: NodeId) {
+    pub(super) fn drive(&mut self, id: NodeId) {
         let Some(node) = self.nodes.get_mut(&id) else {
             return;
         };
         let Some(server) = node.server.as_mut() else {
             return;
         };
+        let before = server.membership().clone();
+        if let Some(job) = server.take_install_job() {
+            let decoded = job.decode();
+            server.snapshot_decoded(job, decoded);
+        }
         let mut ready = server.take_ready();
+        if let Some(job) = server.take_snapshot_job() {
+            server.snapshot_encoded(job.index, job.encode());
+            ready.merge(server.take_ready());
+        }
+        self.execute(id, before, ready);
+    }
+
+    /// Sends a batch's messages, queues its persist step and observes its events. `before` is
+    /// the node's configuration before the batch.
+    fn execute(&mut self, id: NodeId, before: crate::membership::Membership, mut ready: Ready) {
         if ready.is_empty() {
             return;
         }
+        // The commit checks count with the configuration of the moment: the one before this
+        // batch applied a change, or the one after (a leader whose quorum shrank commits under
+        // the new one; one change is in flight at a time, so there is no third).
+        self.counting_membership = Some(before);
         let events = std::mem::take(&mut ready.events);
         // Installing a snapshot moves the node's applied index; the checker learns it when the
         // batch is durable, in order with the entries applied by earlier batches.
@@ -616,6 +757,87 @@ impl Simulator {
         for e in events {
             self.observe(id, e);
         }
+        self.counting_membership = None;
+    }
+
+    /// The hostile peer's turn: one implausible message (under a member's id or a stranger's)
+    /// to a running node, which must refuse it without changing its state, answering, or
+    /// writing.
+    fn on_hostile(&mut self) {
+        let (Some((lo, hi)), Some(peer)) = (self.cfg.hostile_gap_us, self.hostile.as_mut()) else {
+            return;
+        };
+        let next = self.now + peer.rng.range(lo, hi);
+        let targets: Vec<NodeId> = self
+            .nodes
+            .values()
+            .filter(|n| n.server.is_some() && !n.paused)
+            .map(|n| n.id)
+            .collect();
+        let target = targets
+            .get(peer.rng.below(targets.len() as u64) as usize)
+            .copied();
+        self.schedule(next, Action::Hostile);
+        let Some(target) = target else {
+            return;
+        };
+        let others: Vec<NodeId> = self.voters().into_iter().filter(|&v| v != target).collect();
+        let (Some(peer), Some(server)) = (
+            self.hostile.as_mut(),
+            self.nodes.get_mut(&target).and_then(|n| n.server.as_mut()),
+        ) else {
+            return;
+        };
+        let before = Footprint::of(server.raft());
+        let (sender, msg) = peer.next_message(before.term, &others);
+        peer.stats.sent += 1;
+        let from = match sender {
+            Sender::Outsider => OUTSIDER,
+            Sender::Spoofed(id) => id,
+        };
+        let shown = format!("{} {} from n{from}", msg.kind(), msg.summary());
+        server.step(Envelope {
+            from,
+            to: target,
+            msg,
+        });
+        let after = Footprint::of(server.raft());
+        let mut ready = server.take_ready();
+        let refusals = ready
+            .events
+            .iter()
+            .filter(|e| matches!(e, NodeEvent::ProtocolViolation { from: f, .. } if *f == from))
+            .count();
+        let answered = {
+            let mut rest = ready.clone();
+            rest.events
+                .retain(|e| !matches!(e, NodeEvent::ProtocolViolation { .. }));
+            !rest.is_empty()
+        };
+        let expected = 1;
+        match sender {
+            Sender::Spoofed(_) if refusals == 1 => peer.stats.refused += 1,
+            Sender::Outsider if refusals == 1 => peer.stats.dropped += 1,
+            _ => {}
+        }
+        if before != after || answered || refusals != expected {
+            let d = format!(
+                "n{target} took hostile {shown}: {refusals} refusals (want {expected}), \
+                 answered or wrote: {answered}, before {before:?}, after {after:?}"
+            );
+            self.checker.fail(self.now, "hostile input refused", d);
+        }
+        self.hostile_sender = Some(from);
+        let Some(membership) = self.membership_of(target) else {
+            return;
+        };
+        self.execute(target, membership, std::mem::take(&mut ready));
+        self.hostile_sender = None;
+    }
+
+    /// What the hostile peer sent and what it got; None without a hostile peer.
+    pub fn hostile_stats(&self) -> Option<&HostileStats> {
+        self.hostile.as_ref().map(|h| &h.stats)
     }
 
     /// Extra time a persist step takes when the disk stalls (seeded). While faults are active a
@@ -642,6 +864,7 @@ impl Simulator {
     /// Commit means durable on a majority of voters (etcd #14370): when a leader advances its
     /// commit index, the entry there must already be on the simulated disks of a quorum.
     fn check_commit_durable(&mut self, leader: NodeId, index: crate::types::Index) {
+        let before = self.counting_membership.clone();
         let Some(term) = self
             .nodes
             .get(&leader)
@@ -650,15 +873,24 @@ impl Simulator {
         else {
             return;
         };
-        let holders = self
-            .nodes
-            .values()
-            .filter(|n| n.storage.holds(index, term))
-            .count();
-        let quorum = self.cfg.nodes / 2 + 1;
-        if holders < quorum {
+        // The quorum of the configuration the leader counts with at this moment.
+        let Some(membership) = self.membership_of(leader) else {
+            return;
+        };
+        let holds = |id: NodeId| {
+            self.nodes
+                .get(&id)
+                .is_some_and(|n| n.storage.holds(index, term))
+        };
+        if !membership.has_quorum(holds) && !before.is_some_and(|m| m.has_quorum(holds)) {
+            let holders: Vec<NodeId> = self
+                .nodes
+                .values()
+                .filter(|n| n.storage.holds(index, term))
+                .map(|n| n.id)
+                .collect();
             let d = format!(
-                "n{leader} committed {index}@{term} while only {holders} disks hold it (quorum {quorum})"
+                "n{leader} committed {index}@{term} while only {holders:?} hold it on disk (configuration {membership})"
             );
             self.checker.fail(self.now, "commit durable on a quorum", d);
         }
@@ -682,6 +914,8 @@ impl Simulator {
                     if leading {
                         self.check_commit_durable(id, *to);
                     }
+                }
+                NodeEvent::ProtocolViolation { from, .. } if self.hostile_sender == Some(*from) => {
                 }
                 NodeEvent::ProtocolViolation { from, detail } => {
                     let d = format!("n{id} refused a message from n{from}: {detail}");
@@ -859,9 +1093,10 @@ impl Simulator {
             let entry = crate::types::Entry {
                 term: a.term,
                 index: a.index,
-                payload: match &a.request {
-                    Some(r) => crate::types::EntryPayload::Command(r.clone()),
-                    None => crate::types::EntryPayload::Noop,
+                payload: match (&a.request, &a.conf_change) {
+                    (Some(r), _) => crate::types::EntryPayload::Command(r.clone()),
+                    (None, Some(cc)) => crate::types::EntryPayload::ConfChange(cc.clone()),
+                    (None, None) => crate::types::EntryPayload::Noop,
                 },
             };
             let term = node_term.unwrap_or(entry.term);
@@ -995,6 +1230,15 @@ impl Simulator {
                 });
             }
             FaultAction::StopFaults => self.stop_faults(),
+            FaultAction::TransferLeadership { from, to } => {
+                if let Some(at) = from.or_else(|| self.leader()) {
+                    // A refusal (not the leader, to itself, ...) is part of the fault space.
+                    let _ = self.transfer_leadership(at, to);
+                }
+            }
+            FaultAction::Member(op) => self.change_membership(op),
+            FaultAction::ElectionTimeout(n) => self.force_election_timeout(n),
+            FaultAction::DropMessage(id) => self.drop_message(id),
             FaultAction::SetClockDrift(n, per_mille) => {
                 let per_mille = per_mille.clamp(-MAX_DRIFT_PER_MILLE, MAX_DRIFT_PER_MILLE);
                 if let Some(node) = self.nodes.get_mut(&n) {
@@ -1002,6 +1246,43 @@ impl Simulator {
                     self.record(TraceKind::ClockDrift { node: n, per_mille });
                 }
             }
+        }
+    }
+
+    fn force_election_timeout(&mut self, n: NodeId) {
+        let runs = |x: &SimNode| !x.paused && x.role().is_some_and(|r| r != Role::Leader);
+        if !self.nodes.get(&n).is_some_and(runs) {
+            return;
+        }
+        self.record(TraceKind::TimeoutForced { node: n });
+        if let Some(server) = self.nodes.get_mut(&n).and_then(|x| x.server.as_mut()) {
+            server.force_election_timeout();
+        }
+        self.drive(n);
+    }
+
+    /// Takes every scheduled delivery of message `id` off the wire (and out of a held link).
+    fn drop_message(&mut self, id: u64) {
+        let mut dropped = None;
+        let mut kept = Vec::with_capacity(self.queue.len());
+        for Reverse(s) in std::mem::take(&mut self.queue).into_vec() {
+            match &s.action {
+                Action::Deliver {
+                    id: x, from, to, ..
+                } if *x == id => {
+                    self.in_flight = self.in_flight.saturating_sub(1);
+                    dropped = Some((*from, *to));
+                }
+                _ => kept.push(Reverse(s)),
+            }
+        }
+        // The heap orders by (time, seq), both kept, so rebuilding it changes no other event.
+        self.queue = BinaryHeap::from(kept);
+        if let Some(held) = self.take_held(id) {
+            dropped = Some(held);
+        }
+        if let Some((from, to)) = dropped {
+            self.record_drop(id, from, to, DropReason::ByHand);
         }
     }
 

@@ -267,6 +267,7 @@ impl Simulator {
     }
 
     pub(super) fn client_wake(&mut self, id: u64) {
+        let ids = self.node_ids();
         let Some(c) = self.clients.get_mut(&id) else {
             return;
         };
@@ -286,7 +287,7 @@ impl Simulator {
             // Half of the reads go to any node, as clients spreading read load do: followers
             // serve them by asking the leader, and a deposed leader still gets some.
             if c.rng.chance(0.5) {
-                c.target = 1 + c.rng.below(self.cfg.nodes as u64);
+                c.target = ids[c.rng.below(ids.len() as u64) as usize];
             }
             KvOp::Get { key }
         } else {
@@ -393,7 +394,7 @@ impl Simulator {
         outcome: Result<KvResult, ClientError>,
     ) {
         let now = self.now;
-        let nodes = self.cfg.nodes as u64;
+        let ids = self.node_ids();
         let Some(c) = self.clients.get_mut(&id) else {
             return;
         };
@@ -457,8 +458,13 @@ impl Simulator {
                         1_000
                     }
                     ClientError::Busy { .. } => 50_000,
+                    // The leader hands over to `to` within an election timeout: ask it there.
+                    ClientError::TransferInProgress { to } => {
+                        c.target = to;
+                        20_000
+                    }
                     _ => {
-                        c.target = c.target % nodes + 1;
+                        c.target = next_node(&ids, c.target);
                         50_000
                     }
                 };
@@ -468,7 +474,7 @@ impl Simulator {
     }
 
     pub(super) fn client_timeout(&mut self, id: u64, seq: u64, attempt: u32) {
-        let nodes = self.cfg.nodes as u64;
+        let ids = self.node_ids();
         let Some(c) = self.clients.get_mut(&id) else {
             return;
         };
@@ -479,7 +485,7 @@ impl Simulator {
         {
             return;
         }
-        c.target = c.target % nodes + 1;
+        c.target = next_node(&ids, c.target);
         self.client_retry(id, seq);
     }
 
@@ -510,6 +516,16 @@ impl Simulator {
         });
         self.dispatch(id, attempt);
     }
+}
+
+/// The node after `id` in `ids`, cyclically: round-robin over the nodes the run has (with the
+/// bootstrap nodes 1..=n only, `id % n + 1`).
+fn next_node(ids: &[NodeId], id: NodeId) -> NodeId {
+    ids.iter()
+        .copied()
+        .find(|&i| i > id)
+        .or(ids.first().copied())
+        .unwrap_or(id)
 }
 
 fn pick_consistency(rng: &mut Rng, (lin, lease, ser): (u32, u32, u32)) -> ReadConsistency {

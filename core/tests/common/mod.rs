@@ -289,7 +289,7 @@ pub fn commands(entries: &[Entry]) -> Vec<(u64, u64)> {
         .iter()
         .filter_map(|e| match &e.payload {
             EntryPayload::Command(r) => Some((r.client_id, r.seq)),
-            EntryPayload::Noop => None,
+            EntryPayload::Noop | EntryPayload::ConfChange(_) => None,
         })
         .collect()
 }

@@ -38,13 +38,17 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         let (shutdown_tx, _) = watch::channel(false);
-        let signal_tx = shutdown_tx.clone();
+        let (stop_tx, stop_rx) = watch::channel(false);
         tokio::spawn(async move {
             startup::signal().await;
+            // A leader hands leadership over first, for at most two election timeouts; the
+            // node loop ending then stops everything else.
             tracing::info!("signal received: shutting down");
-            let _ = signal_tx.send(true);
+            let _ = stop_tx.send(true);
+            // Keep the sender: a dropped one would read as a stop to the loop.
+            std::future::pending::<()>().await;
         });
-        startup::run(cfg, shutdown_tx).await
+        startup::run(cfg, shutdown_tx, stop_rx).await
     });
     // Peer tasks may still be dialing; they hold nothing that needs flushing.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));

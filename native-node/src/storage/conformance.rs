@@ -150,6 +150,7 @@ pub fn append_sync_reopen<H: StoreHarness>(h: &H, dir: &Path) {
     let hs = HardState {
         term: 2,
         vote: Some(3),
+        commit: 0,
     };
     write_sync(
         &mut s,
@@ -173,6 +174,7 @@ pub fn hard_state_latest_wins<H: StoreHarness>(h: &H, dir: &Path) {
         let hs = HardState {
             term,
             vote: (term % 2 == 0).then_some(term),
+            commit: 0,
         };
         write_sync(&mut s, &[PersistOp::HardState(hs)]);
     }
@@ -182,7 +184,8 @@ pub fn hard_state_latest_wins<H: StoreHarness>(h: &H, dir: &Path) {
         p.hard_state,
         HardState {
             term: 5,
-            vote: None
+            vote: None,
+            commit: 0,
         }
     );
 }
@@ -278,7 +281,7 @@ pub fn snapshot(index: u64, term: u64) -> Snapshot {
         meta: SnapshotMeta {
             last_index: index,
             last_term: term,
-            voters: vec![1, 2, 3],
+            membership: keyval_core::Membership::bootstrap([1, 2, 3], Default::default()),
         },
         data: format!("state at {index}@{term}").into_bytes().repeat(8),
     }
@@ -319,6 +322,7 @@ pub fn snapshot_compact_reopen<H: StoreHarness>(h: &H, dir: &Path) {
     let hs = HardState {
         term: 2,
         vote: Some(1),
+        commit: 0,
     };
     both(
         &mut s,
@@ -369,6 +373,7 @@ pub fn repeated_compaction_reopen<H: StoreHarness>(h: &H, dir: &Path) {
                 PersistOp::HardState(HardState {
                     term: round,
                     vote: Some(round % 3 + 1),
+                    commit: 0,
                 }),
                 PersistOp::Append(entries(next..=next + 24, round)),
             ],

@@ -143,6 +143,7 @@ fn check_crash(rec: &Recorded, at: usize, plan: &Plan) {
             PersistOp::HardState(HardState {
                 term,
                 vote: Some(1),
+                commit: 0,
             }),
             PersistOp::Append(vec![entry(next, term, b"after")]),
         ])
@@ -193,6 +194,7 @@ fn hs(term: u64, vote: u64) -> PersistOp {
     PersistOp::HardState(HardState {
         term,
         vote: Some(vote),
+        commit: 0,
     })
 }
 

@@ -27,7 +27,10 @@ use crate::wal::{TornTail, Wal, WalError, WalOptions};
 use snapfile::{SnapshotDir, SnapshotFileError};
 
 /// Version byte in front of every record, so a future format is refused with a clear message.
-const RECORD_VERSION: u8 = 1;
+/// 2: the hard state carries a commit index (see `keyval_core::HardState::commit`). Version 1
+/// records are still read (their hard state has commit 0).
+const RECORD_VERSION: u8 = 2;
+const RECORD_VERSION_NO_COMMIT: u8 = 1;
 
 /// An append record is cut when it grows past this many estimated bytes, keeping every record
 /// far below [`crate::wal::MAX_RECORD_BYTES`] even for a leader batch full of 1 MiB values.
@@ -45,6 +48,33 @@ pub enum LogRecord {
     /// that ends earlier becomes empty, starting after this index (a follower that installed
     /// a snapshot beyond its log). New variants go last: postcard encodes by position.
     Compact(Index),
+}
+
+/// A version 1 record: the hard state had no commit index.
+#[derive(Deserialize)]
+enum LogRecordV1 {
+    HardState {
+        term: u64,
+        vote: Option<keyval_core::NodeId>,
+    },
+    Append(Vec<Entry>),
+    TruncateFrom(Index),
+    Compact(Index),
+}
+
+impl From<LogRecordV1> for LogRecord {
+    fn from(r: LogRecordV1) -> LogRecord {
+        match r {
+            LogRecordV1::HardState { term, vote } => LogRecord::HardState(HardState {
+                term,
+                vote,
+                commit: 0,
+            }),
+            LogRecordV1::Append(es) => LogRecord::Append(es),
+            LogRecordV1::TruncateFrom(i) => LogRecord::TruncateFrom(i),
+            LogRecordV1::Compact(i) => LogRecord::Compact(i),
+        }
+    }
 }
 
 /// The borrowed twin of [`LogRecord`]: same serde shape, so appends are encoded without cloning.
@@ -386,13 +416,17 @@ fn decode_record(payload: &[u8]) -> Result<LogRecord, String> {
     let Some((&version, body)) = payload.split_first() else {
         return Err("empty record".into());
     };
-    if version != RECORD_VERSION {
-        return Err(format!(
-            "unsupported record version {version} (this build reads version {RECORD_VERSION})"
-        ));
+    let (record, rest) = match version {
+        RECORD_VERSION => postcard::take_from_bytes::<LogRecord>(body),
+        RECORD_VERSION_NO_COMMIT => postcard::take_from_bytes::<LogRecordV1>(body)
+            .map(|(r, rest)| (LogRecord::from(r), rest)),
+        _ => {
+            return Err(format!(
+                "unsupported record version {version} (this build reads version {RECORD_VERSION})"
+            ));
+        }
     }
-    let (record, rest) = postcard::take_from_bytes::<LogRecord>(body)
-        .map_err(|e| format!("undecodable record: {e}"))?;
+    .map_err(|e| format!("undecodable record: {e}"))?;
     if !rest.is_empty() {
         return Err(format!("{} trailing bytes after the record", rest.len()));
     }
@@ -568,6 +602,39 @@ mod tests {
     use super::conformance::{self, StoreHarness};
     use super::*;
 
+    /// A record written before hard states carried a commit index still reads (commit 0).
+    #[test]
+    fn a_version_1_hard_state_record_is_read_with_commit_0() {
+        #[derive(Serialize)]
+        enum V1 {
+            HardState { term: u64, vote: Option<u64> },
+        }
+        let mut payload = vec![RECORD_VERSION_NO_COMMIT];
+        payload.extend(
+            postcard::to_allocvec(&V1::HardState {
+                term: 7,
+                vote: Some(2),
+            })
+            .unwrap(),
+        );
+        assert_eq!(
+            decode_record(&payload),
+            Ok(LogRecord::HardState(HardState {
+                term: 7,
+                vote: Some(2),
+                commit: 0,
+            }))
+        );
+        let hs = HardState {
+            term: 7,
+            vote: Some(2),
+            commit: 12,
+        };
+        let mut current = vec![RECORD_VERSION];
+        current.extend(postcard::to_allocvec(&LogRecord::HardState(hs)).unwrap());
+        assert_eq!(decode_record(&current), Ok(LogRecord::HardState(hs)));
+    }
+
     /// The production configuration, with fsync off to keep the suite fast (durability across
     /// power loss is not what these tests can observe anyway).
     struct WalHarness {
@@ -740,6 +807,7 @@ mod tests {
                         vec![PersistOp::HardState(HardState {
                             term,
                             vote: Some(next(3) + 1),
+                            commit: 0,
                         })]
                     }
                     1 if last > model.offset => {

@@ -25,7 +25,10 @@ use keyval_core::{Index, Snapshot};
 use crate::wal::io::{self as vfs, Vfs};
 
 const MAGIC: [u8; 7] = *b"KVSNAP\0";
-const FORMAT_VERSION: u8 = 1;
+/// 2: the snapshot carries the whole membership (learners, joint state). Version 1 files (a
+/// plain voter list) are still read.
+const FORMAT_VERSION: u8 = 2;
+const FORMAT_VERSION_VOTERS_ONLY: u8 = 1;
 pub const HEADER_BYTES: usize = 40;
 const TMP_NAME: &str = "snapshot.tmp";
 const PREFIX: &str = "snap-";
@@ -102,7 +105,8 @@ pub fn decode(file: &Path, bytes: &[u8], name_index: Index) -> Result<Snapshot, 
     if bytes[..7] != MAGIC {
         return Err(bad("not a KeyVal snapshot file (bad magic)".into()));
     }
-    if bytes[7] != FORMAT_VERSION {
+    let version = bytes[7];
+    if version != FORMAT_VERSION && version != FORMAT_VERSION_VOTERS_ONLY {
         return Err(bad(format!(
             "unsupported format version {} (this build reads version {FORMAT_VERSION})",
             bytes[7]
@@ -134,8 +138,12 @@ pub fn decode(file: &Path, bytes: &[u8], name_index: Index) -> Result<Snapshot, 
             "the header says index {last_index} but the file name says {name_index}"
         )));
     }
-    let snapshot: Snapshot =
-        postcard::from_bytes(payload).map_err(|e| bad(format!("undecodable payload: {e}")))?;
+    let snapshot: Snapshot = if version == FORMAT_VERSION_VOTERS_ONLY {
+        postcard::from_bytes::<legacy::SnapshotV1>(payload).map(Snapshot::from)
+    } else {
+        postcard::from_bytes(payload)
+    }
+    .map_err(|e| bad(format!("undecodable payload: {e}")))?;
     if snapshot.meta.last_index != last_index || snapshot.meta.last_term != last_term {
         return Err(bad(format!(
             "the header says {last_index}@{last_term} but the snapshot is {}@{}",
@@ -143,6 +151,39 @@ pub fn decode(file: &Path, bytes: &[u8], name_index: Index) -> Result<Snapshot, 
         )));
     }
     Ok(snapshot)
+}
+
+/// The payload of a version 1 file: the membership was a voter list.
+mod legacy {
+    use keyval_core::snapshot::SnapshotMeta;
+    use keyval_core::{Index, Membership, NodeId, Snapshot};
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    pub struct MetaV1 {
+        last_index: Index,
+        last_term: u64,
+        voters: Vec<NodeId>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct SnapshotV1 {
+        meta: MetaV1,
+        data: Vec<u8>,
+    }
+
+    impl From<SnapshotV1> for Snapshot {
+        fn from(s: SnapshotV1) -> Snapshot {
+            Snapshot {
+                meta: SnapshotMeta {
+                    last_index: s.meta.last_index,
+                    last_term: s.meta.last_term,
+                    membership: Membership::bootstrap(s.meta.voters, Default::default()),
+                },
+                data: s.data,
+            }
+        }
+    }
 }
 
 /// The snapshot directory of one node.
@@ -269,4 +310,54 @@ impl SnapshotDir {
 
 fn sync_dir(fs: &dyn Vfs, dir: &Path) -> Result<(), SnapshotFileError> {
     fs.sync_dir(dir).map_err(|e| io("fsync directory", dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Serialize)]
+    struct MetaV1 {
+        last_index: u64,
+        last_term: u64,
+        voters: Vec<u64>,
+    }
+
+    #[derive(serde::Serialize)]
+    struct SnapshotV1 {
+        meta: MetaV1,
+        data: Vec<u8>,
+    }
+
+    /// A file written before snapshots carried the whole membership still reads.
+    #[test]
+    fn a_version_1_file_reads_with_its_voters_as_the_membership() {
+        let v1 = SnapshotV1 {
+            meta: MetaV1 {
+                last_index: 5,
+                last_term: 2,
+                voters: vec![1, 2, 3],
+            },
+            data: b"abc".to_vec(),
+        };
+        let payload = postcard::to_allocvec(&v1).unwrap();
+        let mut file = MAGIC.to_vec();
+        file.push(FORMAT_VERSION_VOTERS_ONLY);
+        file.extend(5u64.to_le_bytes());
+        file.extend(2u64.to_le_bytes());
+        file.extend((payload.len() as u64).to_le_bytes());
+        let crc = checksum(&file, &payload);
+        file.extend(crc.to_le_bytes());
+        file.extend([0; 4]);
+        file.extend(&payload);
+        let s = decode(Path::new("snap-5.snap"), &file, 5).unwrap();
+        assert_eq!(
+            s.meta.membership,
+            keyval_core::Membership::bootstrap([1, 2, 3], Default::default())
+        );
+        assert_eq!(s.data, b"abc");
+        // And the current format round-trips.
+        let again = decode(Path::new("snap-5.snap"), &encode(&s).unwrap(), 5).unwrap();
+        assert_eq!(again, s);
+    }
 }

@@ -51,6 +51,22 @@ fn describe(m: Mutation) -> (&'static str, &'static str) {
             "Follower acknowledges before its fsync",
             "A follower that acknowledges entries before they are on disk can lose committed entries in a crash.",
         ),
+        Mutation::TwoConfChangesInFlight => (
+            "Two configuration changes in flight",
+            "Accept a change while an earlier one is not applied: two steps at once can skip the overlap of majorities that keeps one leader per term.",
+        ),
+        Mutation::ConfigOnAppend => (
+            "Configuration in force on append",
+            "Switch configuration when the entry is appended and keep it if the entry is truncated: a node counts votes with a configuration the cluster never committed.",
+        ),
+        Mutation::CampaignWithUnappliedConfig => (
+            "Campaign with an unapplied configuration",
+            "Start an election while committed configuration entries wait to be applied: the candidate counts votes with an outdated majority.",
+        ),
+        Mutation::LearnerVoteCounts => (
+            "Count a learner's vote",
+            "Learners vote when asked, but counting them lets a candidate win without a majority of the voters.",
+        ),
     }
 }
 

@@ -11,6 +11,34 @@ use crate::state::{Field, Msg, Ui};
 pub fn client_box(state: &UseReducerHandle<Ui>, e: &Engine) -> Html {
     let d = state.dispatcher();
     let client_status = client_status(e);
+    let n = e.cfg.nodes;
+    let lease = e.cfg.raft.lease_reads;
+    let margin = e.cfg.raft.lease_drift_margin_pct;
+    let on_lease = {
+        let d = d.clone();
+        Callback::from(move |ev: Event| {
+            let on = ev
+                .target_unchecked_into::<web_sys::HtmlInputElement>()
+                .checked();
+            d.dispatch(Msg::SetReads {
+                lease: on,
+                margin_pct: margin,
+            });
+        })
+    };
+    let on_margin = {
+        let d = d.clone();
+        Callback::from(move |ev: Event| {
+            let v = ev
+                .target_unchecked_into::<web_sys::HtmlSelectElement>()
+                .value();
+            d.dispatch(Msg::SetReads {
+                lease,
+                margin_pct: v.parse().unwrap_or(10),
+            });
+        })
+    };
+    let margins = [0u32, 10, 20, 35];
     html! {
         <div class="client-box">
 
@@ -27,7 +55,36 @@ pub fn client_box(state: &UseReducerHandle<Ui>, e: &Engine) -> Html {
                     <label for="client-value">{"value"}</label>
                     <input id="client-value" data-testid="client-value" placeholder="value" size="6" value={state.form.value.clone()} oninput={field_input(&d, Field::ClientValue)} />
                 }
+                if state.form.op == "get" {
+                    <label for="client-consistency">{"read"}</label>
+                    <select id="client-consistency" data-testid="client-consistency" onchange={field_select(&d, Field::Consistency)}
+                        title="linearizable: ReadIndex, one heartbeat round; lease: no round trip while the leader's lease lasts; serializable: any node's own state, possibly stale">
+                        { for ["linearizable", "lease", "serializable"].iter().map(|o| html! {
+                            <option value={*o} selected={state.form.consistency == *o}>{*o}</option>
+                        }) }
+                    </select>
+                }
+                <label for="client-target">{"to"}</label>
+                <select id="client-target" data-testid="client-target" onchange={field_select(&d, Field::Target)}>
+                    <option value="leader" selected={state.form.target == "leader"}>{"leader"}</option>
+                    { for (1..=n).map(|i| { let v = format!("n{i}"); html! {
+                        <option value={v.clone()} selected={state.form.target == v}>{v.clone()}</option>
+                    }}) }
+                </select>
                 <button data-testid="client-send" class="primary" onclick={click(&d, Msg::SubmitForm)}>{"Send"}</button>
+            </div>
+            <div class="row wrap reads-config">
+                <label><input type="checkbox" data-testid="lease-reads" checked={lease} onchange={on_lease} />{" lease reads"}</label>
+                <label for="lease-margin">{"drift margin"}</label>
+                <select id="lease-margin" data-testid="lease-margin" onchange={on_margin} title="The part of the election timeout a lease gives up for clock drift">
+                    { for margins.iter().map(|m| html! {
+                        <option value={m.to_string()} selected={*m == margin}>{format!("{m}%")}</option>
+                    }) }
+                    if !margins.contains(&margin) {
+                        <option value={margin.to_string()} selected=true>{format!("{margin}%")}</option>
+                    }
+                </select>
+                <span class="muted small">{"(restarts the run, same seed)"}</span>
             </div>
             <div class="client-status" data-testid="client-status">{client_status}</div>
         </div>

@@ -4,16 +4,20 @@
 
 use keyval_core::sim::Addr;
 use keyval_core::Role;
+use wasm_bindgen::JsCast;
 use yew::prelude::*;
 
 use super::format::fmt_time;
 use super::forms::click;
-use super::geometry::{addr_pos, pos, CX, CY, NODE_R, VIEW_H, VIEW_W};
+use super::geometry::{Layout, CUT_RADIUS, CX, CY, NODE_R, VIEW_H, VIEW_W};
 use super::legend::legend;
 use super::node_card::node_card;
 use super::palette::{msg_style, role_color, role_label};
-use crate::engine::{Engine, Flight};
+use super::reads::{lease_bar, read_queue};
+use crate::engine::{Engine, Flight, UserAction};
 use crate::state::{Msg, Ui};
+use keyval_core::sim::FaultAction;
+use keyval_core::NodeId;
 
 /// Enter or Space on a focused drawing element does what a click does.
 fn on_key(d: &UseReducerDispatcher<Ui>, m: Msg) -> Callback<KeyboardEvent> {
@@ -26,22 +30,63 @@ fn on_key(d: &UseReducerDispatcher<Ui>, m: Msg) -> Callback<KeyboardEvent> {
     })
 }
 
+/// The pointer's place in the drawing's units (the SVG scales to fit its box, centred).
+fn svg_point(ev: &PointerEvent) -> Option<(f64, f64)> {
+    let r = drawing_of(ev)?.get_bounding_client_rect();
+    let scale = (r.width() / VIEW_W).min(r.height() / VIEW_H);
+    if scale <= 0.0 {
+        return None;
+    }
+    let ox = r.left() + (r.width() - VIEW_W * scale) / 2.0;
+    let oy = r.top() + (r.height() - VIEW_H * scale) / 2.0;
+    Some((
+        (ev.client_x() as f64 - ox) / scale,
+        (ev.client_y() as f64 - oy) / scale,
+    ))
+}
+
+/// The cluster drawing the event happened in. (Yew listens on the document, so the event's
+/// current target is not the drawing.)
+fn drawing_of(ev: &PointerEvent) -> Option<web_sys::Element> {
+    let el: web_sys::Element = ev.target()?.dyn_into().ok()?;
+    el.closest("svg[data-testid=\"cluster\"]").ok().flatten()
+}
+
+fn on_pointer(d: &UseReducerDispatcher<Ui>, m: fn(f64, f64) -> Msg) -> Callback<PointerEvent> {
+    let d = d.clone();
+    Callback::from(move |ev: PointerEvent| {
+        if let Some((x, y)) = svg_point(&ev) {
+            d.dispatch(m(x, y));
+        }
+    })
+}
+
 pub fn cluster_card(state: &UseReducerHandle<Ui>, e: &Engine) -> Html {
     let d = state.dispatcher();
     let n = e.cfg.nodes;
     let leader = e.sim.leader();
+    let layout = Layout::of(e);
+    let dragging = state.drag.is_some();
     html! {
         <div class="card cluster">
             <div class="svgwrap">
-                <svg viewBox={format!("0 0 {VIEW_W} {VIEW_H}")} data-testid="cluster" role="group" aria-label="The cluster: nodes, links and messages in flight">
-                    <g class="links">{ links(&d, e, n) }</g>
+                <svg viewBox={format!("0 0 {VIEW_W} {VIEW_H}")} data-testid="cluster" role="group" aria-label="The cluster: nodes, links and messages in flight. Drag a node across the partition line to cut it off."
+                    class={classes!(dragging.then_some("dragging"))}
+                    onpointermove={state.drag.map_or(Callback::noop(), |dr| on_drag_move(&d, dr.from))}
+                    onpointerup={if dragging { on_pointer(&d, Msg::DragEnd) } else { Callback::noop() }}
+                    onpointercancel={if dragging { click_pointer(&d, Msg::DragCancel) } else { Callback::noop() }}
+                    onpointerleave={if dragging { click_pointer(&d, Msg::DragCancel) } else { Callback::noop() }}>
+                    { partition_line(state, &layout) }
+                    <g class="links">{ links(&d, e, n, &layout) }</g>
                     <g class="client" transform={format!("translate({CX},{CY})")} aria-hidden="true">
                         <rect x="-30" y="-16" width="60" height="32" rx="6" />
                         <text y="6">{"client"}</text>
                     </g>
-                    <g class="nodes">{ nodes(state, e, n) }</g>
-                    <g class="msgs">{ messages(state, e, n) }</g>
+                    <g class="nodes">{ nodes(state, e, n, &layout) }</g>
+                    <g class="msgs">{ messages(state, e, &layout) }</g>
+                    { drag_ghost(state, &layout) }
                 </svg>
+                { read_queue(e) }
                 { node_card(state, e).unwrap_or_default() }
                 <div class="leader-badge" data-testid="leader">
                     { match leader { Some(l) => format!("leader: n{l}"), None => "no leader".to_string() } }
@@ -52,6 +97,12 @@ pub fn cluster_card(state: &UseReducerHandle<Ui>, e: &Engine) -> Html {
                     <b>{format!("#{} {}", f.id, f.payload.kind())}</b>
                     {format!(" {}→{} · sent {} · arrives {} · ", f.from, f.to, fmt_time(f.sent_at), fmt_time(f.deliver_at))}
                     <code>{f.payload.summary()}</code>
+                    if e.inflight.contains_key(&f.id) {
+                        <button class="drop-msg" data-testid="drop-msg" onclick={click(&d, Msg::Act(UserAction::Fault(FaultAction::DropMessage(f.id))))}
+                            title="Lose this message on the wire (Delete on a focused message)">{"✕ Drop this message"}</button>
+                    } else {
+                        <span class="muted">{" (no longer on the wire)"}</span>
+                    }
                     <button class="x" aria-label="Close the message inspector" onclick={click(&d, Msg::InspectMsg(None))}>{"✕"}</button>
                 </div>
             }
@@ -60,13 +111,70 @@ pub fn cluster_card(state: &UseReducerHandle<Ui>, e: &Engine) -> Html {
     }
 }
 
+/// Follows a dragged node. Once it has really moved, the drawing captures the pointer, so the
+/// release reaches it even over the badges on top of it (a click without movement stays a
+/// click on the node).
+fn on_drag_move(d: &UseReducerDispatcher<Ui>, from: (f64, f64)) -> Callback<PointerEvent> {
+    let d = d.clone();
+    Callback::from(move |ev: PointerEvent| {
+        let Some((x, y)) = svg_point(&ev) else { return };
+        if (x - from.0).hypot(y - from.1) > 8.0 {
+            if let Some(el) = drawing_of(&ev) {
+                let _ = el.set_pointer_capture(ev.pointer_id());
+            }
+        }
+        d.dispatch(Msg::DragMove(x, y));
+    })
+}
+
+fn click_pointer(d: &UseReducerDispatcher<Ui>, m: Msg) -> Callback<PointerEvent> {
+    let d = d.clone();
+    Callback::from(move |_: PointerEvent| d.dispatch(m.clone()))
+}
+
+/// The partition line: between the two sides of a split cluster, or (while a node is dragged
+/// in a whole one) the circle outside the ring beyond which a node is cut off.
+fn partition_line(state: &UseReducerHandle<Ui>, layout: &Layout) -> Html {
+    if layout.split {
+        html! {
+            <g class="partition-line" data-testid="partition-line" aria-hidden="true">
+                <line x1={CX.to_string()} y1="8" x2={CX.to_string()} y2={(VIEW_H - 8.0).to_string()} />
+                <text x={(CX + 6.0).to_string()} y="22">{"partition"}</text>
+            </g>
+        }
+    } else if state.drag.is_some() {
+        html! {
+            <g class="partition-line" data-testid="partition-line" aria-hidden="true">
+                <circle cx={CX.to_string()} cy={CY.to_string()} r={CUT_RADIUS.to_string()} />
+                <text x={CX.to_string()} y={(CY - CUT_RADIUS - 6.0).max(14.0).to_string()} text-anchor="middle">{"drop outside to cut it off"}</text>
+            </g>
+        }
+    } else {
+        Html::default()
+    }
+}
+
+/// The node being dragged, drawn under the pointer (the node stays put until it is dropped).
+fn drag_ghost(state: &UseReducerHandle<Ui>, layout: &Layout) -> Html {
+    let Some(dr) = state.drag else {
+        return Html::default();
+    };
+    let crosses = layout.crosses(dr.node, dr.at.0, dr.at.1);
+    html! {
+        <g class={classes!("drag-ghost", crosses.then_some("crosses"))} data-testid="drag-ghost" transform={format!("translate({:.1},{:.1})", dr.at.0, dr.at.1)} aria-hidden="true">
+            <circle r={NODE_R.to_string()} />
+            <text y="6">{format!("n{}", dr.node)}</text>
+        </g>
+    }
+}
+
 /// Links between every pair of nodes; click to cut or restore.
-fn links(d: &UseReducerDispatcher<Ui>, e: &Engine, n: usize) -> Html {
+fn links(d: &UseReducerDispatcher<Ui>, e: &Engine, n: usize, layout: &Layout) -> Html {
     let mut out = Vec::new();
     for a in 1..=n as u64 {
         for b in (a + 1)..=n as u64 {
-            let (x1, y1) = pos(n, a);
-            let (x2, y2) = pos(n, b);
+            let (x1, y1) = layout.pos(a);
+            let (x2, y2) = layout.pos(b);
             let cut = e.sim.network().is_cut(a, b) || e.sim.network().is_cut(b, a);
             let (mx, my) = ((x1 + x2) / 2.0, (y1 + y2) / 2.0);
             let label = if cut {
@@ -93,7 +201,7 @@ fn links(d: &UseReducerDispatcher<Ui>, e: &Engine, n: usize) -> Html {
 }
 
 /// Messages in flight, each at the fraction of its trip the displayed time has reached.
-fn messages(state: &UseReducerHandle<Ui>, e: &Engine, n: usize) -> Html {
+fn messages(state: &UseReducerHandle<Ui>, e: &Engine, layout: &Layout) -> Html {
     let d = state.dispatcher();
     let t = state.display_time;
     let inspected = state.inspected.as_ref().map(|f| f.id);
@@ -102,8 +210,8 @@ fn messages(state: &UseReducerHandle<Ui>, e: &Engine, n: usize) -> Html {
     flights
         .iter()
         .map(|f| {
-            let (x1, y1) = addr_pos(n, f.from);
-            let (x2, y2) = addr_pos(n, f.to);
+            let (x1, y1) = layout.addr_pos(f.from);
+            let (x2, y2) = layout.addr_pos(f.to);
             let span = f.deliver_at.saturating_sub(f.sent_at).max(1) as f64;
             let p = (t.saturating_sub(f.sent_at) as f64 / span).clamp(0.0, 1.0);
             // Offset each direction a little so requests and responses do not overlap.
@@ -119,30 +227,66 @@ fn messages(state: &UseReducerHandle<Ui>, e: &Engine, n: usize) -> Html {
             let y = y1 + dy * q + oy;
             let (color, label, hollow) = msg_style(&f.payload);
             let follow = e.follows_client(f, client_entry);
-            let tip = format!("Message #{} {} {}→{}: {}", f.id, f.payload.kind(), f.from, f.to, f.payload.summary());
+            let round = e.read_round_of(f);
+            let label = round.map_or(label.to_string(), |r| format!("R{r}"));
+            let what = match round {
+                Some(r) => format!("read confirmation round R{r}: "),
+                None => String::new(),
+            };
+            let tip = format!("Message #{} {} {}→{}: {what}{}. Enter: inspect; Delete: drop it.", f.id, f.payload.kind(), f.from, f.to, f.payload.summary());
             html! {
-                <g class={classes!("msg", follow.then_some("follow"), (inspected == Some(f.id)).then_some("inspected"))} transform={format!("translate({x:.1},{y:.1})")}
+                <g class={classes!("msg", follow.then_some("follow"), round.is_some().then_some("read-confirm"), (inspected == Some(f.id)).then_some("inspected"))} transform={format!("translate({x:.1},{y:.1})")}
                    data-testid="msg" data-kind={f.payload.kind()} data-id={f.id.to_string()} data-progress={format!("{p:.4}")}
+                   data-round={round.map(|r| r.to_string())}
                    tabindex="0" role="button" aria-label={tip.clone()}
-                   onclick={click(&d, Msg::InspectMsg(Some(f.id)))} onkeydown={on_key(&d, Msg::InspectMsg(Some(f.id)))}>
+                   onclick={click(&d, Msg::InspectMsg(Some(f.id)))} onkeydown={on_msg_key(&d, f.id)}>
                     <title>{tip}</title>
                     if follow { <circle class="halo" r="22" /> }
+                    if round.is_some() { <circle class="read-ring" r="22" /> }
                     <circle r="17" fill={if hollow { "#ffffff" } else { color }} stroke={color} stroke-width={if hollow { "3" } else { "1.5" }} />
-                    <text class="msg-label" aria-hidden="true" y="5">{label}</text>
+                    <text class={classes!("msg-label", (label.len() > 2).then_some("long"))} aria-hidden="true" y="5">{label}</text>
                 </g>
             }
         })
         .collect()
 }
 
-fn nodes(state: &UseReducerHandle<Ui>, e: &Engine, n: usize) -> Html {
+/// Enter or Space inspects a focused message; Delete or Backspace drops it.
+fn on_msg_key(d: &UseReducerDispatcher<Ui>, id: u64) -> Callback<KeyboardEvent> {
+    let d = d.clone();
+    Callback::from(move |e: KeyboardEvent| match e.key().as_str() {
+        "Enter" | " " => {
+            e.prevent_default();
+            d.dispatch(Msg::InspectMsg(Some(id)));
+        }
+        "Delete" | "Backspace" => {
+            e.prevent_default();
+            d.dispatch(Msg::Act(UserAction::Fault(FaultAction::DropMessage(id))));
+        }
+        _ => {}
+    })
+}
+
+fn on_node_down(d: &UseReducerDispatcher<Ui>, id: NodeId) -> Callback<PointerEvent> {
+    let d = d.clone();
+    Callback::from(move |ev: PointerEvent| {
+        if ev.button() != 0 {
+            return;
+        }
+        if let Some((x, y)) = svg_point(&ev) {
+            d.dispatch(Msg::DragStart(id, x, y));
+        }
+    })
+}
+
+fn nodes(state: &UseReducerHandle<Ui>, e: &Engine, n: usize, layout: &Layout) -> Html {
     let d = state.dispatcher();
     e.sim
         .nodes()
         .values()
         .map(|sn| {
             let id = sn.id;
-            let (x, y) = pos(n, id);
+            let (x, y) = layout.pos(id);
             let role = sn.role();
             let raft = sn.server.as_ref().map(|s| s.raft());
             let term = raft.map_or(sn.storage.hard_state.term, |r| r.term());
@@ -180,17 +324,27 @@ fn nodes(state: &UseReducerHandle<Ui>, e: &Engine, n: usize) -> Html {
                 Some(t) => format!("{} {}/{}", if t.pre_vote { "pre-votes" } else { "votes" }, t.granted.len(), n),
                 None => format!("vote {vote}"),
             };
+            let drift = sn.drift_per_mille;
+            let mut flags: Vec<String> = Vec::new();
+            if sn.paused {
+                flags.push("❚❚ paused".into());
+            }
+            if drift != 0 {
+                flags.push(format!("⏱ {:+}%", drift as f64 / 10.0));
+            }
+            let flag = flags.join(" ");
             // Starts with the visible text, in its order, so speech input can name it.
             let label = format!(
                 "n{id} {} term {term} {below}{}. Activate for actions.",
                 role_label(role),
-                if sn.paused { " ❚❚ paused" } else { "" }
+                if flag.is_empty() { String::new() } else { format!(" {flag}") }
             );
             html! {
                 <g class={class} transform={format!("translate({x:.1},{y:.1})")}
                    data-testid={format!("node-{id}")} data-role={role_name} data-term={term.to_string()}
-                   data-paused={sn.paused.to_string()}
+                   data-paused={sn.paused.to_string()} data-drift={drift.to_string()}
                    tabindex="0" role="button"
+                   onpointerdown={on_node_down(&d, id)}
                    onclick={click(&d, Msg::Select(Some(id)))} onkeydown={on_key(&d, Msg::Select(Some(id)))}>
                     <title>{label}</title>
                     <circle class="timer-track" r={arc_r.to_string()} />
@@ -201,9 +355,10 @@ fn nodes(state: &UseReducerHandle<Ui>, e: &Engine, n: usize) -> Html {
                     <text class="node-role" y="6">{role_label(role)}</text>
                     <text class="node-term" y="25">{format!("term {term}")}</text>
                     <text class={classes!("node-vote", tally.is_some().then_some("tally"))} y={(NODE_R + 24.0).to_string()} data-testid={format!("below-{id}")}>{below}</text>
-                    if sn.paused {
-                        <text class="node-flag" y={(-NODE_R - 14.0).to_string()}>{"❚❚ paused"}</text>
+                    if !flag.is_empty() {
+                        <text class="node-flag" data-testid={format!("flag-{id}")} y={(-NODE_R - 14.0).to_string()}>{flag}</text>
                     }
+                    { raft.map(lease_bar).unwrap_or_default() }
                 </g>
             }
         })

@@ -37,7 +37,7 @@ pub fn faults_panel(state: &UseReducerHandle<Ui>, e: &Engine) -> Html {
     };
     // While the network is split, the buttons show the sides it really has; otherwise the
     // learner's draft of the next split.
-    let actual = sides(e);
+    let actual = e.sides();
     let lat = state_latency(e);
     let drop_rate = e.sim.network().config.drop_rate;
     let groups = (1..=n as u64).map(|id| {
@@ -56,7 +56,7 @@ pub fn faults_panel(state: &UseReducerHandle<Ui>, e: &Engine) -> Html {
     html! {
         <div class="faults">
 
-            <p class="hint">{"Click a node to crash, restart or pause it. Click a link to cut it."}</p>
+            <p class="hint">{"Click a node to crash, restart, pause, time it out or skew its clock. Click a link to cut it; drag a node across the partition line to cut it off. Click a message to drop it."}</p>
             <div class="row groups">{"Partition: "}{ for groups }
                 <button data-testid="partition-apply" onclick={cb(Msg::ApplyPartition)}>{"Split"}</button>
                 <button data-testid="heal" class="primary" onclick={cb(Msg::Act(UserAction::Fault(FaultAction::Heal)))}>{"Heal"}</button>
@@ -77,34 +77,4 @@ pub fn faults_panel(state: &UseReducerHandle<Ui>, e: &Engine) -> Html {
 fn state_latency(e: &Engine) -> (u64, u64) {
     let (lo, hi) = e.sim.network().config.latency_us;
     ((lo / 1000).max(1), (hi / 1000).max(1))
-}
-
-/// The sides of the network as cut links leave them (connected components of the links that
-/// work both ways), numbered in node order; None when nothing is cut. At most 3 sides are
-/// named (A, B, C); more fall into C.
-fn sides(e: &Engine) -> Option<Vec<u8>> {
-    let net = e.sim.network();
-    net.cut_links().next()?;
-    let n = e.cfg.nodes;
-    let mut side: Vec<Option<u8>> = vec![None; n];
-    let mut next = 0u8;
-    for start in 0..n {
-        if side[start].is_some() {
-            continue;
-        }
-        side[start] = Some(next.min(2));
-        let mut stack = vec![start];
-        while let Some(a) = stack.pop() {
-            let x = a as u64 + 1;
-            for (b, s) in side.iter_mut().enumerate() {
-                let y = b as u64 + 1;
-                if s.is_none() && !net.is_cut(x, y) && !net.is_cut(y, x) {
-                    *s = Some(next.min(2));
-                    stack.push(b);
-                }
-            }
-        }
-        next += 1;
-    }
-    Some(side.into_iter().map(|s| s.unwrap_or(0)).collect())
 }

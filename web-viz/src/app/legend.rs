@@ -23,10 +23,11 @@ pub fn legend() -> Html {
                 { item(OI_ORANGE, "V", false, "vote") }
                 { item(OI_BLUE, "A", false, "append") }
                 { item(OI_SKY, "H", false, "heartbeat") }
+                { item(OI_SKY, "R", false, "read round") }
                 { item(OI_VERMILLION, "S", false, "snapshot") }
                 { item(OI_PURPLE, "C", false, "client") }
-                { item("#555", "", true, "hollow = response") }
-                <span class="li muted">{"ring = election timer"}</span>
+                { item("#555", "", true, "hollow = reply") }
+                <span class="li muted">{"ring = timer · bar = lease"}</span>
             </div>
         </div>
     }

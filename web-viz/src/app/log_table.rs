@@ -30,6 +30,7 @@ fn short(en: &Entry) -> String {
             KvOp::Delete { key } => format!("-{}", k(key)),
             KvOp::OpenSession => "§".to_string(),
         },
+        EntryPayload::ConfChange(_) => "⚙".to_string(),
     }
 }
 
@@ -94,6 +95,7 @@ pub fn logs_panel(_state: &UseReducerHandle<Ui>, e: &Engine) -> Html {
             let what = match &en.payload {
                 EntryPayload::Noop => "no-op".to_string(),
                 EntryPayload::Command(r) => op_text(&r.op),
+                EntryPayload::ConfChange(cc) => format!("configuration [{cc}]"),
             };
             let committed = en.index <= commit;
             let is_applied = en.index <= applied;

@@ -18,6 +18,7 @@ mod log_table;
 mod narration;
 mod node_card;
 pub mod palette;
+mod reads;
 mod tools;
 mod transport;
 mod url;

@@ -92,6 +92,20 @@ fn markers(d: &UseReducerDispatcher<Ui>, e: &Engine) -> Html {
                 "client",
                 format!("client sends {}", keyval_core::sim::trace::op_text(op)),
             ),
+            UserAction::SubmitTo {
+                op,
+                consistency,
+                node,
+            } => (
+                "✉",
+                "client",
+                format!(
+                    "client sends {}{}{}",
+                    keyval_core::sim::trace::op_text(op),
+                    consistency.map_or(String::new(), |c| format!(" ({})", c.name())),
+                    node.map_or(String::new(), |n| format!(" to n{n}"))
+                ),
+            ),
             UserAction::Fault(f) => match f {
                 FaultAction::Crash(n) => ("✕", "fault", format!("n{n} crashes")),
                 FaultAction::Restart(n) => ("↻", "fault", format!("n{n} restarts")),
@@ -105,6 +119,15 @@ fn markers(d: &UseReducerDispatcher<Ui>, e: &Engine) -> Html {
                 FaultAction::Heal | FaultAction::StopFaults => {
                     ("✚", "fault", "network healed".to_string())
                 }
+                FaultAction::ElectionTimeout(n) => {
+                    ("⏰", "fault", format!("n{n} forced to time out"))
+                }
+                FaultAction::DropMessage(id) => ("✕", "fault", format!("message #{id} dropped")),
+                FaultAction::SetClockDrift(n, d) => (
+                    "⏱",
+                    "fault",
+                    format!("n{n}'s clock {:+}%", *d as f64 / 10.0),
+                ),
                 _ => ("•", "script", "network settings changed".to_string()),
             },
         };

@@ -7,6 +7,7 @@
 
 mod bench;
 mod client;
+mod leader;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -115,6 +116,9 @@ enum Command {
     Status,
     /// Closed-loop load generator.
     Bench(bench::BenchArgs),
+    /// Leadership: `leader transfer [--to ID]`.
+    #[command(subcommand)]
+    Leader(leader::LeaderCommand),
     /// List, add, promote or remove cluster members (at the leader).
     #[command(subcommand)]
     Member(MemberCommand),
@@ -234,6 +238,20 @@ fn main() -> ExitCode {
                 Ok(op) => member(out, endpoints, timeout, op).await,
                 Err(m) => usage(out, &m),
             },
+            Command::Leader(leader::LeaderCommand::Transfer { to }) => {
+                match leader::transfer(endpoints, to, timeout).await {
+                    Ok(id) => {
+                        match out {
+                            Output::Json => {
+                                print_line(&json!({"ok": true, "leader": id}).to_string())
+                            }
+                            Output::Text => print_line(&format!("leader is now node {id}")),
+                        }
+                        ExitCode::SUCCESS
+                    }
+                    Err(f) => fail(out, &f.message, f.definite),
+                }
+            }
             Command::Bench(args) => {
                 match bench::run(args, endpoints, timeout, out == Output::Json).await {
                     Ok(summary) => {

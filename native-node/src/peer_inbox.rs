@@ -1,0 +1,172 @@
+//! The queue from the inbound peer connections into the node loop, bounded in bytes as well as
+//! in batches.
+//!
+//! A count bound alone does not bound memory: one 16 MiB peer frame of tiny messages decodes
+//! into hundreds of thousands of envelopes, and [`PEER_INBOX`] such batches would be gigabytes.
+//! Each batch therefore holds permits of a byte semaphore for its estimated in-memory size
+//! while it is queued and until the loop has stepped it; a connection whose batch does not fit
+//! waits (back-pressure on that peer's TCP stream, which stops reading), and the loop's
+//! per-turn budget ([`MAX_PEER_BYTES_PER_TURN`]) keeps one huge batch from starving ticks.
+
+use std::sync::Arc;
+
+use keyval_core::{Envelope, NodeId};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+
+/// Batches queued at most.
+pub const PEER_INBOX: usize = 1024;
+/// Estimated bytes of queued peer batches at most (a batch larger than this alone still gets
+/// in once the queue is empty, so no frame the transport accepts can wedge its connection).
+pub const PEER_INBOX_BYTES: usize = 64 << 20;
+/// Peer bytes the loop steps in one turn before it serves ticks, the disk and clients again
+/// (at least one batch per turn).
+pub const MAX_PEER_BYTES_PER_TURN: usize = 4 << 20;
+
+/// What the inbound peer connections tell the loop.
+pub enum PeerInput {
+    /// Raft messages from one frame of one peer, with the inbox bytes they hold.
+    Batch(Vec<Envelope>, InboxBytes),
+    /// The connection from this peer closed (its process may have died; see
+    /// `KvServer::peer_disconnected`).
+    Closed(NodeId),
+}
+
+/// Inbox bytes held by a queued batch, given back when it is dropped (after the loop stepped it).
+pub struct InboxBytes {
+    bytes: usize,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl InboxBytes {
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+/// The sending side, one clone per inbound connection.
+#[derive(Clone)]
+pub struct PeerInbox {
+    tx: mpsc::Sender<PeerInput>,
+    bytes: Arc<Semaphore>,
+    limit: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the node loop has stopped")]
+pub struct LoopGone;
+
+/// A new inbox bounded to `batches` and `bytes`.
+pub fn channel(batches: usize, bytes: usize) -> (PeerInbox, mpsc::Receiver<PeerInput>) {
+    let (tx, rx) = mpsc::channel(batches);
+    let limit = bytes
+        .clamp(1, Semaphore::MAX_PERMITS)
+        .min(u32::MAX as usize);
+    let inbox = PeerInbox {
+        tx,
+        bytes: Arc::new(Semaphore::new(limit)),
+        limit,
+    };
+    (inbox, rx)
+}
+
+/// What a decoded batch costs in memory: its envelopes plus the bytes it carries (the frame
+/// length bounds the latter).
+pub fn estimated_bytes(envs: &[Envelope], frame_bytes: usize) -> usize {
+    envs.len()
+        .saturating_mul(std::mem::size_of::<Envelope>())
+        .saturating_add(frame_bytes)
+}
+
+impl PeerInbox {
+    /// Queues one batch, waiting while the inbox is full (in batches or in bytes).
+    pub async fn send(&self, envs: Vec<Envelope>, frame_bytes: usize) -> Result<(), LoopGone> {
+        let bytes = estimated_bytes(&envs, frame_bytes).clamp(1, self.limit);
+        let permit = self
+            .bytes
+            .clone()
+            .acquire_many_owned(bytes as u32)
+            .await
+            .map_err(|_| LoopGone)?;
+        let held = InboxBytes {
+            bytes,
+            _permit: permit,
+        };
+        self.tx
+            .send(PeerInput::Batch(envs, held))
+            .await
+            .map_err(|_| LoopGone)
+    }
+
+    /// Tells the loop a connection closed, without waiting: with a full inbox the notice is
+    /// dropped (the election timer still runs).
+    pub fn closed(&self, peer: NodeId) {
+        let _ = self.tx.try_send(PeerInput::Closed(peer));
+    }
+
+    /// Bytes free in the inbox now.
+    pub fn free_bytes(&self) -> usize {
+        self.bytes.available_permits()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keyval_core::Message;
+
+    fn heartbeat() -> Envelope {
+        Envelope {
+            from: 2,
+            to: 1,
+            msg: Message::AppendEntries {
+                term: 1,
+                prev_log_index: 0,
+                prev_log_term: 0,
+                entries: Vec::new(),
+                leader_commit: 0,
+            },
+        }
+    }
+
+    /// A full inbox in bytes makes the next sender wait until the loop has stepped (dropped) a
+    /// batch, however few batches are queued.
+    #[tokio::test]
+    async fn a_sender_waits_while_the_inbox_is_full_in_bytes() {
+        let one = estimated_bytes(&[heartbeat()], 100);
+        let (inbox, mut rx) = channel(1024, 2 * one);
+        inbox.send(vec![heartbeat()], 100).await.expect("fits");
+        inbox.send(vec![heartbeat()], 100).await.expect("fits");
+        assert_eq!(inbox.free_bytes(), 0);
+        let third = inbox.send(vec![heartbeat()], 100);
+        tokio::pin!(third);
+        let waited =
+            tokio::time::timeout(std::time::Duration::from_millis(50), third.as_mut()).await;
+        assert!(waited.is_err(), "a third batch must wait for room");
+        let first = rx.recv().await.expect("queued");
+        drop(first);
+        third.await.expect("fits once the first batch was stepped");
+        assert_eq!(inbox.free_bytes(), 0);
+    }
+
+    /// A batch larger than the whole inbox still gets in (alone), so a frame the transport
+    /// accepted cannot wedge its connection.
+    #[tokio::test]
+    async fn an_oversized_batch_gets_in_alone() {
+        let (inbox, mut rx) = channel(4, 1000);
+        let many = vec![heartbeat(); 100];
+        inbox.send(many, 10_000).await.expect("alone");
+        assert_eq!(inbox.free_bytes(), 0);
+        match rx.recv().await {
+            Some(PeerInput::Batch(envs, held)) => {
+                assert_eq!(envs.len(), 100);
+                assert_eq!(held.bytes(), 1000);
+            }
+            _ => panic!("expected the batch"),
+        }
+        assert_eq!(
+            inbox.free_bytes(),
+            1000,
+            "bytes come back once the batch is dropped"
+        );
+    }
+}
