@@ -14,11 +14,6 @@ use tokio::sync::watch;
 
 use crate::wire::{MemberRole, MemberRow, MembershipView};
 
-/// Entries a learner may trail the leader's last index by and still be promoted automatically.
-/// The core refuses a promotion of a learner that has not caught up by its own rule; this is
-/// the point at which the leader starts asking.
-pub const PROMOTE_MAX_LAG: u64 = 1000;
-
 /// The membership this node acts on, shared by the node loop (which updates it when a
 /// configuration applies), the transport (which admits or refuses peers by it, and hands it to
 /// joining nodes) and the client handlers (leader hints).
@@ -206,10 +201,11 @@ pub fn check_quorum_after(
     Ok(())
 }
 
-/// Whether a learner that matched `matched` is close enough to the leader's `last` index for
-/// the leader to try to promote it.
-pub fn caught_up(matched: u64, last: u64) -> bool {
-    last.saturating_sub(matched) <= PROMOTE_MAX_LAG
+/// Whether a learner that matched `matched` is close enough to the leader's `last` index
+/// (within the core's `max_promotion_lag`) to become a voter. A learner that never
+/// acknowledged anything (`matched` 0) is not, however young the log: it may not even run.
+pub fn caught_up(matched: u64, last: u64, max_lag: u64) -> bool {
+    matched > 0 && last.saturating_sub(matched) <= max_lag
 }
 
 #[cfg(test)]
@@ -273,6 +269,10 @@ mod tests {
         assert_eq!(r.standing(7), Standing::Removed);
         assert_eq!(r.standing(9), Standing::Unknown);
         assert_eq!(r.address_of(2).as_deref(), Some("b"));
-        assert!(caught_up(10, 1010) && !caught_up(9, 1010));
+        assert!(caught_up(10, 1010, 1000) && !caught_up(9, 1010, 1000));
+        assert!(
+            !caught_up(0, 5, 1000),
+            "a learner that never answered is not caught up"
+        );
     }
 }

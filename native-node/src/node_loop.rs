@@ -691,10 +691,15 @@ impl NodeLoop {
         let raft = self.server.raft();
         let last = raft.log().last_index();
         let matched = raft.progress_of(id).map_or(0, |(m, _)| m);
-        if !membership::caught_up(matched, last) {
+        let max_lag = raft.config().max_promotion_lag;
+        if !self.connected(id) {
             return Err(format!(
-                "node {id} is not caught up: its log matches to {matched}, the leader's ends at {last} (a learner is promoted within {} entries)",
-                membership::PROMOTE_MAX_LAG
+                "node {id} is not connected to the leader: start it with `keyval --id {id} ... --join ENDPOINTS` and promote it once it has caught up"
+            ));
+        }
+        if !membership::caught_up(matched, last, max_lag) {
+            return Err(format!(
+                "node {id} is not caught up: its log matches to {matched}, the leader's ends at {last} (a learner is promoted within {max_lag} entries)"
             ));
         }
         let mut after = m.voters.clone();
@@ -774,14 +779,8 @@ impl NodeLoop {
         self.identity
             .roster
             .set(m.clone(), index, &self.bootstrap_addresses);
+        // `log_event` logs the configuration itself.
         let view = self.identity.roster.view();
-        tracing::info!(
-            index,
-            voters = ?m.voters,
-            learners = ?m.learners,
-            outgoing = ?m.outgoing,
-            "membership changed"
-        );
         self.sync_peers(&view);
         let me = self.server.raft().id();
         if !m.contains(me) && st.leaving.is_none() {

@@ -9,13 +9,14 @@ mod bench;
 mod client;
 mod leader;
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use keyval_core::{KvOp, KvResult, ReadConsistency};
+use keyval_core::{KvOp, KvResult, Membership, ReadConsistency};
 use serde_json::json;
 
 use client::{Client, Failure};
@@ -372,9 +373,10 @@ async fn status(out: Output, endpoints: Vec<String>, timeout: Duration) -> ExitC
                             "last_index": s.last_index,
                             "snapshot_index": s.snapshot_index,
                             "members": s.members,
-                            "voters": r.membership.voters().collect::<Vec<_>>(),
-                            "learners": r.membership.learners().collect::<Vec<_>>(),
-                            "joint": r.membership.joint(),
+                            "voters": s.membership.voters,
+                            "learners": learners_of(&s.membership),
+                            "joint": s.membership.is_joint(),
+                            "outgoing": s.membership.outgoing,
                         })
                     }
                     Err(err) => json!({
@@ -411,7 +413,7 @@ async fn status(out: Output, endpoints: Vec<String>, timeout: Duration) -> ExitC
                     Ok(r) => {
                         let s = &r.status;
                         let leader = s.leader.map_or("-".to_string(), |l| l.to_string());
-                        let m = members_cell(&s.members, &r.membership);
+                        let m = members_cell(&s.membership);
                         text.push_str(&format!(
                             "{:<4} {:<22} {:<12} {:>6} {:>6} {:>8} {:>8} {:>8} {:>8}  {}\n",
                             s.id,
@@ -446,24 +448,29 @@ async fn status(out: Output, endpoints: Vec<String>, timeout: Duration) -> ExitC
     }
 }
 
-/// The MEMBERS column of `status`: the voters, then learners and the outgoing voters of a
-/// joint configuration when there are any.
-fn members_cell(voters: &[u64], view: &MembershipView) -> String {
+/// The MEMBERS column of `status`: the voters (the incoming ones while joint), then learners
+/// and the outgoing voters of a joint configuration when there are any.
+fn members_cell(m: &Membership) -> String {
     let list = |ids: &mut dyn Iterator<Item = u64>| {
         ids.map(|i| i.to_string()).collect::<Vec<_>>().join(",")
     };
-    let mut cell = list(&mut voters.iter().copied());
-    let learners = list(&mut view.learners());
+    let mut cell = list(&mut m.voters.iter().copied());
+    let learners = learners_of(m);
     if !learners.is_empty() {
-        cell.push_str(&format!(" learners:{learners}"));
+        cell.push_str(&format!(" learners:{}", list(&mut learners.into_iter())));
     }
-    if view.joint() {
+    if m.is_joint() {
         cell.push_str(&format!(
             " joint(outgoing:{})",
-            list(&mut view.outgoing.iter().copied())
+            list(&mut m.outgoing.iter().copied())
         ));
     }
     cell
+}
+
+/// Learners, including those a joint configuration turns into learners when it is left.
+fn learners_of(m: &Membership) -> BTreeSet<u64> {
+    m.learners.union(&m.learners_next).copied().collect()
 }
 
 /// Checks the arguments of a membership command before anything is sent.
@@ -654,6 +661,16 @@ mod tests {
         assert_eq!(decode_hex("ff00fe61"), Some(bin.to_vec()));
         assert_eq!(decode_hex("f"), None);
         assert_eq!(decode_hex("zz"), None);
+    }
+
+    #[test]
+    fn status_members_cell_names_learners_and_the_outgoing_half() {
+        let mut m = Membership::bootstrap([1, 2, 3], Default::default());
+        assert_eq!(members_cell(&m), "1,2,3");
+        m.learners = [5].into();
+        m.learners_next = [4].into();
+        m.outgoing = [1, 2, 4].into();
+        assert_eq!(members_cell(&m), "1,2,3 learners:4,5 joint(outgoing:1,2,4)");
     }
 
     #[test]
