@@ -599,3 +599,51 @@ impl PeerRtt {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use keyval_core::{Membership, NodeStatus, Role};
+
+    use super::Metrics;
+
+    /// Scrapers see both halves of a joint configuration and the learners apart.
+    #[test]
+    fn membership_gauges_show_voters_learners_and_the_joint_state() {
+        let mut m = Membership::bootstrap([1, 2, 4], Default::default());
+        m.outgoing = [1, 2, 3].into();
+        m.learners = [5].into();
+        m.learners_next = [3].into();
+        m.removed = [9].into();
+        let status = NodeStatus {
+            id: 1,
+            role: Role::Leader,
+            term: 3,
+            vote: Some(1),
+            leader: Some(1),
+            commit_index: 12,
+            applied_index: 12,
+            leader_commit: Some(12),
+            last_index: 12,
+            last_term: 3,
+            snapshot_index: 0,
+            members: vec![1, 2, 3, 4, 5],
+            keys: 0,
+            membership: Box::new(m),
+            membership_index: 11,
+        };
+        let text = Metrics::default().render(&status);
+        for line in [
+            "keyval_membership_voters 3",
+            "keyval_membership_outgoing_voters 3",
+            "keyval_membership_learners 2",
+            "keyval_membership_joint 1",
+            "keyval_membership_index 11",
+            "keyval_membership_removed 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+    }
+}
