@@ -165,9 +165,17 @@ struct State {
     /// `kvctl member promote`.
     auto_promote: std::collections::BTreeSet<NodeId>,
     next_promote_check: Instant,
-    /// This node applied a configuration without itself: it stops at this time (after a
-    /// short grace that lets its last messages out).
-    leaving: Option<(Instant, String)>,
+    /// This node applied a configuration without itself: it stops soon (see [`Leaving`]).
+    leaving: Option<Leaving>,
+}
+
+/// When a node that applied its own removal stops: after a short grace that lets its last
+/// messages out, and, when it led, once the core's hand-over to the most caught-up voter has
+/// ended (bounded like a SIGTERM hand-over), so the cluster sees no leaderless gap.
+struct Leaving {
+    grace_until: Instant,
+    hard_until: Instant,
+    reason: String,
 }
 
 /// A membership change proposed for a client, answered when its entry applies.
@@ -287,10 +295,12 @@ impl NodeLoop {
                 break Err(e);
             }
             self.settle_member_requests(&mut st);
-            if let Some((at, reason)) = &st.leaving
-                && Instant::now() >= *at
-            {
-                break Err(LoopError::Removed(reason.clone()));
+            if let Some(l) = &st.leaving {
+                let now = Instant::now();
+                let handed_over = self.server.raft().transfer_target().is_none();
+                if now >= l.hard_until || (now >= l.grace_until && handed_over) {
+                    break Err(LoopError::Removed(l.reason.clone()));
+                }
             }
             self.metrics.reads.observe(self.server.raft().read_stats());
             self.publish_status(&mut st);
@@ -788,7 +798,13 @@ impl NodeLoop {
                 "node {me} was removed from the cluster (configuration at log index {index}); it stops and will not serve again"
             );
             tracing::warn!(%reason, "removed from the cluster");
-            st.leaving = Some((Instant::now() + REMOVED_GRACE, reason));
+            let now = Instant::now();
+            let ticks = self.server.raft().config().election_ticks * HANDOVER_ELECTION_TIMEOUTS;
+            st.leaving = Some(Leaving {
+                grace_until: now + REMOVED_GRACE,
+                hard_until: now + REMOVED_GRACE.max(self.tick * ticks),
+                reason,
+            });
         }
     }
 
