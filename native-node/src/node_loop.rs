@@ -30,9 +30,9 @@ use std::time::Duration;
 
 use keyval_core::trace::{Addr, Payload, TraceKind};
 use keyval_core::{
-    ChangeKind, ClientError, ClientReply, ClientRequest, ConfChange, Envelope, KvOp, KvServer,
-    Membership, NodeEvent, NodeId, NodeStatus, PersistOp, ReadConsistency, Ready, SingleChange,
-    TransferError, Transition,
+    ChangeKind, ClientError, ClientReply, ClientRequest, ConfChange, ConfChangeError, Envelope,
+    KvOp, KvServer, Membership, NodeEvent, NodeId, NodeStatus, PersistOp, ReadConsistency, Ready,
+    SingleChange, TransferError, Transition,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -679,7 +679,7 @@ impl NodeLoop {
                     reply_to,
                 });
             }
-            Err(e) => self.answer_member(tag, Err(MemberError::Refused(e.to_string())), &reply_to),
+            Err(e) => self.answer_member(tag, Err(member_error(e)), &reply_to),
         }
     }
 
@@ -1121,6 +1121,16 @@ impl NodeLoop {
             st.last_status_at = now;
             self.status_tx.send_replace(status);
         }
+    }
+}
+
+/// A refusal of the core as `kvctl` sees it: the passing ones are retried by the client.
+fn member_error(e: ConfChangeError) -> MemberError {
+    match e {
+        ConfChangeError::ChangeInProgress { .. }
+        | ConfChangeError::NoCommitInTerm
+        | ConfChangeError::TransferInProgress => MemberError::Busy(e.to_string()),
+        e => MemberError::Refused(e.to_string()),
     }
 }
 

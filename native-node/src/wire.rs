@@ -267,6 +267,10 @@ pub enum MemberError {
     /// Proposed, then the outcome became unknown (leadership lost before it applied).
     #[error("{0}")]
     Indeterminate(String),
+    /// Refused for now, nothing proposed: an earlier change is not applied yet, the new leader
+    /// has not committed in its term, or leadership is being handed over. Clients retry.
+    #[error("{0}")]
+    Busy(String),
 }
 
 /// How one member takes part.

@@ -352,6 +352,19 @@ impl Client {
                         definite: true,
                     });
                 }
+                Ok((Err(MemberError::Busy(message)), _)) => {
+                    // Passing (a change in flight, a new leader, a hand-over): retry until the
+                    // deadline, which then reports this refusal (nothing was proposed).
+                    last_error = message;
+                    failures_in_row += 1;
+                    if Instant::now() + Duration::from_millis(MAX_RETRY_PAUSE_MS) >= deadline {
+                        return Err(Failure {
+                            message: last_error,
+                            definite: true,
+                        });
+                    }
+                    self.pause(failures_in_row, deadline).await;
+                }
                 Ok((Err(MemberError::Indeterminate(message)), _)) => {
                     return Err(Failure {
                         message,
