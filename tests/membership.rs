@@ -245,7 +245,12 @@ fn grow_three_to_five_under_write_load_then_shrink_back_to_three() {
 
 #[test]
 fn replace_a_wiped_node_then_its_old_self_is_refused_then_remove_the_leader() {
-    let mut c = Cluster::start(3);
+    // Longer election timeouts than the default: this test asserts that no term moves for 2 s,
+    // and a loaded CI machine must not fake a disturbance with an unrelated election.
+    let mut c = Cluster::start_with(
+        3,
+        &["--heartbeat-ms", "100", "--election-timeout-ms", "1000"],
+    );
     ok(&c, &["put", "before", "1"]);
     let leader = c.wait_leader(Duration::from_secs(10)).expect("leader");
     let victim = (1..=3).find(|&i| i != leader).expect("a follower");
