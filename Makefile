@@ -29,9 +29,13 @@ bench:
 
 ## A fresh local 3-node release cluster under `kvctl bench`: puts and gets at 1, 16, 64 and
 ## 256 clients, one table. DURATION=s per case (default 5); see scripts/bench-cluster.sh.
-.PHONY: bench-cluster
+.PHONY: bench-cluster measure-membership
 bench-cluster:
 	bash scripts/bench-cluster.sh
+## Membership figures on a fresh release cluster: time to add a node to ~STATE_MB (100) MB of
+## state, and write throughput in 1 s windows while a node is added and removed.
+measure-membership:
+	bash scripts/measure-membership.sh
 
 ## Time from `kvctl leader transfer` to the first write on the new leader (release build);
 ## RUNS=n transfers (default 10). See scripts/bench-transfer.sh.
@@ -97,7 +101,7 @@ web-tools:
 
 ## The local 3-node cluster (127.0.0.1:7001..7003, data/node{N}); see scripts/cluster.sh.
 ## PROFILE=release for an optimized build; FOLLOW=1 make cluster-logs to follow.
-.PHONY: cluster-start cluster-status cluster-stop cluster-logs certs fuzz
+.PHONY: cluster-start cluster-status cluster-stop cluster-logs cluster-add cluster-remove certs fuzz
 ## TLS=1 runs it with mutual TLS between nodes (certificates from `make certs`, made if missing).
 cluster-start:
 	TLS=$(TLS) bash scripts/cluster.sh start
@@ -107,6 +111,19 @@ cluster-stop:
 	bash scripts/cluster.sh stop
 cluster-logs:
 	bash scripts/cluster.sh logs
+## Grow the local cluster by one node (the next unused id N on 127.0.0.1:7000+N): member add,
+## start it with --join, wait until the leader promotes it.
+cluster-add:
+	bash scripts/cluster.sh add
+## Remove node ID from the local cluster: make cluster-remove ID=4 (or make cluster-remove 4).
+ifeq (cluster-remove,$(firstword $(MAKECMDGOALS)))
+REMOVE_ID := $(word 2,$(MAKECMDGOALS))
+ifneq ($(REMOVE_ID),)
+$(eval $(REMOVE_ID):;@:)
+endif
+endif
+cluster-remove:
+	bash scripts/cluster.sh remove $(or $(ID),$(REMOVE_ID))
 
 ## A throwaway peer CA, client CA and node certificates for the local cluster in data/certs
 ## (SAN node-<ID>, localhost, 127.0.0.1). For local use only.

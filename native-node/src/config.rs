@@ -33,6 +33,11 @@ pub struct Args {
     /// data directory wins after the first start.
     #[arg(long)]
     pub peers: Option<String>,
+    /// Join a running cluster instead of starting one (after `kvctl member add ID ADDR`):
+    /// HOST:PORT,... of its members. Not with --peers. Only the first start needs it: the
+    /// membership is then persisted in the data directory.
+    #[arg(long)]
+    pub join: Option<String>,
     /// Directory for the WAL, the snapshots, the cluster identity and the lock file.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -142,6 +147,7 @@ struct FileConfig {
     id: Option<NodeId>,
     listen: Option<SocketAddr>,
     peers: Option<String>,
+    join: Option<String>,
     data_dir: Option<PathBuf>,
     ui: Option<PathBuf>,
     heartbeat_ms: Option<u64>,
@@ -171,7 +177,10 @@ struct FileConfig {
 pub struct NodeConfig {
     pub id: NodeId,
     pub listen: SocketAddr,
+    /// The initial members (`--peers`); empty with `--join`.
     pub peers: BTreeMap<NodeId, String>,
+    /// Members to ask for the cluster identity on a first start (`--join`).
+    pub join: Option<Vec<String>>,
     pub data_dir: PathBuf,
     pub ui: Option<PathBuf>,
     pub heartbeat: Duration,
@@ -244,6 +253,26 @@ pub fn parse_peers(s: &str) -> Result<BTreeMap<NodeId, String>, ConfigError> {
     Ok(out)
 }
 
+/// Parses `HOST:PORT,...` of `--join`.
+pub fn parse_join(s: &str) -> Result<Vec<String>, ConfigError> {
+    let mut out = Vec::new();
+    for entry in s.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let ok = entry
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+        if !ok {
+            return Err(ConfigError::Invalid(format!(
+                "invalid --join endpoint {entry:?}: expected HOST:PORT"
+            )));
+        }
+        out.push(entry.to_string());
+    }
+    if out.is_empty() {
+        return Err(ConfigError::Invalid("--join lists no endpoint".into()));
+    }
+    Ok(out)
+}
+
 impl NodeConfig {
     pub fn from_args(args: Args) -> Result<NodeConfig, ConfigError> {
         let file = match &args.config {
@@ -255,16 +284,29 @@ impl NodeConfig {
             .listen
             .or(file.listen)
             .ok_or(ConfigError::Missing("listen"))?;
-        let peers_s = args
-            .peers
-            .or(file.peers)
-            .ok_or(ConfigError::Missing("peers"))?;
-        let peers = parse_peers(&peers_s)?;
-        if !peers.contains_key(&id) {
-            return Err(ConfigError::Invalid(format!(
-                "--id {id} is not listed in --peers ({peers_s})"
-            )));
-        }
+        let join = match args.join.or(file.join) {
+            Some(j) => Some(parse_join(&j)?),
+            None => None,
+        };
+        let peers_s = args.peers.or(file.peers);
+        let peers = match (&join, peers_s) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "--join and --peers exclude each other: --peers starts a new cluster, --join enters a running one".into(),
+                ));
+            }
+            (Some(_), None) => BTreeMap::new(),
+            (None, None) => return Err(ConfigError::Missing("peers (or --join)")),
+            (None, Some(peers_s)) => {
+                let peers = parse_peers(&peers_s)?;
+                if !peers.contains_key(&id) {
+                    return Err(ConfigError::Invalid(format!(
+                        "--id {id} is not listed in --peers ({peers_s})"
+                    )));
+                }
+                peers
+            }
+        };
         let data_dir = args
             .data_dir
             .or(file.data_dir)
@@ -351,6 +393,7 @@ impl NodeConfig {
             id,
             listen,
             peers,
+            join,
             data_dir,
             ui: args.ui.or(file.ui),
             heartbeat: Duration::from_millis(heartbeat_ms),

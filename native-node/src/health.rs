@@ -40,7 +40,9 @@ pub enum NotReady {
 
 /// Whether a node with this status should receive client traffic.
 pub fn readiness(status: &NodeStatus) -> Result<(), NotReady> {
-    if !status.members.contains(&status.id) {
+    // `members` also lists learners; only a voter (of either half of a joint configuration)
+    // takes client traffic.
+    if !status.membership.is_voter(status.id) {
         return Err(NotReady::NotVoter);
     }
     match status.role.name() {
@@ -117,8 +119,21 @@ mod tests {
             Err(NotReady::Campaigning(_))
         ));
         let mut learner = status(Role::Follower, Some(1));
-        learner.members = vec![1, 3];
+        learner.membership.voters.remove(&2);
+        learner.membership.learners.insert(2);
         assert_eq!(readiness(&learner), Err(NotReady::NotVoter));
+        let mut removed = status(Role::Follower, Some(1));
+        removed.membership.voters.remove(&2);
+        removed.membership.removed.insert(2);
+        assert_eq!(readiness(&removed), Err(NotReady::NotVoter));
+        let mut outgoing = status(Role::Follower, Some(1));
+        outgoing.membership.voters.remove(&2);
+        outgoing.membership.outgoing = [1, 2, 3].into();
+        assert_eq!(
+            readiness(&outgoing),
+            Ok(()),
+            "a voter of the outgoing half still votes"
+        );
         let mut behind = status(Role::Follower, Some(1));
         behind.commit_index = 20_011;
         behind.applied_index = 10_010;

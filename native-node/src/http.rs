@@ -343,6 +343,16 @@ async fn serve_client(socket: WebSocket, remote: SocketAddr, s: AppState) {
                     break;
                 }
             }
+            Ok(ClientFrame::Member { tag, op }) => {
+                let input = Input::Member {
+                    tag,
+                    op,
+                    reply_to: reply_tx.clone(),
+                };
+                if s.input_tx.send(input).await.is_err() {
+                    break;
+                }
+            }
             Ok(ClientFrame::TransferLeader { to }) => {
                 let (tx, rx) = oneshot::channel();
                 let input = Input::Transfer { to, reply_to: tx };

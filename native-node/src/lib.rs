@@ -7,7 +7,8 @@
 //! [`transport`] (peer connections), [`http`] (routes on the one port), [`events`] (live event
 //! stream), [`metrics`] and [`histogram`], [`health`] (`/livez`, `/readyz`), [`request_trace`]
 //! (spans of a client request), [`telemetry`] (logs and OTLP export), [`node_loop`] (the task
-//! that owns the Raft node), [`startup`].
+//! that owns the Raft node), [`membership`] (the shared roster and reconfiguration policy),
+//! [`join`] (`--join`: learning the cluster from it), [`startup`].
 #![forbid(unsafe_code)]
 
 pub mod config;
@@ -16,7 +17,9 @@ pub mod health;
 pub mod histogram;
 pub mod http;
 pub mod idle_io;
+pub mod join;
 pub mod listener;
+pub mod membership;
 pub mod meta;
 pub mod metrics;
 pub mod node_loop;

@@ -20,7 +20,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::LazyConfigAcceptor;
 
 use crate::idle_io::IdleIo;
-use crate::tls::{Access, TlsStore, node_name};
+use crate::tls::{Access, JOIN_NAME, TlsStore, node_name};
 
 /// A TLS handshake must finish within this, or the connection is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -144,7 +144,9 @@ async fn accept_loop(
 /// handshake.
 async fn handshake(stream: TcpStream, tls: &TlsStore) -> io::Result<(BoxIo, Access)> {
     let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
-    let wants_peer = start.client_hello().server_name() == Some(node_name(tls.me()).as_str());
+    let hello = start.client_hello();
+    let sni = hello.server_name();
+    let wants_peer = sni == Some(node_name(tls.me()).as_str()) || sni == Some(JOIN_NAME);
     let configs = tls.current();
     if wants_peer {
         let s = start.into_stream(configs.peer_server.clone()).await?;

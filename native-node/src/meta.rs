@@ -9,7 +9,7 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use keyval_core::NodeId;
+use keyval_core::{Membership, NodeId};
 use serde::{Deserialize, Serialize};
 
 const META_FILE: &str = "cluster.json";
@@ -28,6 +28,20 @@ pub struct ClusterMeta {
     /// Absent in directories written before it existed: format 1.
     #[serde(default = "format_one")]
     pub state_format: u32,
+    /// For a node that entered with `--join`: the configuration the cluster handed it, which
+    /// its Raft node starts from (then `members` holds the addresses it named).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub joined: Option<JoinedConfig>,
+    /// Set when this node learnt that it was removed from the cluster: it never serves again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removed: Option<String>,
+}
+
+/// The configuration a joining node was admitted with, and the log index that produced it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinedConfig {
+    pub membership: Membership,
+    pub index: u64,
 }
 
 fn format_one() -> u32 {
@@ -50,6 +64,21 @@ pub enum MetaError {
         wanted: NodeId,
         cluster: String,
     },
+    #[error(
+        "node {node} was removed from cluster {cluster} ({reason}); it will not serve again: wipe {} and add it under a new id",
+        path.display()
+    )]
+    Removed {
+        node: NodeId,
+        cluster: String,
+        reason: String,
+        path: PathBuf,
+    },
+    #[error(
+        "data directory {} holds no cluster identity: start with --peers (a new cluster) or --join (after `kvctl member add`)",
+        path.display()
+    )]
+    Empty { path: PathBuf },
     #[error("data directory belongs to cluster {found}, but --cluster-id says {wanted}")]
     WrongCluster { found: String, wanted: String },
     #[error(
@@ -84,6 +113,76 @@ pub fn load_or_init(
     flag_cluster_id: Option<&str>,
     fsync: bool,
 ) -> Result<(ClusterMeta, bool), MetaError> {
+    match load(data_dir, node_id, flag_cluster_id)? {
+        Some(meta) => {
+            if !flag_members.is_empty() && &meta.members != flag_members && meta.joined.is_none() {
+                tracing::warn!(
+                    persisted = ?meta.members,
+                    flag = ?flag_members,
+                    "--peers differs from the membership persisted in the data directory; using the persisted one"
+                );
+            }
+            Ok((meta, false))
+        }
+        None if flag_members.is_empty() => Err(MetaError::Empty {
+            path: data_dir.to_path_buf(),
+        }),
+        None => {
+            let meta = ClusterMeta {
+                cluster_id: flag_cluster_id
+                    .map(str::to_string)
+                    .unwrap_or_else(|| derive_cluster_id(flag_members)),
+                node_id,
+                members: flag_members.clone(),
+                state_format: STATE_FORMAT,
+                joined: None,
+                removed: None,
+            };
+            save(data_dir, &meta, fsync)?;
+            Ok((meta, true))
+        }
+    }
+}
+
+/// The identity of a node admitted by `--join`, written before its first start.
+pub fn init_joined(
+    data_dir: &Path,
+    node_id: NodeId,
+    cluster_id: String,
+    joined: JoinedConfig,
+    fsync: bool,
+) -> Result<ClusterMeta, MetaError> {
+    let meta = ClusterMeta {
+        cluster_id,
+        node_id,
+        members: joined.membership.addresses.clone(),
+        state_format: STATE_FORMAT,
+        joined: Some(joined),
+        removed: None,
+    };
+    save(data_dir, &meta, fsync)?;
+    Ok(meta)
+}
+
+/// Records for good that this node was removed, so a restart refuses to serve.
+pub fn mark_removed(data_dir: &Path, meta: &ClusterMeta, reason: &str) -> Result<(), MetaError> {
+    let mut meta = meta.clone();
+    meta.removed = Some(reason.to_string());
+    save(data_dir, &meta, true)
+}
+
+/// Writes the identity (atomically; fsynced unless `fsync` is off).
+pub fn save(data_dir: &Path, meta: &ClusterMeta, fsync: bool) -> Result<(), MetaError> {
+    write_atomically(data_dir, &data_dir.join(META_FILE), meta, fsync)
+}
+
+/// Reads the identity in `data_dir`, if there is one, and checks it against the flags.
+/// A node marked removed is refused here.
+pub fn load(
+    data_dir: &Path,
+    node_id: NodeId,
+    flag_cluster_id: Option<&str>,
+) -> Result<Option<ClusterMeta>, MetaError> {
     let path = data_dir.join(META_FILE);
     match fs::read(&path) {
         Ok(bytes) => {
@@ -119,27 +218,17 @@ pub fn load_or_init(
                     wanted: wanted.to_string(),
                 });
             }
-            if &meta.members != flag_members {
-                tracing::warn!(
-                    persisted = ?meta.members,
-                    flag = ?flag_members,
-                    "--peers differs from the membership persisted in the data directory; using the persisted one"
-                );
+            if let Some(reason) = meta.removed {
+                return Err(MetaError::Removed {
+                    node: node_id,
+                    cluster: meta.cluster_id,
+                    reason,
+                    path: data_dir.to_path_buf(),
+                });
             }
-            Ok((meta, false))
+            Ok(Some(meta))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let meta = ClusterMeta {
-                cluster_id: flag_cluster_id
-                    .map(str::to_string)
-                    .unwrap_or_else(|| derive_cluster_id(flag_members)),
-                node_id,
-                members: flag_members.clone(),
-                state_format: STATE_FORMAT,
-            };
-            write_atomically(data_dir, &path, &meta, fsync)?;
-            Ok((meta, true))
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(MetaError::Io {
             op: "read",
             path,
@@ -217,6 +306,33 @@ mod tests {
             load_or_init(dir.path(), 1, &m, Some("other"), false),
             Err(MetaError::WrongCluster { .. })
         ));
+        // A node that learnt it was removed never starts again from this directory.
+        mark_removed(dir.path(), &a, "removed at index 9").expect("mark");
+        let err = load_or_init(dir.path(), 1, &m, None, false).expect_err("refused");
+        assert!(matches!(err, MetaError::Removed { .. }), "{err}");
+        assert!(err.to_string().contains("removed at index 9"), "{err}");
+    }
+
+    #[test]
+    fn a_joined_node_keeps_what_the_cluster_handed_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Without an identity and without --peers there is nothing to start from.
+        let err = load_or_init(dir.path(), 4, &BTreeMap::new(), None, false).expect_err("empty");
+        assert!(matches!(err, MetaError::Empty { .. }), "{err}");
+        let addrs = members("1=127.0.0.1:1,4=127.0.0.1:4");
+        let mut m = Membership::bootstrap([1], addrs);
+        m.learners.insert(4);
+        let view = JoinedConfig {
+            membership: m,
+            index: 7,
+        };
+        let meta = init_joined(dir.path(), 4, "kv-x".into(), view.clone(), false).expect("init");
+        let (back, created) =
+            load_or_init(dir.path(), 4, &BTreeMap::new(), None, false).expect("load");
+        assert!(!created);
+        assert_eq!(back, meta);
+        assert_eq!(back.joined, Some(view));
+        assert_eq!(back.cluster_id, "kv-x");
     }
 
     #[test]

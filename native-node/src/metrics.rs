@@ -236,6 +236,20 @@ impl Metrics {
         self.wal_segments.store(s.wal_segments as u64, Relaxed);
     }
 
+    /// Whether the outbound connection to `peer` is up now.
+    pub fn peer_is_up(&self, peer: u64) -> bool {
+        self.peer_up
+            .lock()
+            .is_ok_and(|m| m.get(&peer).copied().unwrap_or(false))
+    }
+
+    /// Stops reporting a peer that is no longer a member.
+    pub fn forget_peer(&self, peer: u64) {
+        if let Ok(mut m) = self.peer_up.lock() {
+            m.remove(&peer);
+        }
+    }
+
     pub fn set_peer_up(&self, peer: u64, up: bool) {
         if let Ok(mut m) = self.peer_up.lock() {
             m.insert(peer, up);
@@ -287,10 +301,41 @@ impl Metrics {
             status.leader.unwrap_or(0),
         );
         gauge("keyval_keys", "Keys in the state machine.", status.keys);
+        let m = &status.membership;
         gauge(
             "keyval_members",
-            "Voting members.",
-            status.members.len() as u64,
+            "Voting members (of the incoming configuration while joint).",
+            m.voters.len() as u64,
+        );
+        gauge(
+            "keyval_membership_voters",
+            "Voters of the configuration in force (the incoming half while joint).",
+            m.voters.len() as u64,
+        );
+        gauge(
+            "keyval_membership_outgoing_voters",
+            "Voters of the configuration being left while joint (0 otherwise).",
+            m.outgoing.len() as u64,
+        );
+        gauge(
+            "keyval_membership_learners",
+            "Learners: members that receive the log but do not vote.",
+            (m.learners.len() + m.learners_next.len()) as u64,
+        );
+        gauge(
+            "keyval_membership_joint",
+            "1 while a joint configuration (both majorities needed) is in force.",
+            u64::from(m.is_joint()),
+        );
+        gauge(
+            "keyval_membership_index",
+            "Log index of the configuration in force (0: the bootstrap one).",
+            status.membership_index,
+        );
+        gauge(
+            "keyval_membership_removed",
+            "Node ids removed from the cluster for good.",
+            m.removed.len() as u64,
         );
         gauge(
             "keyval_snapshot_index",
@@ -551,6 +596,54 @@ impl PeerRtt {
                 .entry(peer)
                 .or_insert_with(|| Histogram::new(&RTT_BUCKETS))
                 .observe(at.saturating_duration_since(sent));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use keyval_core::{Membership, NodeStatus, Role};
+
+    use super::Metrics;
+
+    /// Scrapers see both halves of a joint configuration and the learners apart.
+    #[test]
+    fn membership_gauges_show_voters_learners_and_the_joint_state() {
+        let mut m = Membership::bootstrap([1, 2, 4], Default::default());
+        m.outgoing = [1, 2, 3].into();
+        m.learners = [5].into();
+        m.learners_next = [3].into();
+        m.removed = [9].into();
+        let status = NodeStatus {
+            id: 1,
+            role: Role::Leader,
+            term: 3,
+            vote: Some(1),
+            leader: Some(1),
+            commit_index: 12,
+            applied_index: 12,
+            leader_commit: Some(12),
+            last_index: 12,
+            last_term: 3,
+            snapshot_index: 0,
+            members: vec![1, 2, 3, 4, 5],
+            keys: 0,
+            membership: Box::new(m),
+            membership_index: 11,
+        };
+        let text = Metrics::default().render(&status);
+        for line in [
+            "keyval_membership_voters 3",
+            "keyval_membership_outgoing_voters 3",
+            "keyval_membership_learners 2",
+            "keyval_membership_joint 1",
+            "keyval_membership_index 11",
+            "keyval_membership_removed 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
         }
     }
 }

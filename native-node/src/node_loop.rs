@@ -30,20 +30,25 @@ use std::time::Duration;
 
 use keyval_core::trace::{Addr, Payload, TraceKind};
 use keyval_core::{
-    ClientError, ClientReply, ClientRequest, Envelope, KvOp, KvServer, NodeEvent, NodeId,
-    NodeStatus, PersistOp, ReadConsistency, Ready, TransferError,
+    ChangeKind, ClientError, ClientReply, ClientRequest, ConfChange, ConfChangeError, Envelope,
+    KvOp, KvServer, Membership, NodeEvent, NodeId, NodeStatus, PersistOp, ReadConsistency, Ready,
+    SingleChange, TransferError, Transition,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::events::{EventHub, now_ms};
+use crate::membership;
 use crate::metrics::Metrics;
 use crate::peer_inbox::MAX_PEER_BYTES_PER_TURN;
 use crate::request_trace::RequestTraces;
 use crate::snapshot_jobs::{JobDone, SnapshotJobs};
 use crate::storage::worker::{Durable, StorageWorker, WorkerError};
-use crate::transport::PeerSender;
-use crate::wire::{LeaderHint, ServerFrame, StatusReply, TransferOutcome};
+use crate::tls::TlsStore;
+use crate::transport::{Identity, PeerSender};
+use crate::wire::{
+    LeaderHint, MemberError, MemberOp, MembershipView, ServerFrame, StatusReply, TransferOutcome,
+};
 
 /// Inputs handled per turn at most, so ticks and the disk are never starved by a flood.
 const MAX_INPUTS_PER_TURN: usize = 8192;
@@ -83,6 +88,11 @@ pub enum Input {
         to: Option<NodeId>,
         reply_to: oneshot::Sender<TransferOutcome>,
     },
+    Member {
+        tag: u64,
+        op: MemberOp,
+        reply_to: mpsc::Sender<ServerFrame>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +101,9 @@ pub enum LoopError {
     Storage(#[from] WorkerError),
     #[error("writing a snapshot failed, stopping the node: {0}")]
     Snapshot(#[from] crate::storage::snapfile::SnapshotFileError),
+    /// This node is no longer a member: it stops and never serves again.
+    #[error("{0}")]
+    Removed(String),
 }
 
 pub struct NodeLoop {
@@ -98,11 +111,18 @@ pub struct NodeLoop {
     pub storage: StorageWorker,
     /// Encodes and decodes snapshots off the loop (see [`crate::snapshot_jobs`]).
     pub snapshots: SnapshotJobs,
-    pub peers: BTreeMap<NodeId, PeerSender>,
+    /// One outbound connection per other member, with the address it dials.
+    pub peers: BTreeMap<NodeId, (String, PeerSender)>,
     pub peer_rx: mpsc::Receiver<PeerInput>,
     pub input_rx: mpsc::Receiver<Input>,
-    pub members: BTreeMap<NodeId, String>,
-    pub cluster_id: String,
+    /// Who this node is; its roster is the membership the transport admits peers by.
+    pub identity: Arc<Identity>,
+    pub tls: Option<Arc<TlsStore>>,
+    /// Addresses of the members this data directory started with (a fallback for
+    /// configurations that lack them).
+    pub bootstrap_addresses: BTreeMap<NodeId, String>,
+    /// Set when a peer answered that this node was removed.
+    pub evicted: watch::Receiver<Option<String>>,
     pub metrics: Arc<Metrics>,
     pub events: EventHub,
     pub status_tx: watch::Sender<NodeStatus>,
@@ -140,6 +160,15 @@ struct State {
     /// Set once a stop was asked for: the loop ends at this instant, or as soon as this node
     /// no longer leads or its transfer ended.
     stopping_at: Option<Instant>,
+    /// Membership requests proposed by this leader, waiting for their entry to apply.
+    members_pending: Vec<PendingChange>,
+    /// Learners this leader promotes once they have caught up (`member add` without
+    /// `--learner`). Kept by this leader only: after a leader change, promote them with
+    /// `kvctl member promote`.
+    auto_promote: std::collections::BTreeSet<NodeId>,
+    next_promote_check: Instant,
+    /// This node applied a configuration without itself: it stops soon (see [`Leaving`]).
+    leaving: Option<Leaving>,
     /// The node's own snapshot writes (see [`crate::snapshot_jobs`]).
     own: OwnSnapshots,
 }
@@ -163,6 +192,29 @@ struct OwnSnapshots {
     /// notice is a no-op for the core).
     last_persist_id: u64,
 }
+
+/// When a node that applied its own removal stops: after a short grace that lets its last
+/// messages out, and, when it led, once the core's hand-over to the most caught-up voter has
+/// ended (bounded like a SIGTERM hand-over), so the cluster sees no leaderless gap.
+struct Leaving {
+    grace_until: Instant,
+    hard_until: Instant,
+    reason: String,
+}
+
+/// A membership change proposed for a client, answered when its entry applies.
+struct PendingChange {
+    index: u64,
+    term: u64,
+    tag: u64,
+    reply_to: mpsc::Sender<ServerFrame>,
+}
+
+/// How often a leader looks for learners to promote automatically.
+const PROMOTE_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+/// How long a node that applied its own removal keeps running before it stops: enough for
+/// its last acknowledgements and a leader's hand-over to go out.
+const REMOVED_GRACE: Duration = Duration::from_millis(500);
 
 /// What waits for one batch to be durable.
 struct Unstable {
@@ -189,6 +241,10 @@ impl NodeLoop {
             transfers: Vec::new(),
             stopping_at: None,
             own: OwnSnapshots::default(),
+            members_pending: Vec::new(),
+            auto_promote: Default::default(),
+            next_promote_check: Instant::now(),
+            leaving: None,
         };
         if let Some(kind) = self.restored.take() {
             self.events.publish(now_ms(), kind);
@@ -216,6 +272,12 @@ impl NodeLoop {
                 changed = self.stop.changed(), if st.stopping_at.is_none() => {
                     if changed.is_err() || !self.begin_handover(&mut st) {
                         break Ok(());
+                    }
+                }
+                // The sender lives in `self.identity`, so this never reports a closed channel.
+                _ = self.evicted.changed() => {
+                    if let Some(reason) = self.evicted.borrow().clone() {
+                        break Err(LoopError::Removed(reason));
                     }
                 }
                 durable = self.storage.durable() => {
@@ -256,9 +318,18 @@ impl NodeLoop {
                 self.handle_input(input, &mut st);
                 handled += 1;
             }
+            self.promote_caught_up_learners(&mut st);
             // All proposals and acknowledgements of the turn share one batch (and so one write).
             if let Err(e) = self.execute_ready(&mut st).await {
                 break Err(e);
+            }
+            self.settle_member_requests(&mut st);
+            if let Some(l) = &st.leaving {
+                let now = Instant::now();
+                let handed_over = self.server.raft().transfer_target().is_none();
+                if now >= l.hard_until || (now >= l.grace_until && handed_over) {
+                    break Err(LoopError::Removed(l.reason.clone()));
+                }
             }
             self.metrics.reads.observe(self.server.raft().read_stats());
             self.publish_status(&mut st);
@@ -307,11 +378,18 @@ impl NodeLoop {
     fn handle_input(&mut self, input: Input, st: &mut State) {
         match input {
             Input::Status { reply_to } => {
+                let membership = self.identity.roster.view();
                 let _ = reply_to.send(StatusReply {
                     status: NodeStatus::of(&self.server),
-                    members: self.members.iter().map(|(k, v)| (*k, v.clone())).collect(),
+                    members: membership
+                        .members
+                        .iter()
+                        .map(|m| (m.id, m.address.clone()))
+                        .collect(),
+                    membership,
                 });
             }
+            Input::Member { tag, op, reply_to } => self.handle_member(tag, op, reply_to, st),
             Input::Client { req, reply_to } => match req.op {
                 KvOp::Get { key } => self.handle_read(
                     (req.client_id, req.seq),
@@ -352,7 +430,7 @@ impl NodeLoop {
             Err(TransferError::NotLeader { leader }) => {
                 let leader = leader.map(|id| LeaderHint {
                     id,
-                    address: self.members.get(&id).cloned(),
+                    address: self.identity.roster.address_of(id),
                 });
                 let _ = reply_to.send(TransferOutcome::NotLeader { leader });
             }
@@ -516,13 +594,278 @@ impl NodeLoop {
             .proposed(proposing, (last > last_before).then_some(last));
     }
 
+    /// Makes the outbound connections match `view`: members this node has no connection to
+    /// get one (a new member, or one whose address changed), connections to nodes no longer
+    /// members are dropped (their tasks end when their queues close).
+    fn sync_peers(&mut self, view: &MembershipView) {
+        let me = self.identity.id;
+        let wanted: BTreeMap<NodeId, &str> = view
+            .members
+            .iter()
+            .filter(|m| m.id != me)
+            .map(|m| (m.id, m.address.as_str()))
+            .collect();
+        self.peers.retain(|id, (addr, _)| {
+            let keep = wanted.get(id) == Some(&addr.as_str());
+            if !keep {
+                tracing::info!(peer = id, %addr, "dropping the connection to a former member");
+                self.metrics.forget_peer(*id);
+            }
+            keep
+        });
+        for (id, addr) in wanted {
+            if self.peers.contains_key(&id) {
+                continue;
+            }
+            tracing::info!(peer = id, %addr, "connecting to a new member");
+            let sender = crate::transport::spawn_peer(
+                (*self.identity).clone(),
+                self.tls.clone(),
+                id,
+                addr.to_string(),
+                self.metrics.clone(),
+                self.shutdown.clone(),
+            );
+            self.peers.insert(id, (addr.to_string(), sender));
+        }
+    }
+
+    /// `kvctl member ...`: only the leader takes membership requests. Changes pass the strict
+    /// reconfiguration check (see [`crate::membership`]) before they are proposed; the answer
+    /// comes when the entry applies ([`NodeLoop::settle_member_requests`]).
+    fn handle_member(
+        &mut self,
+        tag: u64,
+        op: MemberOp,
+        reply_to: mpsc::Sender<ServerFrame>,
+        st: &mut State,
+    ) {
+        let raft = self.server.raft();
+        if !raft.is_leader() {
+            let node = raft.id();
+            return self.answer_member(tag, Err(MemberError::NotLeader { node }), &reply_to);
+        }
+        let applied = self.identity.roster.applied();
+        let voters = &applied.membership.voters;
+        let (change, auto_promote) = match op {
+            MemberOp::List => return self.answer_member(tag, Ok(applied.view), &reply_to),
+            MemberOp::Add {
+                id,
+                address,
+                learner,
+            } => {
+                if let Some(other) = applied.view.members.iter().find(|m| m.address == address) {
+                    let e = format!(
+                        "address {address} is already node {}'s; a node has one address",
+                        other.id
+                    );
+                    return self.answer_member(tag, Err(MemberError::Refused(e)), &reply_to);
+                }
+                let c = SingleChange {
+                    kind: ChangeKind::AddLearner,
+                    node: id,
+                    address: Some(address),
+                };
+                (c, (!learner).then_some(id))
+            }
+            MemberOp::Promote { id } => {
+                if let Err(e) = self.check_promotion(id, &applied.membership) {
+                    return self.answer_member(tag, Err(MemberError::Refused(e)), &reply_to);
+                }
+                (single(ChangeKind::AddVoter, id), None)
+            }
+            MemberOp::Remove { id } => {
+                if voters.contains(&id) {
+                    let after: std::collections::BTreeSet<NodeId> =
+                        voters.iter().copied().filter(|&v| v != id).collect();
+                    if let Err(e) = membership::check_quorum_after(
+                        &after,
+                        |v| self.connected(v),
+                        &format!("removing node {id}"),
+                    ) {
+                        return self.answer_member(tag, Err(MemberError::Refused(e)), &reply_to);
+                    }
+                }
+                st.auto_promote.remove(&id);
+                (single(ChangeKind::Remove, id), None)
+            }
+        };
+        let cc = ConfChange {
+            changes: vec![change],
+            transition: Transition::Auto,
+        };
+        let term = self.server.raft().term();
+        match self.server.propose_conf_change(cc.clone()) {
+            Ok(index) => {
+                tracing::info!(index, change = ?cc, "proposed a membership change");
+                if let Some(id) = auto_promote {
+                    st.auto_promote.insert(id);
+                }
+                st.members_pending.push(PendingChange {
+                    index,
+                    term,
+                    tag,
+                    reply_to,
+                });
+            }
+            Err(e) => self.answer_member(tag, Err(member_error(e)), &reply_to),
+        }
+    }
+
+    /// Whether the leader hears from `id` now: itself, or a peer whose connection is up.
+    fn connected(&self, id: NodeId) -> bool {
+        id == self.server.raft().id() || self.metrics.peer_is_up(id)
+    }
+
+    /// A learner may become a voter when it is caught up and the grown voter set keeps a
+    /// connected quorum.
+    fn check_promotion(&self, id: NodeId, m: &Membership) -> Result<(), String> {
+        if !m.is_learner(id) {
+            return Err(if m.is_voter(id) {
+                format!("node {id} is already a voter")
+            } else {
+                format!("node {id} is not a learner of this cluster")
+            });
+        }
+        let raft = self.server.raft();
+        let last = raft.log().last_index();
+        let matched = raft.progress_of(id).map_or(0, |(m, _)| m);
+        let max_lag = raft.config().max_promotion_lag;
+        if !self.connected(id) {
+            return Err(format!(
+                "node {id} is not connected to the leader: start it with `keyval --id {id} ... --join ENDPOINTS` and promote it once it has caught up"
+            ));
+        }
+        if !membership::caught_up(matched, last, max_lag) {
+            return Err(format!(
+                "node {id} is not caught up: its log matches to {matched}, the leader's ends at {last} (a learner is promoted within {max_lag} entries)"
+            ));
+        }
+        let mut after = m.voters.clone();
+        after.insert(id);
+        membership::check_quorum_after(
+            &after,
+            |v| self.connected(v),
+            &format!("promoting node {id}"),
+        )
+    }
+
+    /// A leader promotes the learners added without `--learner` once they have caught up,
+    /// one change at a time (the core refuses a second change in flight).
+    fn promote_caught_up_learners(&mut self, st: &mut State) {
+        if st.auto_promote.is_empty() || Instant::now() < st.next_promote_check {
+            return;
+        }
+        st.next_promote_check = Instant::now() + PROMOTE_CHECK_INTERVAL;
+        if !self.server.raft().is_leader() {
+            return;
+        }
+        let m = self.server.membership().clone();
+        st.auto_promote
+            .retain(|&id| m.is_learner(id) || (!m.contains(id) && !m.removed.contains(&id)));
+        let candidates: Vec<NodeId> = st.auto_promote.iter().copied().collect();
+        for id in candidates {
+            if !m.is_learner(id) {
+                continue;
+            }
+            if let Err(why) = self.check_promotion(id, &m) {
+                tracing::debug!(node = id, %why, "learner not promoted yet");
+                continue;
+            }
+            let cc = ConfChange {
+                changes: vec![single(ChangeKind::AddVoter, id)],
+                transition: Transition::Auto,
+            };
+            match self.server.propose_conf_change(cc) {
+                Ok(index) => {
+                    tracing::info!(node = id, index, "learner caught up: promoting it to voter");
+                    st.auto_promote.remove(&id);
+                    return;
+                }
+                Err(e) => tracing::debug!(node = id, error = %e, "learner not promoted yet"),
+            }
+        }
+    }
+
+    /// Answers the membership requests whose entries applied, and those whose outcome this
+    /// node can no longer know (it lost the leadership before they applied).
+    fn settle_member_requests(&mut self, st: &mut State) {
+        if st.members_pending.is_empty() {
+            return;
+        }
+        let raft = self.server.raft();
+        let (applied, term, leader) = (raft.applied_index(), raft.term(), raft.is_leader());
+        let view = self.identity.roster.view();
+        let pending = std::mem::take(&mut st.members_pending);
+        for p in pending {
+            if leader && term == p.term && applied >= p.index {
+                self.answer_member(p.tag, Ok(view.clone()), &p.reply_to);
+            } else if !leader || term != p.term {
+                let e = format!(
+                    "leadership changed before the change at log index {} applied; it may or may not take effect: check with `kvctl member list`",
+                    p.index
+                );
+                self.answer_member(p.tag, Err(MemberError::Indeterminate(e)), &p.reply_to);
+            } else {
+                st.members_pending.push(p);
+            }
+        }
+    }
+
+    /// A configuration applied: the roster, the connections and (when this node is no longer
+    /// a member) the node's own life follow it.
+    fn on_membership(&mut self, index: u64, m: &Membership, st: &mut State) {
+        self.identity
+            .roster
+            .set(m.clone(), index, &self.bootstrap_addresses);
+        // `log_event` logs the configuration itself.
+        let view = self.identity.roster.view();
+        self.sync_peers(&view);
+        let me = self.server.raft().id();
+        if !m.contains(me) && st.leaving.is_none() {
+            let reason = format!(
+                "node {me} was removed from the cluster (configuration at log index {index}); it stops and will not serve again"
+            );
+            tracing::warn!(%reason, "removed from the cluster");
+            let now = Instant::now();
+            let ticks = self.server.raft().config().election_ticks * HANDOVER_ELECTION_TIMEOUTS;
+            st.leaving = Some(Leaving {
+                grace_until: now + REMOVED_GRACE,
+                hard_until: now + REMOVED_GRACE.max(self.tick * ticks),
+                reason,
+            });
+        }
+    }
+
+    fn answer_member(
+        &self,
+        tag: u64,
+        outcome: Result<MembershipView, MemberError>,
+        reply_to: &mpsc::Sender<ServerFrame>,
+    ) {
+        let leader = match &outcome {
+            Err(MemberError::NotLeader { .. }) => {
+                self.server.raft().leader().map(|id| LeaderHint {
+                    id,
+                    address: self.identity.roster.address_of(id),
+                })
+            }
+            _ => None,
+        };
+        let _ = reply_to.try_send(ServerFrame::Member {
+            tag,
+            outcome,
+            leader,
+        });
+    }
+
     fn reply_frame(&self, reply: ClientReply) -> ServerFrame {
         let leader = match &reply.outcome {
             Err(ClientError::NotLeader {
                 leader_hint: Some(id),
             }) => Some(LeaderHint {
                 id: *id,
-                address: self.members.get(id).cloned(),
+                address: self.identity.roster.address_of(*id),
             }),
             _ => None,
         };
@@ -693,7 +1036,7 @@ impl NodeLoop {
                 );
             }
             match self.peers.get(&env.to) {
-                Some(peer) => peer.send(env, &self.metrics),
+                Some((_, peer)) => peer.send(env, &self.metrics),
                 None => self.metrics.dropped(&env.msg),
             }
         }
@@ -832,6 +1175,21 @@ impl NodeLoop {
             }
         }
 
+        for ev in &events {
+            if let NodeEvent::MembershipChanged { index, membership } = ev {
+                self.on_membership(*index, membership, st);
+            }
+            if let NodeEvent::ConfChangeRefused { index, reason } = ev
+                && let Some(i) = st.members_pending.iter().position(|p| p.index == *index)
+            {
+                let p = st.members_pending.swap_remove(i);
+                self.answer_member(
+                    p.tag,
+                    Err(MemberError::Refused(reason.clone())),
+                    &p.reply_to,
+                );
+            }
+        }
         for ev in events {
             log_event(&ev, &self.metrics);
             self.settle_transfer_waiters(&ev, st);
@@ -866,6 +1224,24 @@ impl NodeLoop {
             st.last_status_at = now;
             self.status_tx.send_replace(status);
         }
+    }
+}
+
+/// A refusal of the core as `kvctl` sees it: the passing ones are retried by the client.
+fn member_error(e: ConfChangeError) -> MemberError {
+    match e {
+        ConfChangeError::ChangeInProgress { .. }
+        | ConfChangeError::NoCommitInTerm
+        | ConfChangeError::TransferInProgress => MemberError::Busy(e.to_string()),
+        e => MemberError::Refused(e.to_string()),
+    }
+}
+
+fn single(kind: ChangeKind, node: NodeId) -> SingleChange {
+    SingleChange {
+        kind,
+        node,
+        address: None,
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keyval_core::trace::TraceKind;
-use keyval_core::{KvServer, NodeStatus};
+use keyval_core::{KvServer, Membership, NodeStatus};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
@@ -17,6 +17,7 @@ use crate::config::NodeConfig;
 use crate::events::EventHub;
 use crate::http::{self, AppState};
 use crate::listener::{ConnInfo, NodeListener};
+use crate::membership::{Eviction, Roster};
 use crate::meta::{self, MetaError};
 use crate::metrics::Metrics;
 use crate::node_loop::{self, LoopError, NodeLoop};
@@ -48,6 +49,10 @@ pub enum StartError {
     },
     #[error("node {0} is not among the persisted members")]
     NotMember(u64),
+    #[error("{0}")]
+    Removed(String),
+    #[error(transparent)]
+    Join(#[from] crate::join::JoinError),
     #[error(transparent)]
     Loop(#[from] LoopError),
     #[error("HTTP server failed: {0}")]
@@ -72,13 +77,7 @@ pub async fn run(
         None => None,
     };
     let lock = DataDirLock::acquire(&cfg.data_dir)?;
-    let (meta, created) = meta::load_or_init(
-        &cfg.data_dir,
-        cfg.id,
-        &cfg.peers,
-        cfg.cluster_id.as_deref(),
-        cfg.fsync,
-    )?;
+    let (meta, created) = identity_of(&cfg, tls.as_deref()).await?;
     if !meta.members.contains_key(&cfg.id) {
         return Err(StartError::NotMember(cfg.id));
     }
@@ -143,9 +142,19 @@ pub async fn run(
     let seed = seed(cfg.id);
     // A snapshot that passed its checksum but is not a state machine stops the node here with
     // one line, instead of a panic inside the core.
-    let server = KvServer::try_new(
+    // A new cluster starts from the `--peers` voters (with their addresses, which joining
+    // nodes learn from the configuration); a joined node from what the cluster handed it.
+    let (membership, membership_index) = match &meta.joined {
+        Some(j) => (j.membership.clone(), j.index),
+        None => (
+            Membership::bootstrap(meta.members.keys().copied(), meta.members.clone()),
+            0,
+        ),
+    };
+    let server = KvServer::try_with_membership(
         cfg.id,
-        meta.members.keys().copied(),
+        membership,
+        membership_index,
         raft_config,
         persisted,
         seed,
@@ -166,23 +175,37 @@ pub async fn run(
             source,
         })?;
 
+    let roster = Arc::new(Roster::new(
+        server.membership().clone(),
+        server.raft().membership_index(),
+        &meta.members,
+    ));
+    if let Some(reason) = removed_reason(&roster, cfg.id) {
+        if let Err(e) = meta::mark_removed(&cfg.data_dir, &meta, &reason) {
+            tracing::error!(error = %e, "cannot record the removal in the data directory");
+        }
+        drop(lock);
+        return Err(StartError::Removed(reason));
+    }
+    let (eviction, evicted) = Eviction::new();
     let identity = Arc::new(Identity {
         cluster_id: meta.cluster_id.clone(),
         id: cfg.id,
-        members: meta.members.clone(),
+        roster: roster.clone(),
+        eviction,
     });
     let mut peers = BTreeMap::new();
-    for (&id, addr) in &meta.members {
-        if id != cfg.id {
+    for m in roster.view().members {
+        if m.id != cfg.id {
             let p = transport::spawn_peer(
                 (*identity).clone(),
                 tls.clone(),
-                id,
-                addr.clone(),
+                m.id,
+                m.address.clone(),
                 metrics.clone(),
                 shutdown.clone(),
             );
-            peers.insert(id, p);
+            peers.insert(m.id, (m.address, p));
         }
     }
     let (peer_tx, peer_rx) =
@@ -243,8 +266,10 @@ pub async fn run(
         peers,
         peer_rx,
         input_rx,
-        members: meta.members.clone(),
-        cluster_id: meta.cluster_id.clone(),
+        identity: identity.clone(),
+        bootstrap_addresses: meta.members.clone(),
+        tls: tls.clone(),
+        evicted,
         metrics,
         events,
         status_tx,
@@ -254,6 +279,11 @@ pub async fn run(
         restored,
     };
     let loop_result = node.run().await;
+    if let Err(LoopError::Removed(reason)) = &loop_result
+        && let Err(e) = meta::mark_removed(&cfg.data_dir, &meta, reason)
+    {
+        tracing::error!(error = %e, "cannot record the removal in the data directory");
+    }
     // Whatever ended the loop, everything else stops too.
     let _ = shutdown_tx.send(true);
     match tokio::time::timeout(SHUTDOWN_GRACE, server_task).await {
@@ -265,6 +295,70 @@ pub async fn run(
     loop_result?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// The cluster identity of this data directory: the persisted one; on a first start the one
+/// `--peers` describes, or the one the cluster hands over to `--join`.
+async fn identity_of(
+    cfg: &NodeConfig,
+    tls: Option<&TlsStore>,
+) -> Result<(meta::ClusterMeta, bool), StartError> {
+    if let Some(found) = meta::load(&cfg.data_dir, cfg.id, cfg.cluster_id.as_deref())? {
+        if cfg.join.is_some() {
+            tracing::info!(
+                cluster_id = %found.cluster_id,
+                "the data directory already belongs to a cluster; --join is not needed and ignored"
+            );
+        }
+        return Ok((found, false));
+    }
+    let Some(endpoints) = &cfg.join else {
+        return Ok(meta::load_or_init(
+            &cfg.data_dir,
+            cfg.id,
+            &cfg.peers,
+            cfg.cluster_id.as_deref(),
+            cfg.fsync,
+        )?);
+    };
+    let admitted = crate::join::join(cfg.id, &cfg.listen.to_string(), endpoints, tls).await?;
+    if let Some(wanted) = &cfg.cluster_id
+        && *wanted != admitted.cluster_id
+    {
+        return Err(MetaError::WrongCluster {
+            found: admitted.cluster_id,
+            wanted: wanted.clone(),
+        }
+        .into());
+    }
+    tracing::info!(
+        cluster_id = %admitted.cluster_id,
+        membership = ?admitted.membership,
+        "admitted by the cluster"
+    );
+    let joined = meta::init_joined(
+        &cfg.data_dir,
+        cfg.id,
+        admitted.cluster_id,
+        meta::JoinedConfig {
+            membership: admitted.membership,
+            index: admitted.index,
+        },
+        cfg.fsync,
+    )?;
+    Ok((joined, true))
+}
+
+/// Why this node may not serve, when its recovered configuration already removed it (it was
+/// removed while down, and its log or snapshot says so).
+fn removed_reason(roster: &Roster, me: u64) -> Option<String> {
+    let applied = roster.applied();
+    (applied.membership.removed.contains(&me) && !applied.membership.contains(me)).then(|| {
+        format!(
+            "node {me} was removed from the cluster (configuration at log index {}); it will not serve again",
+            applied.index
+        )
+    })
 }
 
 /// Election-timer randomness: different per node and per start, so restarted nodes do not

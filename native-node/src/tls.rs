@@ -126,14 +126,79 @@ fn cert_names(der: &CertificateDer<'_>, id: NodeId) -> Result<(), String> {
         .map_err(|_| format!("certificate does not name {name}"))
 }
 
+/// The TLS server name a node started with `--join` dials with: it does not know the ids of
+/// the endpoints it was given. Listeners answer it with the peer configuration (a client
+/// certificate from the peer CA is required), like `node-<ID>`.
+pub const JOIN_NAME: &str = "keyval-join";
+
 /// The rustls configurations built from one reading of the files.
 pub struct TlsConfigs {
-    /// For connections that ask for `node-<our id>`: mutual TLS with the peer CA.
+    /// For connections that ask for `node-<our id>` or [`JOIN_NAME`]: mutual TLS with the
+    /// peer CA.
     pub peer_server: Arc<ServerConfig>,
     /// For every other connection.
     pub client_server: Arc<ServerConfig>,
     /// For dialing peers: trusts the peer CA, presents the peer certificate.
     pub dialer: Arc<ClientConfig>,
+    /// For `--join`: presents the peer certificate, and accepts any server certificate from
+    /// the peer CA whatever node it names (the joiner does not know the endpoints' ids; the
+    /// peer CA signs only nodes of the cluster).
+    pub join_dialer: Arc<ClientConfig>,
+}
+
+/// Verifies a server's chain against the peer CA without checking which node it names.
+#[derive(Debug)]
+struct AnyPeerVerifier {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for AnyPeerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        use rustls::CertificateError::{NotValidForName, NotValidForNameContext};
+        // The chain, validity and usage are checked before the name, so a name mismatch
+        // means everything else passed.
+        let probe =
+            ServerName::try_from(JOIN_NAME).map_err(|e| rustls::Error::General(e.to_string()))?;
+        match self
+            .inner
+            .verify_server_cert(end_entity, intermediates, &probe, ocsp_response, now)
+        {
+            Ok(v) => Ok(v),
+            Err(rustls::Error::InvalidCertificate(
+                NotValidForName | NotValidForNameContext { .. },
+            )) => Ok(rustls::client::danger::ServerCertVerified::assertion()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -230,6 +295,22 @@ pub fn build(files: &TlsFiles, me: NodeId) -> Result<TlsConfigs, TlsError> {
     };
     client_server.alpn_protocols = vec![b"http/1.1".to_vec()];
 
+    let any_peer = AnyPeerVerifier {
+        inner: rustls::client::WebPkiServerVerifier::builder_with_provider(
+            peer_roots.clone(),
+            p.clone(),
+        )
+        .build()
+        .map_err(|e| TlsError::BadCa {
+            path: files.peer_ca.clone(),
+            reason: e.to_string(),
+        })?,
+    };
+    let join_dialer = ClientConfig::builder_with_provider(p.clone())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(any_peer))
+        .with_client_auth_cert(peer_certs.clone(), peer_key.clone_key())?;
     let dialer = ClientConfig::builder_with_provider(p)
         .with_safe_default_protocol_versions()?
         .with_root_certificates(peer_roots)
@@ -238,6 +319,7 @@ pub fn build(files: &TlsFiles, me: NodeId) -> Result<TlsConfigs, TlsError> {
         peer_server: Arc::new(peer_server),
         client_server: Arc::new(client_server),
         dialer: Arc::new(dialer),
+        join_dialer: Arc::new(join_dialer),
     })
 }
 

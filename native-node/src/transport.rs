@@ -18,7 +18,6 @@
 //! drops a connection silent for [`PEER_IDLE_TIMEOUT`], so a half-open or abandoned connection
 //! cannot hold one of the bounded peer slots forever.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -31,6 +30,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message as TMessage};
 
 use crate::listener::BoxIo;
+use crate::membership::{Eviction, Roster, Standing};
 use crate::metrics::{Metrics, kind_index};
 use crate::peer_inbox::PeerInbox;
 use crate::tls::{Access, TlsStore, node_name};
@@ -72,7 +72,10 @@ impl PeerSender {
 pub struct Identity {
     pub cluster_id: String,
     pub id: NodeId,
-    pub members: BTreeMap<NodeId, String>,
+    /// Who may connect: updated by the node loop as configurations apply.
+    pub roster: Arc<Roster>,
+    /// Where a peer's "you were removed" answer goes: it stops this node.
+    pub eviction: Arc<Eviction>,
 }
 
 fn estimate(env: &Envelope) -> usize {
@@ -127,7 +130,17 @@ async fn run_peer(
                 if *shutdown.borrow() {
                     return;
                 }
+                if let Some(removed) = reason.strip_prefix(REMOVED_PREFIX) {
+                    tracing::error!(peer, %addr, reason = %removed, "peer says this node was removed from the cluster");
+                    me.eviction.evict(removed.to_string());
+                    return;
+                }
                 tracing::info!(peer, %addr, %reason, "peer connection closed");
+            }
+            Err(DialError::Removed(reason)) => {
+                tracing::error!(peer, %addr, %reason, "peer says this node was removed from the cluster");
+                me.eviction.evict(reason);
+                return;
             }
             Err(e) => {
                 if !logged_down {
@@ -177,6 +190,8 @@ pub enum DialError {
     Ws(#[from] tungstenite::Error),
     #[error("peer refused the handshake: {0}")]
     Refused(String),
+    #[error("{0}")]
+    Removed(String),
     #[error("unexpected handshake answer: {0}")]
     Protocol(String),
 }
@@ -240,6 +255,7 @@ async fn dial(
                 "answered as node {node}, expected node {peer}"
             ))),
             Ok(PeerFrame::Refused { reason }) => Err(DialError::Refused(reason)),
+            Ok(PeerFrame::Removed { reason, .. }) => Err(DialError::Removed(reason)),
             Ok(other) => Err(DialError::Protocol(format!("{other:?}"))),
             Err(e) => Err(DialError::Protocol(e.to_string())),
         },
@@ -248,6 +264,9 @@ async fn dial(
         None => Err(DialError::Protocol("closed during handshake".into())),
     }
 }
+
+/// How [`pump`] reports that the peer answered "you were removed".
+const REMOVED_PREFIX: &str = "removed: ";
 
 /// Writes queued messages until the connection fails or the node shuts down.
 async fn pump(
@@ -277,6 +296,13 @@ async fn pump(
             incoming = stream.next() => match incoming {
                 Some(Ok(TMessage::Close(_))) | None => return "closed by peer".into(),
                 Some(Err(e)) => return e.to_string(),
+                // The one frame a listener sends after Welcome: this node was removed.
+                Some(Ok(TMessage::Binary(b))) => match wire::decode::<PeerFrame>(&b) {
+                    Ok(PeerFrame::Removed { reason, .. }) => {
+                        return format!("{REMOVED_PREFIX}{reason}");
+                    }
+                    _ => continue,
+                },
                 Some(Ok(_)) => continue,
             },
             env = rx.recv() => match env {
@@ -328,19 +354,39 @@ pub async fn serve_inbound(
                 cluster_id,
                 from,
                 to,
-            }) => match check_hello(&me, &cluster_id, from, to)
-                .and_then(|()| access.authorizes_node(from))
+            }) => match access
+                .authorizes_node(from)
+                .map_err(PeerFrame::refused)
+                .and_then(|()| check_hello(&me, &cluster_id, from, to))
             {
                 Ok(()) => from,
-                Err(reason) => {
+                Err(frame) => {
                     metrics.peer_rejections.fetch_add(1, Relaxed);
-                    tracing::warn!(%remote, %reason, "refused peer handshake");
-                    let frame = wire::encode(&PeerFrame::Refused { reason });
-                    let _ = socket.send(WsMessage::Binary(frame.into())).await;
+                    tracing::warn!(%remote, answer = ?frame, "refused peer handshake");
+                    let _ = socket
+                        .send(WsMessage::Binary(wire::encode(&frame).into()))
+                        .await;
                     let _ = socket.send(WsMessage::Close(None)).await;
                     return;
                 }
             },
+            Ok(PeerFrame::Join { from, address }) => {
+                let answer = answer_join(&me, &access, from, &address);
+                match &answer {
+                    PeerFrame::Joined { .. } => {
+                        tracing::info!(node = from, %address, %remote, "handed the cluster identity to a joining node")
+                    }
+                    other => {
+                        metrics.peer_rejections.fetch_add(1, Relaxed);
+                        tracing::warn!(node = from, %address, %remote, answer = ?other, "refused a join")
+                    }
+                }
+                let _ = socket
+                    .send(WsMessage::Binary(wire::encode(&answer).into()))
+                    .await;
+                let _ = socket.send(WsMessage::Close(None)).await;
+                return;
+            }
             Ok(other) => {
                 return refuse_frame(
                     socket,
@@ -399,6 +445,16 @@ pub async fn serve_inbound(
         };
         match msg {
             Some(Ok(WsMessage::Binary(b))) => match wire::decode::<PeerFrame>(&b) {
+                Ok(PeerFrame::Raft(_)) if me.roster.standing(from) == Standing::Removed => {
+                    // Removed since it connected (it may never have learnt that its removal
+                    // committed): the distinct answer makes it stop, as at the handshake.
+                    metrics.peer_rejections.fetch_add(1, Relaxed);
+                    tracing::info!(peer = from, %remote, "traffic from a removed node: telling it to stop");
+                    let frame = wire::encode(&PeerFrame::removed(from));
+                    let _ = socket.send(WsMessage::Binary(frame.into())).await;
+                    let _ = socket.send(WsMessage::Close(None)).await;
+                    return;
+                }
                 Ok(PeerFrame::Raft(envs)) => {
                     // A peer speaks for itself only, and only in shapes a correct node sends:
                     // the core trusts message structure (it asserts its own log invariants), so
@@ -474,20 +530,84 @@ pub fn well_formed(msg: &Message) -> bool {
     msg.check_shape().is_ok()
 }
 
-fn check_hello(me: &Identity, cluster_id: &str, from: NodeId, to: NodeId) -> Result<(), String> {
+/// The handshake checks, answered with the frame to send back when they fail: a node that was
+/// removed gets the distinct `Removed` refusal (it stops on it), anything else `Refused`.
+fn check_hello(me: &Identity, cluster_id: &str, from: NodeId, to: NodeId) -> Result<(), PeerFrame> {
     if cluster_id != me.cluster_id {
-        return Err(format!(
+        return Err(PeerFrame::refused(format!(
             "cluster id mismatch: peer says {cluster_id:?}, this node belongs to {:?}",
             me.cluster_id
-        ));
+        )));
     }
     if to != me.id {
-        return Err(format!("addressed to node {to}, this is node {}", me.id));
+        return Err(PeerFrame::refused(format!(
+            "addressed to node {to}, this is node {}",
+            me.id
+        )));
     }
-    if from == me.id || !me.members.contains_key(&from) {
-        return Err(format!("node {from} is not a member of this cluster"));
+    match me.roster.standing(from) {
+        _ if from == me.id => Err(PeerFrame::refused(format!(
+            "node {from} is this node; a peer cannot claim it"
+        ))),
+        Standing::Member => Ok(()),
+        Standing::Removed => Err(PeerFrame::removed(from)),
+        Standing::Unknown => Err(PeerFrame::refused(format!(
+            "node {from} is not a member of this cluster"
+        ))),
     }
-    Ok(())
+}
+
+/// Whether a node started with `--join` gets the cluster identity: it must have been added
+/// (and not removed), must prove its id (with TLS, by its peer certificate), and without TLS
+/// must listen at the address it was added with, so a typo in `--id` cannot take over another
+/// member's slot.
+fn answer_join(me: &Identity, access: &Access, from: NodeId, address: &str) -> PeerFrame {
+    if let Err(reason) = access.authorizes_node(from) {
+        return PeerFrame::refused(reason);
+    }
+    if from == me.id {
+        return PeerFrame::refused(format!("node {from} is the node being asked to admit it"));
+    }
+    let applied = me.roster.applied();
+    match me.roster.standing(from) {
+        Standing::Removed => PeerFrame::removed(from),
+        Standing::Unknown => PeerFrame::refused(format!(
+            "node {from} was never added to this cluster: run `kvctl member add {from} {address}` first"
+        )),
+        Standing::Member => match applied.view.address_of(from) {
+            Some(added) if !same_address(added, address) && matches!(access, Access::Plain) => {
+                PeerFrame::refused(format!(
+                    "node {from} was added with address {added}, but this node listens on {address}"
+                ))
+            }
+            _ => PeerFrame::Joined {
+                cluster_id: me.cluster_id.clone(),
+                membership: Box::new(applied.membership),
+                index: applied.index,
+            },
+        },
+    }
+}
+
+/// Whether a joining node listening on `listening` is the one added at `added`: the same
+/// address, or the same port when it listens on all interfaces.
+fn same_address(added: &str, listening: &str) -> bool {
+    if added == listening {
+        return true;
+    }
+    match (
+        added.parse::<std::net::SocketAddr>(),
+        listening.parse::<std::net::SocketAddr>(),
+    ) {
+        (Ok(a), Ok(l)) => l.ip().is_unspecified() && a.port() == l.port(),
+        (Err(_), Ok(l)) => {
+            l.ip().is_unspecified()
+                && added
+                    .rsplit_once(':')
+                    .is_some_and(|(_, p)| p.parse::<u16>().ok() == Some(l.port()))
+        }
+        _ => false,
+    }
 }
 
 async fn refuse_frame(

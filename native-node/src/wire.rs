@@ -6,7 +6,9 @@
 //! size-limited on read (the WebSocket layer refuses larger ones before buffering them), and a
 //! frame that fails to decode is refused, never trusted.
 
-use keyval_core::{ClientReply, ClientRequest, Envelope, NodeId, NodeStatus, ReadConsistency};
+use keyval_core::{
+    ClientReply, ClientRequest, Envelope, Membership, NodeId, NodeStatus, ReadConsistency,
+};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 /// 2: snapshots carry the whole membership and entries may be configuration changes.
@@ -42,6 +44,48 @@ pub enum PeerFrame {
     /// Messages batched by the sender's peer task: one frame per wake-up, not per message.
     /// Decoding is bounded by count and by in-memory size, see [`deserialize_batch`].
     Raft(#[serde(deserialize_with = "deserialize_batch")] Vec<Envelope>),
+    /// The first frame of a node started with `--join`: it knows its id and address but not
+    /// the cluster id yet. Answered by `Joined` (then the connection closes), `Removed` or
+    /// `Refused`. With TLS on it comes over the peer handshake, so the certificate must name
+    /// `node-<from>`; the cluster id is only ever handed to a node that proves (by
+    /// certificate, or without TLS by claiming an added id at its added address) that it was
+    /// added.
+    Join {
+        from: NodeId,
+        address: String,
+    },
+    /// The answer to an accepted `Join`: the cluster id and the applied configuration with
+    /// the index of the entry that produced it (the joining node's Raft node starts from it).
+    Joined {
+        cluster_id: String,
+        membership: Box<Membership>,
+        index: u64,
+    },
+    /// The distinct refusal (etcd's HTTP 410) for a node that was a member and was removed:
+    /// the node that receives it stops serving instead of retrying forever.
+    Removed {
+        node: NodeId,
+        reason: String,
+    },
+}
+
+impl PeerFrame {
+    pub fn refused(reason: impl Into<String>) -> PeerFrame {
+        PeerFrame::Refused {
+            reason: reason.into(),
+        }
+    }
+
+    /// The answer to any traffic from a removed node (etcd answers 410 Gone).
+    /// It names no cluster id: it may go to a node that cannot prove who it is.
+    pub fn removed(node: NodeId) -> PeerFrame {
+        PeerFrame::Removed {
+            node,
+            reason: format!(
+                "node {node} was removed from the cluster and may not rejoin it (node ids are never reused): wipe its data directory and add it under a new id"
+            ),
+        }
+    }
 }
 
 /// Most messages in one peer frame: a sender batches at most its queue (4096) per frame.
@@ -135,6 +179,11 @@ pub enum ClientFrame {
     TransferLeader {
         to: Option<NodeId>,
     },
+    /// A membership request; the reply is `ServerFrame::Member` with the same tag.
+    Member {
+        tag: u64,
+        op: MemberOp,
+    },
 }
 
 /// How a leadership transfer ended, as the node that was asked saw it.
@@ -162,6 +211,8 @@ pub struct LeaderHint {
 pub struct StatusReply {
     pub status: NodeStatus,
     pub members: Vec<(NodeId, String)>,
+    /// Voters, learners and the joint state.
+    pub membership: MembershipView,
 }
 
 /// Node to client, on `/client`.
@@ -177,6 +228,112 @@ pub enum ServerFrame {
         reason: String,
     },
     Transfer(TransferOutcome),
+    /// The answer to a `ClientFrame::Member` with the same tag.
+    Member {
+        tag: u64,
+        outcome: Result<MembershipView, MemberError>,
+        leader: Option<LeaderHint>,
+    },
+}
+
+/// A membership request of `kvctl member ...`. Every one goes to the leader (a follower
+/// answers `NotLeader` with a hint), so `list` shows the newest applied membership.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MemberOp {
+    List,
+    /// Adds `id` at `address` as a learner; unless `learner`, the leader promotes it to voter
+    /// once it has caught up.
+    Add {
+        id: NodeId,
+        address: String,
+        learner: bool,
+    },
+    Promote {
+        id: NodeId,
+    },
+    Remove {
+        id: NodeId,
+    },
+}
+
+/// Why a membership request did not succeed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum MemberError {
+    #[error("node {node} is not the leader")]
+    NotLeader { node: NodeId },
+    /// Refused before anything was proposed: certainly not applied.
+    #[error("{0}")]
+    Refused(String),
+    /// Proposed, then the outcome became unknown (leadership lost before it applied).
+    #[error("{0}")]
+    Indeterminate(String),
+    /// Refused for now, nothing proposed: an earlier change is not applied yet, the new leader
+    /// has not committed in its term, or leadership is being handed over. Clients retry.
+    #[error("{0}")]
+    Busy(String),
+}
+
+/// How one member takes part.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MemberRole {
+    Voter,
+    Learner,
+}
+
+impl MemberRole {
+    pub fn name(self) -> &'static str {
+        match self {
+            MemberRole::Voter => "voter",
+            MemberRole::Learner => "learner",
+        }
+    }
+}
+
+/// One member as clients and joining nodes see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRow {
+    pub id: NodeId,
+    pub address: String,
+    pub role: MemberRole,
+}
+
+/// The applied membership, in the form that travels: members with addresses and roles, the
+/// outgoing voters while a joint configuration is in force, and the ids removed for good.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembershipView {
+    /// Log index of the configuration (0: the bootstrap one).
+    pub index: u64,
+    pub members: Vec<MemberRow>,
+    /// Voters of the old configuration while joint (empty otherwise).
+    pub outgoing: Vec<NodeId>,
+    pub removed: Vec<NodeId>,
+}
+
+impl MembershipView {
+    pub fn joint(&self) -> bool {
+        !self.outgoing.is_empty()
+    }
+
+    pub fn voters(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.members
+            .iter()
+            .filter(|m| m.role == MemberRole::Voter)
+            .map(|m| m.id)
+    }
+
+    pub fn learners(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.members
+            .iter()
+            .filter(|m| m.role == MemberRole::Learner)
+            .map(|m| m.id)
+    }
+
+    pub fn address_of(&self, id: NodeId) -> Option<&str> {
+        self.members
+            .iter()
+            .find(|m| m.id == id)
+            .map(|m| m.address.as_str())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

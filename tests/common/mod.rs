@@ -99,6 +99,8 @@ pub struct Node {
     pub data_dir: PathBuf,
     pub log: PathBuf,
     pub child: Option<Child>,
+    /// Started with `--join` (a node added after the cluster started) instead of `--peers`.
+    pub joins: bool,
 }
 
 impl Node {
@@ -177,6 +179,7 @@ impl Cluster {
                 data_dir: dir.path().join(format!("node{}", i + 1)),
                 log: dir.path().join(format!("node{}.log", i + 1)),
                 child: None,
+                joins: false,
             })
             .collect();
         let mut c = Cluster {
@@ -193,7 +196,17 @@ impl Cluster {
     }
 
     pub fn node(&mut self, id: u64) -> &mut Node {
-        &mut self.nodes[(id - 1) as usize]
+        self.nodes
+            .iter_mut()
+            .find(|n| n.id == id)
+            .unwrap_or_else(|| panic!("no node {id} in this cluster"))
+    }
+
+    fn node_ref(&self, id: u64) -> &Node {
+        self.nodes
+            .iter()
+            .find(|n| n.id == id)
+            .unwrap_or_else(|| panic!("no node {id} in this cluster"))
     }
 
     pub fn endpoints(&self) -> String {
@@ -204,22 +217,60 @@ impl Cluster {
             .join(",")
     }
 
+    /// Endpoints of the given nodes only.
+    pub fn endpoints_of(&self, ids: &[u64]) -> String {
+        ids.iter()
+            .map(|&id| self.node_ref(id).addr())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// A slot for a new node `id` (a free port, its data dir and log), not started: add it with
+    /// `kvctl member add ID ADDR`, then [`Cluster::restart`] starts it with `--join`.
+    pub fn add_slot(&mut self, id: u64) -> String {
+        assert!(
+            self.nodes.iter().all(|n| n.id != id),
+            "node {id} already has a slot"
+        );
+        let port = free_ports(1)[0];
+        self.nodes.push(Node {
+            id,
+            port,
+            data_dir: self.dir.path().join(format!("node{id}")),
+            log: self.dir.path().join(format!("node{id}.log")),
+            child: None,
+            joins: true,
+        });
+        self.node_ref(id).addr()
+    }
+
+    /// Forgets node `id` (after removing it from the cluster): it is killed and no longer
+    /// among the endpoints.
+    pub fn drop_slot(&mut self, id: u64) {
+        self.kill9(id);
+        self.nodes.retain(|n| n.id != id);
+    }
+
     /// The command line that (re)starts node `id`.
     pub fn keyval_cmd(&self, id: u64) -> Command {
-        let node = &self.nodes[(id - 1) as usize];
+        let node = self.node_ref(id);
         let mut cmd = Command::new(keyval_bin());
-        cmd.args([
-            "--id",
-            &id.to_string(),
-            "--listen",
-            &node.addr(),
-            "--peers",
-            &self.peers,
-            "--data-dir",
-        ])
-        .arg(&node.data_dir)
-        .args(&self.extra_args)
-        .env("RUST_LOG", "info");
+        cmd.args(["--id", &id.to_string(), "--listen", &node.addr()]);
+        if node.joins {
+            let others: Vec<String> = self
+                .nodes
+                .iter()
+                .filter(|n| n.id != id)
+                .map(Node::addr)
+                .collect();
+            cmd.args(["--join", &others.join(",")]);
+        } else {
+            cmd.args(["--peers", &self.peers]);
+        }
+        cmd.arg("--data-dir")
+            .arg(&node.data_dir)
+            .args(&self.extra_args)
+            .env("RUST_LOG", "info");
         if let Some(dir) = &self.tls_dir {
             cmd.arg("--peer-cert-file")
                 .arg(dir.join(format!("node-{id}.pem")))
@@ -245,7 +296,7 @@ impl Cluster {
     /// Starts node `id` (again), appending its stderr to its log file.
     pub fn restart(&mut self, id: u64) {
         let mut cmd = self.keyval_cmd(id);
-        let node = &self.nodes[(id - 1) as usize];
+        let node = self.node_ref(id);
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)

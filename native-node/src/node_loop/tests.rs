@@ -59,6 +59,9 @@ async fn start_saving(
         ..keyval_core::Config::default()
     };
     let server = KvServer::new(1, [1], config, persisted, 7);
+    let server_membership = server.membership().clone();
+    let bootstrap_addresses = BTreeMap::from([(1, "127.0.0.1:1".to_string())]);
+    let (eviction, evicted) = crate::membership::Eviction::new();
     let (_peer_tx, peer_rx) =
         crate::peer_inbox::channel(PEER_INBOX, crate::peer_inbox::PEER_INBOX_BYTES);
     let (input_tx, input_rx) = mpsc::channel(CLIENT_INBOX);
@@ -80,8 +83,19 @@ async fn start_saving(
         peers: BTreeMap::new(),
         peer_rx,
         input_rx,
-        members: BTreeMap::from([(1, "127.0.0.1:1".to_string())]),
-        cluster_id: "test".into(),
+        identity: Arc::new(Identity {
+            cluster_id: "test".into(),
+            id: 1,
+            roster: Arc::new(crate::membership::Roster::new(
+                server_membership,
+                0,
+                &bootstrap_addresses,
+            )),
+            eviction,
+        }),
+        tls: None,
+        bootstrap_addresses,
+        evicted,
         metrics: Arc::new(Metrics::default()),
         events: EventHub::default(),
         status_tx,
@@ -279,4 +293,63 @@ async fn the_own_snapshot_is_written_beside_the_wal() {
         snap.meta.last_index
     );
     assert!(last_index >= last.applied_index, "every write survived");
+}
+
+/// `kvctl member` at the loop: a second change while the first is in flight is refused as
+/// passing (the client retries it), a promotion of a learner that never connected and the
+/// removal of the last voter are refused for good, each with one line.
+#[tokio::test]
+async fn member_requests_are_answered_when_applied_and_refusals_say_why() {
+    let h = start(0, None).await;
+    let (tx, mut rx) = mpsc::channel(8);
+    let add = |tag, id: u64| Input::Member {
+        tag,
+        op: MemberOp::Add {
+            id,
+            address: format!("127.0.0.1:{}", 9000 + id),
+            learner: true,
+        },
+        reply_to: tx.clone(),
+    };
+    // Back to back, without yielding: both reach the loop in one turn.
+    h.input.send(add(1, 2)).await.expect("loop alive");
+    h.input.send(add(2, 3)).await.expect("loop alive");
+    let mut answers = BTreeMap::new();
+    for _ in 0..2 {
+        let frame = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("answered")
+            .expect("frame");
+        let ServerFrame::Member { tag, outcome, .. } = frame else {
+            panic!("unexpected frame {frame:?}");
+        };
+        answers.insert(tag, outcome);
+    }
+    let view = answers[&1].as_ref().expect("the first add applies");
+    assert_eq!(view.learners().collect::<Vec<_>>(), vec![2]);
+    match &answers[&2] {
+        Err(MemberError::Busy(why)) => assert!(why.contains("not applied yet"), "{why}"),
+        other => panic!("the second change in flight answered {other:?}"),
+    }
+    for (tag, op, expected) in [
+        (3, MemberOp::Promote { id: 2 }, "node 2 is not connected"),
+        (4, MemberOp::Remove { id: 1 }, "would leave no voter"),
+    ] {
+        h.input
+            .send(Input::Member {
+                tag,
+                op,
+                reply_to: tx.clone(),
+            })
+            .await
+            .expect("loop alive");
+        match rx.recv().await {
+            Some(ServerFrame::Member {
+                outcome: Err(MemberError::Refused(why)),
+                ..
+            }) => assert!(why.contains(expected) && !why.contains('\n'), "{why}"),
+            other => panic!("tag {tag} answered {other:?}"),
+        }
+    }
+    h.stop().await;
 }

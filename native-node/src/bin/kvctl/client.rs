@@ -16,7 +16,10 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use keyval_core::{ClientError, ClientRequest, KvOp, KvResult, NodeId, ReadConsistency};
-use native_node::wire::{self, ClientFrame, MAX_CLIENT_FRAME_BYTES, ServerFrame, StatusReply};
+use native_node::wire::{
+    self, ClientFrame, LeaderHint, MAX_CLIENT_FRAME_BYTES, MemberError, MemberOp, MembershipView,
+    ServerFrame, StatusReply,
+};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message as TMessage;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -281,7 +284,9 @@ impl Client {
                         !maybe_applied,
                     ));
                 }
-                Ok(ServerFrame::Status(_) | ServerFrame::Transfer(_)) => {
+                Ok(
+                    ServerFrame::Status(_) | ServerFrame::Member { .. } | ServerFrame::Transfer(_),
+                ) => {
                     self.conn = None;
                     maybe_applied = true;
                     last_error = format!("{target} answered out of turn");
@@ -300,6 +305,145 @@ impl Client {
                     last_error = e;
                     failures_in_row += 1;
                 }
+            }
+        }
+    }
+
+    /// Runs a membership request at the leader (following its redirects) within the timeout.
+    /// A change whose answer is lost after sending is indeterminate: it is not retried,
+    /// since a retry of an applied `add` would be refused and read as a definite failure.
+    pub async fn member(&mut self, op: MemberOp) -> Result<MembershipView, Failure> {
+        let deadline = Instant::now() + self.timeout;
+        let change = op != MemberOp::List;
+        let mut last_error = String::from("no endpoint tried");
+        let mut failures_in_row = 0usize;
+        loop {
+            if Instant::now() >= deadline {
+                return Err(Failure {
+                    message: format!(
+                        "timed out; the request was not applied (last error: {last_error})"
+                    ),
+                    definite: true,
+                });
+            }
+            let target = self.pick_target();
+            self.seq += 1;
+            let tag = self.seq;
+            let frame = ClientFrame::Member {
+                tag,
+                op: op.clone(),
+            };
+            match self.attempt_member(&target, &frame, tag, deadline).await {
+                Ok((Ok(view), _)) => return Ok(view),
+                Ok((Err(MemberError::NotLeader { .. }), leader)) => {
+                    last_error = format!("{target} is not the leader");
+                    match leader.and_then(|l| l.address) {
+                        Some(addr) if addr != target => self.leader = Some(addr),
+                        _ => {
+                            self.conn = None;
+                            failures_in_row += 1;
+                            self.pause(failures_in_row, deadline).await;
+                        }
+                    }
+                }
+                Ok((Err(MemberError::Refused(message)), _)) => {
+                    return Err(Failure {
+                        message,
+                        definite: true,
+                    });
+                }
+                Ok((Err(MemberError::Busy(message)), _)) => {
+                    // Passing (a change in flight, a new leader, a hand-over): retry until the
+                    // deadline, which then reports this refusal (nothing was proposed).
+                    last_error = message;
+                    failures_in_row += 1;
+                    if Instant::now() + Duration::from_millis(MAX_RETRY_PAUSE_MS) >= deadline {
+                        return Err(Failure {
+                            message: last_error,
+                            definite: true,
+                        });
+                    }
+                    self.pause(failures_in_row, deadline).await;
+                }
+                Ok((Err(MemberError::Indeterminate(message)), _)) => {
+                    return Err(Failure {
+                        message,
+                        definite: false,
+                    });
+                }
+                Err(AttemptError::NotSent(e)) => {
+                    last_error = e;
+                    failures_in_row += 1;
+                    if failures_in_row.is_multiple_of(self.endpoints.len().max(1)) {
+                        self.pause(failures_in_row / self.endpoints.len().max(1), deadline)
+                            .await;
+                    }
+                }
+                Err(AttemptError::Lost(e)) if change => {
+                    return Err(Failure {
+                        message: format!(
+                            "lost the answer after sending; the outcome is unknown: {e}"
+                        ),
+                        definite: false,
+                    });
+                }
+                Err(AttemptError::Lost(e)) => {
+                    last_error = e;
+                    failures_in_row += 1;
+                }
+            }
+        }
+    }
+
+    async fn attempt_member(
+        &mut self,
+        target: &str,
+        frame: &ClientFrame,
+        tag: u64,
+        deadline: Instant,
+    ) -> Result<(Result<MembershipView, MemberError>, Option<LeaderHint>), AttemptError> {
+        let mut conn = match self.conn.take() {
+            Some((addr, c)) if addr == target => c,
+            _ => connect(target, deadline)
+                .await
+                .map_err(AttemptError::NotSent)?,
+        };
+        if let Err(e) = conn
+            .send(TMessage::Binary(wire::encode(frame).into()))
+            .await
+        {
+            return Err(AttemptError::Lost(format!("{target}: {e}")));
+        }
+        loop {
+            match tokio::time::timeout_at(deadline, conn.next()).await {
+                Err(_) => return Err(AttemptError::Lost(format!("{target}: no reply in time"))),
+                Ok(None) | Ok(Some(Ok(TMessage::Close(_)))) => {
+                    return Err(AttemptError::Lost(format!("{target}: connection closed")));
+                }
+                Ok(Some(Err(e))) => return Err(AttemptError::Lost(format!("{target}: {e}"))),
+                Ok(Some(Ok(TMessage::Binary(b)))) => match wire::decode::<ServerFrame>(&b) {
+                    Ok(ServerFrame::Member {
+                        tag: t,
+                        outcome,
+                        leader,
+                    }) if t == tag => {
+                        self.conn = Some((target.to_string(), conn));
+                        return Ok((outcome, leader));
+                    }
+                    Ok(ServerFrame::Error { reason }) => {
+                        return Ok((
+                            Err(MemberError::Refused(format!(
+                                "{target} refused the request: {reason}"
+                            ))),
+                            None,
+                        ));
+                    }
+                    Ok(_) => continue,
+                    Err(e) => {
+                        return Err(AttemptError::Lost(format!("{target}: bad frame: {e}")));
+                    }
+                },
+                Ok(Some(Ok(_))) => continue,
             }
         }
     }

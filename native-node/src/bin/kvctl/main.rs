@@ -9,16 +9,18 @@ mod bench;
 mod client;
 mod leader;
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use keyval_core::{KvOp, KvResult, ReadConsistency};
+use keyval_core::{KvOp, KvResult, Membership, ReadConsistency};
 use serde_json::json;
 
 use client::{Client, Failure};
+use native_node::wire::{MemberOp, MembershipView};
 
 const EXIT_DEFINITE: u8 = 3;
 const EXIT_INDETERMINATE: u8 = 4;
@@ -118,6 +120,29 @@ enum Command {
     /// Leadership: `leader transfer [--to ID]`.
     #[command(subcommand)]
     Leader(leader::LeaderCommand),
+    /// List, add, promote or remove cluster members (at the leader).
+    #[command(subcommand)]
+    Member(MemberCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum MemberCommand {
+    /// Voters and learners with their addresses, and whether a joint configuration is in force.
+    List,
+    /// Add node ID reachable at ADDR (HOST:PORT). It joins as a learner; the leader promotes
+    /// it to voter once it has caught up, unless --learner. Then start it with
+    /// `keyval --id ID --listen ADDR --data-dir DIR --join ENDPOINTS`.
+    Add {
+        id: u64,
+        addr: String,
+        /// Keep it a learner (promote it later with `member promote`).
+        #[arg(long)]
+        learner: bool,
+    },
+    /// Promote a caught-up learner to voter.
+    Promote { id: u64 },
+    /// Remove node ID (a leader hands leadership over first). Its id is never reused.
+    Remove { id: u64 },
 }
 
 fn main() -> ExitCode {
@@ -210,6 +235,10 @@ fn main() -> ExitCode {
                 .await
             }
             Command::Status => status(out, endpoints, timeout).await,
+            Command::Member(cmd) => match member_op(cmd) {
+                Ok(op) => member(out, endpoints, timeout, op).await,
+                Err(m) => usage(out, &m),
+            },
             Command::Leader(leader::LeaderCommand::Transfer { to }) => {
                 match leader::transfer(endpoints, to, timeout).await {
                     Ok(id) => {
@@ -344,6 +373,10 @@ async fn status(out: Output, endpoints: Vec<String>, timeout: Duration) -> ExitC
                             "last_index": s.last_index,
                             "snapshot_index": s.snapshot_index,
                             "members": s.members,
+                            "voters": s.membership.voters,
+                            "learners": learners_of(&s.membership),
+                            "joint": s.membership.is_joint(),
+                            "outgoing": s.membership.outgoing,
                         })
                     }
                     Err(err) => json!({
@@ -380,7 +413,7 @@ async fn status(out: Output, endpoints: Vec<String>, timeout: Duration) -> ExitC
                     Ok(r) => {
                         let s = &r.status;
                         let leader = s.leader.map_or("-".to_string(), |l| l.to_string());
-                        let m: Vec<String> = s.members.iter().map(|m| m.to_string()).collect();
+                        let m = members_cell(&s.membership);
                         text.push_str(&format!(
                             "{:<4} {:<22} {:<12} {:>6} {:>6} {:>8} {:>8} {:>8} {:>8}  {}\n",
                             s.id,
@@ -392,7 +425,7 @@ async fn status(out: Output, endpoints: Vec<String>, timeout: Duration) -> ExitC
                             s.applied_index,
                             s.last_index,
                             s.snapshot_index,
-                            m.join(",")
+                            m
                         ));
                     }
                     Err(err) => {
@@ -413,6 +446,121 @@ async fn status(out: Output, endpoints: Vec<String>, timeout: Duration) -> ExitC
     } else {
         ExitCode::from(EXIT_DEFINITE)
     }
+}
+
+/// The MEMBERS column of `status`: the voters (the incoming ones while joint), then learners
+/// and the outgoing voters of a joint configuration when there are any.
+fn members_cell(m: &Membership) -> String {
+    let list = |ids: &mut dyn Iterator<Item = u64>| {
+        ids.map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+    };
+    let mut cell = list(&mut m.voters.iter().copied());
+    let learners = learners_of(m);
+    if !learners.is_empty() {
+        cell.push_str(&format!(" learners:{}", list(&mut learners.into_iter())));
+    }
+    if m.is_joint() {
+        cell.push_str(&format!(
+            " joint(outgoing:{})",
+            list(&mut m.outgoing.iter().copied())
+        ));
+    }
+    cell
+}
+
+/// Learners, including those a joint configuration turns into learners when it is left.
+fn learners_of(m: &Membership) -> BTreeSet<u64> {
+    m.learners.union(&m.learners_next).copied().collect()
+}
+
+/// Checks the arguments of a membership command before anything is sent.
+fn member_op(cmd: MemberCommand) -> Result<MemberOp, String> {
+    let id_ok = |id: u64| {
+        if id == 0 {
+            Err("node ids start at 1".to_string())
+        } else {
+            Ok(id)
+        }
+    };
+    Ok(match cmd {
+        MemberCommand::List => MemberOp::List,
+        MemberCommand::Add { id, addr, learner } => {
+            let ok = addr
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+            if !ok {
+                return Err(format!("ADDR {addr:?} is not HOST:PORT"));
+            }
+            MemberOp::Add {
+                id: id_ok(id)?,
+                address: addr,
+                learner,
+            }
+        }
+        MemberCommand::Promote { id } => MemberOp::Promote { id: id_ok(id)? },
+        MemberCommand::Remove { id } => MemberOp::Remove { id: id_ok(id)? },
+    })
+}
+
+async fn member(out: Output, endpoints: Vec<String>, timeout: Duration, op: MemberOp) -> ExitCode {
+    let mut client = Client::new(endpoints, timeout);
+    let result = client.member(op.clone()).await;
+    client.close().await;
+    let view = match result {
+        Ok(v) => v,
+        Err(Failure { message, definite }) => return fail(out, &message, definite),
+    };
+    match (out, &op) {
+        (Output::Json, MemberOp::List) => print_line(&members_json(&view).to_string()),
+        (Output::Json, _) => print_line(&json!({"ok": true}).to_string()),
+        (Output::Text, MemberOp::List) => print!("{}", members_text(&view)),
+        (Output::Text, MemberOp::Add { id, learner, .. }) => print_line(&if *learner {
+            format!("added node {id} as a learner")
+        } else {
+            format!(
+                "added node {id} as a learner; the leader promotes it to voter once it has caught up"
+            )
+        }),
+        (Output::Text, MemberOp::Promote { id }) => {
+            print_line(&format!("promoted node {id} to voter"))
+        }
+        (Output::Text, MemberOp::Remove { id }) => print_line(&format!("removed node {id}")),
+    }
+    ExitCode::SUCCESS
+}
+
+/// SPEC's `member list` line: `{"ok":true,"members":[{"id":1,"address":"...","role":"voter"}],"joint":false}`.
+fn members_json(view: &MembershipView) -> serde_json::Value {
+    let members: Vec<_> = view
+        .members
+        .iter()
+        .map(|m| json!({"id": m.id, "address": m.address, "role": m.role.name()}))
+        .collect();
+    let mut v = json!({"ok": true, "members": members, "joint": view.joint()});
+    if view.joint() {
+        v["outgoing"] = json!(view.outgoing);
+    }
+    v
+}
+
+fn members_text(view: &MembershipView) -> String {
+    let mut text = format!("{:<6} {:<24} {}\n", "ID", "ADDRESS", "ROLE");
+    for m in &view.members {
+        text.push_str(&format!(
+            "{:<6} {:<24} {}\n",
+            m.id,
+            m.address,
+            m.role.name()
+        ));
+    }
+    if view.joint() {
+        let old: Vec<String> = view.outgoing.iter().map(|i| i.to_string()).collect();
+        text.push_str(&format!(
+            "joint configuration in force: decisions need a majority of the voters above and of the outgoing voters {}\n",
+            old.join(",")
+        ));
+    }
+    text
 }
 
 /// A found value in JSON: UTF-8 values as they are (SPEC's exact form); anything else, or
@@ -513,5 +661,66 @@ mod tests {
         assert_eq!(decode_hex("ff00fe61"), Some(bin.to_vec()));
         assert_eq!(decode_hex("f"), None);
         assert_eq!(decode_hex("zz"), None);
+    }
+
+    #[test]
+    fn status_members_cell_names_learners_and_the_outgoing_half() {
+        let mut m = Membership::bootstrap([1, 2, 3], Default::default());
+        assert_eq!(members_cell(&m), "1,2,3");
+        m.learners = [5].into();
+        m.learners_next = [4].into();
+        m.outgoing = [1, 2, 4].into();
+        assert_eq!(members_cell(&m), "1,2,3 learners:4,5 joint(outgoing:1,2,4)");
+    }
+
+    #[test]
+    fn member_list_has_specs_shape_and_arguments_are_checked() {
+        use native_node::wire::{MemberRole, MemberRow};
+        let mut view = MembershipView {
+            index: 9,
+            members: vec![
+                MemberRow {
+                    id: 1,
+                    address: "127.0.0.1:7001".into(),
+                    role: MemberRole::Voter,
+                },
+                MemberRow {
+                    id: 4,
+                    address: "127.0.0.1:7004".into(),
+                    role: MemberRole::Learner,
+                },
+            ],
+            outgoing: vec![],
+            removed: vec![2],
+        };
+        assert_eq!(
+            members_json(&view).to_string(),
+            r#"{"ok":true,"members":[{"id":1,"address":"127.0.0.1:7001","role":"voter"},{"id":4,"address":"127.0.0.1:7004","role":"learner"}],"joint":false}"#
+        );
+        assert!(members_text(&view).contains("4      127.0.0.1:7004           learner"));
+        view.outgoing = vec![1, 2];
+        assert_eq!(members_json(&view)["joint"], true);
+        assert!(members_text(&view).contains("outgoing voters 1,2"));
+        assert!(
+            member_op(MemberCommand::Add {
+                id: 4,
+                addr: "nohost".into(),
+                learner: false
+            })
+            .is_err()
+        );
+        assert!(member_op(MemberCommand::Remove { id: 0 }).is_err());
+        assert_eq!(
+            member_op(MemberCommand::Add {
+                id: 4,
+                addr: "h:1".into(),
+                learner: true
+            }),
+            Ok(MemberOp::Add {
+                id: 4,
+                address: "h:1".into(),
+                learner: true
+            })
+        );
     }
 }
