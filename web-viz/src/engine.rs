@@ -59,6 +59,10 @@ pub enum ScriptAction {
     Submit(KvOp),
     /// A membership change, asked of whoever leads then.
     Member(crate::member_action::MemberAction),
+    /// Replace the highest-numbered voter that does not lead by the most caught-up learner.
+    ReplaceFollower,
+    /// Remove the highest-numbered voter that does not lead.
+    RemoveFollower,
 }
 
 /// A message on its way, for drawing.
@@ -363,6 +367,34 @@ impl Engine {
             ScriptAction::Fault(f) => UserAction::Fault(f),
             ScriptAction::Submit(op) => UserAction::Submit(op),
             ScriptAction::Member(m) => UserAction::Member(m),
+            ScriptAction::ReplaceFollower | ScriptAction::RemoveFollower => {
+                use crate::member_action::MemberAction;
+                use crate::membership_view::Standing;
+                let view = crate::membership_view::MembershipView::of(self);
+                let leader = self.sim.leader()?;
+                let out = view
+                    .membership
+                    .voters
+                    .iter()
+                    .rev()
+                    .copied()
+                    .find(|&v| v != leader)?;
+                UserAction::Member(match a {
+                    ScriptAction::ReplaceFollower => MemberAction::Replace {
+                        out,
+                        // A node still joining (its change not applied yet) is asked for too:
+                        // the leader's refusal is the lesson.
+                        into: view.best_learner().or_else(|| {
+                            view.rows
+                                .iter()
+                                .rev()
+                                .find(|r| r.standing == Standing::Joining)
+                                .map(|r| r.id)
+                        })?,
+                    },
+                    _ => MemberAction::Remove(out),
+                })
+            }
             ScriptAction::CrashLeader => UserAction::Fault(FaultAction::Crash(self.sim.leader()?)),
             ScriptAction::CrashIsolated => UserAction::Fault(FaultAction::Crash(self.isolated?)),
             ScriptAction::CrashFollower => {

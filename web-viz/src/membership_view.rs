@@ -367,4 +367,79 @@ mod tests {
         assert!(line.starts_with("No leader"), "{line}");
         assert_eq!(e.sim.nodes().len(), 3, "no node was started");
     }
+
+    fn play(id: &str, until: u64) -> Engine {
+        let sc = crate::scenarios::SCENARIOS
+            .iter()
+            .find(|s| s.id == id)
+            .expect("scenario exists");
+        let mut e = sc.engine();
+        e.run_until_time(until, u64::MAX);
+        e
+    }
+
+    fn narrated(e: &Engine) -> Vec<crate::narrate::Narration> {
+        (0..e.trace().len())
+            .filter_map(|i| {
+                let seen = crate::narrate::Seen {
+                    removed: e.was_removed(i),
+                    ..Default::default()
+                };
+                crate::narrate::narrate_in(&e.trace()[i], seen)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_replace_scenario_refuses_early_then_goes_joint_and_leaves() {
+        use crate::narrate::*;
+        let e = play("replace-voter", 4_000_000);
+        let lines = narrated(&e);
+        let refused: Vec<_> = lines
+            .iter()
+            .filter(|n| n.class == "member-refused")
+            .collect();
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert_eq!(refused[0].rule, RULE_ONE_CHANGE);
+        assert!(lines.iter().any(|n| n.rule == RULE_LEARNER));
+        let joint = lines.iter().filter(|n| n.rule == RULE_JOINT).count();
+        assert!(
+            joint >= 3,
+            "every voter applies the joint configuration: {joint}"
+        );
+        assert!(lines
+            .iter()
+            .any(|n| n.rule == RULE_APPLY_TIME && n.text.contains("n4")));
+        let v = MembershipView::of(&e);
+        assert_eq!(v.joint, None);
+        assert_eq!(v.row(4).map(|r| r.standing), Some(Standing::Voter));
+        assert_eq!(v.voter_count(), 3);
+        assert_eq!(
+            v.rows
+                .iter()
+                .filter(|r| r.standing == Standing::Removed)
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn the_removed_node_campaigns_in_vain() {
+        let e = play("removed-node", 4_000_000);
+        let (&gone, _) = e.removed_at.iter().next().expect("a node was removed");
+        let lines = narrated(&e);
+        let tries = lines
+            .iter()
+            .filter(|n| n.rule == crate::narrate::RULE_REMOVED_NODE)
+            .count();
+        assert!(
+            tries >= 3,
+            "n{gone} timed out {tries} times after its removal"
+        );
+        let leaders = crate::scenarios::leaders_by_term(e.trace());
+        assert_eq!(leaders.len(), 1, "one leader, one term: {leaders:?}");
+        let v = MembershipView::of(&e);
+        assert_eq!(v.row(gone).map(|r| r.standing), Some(Standing::Removed));
+        assert!(v.row(gone).is_some_and(|r| r.up), "it still runs");
+    }
 }
