@@ -15,6 +15,7 @@ use super::node_card::node_card;
 use super::palette::{msg_style, role_color, role_label};
 use super::reads::{lease_bar, read_queue};
 use crate::engine::{Engine, Flight, UserAction};
+use crate::member_action::MemberAction;
 use crate::membership_view::{CatchUp, Half, MembershipView, Standing};
 use crate::state::{Msg, Ui};
 use keyval_core::sim::FaultAction;
@@ -91,6 +92,7 @@ pub fn cluster_card(state: &UseReducerHandle<Ui>, e: &Engine) -> Html {
                 </svg>
                 { read_queue(e) }
                 { node_card(state, e).unwrap_or_default() }
+                { members_badge(&d, &view) }
                 <div class="leader-badge" data-testid="leader">
                     { match leader { Some(l) => format!("leader: n{l}"), None => "no leader".to_string() } }
                 </div>
@@ -195,6 +197,28 @@ fn joint_halves(view: &MembershipView, layout: &Layout) -> Html {
     }
 }
 
+/// The live membership in a few words, and the quickest way to grow it: the size picker only
+/// sets the voters of a new run.
+fn members_badge(d: &UseReducerDispatcher<Ui>, view: &MembershipView) -> Html {
+    let learners = view.membership.learners.len();
+    let voters = match &view.joint {
+        Some(j) => format!("joint {}→{} voters", j.old.voters.len(), j.new.voters.len()),
+        None => format!("{} voters", view.membership.voters.len()),
+    };
+    let text = match learners {
+        0 => voters,
+        1 => format!("{voters} + 1 learner"),
+        n => format!("{voters} + {n} learners"),
+    };
+    html! {
+        <div class="members-badge" data-testid="live-members">
+            {text}
+            <button data-testid="add-node" onclick={click(d, Msg::Member(MemberAction::AddLearner))}
+                title="Add a node to this run, as a learner (the Members tab has every change)">{"+ node"}</button>
+        </div>
+    }
+}
+
 /// The caption of the joint configuration: each half, its majority, and how many of it hold
 /// the leader's last entry.
 fn joint_caption(view: &MembershipView) -> Html {
@@ -218,10 +242,11 @@ fn joint_caption(view: &MembershipView) -> Html {
     };
     html! {
         <g class="joint-caption" data-testid="joint-config" data-old={j.old.voters.len().to_string()} data-new={j.new.voters.len().to_string()}>
-            <rect x="6" y="6" width="330" height="58" rx="6" />
-            <text x="14" y="24" class="title">{"joint configuration: both majorities"}</text>
-            <text x="14" y="41" class="half-old">{line(&j.old, "old")}</text>
-            <text x="14" y="57" class="half-new">{line(&j.new, "new")}</text>
+            <title>{"While the joint configuration is in force, every commit and every election needs a majority of the old voters AND a majority of the new voters."}</title>
+            <rect x="4" y="40" width="226" height="56" rx="6" />
+            <text x="10" y="56" class="title">{"joint: both majorities"}</text>
+            <text x="10" y="72" class="half-old">{line(&j.old, "old")}</text>
+            <text x="10" y="88" class="half-new">{line(&j.new, "new")}</text>
         </g>
     }
 }

@@ -5,27 +5,7 @@ use web_sys::{HtmlInputElement, HtmlSelectElement};
 use yew::prelude::*;
 
 use super::forms::{click, field_input};
-use crate::member_action::MemberAction;
-use crate::membership_view::MembershipView;
 use crate::state::{Field, Mode, Msg, Ui};
-
-/// "3 voters + 1 learner" (or the joint form) for the run bar.
-fn members_text(state: &Ui) -> String {
-    let v = MembershipView::of(&state.engine.borrow());
-    let learners = v.membership.learners.len();
-    let voters = match &v.joint {
-        Some(j) => format!("joint {}→{} voters", j.old.voters.len(), j.new.voters.len()),
-        None => format!("{} voters", v.membership.voters.len()),
-    };
-    if learners == 0 {
-        format!("now: {voters} ")
-    } else {
-        format!(
-            "now: {voters} + {learners} learner{} ",
-            if learners == 1 { "" } else { "s" }
-        )
-    }
-}
 
 pub fn header(state: &UseReducerHandle<Ui>) -> Html {
     let d = state.dispatcher();
@@ -66,17 +46,13 @@ pub fn header(state: &UseReducerHandle<Ui>) -> Html {
             </nav>
             if sim {
                 <div class="runbar">
-                    <label title="Voters of a new run">{"Nodes "}
+                    <label title="Voters of a new run; change a running cluster with + node on the drawing or the Members tab">{"Nodes "}
                         <select id="nodes-select" data-testid="nodes-select" onchange={field(Field::Nodes)}>
                             { for [3usize, 5, 7].iter().map(|n| html!{
                                 <option value={n.to_string()} selected={n.to_string() == state.form.nodes}>{n}</option>
                             }) }
                         </select>
                     </label>
-                    <span class="live-members" data-testid="live-members" title="The configuration in force now; change it live in the Members tab">
-                        {members_text(state)}
-                        <button data-testid="header-add-node" onclick={cb(Msg::Member(MemberAction::AddLearner))} title="Add a node to this run, as a learner">{"＋ node"}</button>
-                    </span>
                     <label>{"Seed "}
                         <input id="seed-input" data-testid="seed-input" type="number" min="0" value={state.form.seed.clone()} oninput={field_input(&d, Field::Seed)} />
                     </label>

@@ -90,7 +90,7 @@ pub fn members_panel(state: &UseReducerHandle<Ui>, e: &Engine) -> Html {
             }
             <div class="row">
                 <button class="primary" data-testid="member-add" onclick={ask(MemberAction::AddLearner)}
-                    title="Start a new, empty node and add it as a learner">{"＋ Add a node (as learner)"}</button>
+                    title="Start a new, empty node and add it as a learner">{"+ Add a node (as learner)"}</button>
             </div>
             <table class="member-table">
                 <thead><tr><th>{"node"}</th><th>{"standing"}</th><th>{"log vs leader"}</th><th></th></tr></thead>
