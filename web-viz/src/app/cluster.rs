@@ -233,10 +233,9 @@ fn joint_caption(view: &MembershipView) -> Html {
             "…"
         };
         format!(
-            "{name} {{{}}}: needs {} of {}, {} hold the last entry {ok}",
+            "{name} {{{}}}: need {}, {} hold last {ok}",
             ids.join(","),
             h.majority,
-            h.voters.len(),
             h.holding_last
         )
     };
