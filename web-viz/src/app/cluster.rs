@@ -233,16 +233,16 @@ fn joint_caption(view: &MembershipView) -> Html {
             "…"
         };
         format!(
-            "{name} {{{}}}: need {}, {} hold last {ok}",
-            ids.join(","),
+            "{name} {}: need {}, have {} {ok}",
+            ids.join(" "),
             h.majority,
             h.holding_last
         )
     };
     html! {
         <g class="joint-caption" data-testid="joint-config" data-old={j.old.voters.len().to_string()} data-new={j.new.voters.len().to_string()}>
-            <title>{"While the joint configuration is in force, every commit and every election needs a majority of the old voters AND a majority of the new voters."}</title>
-            <rect x="4" y="40" width="226" height="56" rx="6" />
+            <title>{"While the joint configuration is in force, every commit and every election needs a majority of the old voters AND a majority of the new voters. \"have\": voters holding the leader's last entry."}</title>
+            <rect x="4" y="40" width="200" height="56" rx="6" />
             <text x="10" y="56" class="title">{"joint: both majorities"}</text>
             <text x="10" y="72" class="half-old">{line(&j.old, "old")}</text>
             <text x="10" y="88" class="half-new">{line(&j.new, "new")}</text>
