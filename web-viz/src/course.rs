@@ -338,7 +338,7 @@ pub const CHAPTERS: &[Chapter] = &[
         question: "While the replacement is under way, whose majority must the leader get to commit?",
         choices: &["The new voters' only: the change is logged", "A majority of the old voters AND one of the new, until the joint configuration is left"],
         verdict: replacement_path,
-        why: "The change first puts the joint configuration (old voters && new voters) in force: every commit and election needs both majorities, so no moment exists at which two leaders could be elected. Once the leader has applied it, it proposes leaving it by itself (auto-leave), and the new voters alone decide. The early attempt was refused: one change at a time (thesis §4.3).",
+        why: "The change first puts the joint configuration (old voters && new voters) in force: every commit and election needs both majorities, so no moment exists at which two leaders could be elected. Once the leader has applied it, it proposes leaving it by itself (auto-leave), and the new voters alone decide. The two early attempts were refused: one change at a time, and no vote for a learner whose log lags the leader's by more than the promotion lag (thesis §4.2.1, §4.3).",
     },
     Chapter {
         id: "removed-node",

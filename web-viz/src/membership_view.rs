@@ -399,8 +399,13 @@ mod tests {
             .iter()
             .filter(|n| n.class == "member-refused")
             .collect();
-        assert_eq!(refused.len(), 1, "{refused:?}");
-        assert_eq!(refused[0].rule, RULE_ONE_CHANGE);
+        let rules: Vec<&str> = refused.iter().map(|n| n.rule).collect();
+        assert_eq!(rules, [RULE_ONE_CHANGE, RULE_PROMOTION_LAG], "{refused:?}");
+        assert!(
+            refused[1].text.contains("not caught up"),
+            "{}",
+            refused[1].text
+        );
         assert!(lines.iter().any(|n| n.rule == RULE_LEARNER));
         let joint = lines.iter().filter(|n| n.rule == RULE_JOINT).count();
         assert!(

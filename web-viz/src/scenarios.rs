@@ -304,12 +304,12 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         id: "replace-voter",
         title: "Replace a voter through joint consensus",
-        what: "At 0.8 s a new node, n4, is added as a learner: it receives the log but does not vote (dashed, with its catch-up bar). A replacement asked for at once is refused: the learner's change is not applied yet, and only one change may be in flight. At 1.4 s one joint change makes n4 a voter and removes a follower. While the joint configuration is in force (orange and blue rings), every commit and election needs a majority of the old voters AND of the new; the leader leaves it by itself once it has applied it (auto-leave).",
+        what: "At 0.8 s a new node, n4, is added as a learner: it receives the log but does not vote (dashed, with its catch-up bar). A replacement asked for at once is refused: the learner's change is not applied yet, and only one change may be in flight. n4 is then paused while the client writes, and a replacement at 1.15 s is refused again: n4's log lags the leader's by more than the promotion lag (2 entries here). n4 resumes and catches up; at 1.8 s one joint change makes it a voter and removes a follower. While the joint configuration is in force (orange and blue rings), every commit and election needs a majority of the old voters AND of the new; the leader leaves it by itself once it has applied it (auto-leave).",
         nodes: 3,
         seed: 1,
         speed: Some(22.0),
         needs: None,
-        tune: None,
+        tune: Some(|c| c.raft.max_promotion_lag = 2),
         directed: None,
         script: || {
             vec![
@@ -323,8 +323,13 @@ pub const SCENARIOS: &[Scenario] = &[
                 (600 * MS, put("x", "1")),
                 (800 * MS, ScriptAction::Member(MemberAction::AddLearner)),
                 (805 * MS, ScriptAction::ReplaceFollower),
-                (1_400 * MS, ScriptAction::ReplaceFollower),
-                (2_200 * MS, put("y", "2")),
+                (810 * MS, ScriptAction::Fault(FaultAction::Pause(4))),
+                (900 * MS, put("y", "2")),
+                (1_000 * MS, put("z", "3")),
+                (1_150 * MS, ScriptAction::ReplaceFollower),
+                (1_250 * MS, ScriptAction::Fault(FaultAction::Resume(4))),
+                (1_800 * MS, ScriptAction::ReplaceFollower),
+                (2_600 * MS, put("w", "4")),
             ]
         },
     },
