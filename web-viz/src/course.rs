@@ -168,6 +168,57 @@ fn stale_read_answer(e: &Engine) -> Option<usize> {
     })
 }
 
+/// Configurations applied by the leader of the moment, in trace order, with their time.
+fn leader_configurations(e: &Engine) -> Vec<(u64, keyval_core::membership::Membership)> {
+    node_events(e.trace())
+        .filter_map(|(time, n, ev)| match ev {
+            NodeEvent::MembershipChanged { membership, .. } if membership.voters.contains(&n) => {
+                Some((time, membership.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Replacing a voter: did the cluster pass through a joint configuration (both majorities)
+/// before the new one, or switch in one step?
+fn replacement_path(e: &Engine) -> Option<usize> {
+    let configs = leader_configurations(e);
+    let replaced = configs.iter().position(|(_, m)| {
+        !m.is_joint() && !m.removed.is_empty() && m.voters.iter().any(|&v| v > e.cfg.nodes as u64)
+    })?;
+    Some(if configs[..replaced].iter().any(|(_, m)| m.is_joint()) {
+        1
+    } else {
+        0
+    })
+}
+
+/// A removed node keeps running: within two seconds of its removal, did any election change
+/// the leader or its term?
+fn removed_node_effect(e: &Engine) -> Option<usize> {
+    let t = e.trace();
+    let (&gone, &at) = e.removed_at.iter().next()?;
+    let removed_time = t.get(at)?.time;
+    let disrupted = node_events(&t[at..]).any(|(_, n, ev)| {
+        n != gone
+            && matches!(
+                ev,
+                NodeEvent::RoleChanged {
+                    to: Role::Candidate | Role::Leader,
+                    ..
+                } | NodeEvent::RoleChanged {
+                    from: Role::Leader,
+                    ..
+                }
+            )
+    });
+    if disrupted {
+        return Some(0);
+    }
+    (e.now() > removed_time + 2_000_000).then_some(1)
+}
+
 pub const CHAPTERS: &[Chapter] = &[
     Chapter {
         id: "election",
@@ -279,6 +330,26 @@ pub const CHAPTERS: &[Chapter] = &[
         verdict: stale_read_answer,
         why: "Its heartbeat round never reaches a majority, so the read waits in its queue. The client times out and retries at another node, which reads x=new; later the round expires and the old leader fails the read with a retryable error. ReadIndex trusts no clock, only a majority's answer: the history stays linearizable.",
     },
+    Chapter {
+        id: "replace-voter",
+        title: "12. Replacing a voter: joint consensus",
+        explain: "A new node joins as a learner (dashed, with a bar showing how much of the leader's log it holds): it gets the log but does not vote, so it cannot slow commits while it catches up. Then one change makes it a voter and removes a follower. Switching straight from the old voters to the new could, for a moment, let each set elect its own leader. Watch the rings and the caption while the change is under way, and the Members tab.",
+        scenario: "replace-voter",
+        question: "While the replacement is under way, whose majority must the leader get to commit?",
+        choices: &["The new voters' only: the change is logged", "A majority of the old voters AND one of the new, until the joint configuration is left"],
+        verdict: replacement_path,
+        why: "The change first puts the joint configuration (old voters && new voters) in force: every commit and election needs both majorities, so no moment exists at which two leaders could be elected. Once the leader has applied it, it proposes leaving it by itself (auto-leave), and the new voters alone decide. The two early attempts were refused: one change at a time, and no vote for a learner whose log lags the leader's by more than the promotion lag (thesis §4.2.1, §4.3).",
+    },
+    Chapter {
+        id: "removed-node",
+        title: "13. A removed node does not disrupt",
+        explain: "A follower is removed while it keeps running. The leader applies the change as soon as it commits and stops sending to the removed node, so that node may never learn it is out: it still thinks it is a voter, and its election timer keeps firing.",
+        scenario: "removed-node",
+        question: "Does the removed node's campaigning depose the leader?",
+        choices: &["Yes: its higher terms force a new election", "No: the leader and its term stand"],
+        verdict: removed_node_effect,
+        why: "It first asks for pre-votes, which bump no term; the members hear from their leader and refuse. Even a real vote request would be ignored while the members hear from a leader (check-quorum's lease). So the removed node wastes only its own time (thesis §4.2.3); an operator shuts it down.",
+    },
 ];
 
 pub fn chapter_index(id: &str) -> Option<usize> {
@@ -321,6 +392,8 @@ mod tests {
             ("read-index", 1),
             ("lease", 0),
             ("read-index-vs-lease", 1),
+            ("replace-voter", 1),
+            ("removed-node", 1),
         ];
         for (id, want) in expect {
             let c = &CHAPTERS[chapter_index(id).expect("chapter")];

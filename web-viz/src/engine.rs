@@ -29,6 +29,8 @@ pub enum UserAction {
         consistency: Option<ReadConsistency>,
         node: Option<NodeId>,
     },
+    /// A membership change asked of the leader.
+    Member(crate::member_action::MemberAction),
 }
 
 /// A user action applied after `step` simulator steps (before step `step + 1`).
@@ -55,6 +57,12 @@ pub enum ScriptAction {
         extra: usize,
     },
     Submit(KvOp),
+    /// A membership change, asked of whoever leads then.
+    Member(crate::member_action::MemberAction),
+    /// Replace the highest-numbered voter that does not lead by the most caught-up learner.
+    ReplaceFollower,
+    /// Remove the highest-numbered voter that does not lead.
+    RemoveFollower,
 }
 
 /// A message on its way, for drawing.
@@ -108,6 +116,12 @@ pub struct Engine {
     pub read_rounds: BTreeSet<(NodeId, u64)>,
     /// What a directed lease story established, when this is one.
     pub lease_story: Option<crate::lease_story::LeaseStory>,
+    /// The leader's answer to the latest membership change: what it logged, or one line
+    /// saying why it refused (or why nothing could be asked).
+    pub member_answer: Option<Result<String, String>>,
+    /// Per node removed from the cluster: the trace index of the first configuration
+    /// applied (by any node) that lists it as removed.
+    pub removed_at: BTreeMap<NodeId, usize>,
 }
 
 /// Votes granted to a candidate in its current campaign.
@@ -143,6 +157,8 @@ impl Engine {
             figure8: None,
             read_rounds: BTreeSet::new(),
             lease_story: None,
+            member_answer: None,
+            removed_at: BTreeMap::new(),
         }
     }
 
@@ -298,6 +314,14 @@ impl Engine {
                     self.client_seq = Some(seq);
                 }
             }
+            UserAction::Member(m) => {
+                let before = self.sim.trace().len();
+                self.member_answer = Some(match m.execute(&mut self.sim) {
+                    Err(e) => Err(e),
+                    Ok(()) => crate::member_action::outcome(self.sim.trace(), before)
+                        .unwrap_or_else(|| Err("The leader could not be asked.".into())),
+                });
+            }
         }
         self.fold();
     }
@@ -342,6 +366,35 @@ impl Engine {
         Some(match a {
             ScriptAction::Fault(f) => UserAction::Fault(f),
             ScriptAction::Submit(op) => UserAction::Submit(op),
+            ScriptAction::Member(m) => UserAction::Member(m),
+            ScriptAction::ReplaceFollower | ScriptAction::RemoveFollower => {
+                use crate::member_action::MemberAction;
+                use crate::membership_view::Standing;
+                let view = crate::membership_view::MembershipView::of(self);
+                let leader = self.sim.leader()?;
+                let out = view
+                    .membership
+                    .voters
+                    .iter()
+                    .rev()
+                    .copied()
+                    .find(|&v| v != leader)?;
+                UserAction::Member(match a {
+                    ScriptAction::ReplaceFollower => MemberAction::Replace {
+                        out,
+                        // A node still joining (its change not applied yet) is asked for too:
+                        // the leader's refusal is the lesson.
+                        into: view.best_learner().or_else(|| {
+                            view.rows
+                                .iter()
+                                .rev()
+                                .find(|r| r.standing == Standing::Joining)
+                                .map(|r| r.id)
+                        })?,
+                    },
+                    _ => MemberAction::Remove(out),
+                })
+            }
             ScriptAction::CrashLeader => UserAction::Fault(FaultAction::Crash(self.sim.leader()?)),
             ScriptAction::CrashIsolated => UserAction::Fault(FaultAction::Crash(self.isolated?)),
             ScriptAction::CrashFollower => {
@@ -397,6 +450,11 @@ impl Engine {
                                     granted: BTreeSet::from([*node]),
                                 },
                             );
+                        }
+                    }
+                    NodeEvent::MembershipChanged { membership, .. } => {
+                        for &gone in &membership.removed {
+                            self.removed_at.entry(gone).or_insert(i);
                         }
                     }
                     NodeEvent::ReadRoundStarted { seq, .. } => {
@@ -476,24 +534,25 @@ impl Engine {
     }
 
     /// The sides the network is split into, as cut links leave them (connected components of
-    /// the links that work both ways), one per node in node order; None when nothing is cut.
-    /// At most 3 sides are named (0, 1, 2); more fall into 2.
+    /// the links that work both ways), one per node in [`Simulator::node_ids`] order (ids 1 to
+    /// `cfg.nodes` first, then nodes added since); None when nothing is cut. At most 3 sides
+    /// are named (0, 1, 2); more fall into 2.
     pub fn sides(&self) -> Option<Vec<u8>> {
         let net = self.sim.network();
         net.cut_links().next()?;
-        let n = self.cfg.nodes;
-        let mut side: Vec<Option<u8>> = vec![None; n];
+        let ids = self.sim.node_ids();
+        let mut side: Vec<Option<u8>> = vec![None; ids.len()];
         let mut next = 0u8;
-        for start in 0..n {
+        for start in 0..ids.len() {
             if side[start].is_some() {
                 continue;
             }
             side[start] = Some(next.min(2));
             let mut stack = vec![start];
             while let Some(a) = stack.pop() {
-                let x = a as u64 + 1;
+                let x = ids[a];
                 for (b, s) in side.iter_mut().enumerate() {
-                    let y = b as u64 + 1;
+                    let y = ids[b];
                     if s.is_none() && !net.is_cut(x, y) && !net.is_cut(y, x) {
                         *s = Some(next.min(2));
                         stack.push(b);
@@ -509,17 +568,18 @@ impl Engine {
     /// off alone; otherwise it joins the first side (or, from the first side, the second).
     /// One side left means the network heals.
     pub fn move_across(&self, node: NodeId) -> FaultAction {
-        let n = self.cfg.nodes;
-        let mut side = self.sides().unwrap_or_else(|| vec![0; n]);
-        let Some(mine) = side.get(node as usize - 1).copied() else {
+        let ids = self.sim.node_ids();
+        let mut side = self.sides().unwrap_or_else(|| vec![0; ids.len()]);
+        let Some(at) = ids.iter().position(|&i| i == node) else {
             return FaultAction::Heal;
         };
+        let mine = side[at];
         let split = side.iter().any(|&s| s != 0);
         let to = if !split || mine == 0 { 1 } else { 0 };
-        side[node as usize - 1] = to;
+        side[at] = to;
         let mut groups: Vec<Vec<NodeId>> = vec![Vec::new(); 3];
         for (i, g) in side.iter().enumerate() {
-            groups[*g as usize].push(i as u64 + 1);
+            groups[*g as usize].push(ids[i]);
         }
         groups.retain(|g| !g.is_empty());
         if groups.len() < 2 {
@@ -527,6 +587,21 @@ impl Engine {
         } else {
             FaultAction::Partition(groups)
         }
+    }
+
+    /// Whether the node trace event `i` is about had been removed from the configuration by
+    /// then.
+    pub fn was_removed(&self, i: usize) -> bool {
+        use keyval_core::trace::Addr;
+        let node = match self.sim.trace().get(i).map(|ev| &ev.kind) {
+            Some(TraceKind::Node { node, .. }) => *node,
+            Some(TraceKind::Sent {
+                from: Addr::Node(n),
+                ..
+            }) => *n,
+            _ => return false,
+        };
+        self.removed_at.get(&node).is_some_and(|&at| i >= at)
     }
 
     /// Whether this entry is the manual client's latest request.

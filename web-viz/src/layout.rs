@@ -17,23 +17,23 @@ pub const NODE_R: f64 = 46.0;
 /// unsplit cluster: a circle just outside the ring).
 pub const CUT_RADIUS: f64 = RING + NODE_R + 12.0;
 
-/// A node's place on the ring.
+/// Node `id`'s place on a ring of nodes 1 to `n` (the live view's fixed cluster).
 pub fn pos(n: usize, id: NodeId) -> (f64, f64) {
-    let i = (id - 1) as f64;
-    let a = -std::f64::consts::FRAC_PI_2 + i * 2.0 * std::f64::consts::PI / n as f64;
-    (CX + RING * a.cos(), CY + RING * a.sin())
+    ring_pos(n, id.saturating_sub(1) as usize)
 }
 
-pub fn addr_pos(n: usize, a: Addr) -> (f64, f64) {
-    match a {
-        Addr::Node(id) => pos(n, id),
-        Addr::Client(_) => (CX, CY),
-    }
+/// The place of the `i`-th of `n` nodes on the ring.
+pub fn ring_pos(n: usize, i: usize) -> (f64, f64) {
+    let a = -std::f64::consts::FRAC_PI_2 + i as f64 * 2.0 * std::f64::consts::PI / n.max(1) as f64;
+    (CX + RING * a.cos(), CY + RING * a.sin())
 }
 
 /// Every node's place for one picture of the run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Layout {
+    /// Every node the run has started, in id order (nodes added by membership changes join
+    /// the ring; removed ones keep their place, they still run).
+    ids: Vec<NodeId>,
     pts: Vec<(f64, f64)>,
     /// The network is split: the first side is drawn left of the partition line, the others
     /// right of it.
@@ -42,21 +42,28 @@ pub struct Layout {
 
 impl Layout {
     pub fn of(e: &Engine) -> Layout {
-        let n = e.cfg.nodes;
+        let ids = e.sim.node_ids();
+        let n = ids.len();
         match e.sides() {
             Some(sides) if sides.iter().any(|&s| s != 0) => Layout {
+                ids,
                 pts: columns(&sides),
                 split: true,
             },
             _ => Layout {
-                pts: (1..=n as u64).map(|id| pos(n, id)).collect(),
+                ids,
+                pts: (0..n).map(|i| ring_pos(n, i)).collect(),
                 split: false,
             },
         }
     }
 
     pub fn pos(&self, id: NodeId) -> (f64, f64) {
-        self.pts.get(id as usize - 1).copied().unwrap_or((CX, CY))
+        self.ids
+            .iter()
+            .position(|&i| i == id)
+            .and_then(|i| self.pts.get(i).copied())
+            .unwrap_or((CX, CY))
     }
 
     pub fn addr_pos(&self, a: Addr) -> (f64, f64) {

@@ -7,6 +7,8 @@ pub mod engine;
 pub mod figure8;
 pub mod layout;
 pub mod lease_story;
+pub mod member_action;
+pub mod membership_view;
 pub mod narrate;
 pub mod scenario_player;
 pub mod scenarios;

@@ -31,6 +31,16 @@ pub const RULE_SM: &str = "§5.3 state machine safety";
 pub const RULE_SNAPSHOT: &str = "§7 log compaction";
 pub const RULE_READ_INDEX: &str = "thesis §6.4 ReadIndex";
 pub const RULE_LEASE: &str = "thesis §6.4.1 leases and clocks";
+pub const RULE_ONE_CHANGE: &str = "thesis §4.1 one configuration change at a time";
+pub const RULE_TERM_COMMIT: &str = "thesis §4.1 no change before the leader commits in its term";
+pub const RULE_APPLY_TIME: &str = "etcd-raft: a configuration takes effect when applied";
+pub const RULE_JOINT: &str = "thesis §4.3 joint consensus";
+pub const RULE_AUTO_LEAVE: &str = "thesis §4.3 / etcd-raft auto-leave";
+pub const RULE_LEARNER: &str = "thesis §4.2.1 learners do not count";
+pub const RULE_PROMOTION_LAG: &str = "thesis §4.2.1 promote only when caught up";
+pub const RULE_REMOVED_LEADER: &str = "thesis §3.10 / §4.2.2 removed leader transfers first";
+pub const RULE_REMOVED_NODE: &str = "thesis §4.2.3 disruptive servers: pre-vote, check-quorum";
+pub const RULE_TRANSFER: &str = "thesis §3.10 leadership transfer";
 
 /// What the reader chose to see, and what the trace alone does not say.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -42,6 +52,9 @@ pub struct Seen {
     /// The event's node was leading when it happened (a commit is the leader's decision; a
     /// follower only learns of it).
     pub by_leader: bool,
+    /// The event's node had been removed from the cluster's configuration by then (it may
+    /// not know it: the entry that removed it need not have reached it).
+    pub removed: bool,
 }
 
 /// Explains one event. `heartbeats` includes heartbeat traffic; `deliveries` includes
@@ -53,6 +66,7 @@ pub fn narrate(ev: &TraceEvent, heartbeats: bool, deliveries: bool) -> Option<Na
             heartbeats,
             deliveries,
             by_leader: false,
+            removed: false,
         },
     )
 }
@@ -63,7 +77,16 @@ pub fn narrate_in(ev: &TraceEvent, seen: Seen) -> Option<Narration> {
         heartbeats,
         deliveries,
         by_leader,
+        removed,
     } = seen;
+    if removed {
+        if let Some(line) = removed_node(&ev.kind) {
+            return Some(line);
+        }
+    }
+    if let Some(line) = membership(&ev.kind) {
+        return Some(line);
+    }
     match &ev.kind {
         TraceKind::Node { node, event } => node_event(*node, event, by_leader),
         TraceKind::Sent {
@@ -241,6 +264,145 @@ pub fn narrate_in(ev: &TraceEvent, seen: Seen) -> Option<Narration> {
         // Events added to the core later are still shown, in the core's own words.
         #[allow(unreachable_patterns)]
         _ => n(ev.kind.render(), "", "net"),
+    }
+}
+
+/// A removed node that does not know it is out (it never applied the entry that removed it)
+/// still times out and campaigns; what keeps it from disturbing the cluster.
+fn removed_node(kind: &TraceKind) -> Option<Narration> {
+    match kind {
+        TraceKind::Node {
+            node,
+            event: NodeEvent::ElectionTimeout { term, pre_vote: true },
+        } => n(
+            format!("n{node} was removed from the configuration but never applied that entry, so it believes it is still a voter. Its timer fires and it asks for pre-votes for term {}; the members refuse (they hear from their leader), and a pre-vote bumps no term, so the leader stands.", term + 1),
+            RULE_REMOVED_NODE,
+            "election",
+        ),
+        TraceKind::Node {
+            node,
+            event: NodeEvent::ElectionTimeout { term, pre_vote: false },
+        } => n(
+            format!("n{node}, removed from the configuration, starts an election for term {term}. The members ignore vote requests while they hear from a leader (check-quorum's leader lease), so the higher term does not depose it."),
+            RULE_REMOVED_NODE,
+            "election",
+        ),
+        _ => None,
+    }
+}
+
+/// Membership changes: what the operator asked, what the leader logged or refused, and how
+/// each node takes a configuration into force.
+fn membership(kind: &TraceKind) -> Option<Narration> {
+    match kind {
+        TraceKind::ConfChangeProposed {
+            leader,
+            index,
+            change,
+        } => n(
+            format!("Leader n{leader} logs the configuration change [{change}] at index {index}. Until that entry is applied it accepts no other change; each node switches configuration when it applies the entry, not when it commits."),
+            RULE_ONE_CHANGE,
+            "member",
+        ),
+        TraceKind::ConfChangeRefused {
+            leader,
+            change,
+            reason,
+        } => n(
+            format!("Leader n{leader} refuses [{change}]: {reason}."),
+            refusal_rule(reason),
+            "member-refused",
+        ),
+        TraceKind::NodeAdded { node } => n(
+            format!("n{node} starts empty and joins as a learner: the leader sends it the log (or a snapshot), but it neither votes nor counts towards any majority until it is promoted."),
+            RULE_LEARNER,
+            "member",
+        ),
+        TraceKind::Node {
+            node,
+            event: NodeEvent::MembershipChanged { index, membership },
+        } => Some(applied_configuration(*node, *index, membership)),
+        TraceKind::Node {
+            node,
+            event: NodeEvent::LeaderRemoved { term },
+        } => n(
+            format!("Leader n{node} applied a configuration in which it no longer votes: having handed leadership to the most caught-up voter first, it steps down in term {term}."),
+            RULE_REMOVED_LEADER,
+            "member",
+        ),
+        TraceKind::Node {
+            node,
+            event: NodeEvent::ConfChangeRefused { index, reason },
+        } => n(
+            format!("n{node} skips the configuration entry at index {index}: {reason}."),
+            RULE_APPLY_TIME,
+            "member-refused",
+        ),
+        TraceKind::Node {
+            node,
+            event: NodeEvent::TransferStarted { to, term },
+        } => n(
+            format!("Leader n{node} hands leadership to n{to} (term {term}): it stops taking writes, catches n{to} up, then tells it to campaign at once (TimeoutNow)."),
+            RULE_TRANSFER,
+            "leader",
+        ),
+        _ => None,
+    }
+}
+
+/// The rule behind a leader's refusal, from the core's one-line reason.
+pub fn refusal_rule(reason: &str) -> &'static str {
+    if reason.contains("not applied yet") || reason.contains("is joint") {
+        RULE_ONE_CHANGE
+    } else if reason.contains("entry of its term") {
+        RULE_TERM_COMMIT
+    } else if reason.contains("not caught up") {
+        RULE_PROMOTION_LAG
+    } else if reason.contains("joint transition") {
+        RULE_JOINT
+    } else if reason.contains("transfer") {
+        RULE_TRANSFER
+    } else {
+        "thesis §4 cluster membership changes"
+    }
+}
+
+fn applied_configuration(
+    node: u64,
+    index: u64,
+    m: &keyval_core::membership::Membership,
+) -> Narration {
+    let list = |s: &std::collections::BTreeSet<u64>| {
+        s.iter()
+            .map(|i| format!("n{i}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let learners = if m.learners.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " Learners {{{}}} receive the log but do not count.",
+            list(&m.learners)
+        )
+    };
+    if m.is_joint() {
+        let leave = if m.auto_leave {
+            " The leader proposes leaving it by itself once it has applied it (auto-leave)."
+        } else {
+            ""
+        };
+        Narration {
+            text: format!("n{node} applies the joint configuration at index {index}: from now on every election and every commit needs a majority of the old voters {{{}}} AND a majority of the new voters {{{}}}.{leave}{learners}", list(&m.outgoing), list(&m.voters)),
+            rule: RULE_JOINT,
+            class: "member-joint",
+        }
+    } else {
+        Narration {
+            text: format!("n{node} applies the configuration at index {index}: voters {{{}}} (a majority is {}).{learners} It takes effect as soon as it is applied, so a truncated log never has to undo one.", list(&m.voters), m.voters.len() / 2 + 1),
+            rule: RULE_APPLY_TIME,
+            class: "member",
+        }
     }
 }
 

@@ -71,6 +71,10 @@ pub const BUNDLED: &[(&str, &str)] = &[
         include_str!("../../snapshots/scenarios/membership_remove_leader.scn"),
     ),
     (
+        "membership_removed_node_cannot_disrupt",
+        include_str!("../../snapshots/scenarios/membership_removed_node_cannot_disrupt.scn"),
+    ),
+    (
         "membership_replace_voter_joint",
         include_str!("../../snapshots/scenarios/membership_replace_voter_joint.scn"),
     ),

@@ -7,6 +7,7 @@ use keyval_core::trace::{TraceEvent, TraceKind};
 use keyval_core::{KvOp, NodeEvent, Role};
 
 use crate::engine::{Engine, ScriptAction};
+use crate::member_action::MemberAction;
 
 /// A property of a run's trace.
 pub type TracePredicate = fn(&[TraceEvent]) -> bool;
@@ -299,6 +300,56 @@ pub const SCENARIOS: &[Scenario] = &[
         tune: None,
         directed: Some(crate::lease_story::read_index),
         script: Vec::new,
+    },
+    Scenario {
+        id: "replace-voter",
+        title: "Replace a voter through joint consensus",
+        what: "At 0.8 s a new node, n4, is added as a learner: it receives the log but does not vote (dashed, with its catch-up bar). A replacement asked for at once is refused: the learner's change is not applied yet, and only one change may be in flight. n4 is then paused while the client writes, and a replacement at 1.15 s is refused again: n4's log lags the leader's by more than the promotion lag (2 entries here). n4 resumes and catches up; at 1.8 s one joint change makes it a voter and removes a follower. While the joint configuration is in force (orange and blue rings), every commit and election needs a majority of the old voters AND of the new; the leader leaves it by itself once it has applied it (auto-leave).",
+        nodes: 3,
+        seed: 1,
+        speed: Some(22.0),
+        needs: None,
+        tune: Some(|c| c.raft.max_promotion_lag = 2),
+        directed: None,
+        script: || {
+            vec![
+                (
+                    0,
+                    ScriptAction::Fault(FaultAction::SetNetwork(keyval_core::sim::NetworkConfig {
+                        latency_us: (15 * MS, 30 * MS),
+                        ..Default::default()
+                    })),
+                ),
+                (600 * MS, put("x", "1")),
+                (800 * MS, ScriptAction::Member(MemberAction::AddLearner)),
+                (805 * MS, ScriptAction::ReplaceFollower),
+                (810 * MS, ScriptAction::Fault(FaultAction::Pause(4))),
+                (900 * MS, put("y", "2")),
+                (1_000 * MS, put("z", "3")),
+                (1_150 * MS, ScriptAction::ReplaceFollower),
+                (1_250 * MS, ScriptAction::Fault(FaultAction::Resume(4))),
+                (1_800 * MS, ScriptAction::ReplaceFollower),
+                (2_600 * MS, put("w", "4")),
+            ]
+        },
+    },
+    Scenario {
+        id: "removed-node",
+        title: "A removed node does not disrupt the cluster",
+        what: "At 1 s a follower is removed. The leader applies the change once it commits and stops replicating to the removed node, which never learns it is out and goes on believing it is a voter. Its election timer fires again and again and it asks for pre-votes; the members hear from their leader and refuse, and a pre-vote bumps no term (pre-vote, check-quorum: thesis §4.2.3). The leader and its term stand; the client's put at 2 s commits on the two remaining voters.",
+        nodes: 3,
+        seed: 2,
+        speed: Some(22.0),
+        needs: None,
+        tune: None,
+        directed: None,
+        script: || {
+            vec![
+                (600 * MS, put("x", "1")),
+                (1_000 * MS, ScriptAction::RemoveFollower),
+                (2_000 * MS, put("y", "2")),
+            ]
+        },
     },
 ];
 

@@ -41,6 +41,7 @@ pub enum Tab {
     History,
     Break,
     Scenarios,
+    Members,
 }
 
 /// Where the learner is in the course.
@@ -165,6 +166,8 @@ pub enum Msg {
     /// Submit the operation in the client form.
     SubmitForm,
     Act(UserAction),
+    /// Ask the leader for a membership change; a refusal shows as one line.
+    Member(crate::member_action::MemberAction),
     Submit(KvOp),
     Select(Option<NodeId>),
     /// Inspect a message (pauses, so its fields can be read).
@@ -450,6 +453,13 @@ impl Ui {
                 }
                 self.act(a)
             }
+            Msg::Member(m) => {
+                self.act(UserAction::Member(m));
+                let answer = self.engine.borrow().member_answer.clone();
+                if let Some(Err(line)) = answer {
+                    self.notice = Some(line);
+                }
+            }
             Msg::Submit(op) => {
                 if self.engine.borrow().client_busy() {
                     self.notice = Some("The previous request is still pending.".into());
@@ -645,7 +655,7 @@ impl Ui {
                 }
             }
             Msg::MoveAcross(node) => {
-                if !(1..=self.nodes() as u64).contains(&node) {
+                if !self.engine.borrow().sim.nodes().contains_key(&node) {
                     return false;
                 }
                 let f = self.engine.borrow().move_across(node);

@@ -77,6 +77,7 @@ pub fn story(e: &Engine, filters: Filters, max_lines: usize) -> Vec<Line> {
             heartbeats: filters.heartbeats || latest,
             deliveries: filters.deliveries || latest,
             by_leader: e.leader_commits.contains(&i),
+            removed: e.was_removed(i),
         };
         if let Some(n) = narrate_in(&trace[i], seen) {
             events.push((i, n));

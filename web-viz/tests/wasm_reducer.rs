@@ -255,3 +255,46 @@ fn a_lease_get_is_answered_by_the_leader_without_a_round() {
         }
     )));
 }
+
+/// Runs until the simulator's virtual time reaches `t` µs.
+fn until(s: Rc<Ui>, t: u64) -> Rc<Ui> {
+    s.engine.borrow_mut().run_until_time(t, u64::MAX);
+    s.apply(Msg::Pause)
+}
+
+#[wasm_bindgen_test]
+fn membership_controls_add_a_learner_then_replace_a_voter_through_joint() {
+    use web_viz::member_action::MemberAction;
+    use web_viz::membership_view::{MembershipView, Standing};
+    let mut s = until(ui(3, 1), 1_000_000);
+    // Three requests in a row: the second and third are refused while the first is in flight.
+    s = s
+        .apply(Msg::Member(MemberAction::AddLearner))
+        .apply(Msg::Member(MemberAction::AddLearner))
+        .apply(Msg::Member(MemberAction::Remove(2)));
+    let notice = s.notice.clone().unwrap_or_default();
+    assert!(notice.contains("is not applied yet"), "{notice}");
+    assert!(!notice.contains('\n'));
+    assert_eq!(
+        s.engine.borrow().sim.nodes().len(),
+        4,
+        "one node was started"
+    );
+    s = until(s, 1_500_000);
+    let v = MembershipView::of(&s.engine.borrow());
+    assert_eq!(v.row(4).map(|r| r.standing), Some(Standing::Learner));
+    let leader = v.leader.expect("a leader");
+    let out = (1..=3).find(|&n| n != leader).expect("a follower");
+    s = s.apply(Msg::Member(MemberAction::Replace { out, into: 4 }));
+    let mut joint = false;
+    for _ in 0..400 {
+        s = s.apply(Msg::Step);
+        joint |= MembershipView::of(&s.engine.borrow()).joint.is_some();
+    }
+    assert!(joint, "the joint configuration was in force at some step");
+    s = until(s, 2_500_000);
+    let v = MembershipView::of(&s.engine.borrow());
+    assert_eq!(v.joint, None);
+    assert_eq!(v.row(4).map(|r| r.standing), Some(Standing::Voter));
+    assert_eq!(v.row(out).map(|r| r.standing), Some(Standing::Removed));
+}

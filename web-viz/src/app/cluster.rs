@@ -15,6 +15,8 @@ use super::node_card::node_card;
 use super::palette::{msg_style, role_color, role_label};
 use super::reads::{lease_bar, read_queue};
 use crate::engine::{Engine, Flight, UserAction};
+use crate::member_action::MemberAction;
+use crate::membership_view::{CatchUp, Half, MembershipView, Standing};
 use crate::state::{Msg, Ui};
 use keyval_core::sim::FaultAction;
 use keyval_core::NodeId;
@@ -63,9 +65,9 @@ fn on_pointer(d: &UseReducerDispatcher<Ui>, m: fn(f64, f64) -> Msg) -> Callback<
 
 pub fn cluster_card(state: &UseReducerHandle<Ui>, e: &Engine) -> Html {
     let d = state.dispatcher();
-    let n = e.cfg.nodes;
     let leader = e.sim.leader();
     let layout = Layout::of(e);
+    let view = MembershipView::of(e);
     let dragging = state.drag.is_some();
     html! {
         <div class="card cluster">
@@ -77,17 +79,20 @@ pub fn cluster_card(state: &UseReducerHandle<Ui>, e: &Engine) -> Html {
                     onpointercancel={if dragging { click_pointer(&d, Msg::DragCancel) } else { Callback::noop() }}
                     onpointerleave={if dragging { click_pointer(&d, Msg::DragCancel) } else { Callback::noop() }}>
                     { partition_line(state, &layout) }
-                    <g class="links">{ links(&d, e, n, &layout) }</g>
+                    <g class="links">{ links(&d, e, &layout) }</g>
                     <g class="client" transform={format!("translate({CX},{CY})")} aria-hidden="true">
                         <rect x="-30" y="-16" width="60" height="32" rx="6" />
                         <text y="6">{"client"}</text>
                     </g>
-                    <g class="nodes">{ nodes(state, e, n, &layout) }</g>
+                    { joint_halves(&view, &layout) }
+                    <g class="nodes">{ nodes(state, e, &view, &layout) }</g>
                     <g class="msgs">{ messages(state, e, &layout) }</g>
                     { drag_ghost(state, &layout) }
+                    { joint_caption(&view) }
                 </svg>
                 { read_queue(e) }
                 { node_card(state, e).unwrap_or_default() }
+                { members_badge(&d, &view) }
                 <div class="leader-badge" data-testid="leader">
                     { match leader { Some(l) => format!("leader: n{l}"), None => "no leader".to_string() } }
                 </div>
@@ -168,11 +173,103 @@ fn drag_ghost(state: &UseReducerHandle<Ui>, layout: &Layout) -> Html {
     }
 }
 
+/// While a joint configuration is in force: a ring around each voter of the old half and one
+/// around each voter of the new half (a node in both wears both), so both majorities the
+/// leader needs are visible.
+fn joint_halves(view: &MembershipView, layout: &Layout) -> Html {
+    let Some(j) = &view.joint else {
+        return Html::default();
+    };
+    let ring = |half: &Half, class: &'static str, r: f64| {
+        half.voters
+            .iter()
+            .map(|&id| {
+                let (x, y) = layout.pos(id);
+                html! { <circle class={classes!("half-ring", class)} data-testid={format!("{class}-{id}")} cx={format!("{x:.1}")} cy={format!("{y:.1}")} r={r.to_string()} /> }
+            })
+            .collect::<Html>()
+    };
+    html! {
+        <g class="joint" aria-hidden="true">
+            { ring(&j.old, "half-old", NODE_R + 15.0) }
+            { ring(&j.new, "half-new", NODE_R + 20.0) }
+        </g>
+    }
+}
+
+/// The live membership in a few words, and the quickest way to grow it: the size picker only
+/// sets the voters of a new run.
+fn members_badge(d: &UseReducerDispatcher<Ui>, view: &MembershipView) -> Html {
+    let learners = view.membership.learners.len();
+    let voters = match &view.joint {
+        Some(j) => format!("joint {}→{} voters", j.old.voters.len(), j.new.voters.len()),
+        None => format!("{} voters", view.membership.voters.len()),
+    };
+    let text = match learners {
+        0 => voters,
+        1 => format!("{voters} + 1 learner"),
+        n => format!("{voters} + {n} learners"),
+    };
+    html! {
+        <div class="members-badge" data-testid="live-members">
+            {text}
+            <button data-testid="add-node" onclick={click(d, Msg::Member(MemberAction::AddLearner))}
+                title="Add a node to this run, as a learner (the Members tab has every change)">{"+ node"}</button>
+        </div>
+    }
+}
+
+/// The caption of the joint configuration: each half, its majority, and how many of it hold
+/// the leader's last entry.
+fn joint_caption(view: &MembershipView) -> Html {
+    let Some(j) = &view.joint else {
+        return Html::default();
+    };
+    let line = |h: &Half, name: &str| {
+        let ids: Vec<String> = h.voters.iter().map(|i| format!("n{i}")).collect();
+        let ok = if h.holding_last >= h.majority {
+            "✓"
+        } else {
+            "…"
+        };
+        format!(
+            "{name} {}: need {}, have {} {ok}",
+            ids.join(" "),
+            h.majority,
+            h.holding_last
+        )
+    };
+    html! {
+        <g class="joint-caption" data-testid="joint-config" data-old={j.old.voters.len().to_string()} data-new={j.new.voters.len().to_string()}>
+            <title>{"While the joint configuration is in force, every commit and every election needs a majority of the old voters AND a majority of the new voters. \"have\": voters holding the leader's last entry."}</title>
+            <rect x="4" y="40" width="200" height="56" rx="6" />
+            <text x="10" y="56" class="title">{"joint: both majorities"}</text>
+            <text x="10" y="72" class="half-old">{line(&j.old, "old")}</text>
+            <text x="10" y="88" class="half-new">{line(&j.new, "new")}</text>
+        </g>
+    }
+}
+
+/// A learner's catch-up bar: how much of the leader's log it holds, green once a promotion
+/// would pass the promotion-lag rule.
+fn catch_up_bar(id: NodeId, c: CatchUp) -> Html {
+    let w = 2.0 * NODE_R;
+    html! {
+        <g class={classes!("catch-up", c.promotable().then_some("ok"))} data-testid={format!("catchup-{id}")}
+           data-matched={c.matched.to_string()} data-last={c.last.to_string()} transform={format!("translate({},{})", -NODE_R, NODE_R + 32.0)}>
+            <rect class="track" width={w.to_string()} height="7" rx="3" />
+            <rect class="fill" width={format!("{:.1}", w * c.fraction())} height="7" rx="3" />
+            <text x={NODE_R.to_string()} y="19">{format!("log {}/{}", c.matched, c.last)}</text>
+        </g>
+    }
+}
+
 /// Links between every pair of nodes; click to cut or restore.
-fn links(d: &UseReducerDispatcher<Ui>, e: &Engine, n: usize, layout: &Layout) -> Html {
+fn links(d: &UseReducerDispatcher<Ui>, e: &Engine, layout: &Layout) -> Html {
     let mut out = Vec::new();
-    for a in 1..=n as u64 {
-        for b in (a + 1)..=n as u64 {
+    let ids = e.sim.node_ids();
+    for (i, &a) in ids.iter().enumerate() {
+        for &b in &ids[i + 1..] {
             let (x1, y1) = layout.pos(a);
             let (x2, y2) = layout.pos(b);
             let cut = e.sim.network().is_cut(a, b) || e.sim.network().is_cut(b, a);
@@ -279,8 +376,9 @@ fn on_node_down(d: &UseReducerDispatcher<Ui>, id: NodeId) -> Callback<PointerEve
     })
 }
 
-fn nodes(state: &UseReducerHandle<Ui>, e: &Engine, n: usize, layout: &Layout) -> Html {
+fn nodes(state: &UseReducerHandle<Ui>, e: &Engine, view: &MembershipView, layout: &Layout) -> Html {
     let d = state.dispatcher();
+    let n = view.voter_count().max(1);
     e.sim
         .nodes()
         .values()
@@ -308,9 +406,15 @@ fn nodes(state: &UseReducerHandle<Ui>, e: &Engine, n: usize, layout: &Layout) ->
                 String::new()
             };
             let role_name = role.map_or("crashed", |r| r.name());
+            let member = view.row(id);
+            let standing = member.map_or(Standing::Voter, |m| m.standing);
+            let bar = member
+                .and_then(|m| m.catch_up)
+                .filter(|_| matches!(standing, Standing::Learner | Standing::Joining | Standing::Incoming));
             let class = classes!(
                 "node",
                 role_name,
+                standing.name(),
                 sn.paused.then_some("paused"),
                 (state.selected == Some(id)).then_some("selected")
             );
@@ -335,13 +439,14 @@ fn nodes(state: &UseReducerHandle<Ui>, e: &Engine, n: usize, layout: &Layout) ->
             let flag = flags.join(" ");
             // Starts with the visible text, in its order, so speech input can name it.
             let label = format!(
-                "n{id} {} term {term} {below}{}. Activate for actions.",
+                "n{id} {}{} term {term} {below}{}. Activate for actions.",
                 role_label(role),
+                if standing == Standing::Voter { String::new() } else { format!(" ({})", standing.name()) },
                 if flag.is_empty() { String::new() } else { format!(" {flag}") }
             );
             html! {
                 <g class={class} transform={format!("translate({x:.1},{y:.1})")}
-                   data-testid={format!("node-{id}")} data-role={role_name} data-term={term.to_string()}
+                   data-testid={format!("node-{id}")} data-role={role_name} data-term={term.to_string()} data-standing={standing.name()}
                    data-paused={sn.paused.to_string()} data-drift={drift.to_string()}
                    tabindex="0" role="button"
                    onpointerdown={on_node_down(&d, id)}
@@ -354,6 +459,10 @@ fn nodes(state: &UseReducerHandle<Ui>, e: &Engine, n: usize, layout: &Layout) ->
                     <text class="node-id" y="-14">{format!("n{id}")}</text>
                     <text class="node-role" y="6">{role_label(role)}</text>
                     <text class="node-term" y="25">{format!("term {term}")}</text>
+                    if standing != Standing::Voter {
+                        <text class="node-standing" y={(-NODE_R - 26.0).to_string()} data-testid={format!("standing-{id}")}>{standing.name()}</text>
+                    }
+                    { bar.map(|c| catch_up_bar(id, c)).unwrap_or_default() }
                     <text class={classes!("node-vote", tally.is_some().then_some("tally"))} y={(NODE_R + 24.0).to_string()} data-testid={format!("below-{id}")}>{below}</text>
                     if !flag.is_empty() {
                         <text class="node-flag" data-testid={format!("flag-{id}")} y={(-NODE_R - 14.0).to_string()}>{flag}</text>

@@ -46,7 +46,7 @@ pub fn header(state: &UseReducerHandle<Ui>) -> Html {
             </nav>
             if sim {
                 <div class="runbar">
-                    <label>{"Nodes "}
+                    <label title="Voters of a new run; change a running cluster with + node on the drawing or the Members tab">{"Nodes "}
                         <select id="nodes-select" data-testid="nodes-select" onchange={field(Field::Nodes)}>
                             { for [3usize, 5, 7].iter().map(|n| html!{
                                 <option value={n.to_string()} selected={n.to_string() == state.form.nodes}>{n}</option>

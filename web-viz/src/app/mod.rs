@@ -15,6 +15,7 @@ mod hooks;
 mod legend;
 mod live_view;
 mod log_table;
+mod members;
 mod narration;
 mod node_card;
 pub mod palette;
@@ -82,10 +83,11 @@ fn sim_view(state: &UseReducerHandle<Ui>, reader: Reader) -> Html {
     }
 }
 
-const TABS: [(Tab, &str, &str); 6] = [
+const TABS: [(Tab, &str, &str); 7] = [
     (Tab::Course, "course", "Course"),
     (Tab::Client, "client", "Client"),
     (Tab::Faults, "faults", "Faults"),
+    (Tab::Members, "members", "Members"),
     (Tab::History, "history", "History"),
     (Tab::Break, "break", "Break Raft"),
     (Tab::Scenarios, "scenarios", "Scenarios & trace"),
@@ -108,6 +110,7 @@ fn tools_tabs(state: &UseReducerHandle<Ui>, e: &crate::engine::Engine, reader: R
         Tab::History => history::history_panel(e),
         Tab::Break => break_raft::break_panel(state, e),
         Tab::Scenarios => tools::tools_panel(state, reader),
+        Tab::Members => members::members_panel(state, e),
     };
     let label = TABS
         .iter()

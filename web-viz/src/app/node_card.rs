@@ -6,6 +6,8 @@ use yew::prelude::*;
 use super::forms::click;
 use super::geometry::{Layout, NODE_R, VIEW_H, VIEW_W};
 use crate::engine::{Engine, UserAction};
+use crate::member_action::MemberAction;
+use crate::membership_view::{MembershipView, Standing};
 use crate::state::{Msg, Ui};
 
 pub fn node_card(state: &UseReducerHandle<Ui>, e: &Engine) -> Option<Html> {
@@ -22,6 +24,10 @@ pub fn node_card(state: &UseReducerHandle<Ui>, e: &Engine) -> Option<Html> {
         let up = sn.is_up();
         let leads = sn.role() == Some(keyval_core::Role::Leader);
         let drift = sn.drift_per_mille;
+        let view = MembershipView::of(e);
+        let standing = view.row(id).map(|r| r.standing);
+        let best = view.best_learner();
+        let ask = |m: MemberAction| cb(Msg::Member(m));
         let across = if layout.split {
             "⇄ Move across the partition line"
         } else {
@@ -50,6 +56,18 @@ pub fn node_card(state: &UseReducerHandle<Ui>, e: &Engine) -> Option<Html> {
                 }
                 <button data-testid="menu-across" onclick={cb(Msg::MoveAcross(id))}
                     title="The keyboard's way to drag this node across the partition line">{across}</button>
+                if standing == Some(Standing::Learner) {
+                    <button data-testid="menu-promote" onclick={ask(MemberAction::Promote(id))}>{"⬆ Promote to voter"}</button>
+                }
+                if standing == Some(Standing::Voter) {
+                    if let Some(into) = best {
+                        <button data-testid="menu-replace" onclick={ask(MemberAction::Replace { out: id, into })}
+                            title="One joint change: both majorities needed until it is left">{format!("⇆ Replace by n{into} (joint)")}</button>
+                    }
+                }
+                if matches!(standing, Some(Standing::Voter | Standing::Learner)) {
+                    <button data-testid="menu-remove" onclick={ask(MemberAction::Remove(id))}>{"⊖ Remove from the cluster"}</button>
+                }
                 <div class="menu-row" role="group" aria-label={format!("n{id}'s clock")}>
                     <span>{"⏱ clock"}</span>
                     <button data-testid="menu-clock-slow" aria-pressed={(drift < 0).to_string()} onclick={act(FaultAction::SetClockDrift(id, -200))}

@@ -106,6 +106,7 @@ fn markers(d: &UseReducerDispatcher<Ui>, e: &Engine) -> Html {
                     node.map_or(String::new(), |n| format!(" to n{n}"))
                 ),
             ),
+            UserAction::Member(m) => ("⚙", "member", m.describe()),
             UserAction::Fault(f) => match f {
                 FaultAction::Crash(n) => ("✕", "fault", format!("n{n} crashes")),
                 FaultAction::Restart(n) => ("↻", "fault", format!("n{n} restarts")),
