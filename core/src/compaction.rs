@@ -143,6 +143,10 @@ impl RaftNode {
             self.reply_snapshot(from, index, self.commit);
             return;
         }
+        if let Some((_, _, total)) = self.installing.filter(|&(t, i, _)| t == term && i == index) {
+            self.reply_snapshot_progress(from, index, total);
+            return;
+        }
         let len = data.len() as u64;
         match IncomingSnapshot::receive(
             &mut self.incoming_snapshot,
@@ -162,15 +166,7 @@ impl RaftNode {
                         done: false,
                     });
                 }
-                let term = self.term;
-                self.send(
-                    from,
-                    Message::InstallSnapshotResponse {
-                        term,
-                        snapshot_index: index,
-                        result: SnapshotResult::Continue { next_offset },
-                    },
-                );
+                self.reply_snapshot_progress(from, index, next_offset);
             }
             ChunkOutcome::Complete(snapshot) => {
                 self.emit(NodeEvent::SnapshotChunkReceived {
@@ -180,6 +176,11 @@ impl RaftNode {
                     bytes: len,
                     done: true,
                 });
+                // Everything arrived: say so now. Decoding and saving a large snapshot takes
+                // many heartbeats, which the leader would otherwise read as a stalled transfer.
+                let total = snapshot.data.len() as u64;
+                self.installing = Some((term, index, total));
+                self.reply_snapshot_progress(from, index, total);
                 self.received_snapshot = Some((from, snapshot));
             }
             ChunkOutcome::Malformed(detail) => {
@@ -208,6 +209,18 @@ impl RaftNode {
         None
     }
 
+    fn reply_snapshot_progress(&mut self, to: NodeId, snapshot_index: Index, next_offset: u64) {
+        let term = self.term;
+        self.send(
+            to,
+            Message::InstallSnapshotResponse {
+                term,
+                snapshot_index,
+                result: SnapshotResult::Continue { next_offset },
+            },
+        );
+    }
+
     fn reply_snapshot(&mut self, to: NodeId, snapshot_index: Index, match_index: Index) {
         let term = self.term;
         self.send(
@@ -232,6 +245,7 @@ impl RaftNode {
     /// snapshot is persisted in the same batch as the acknowledgement (effects contract).
     /// Returns false, changing nothing, when the snapshot is not newer than what we applied.
     pub fn install_snapshot(&mut self, from: NodeId, snapshot: Snapshot) -> bool {
+        self.installing = None;
         let index = snapshot.meta.last_index;
         let term = snapshot.meta.last_term;
         let stale_ok = self.config.has_mutation(Mutation::InstallStaleSnapshot);
@@ -280,6 +294,7 @@ impl RaftNode {
     /// acknowledged; the leader's next attempt starts over.
     pub fn refuse_snapshot(&mut self, from: NodeId, detail: String) {
         self.incoming_snapshot = None;
+        self.installing = None;
         self.emit(NodeEvent::ProtocolViolation { from, detail });
     }
 

@@ -115,6 +115,10 @@ pub struct RaftNode {
     /// A completely received snapshot (and its sender) waiting for the state machine layer to
     /// validate and install it ([`RaftNode::take_received_snapshot`]).
     pub(crate) received_snapshot: Option<(NodeId, Snapshot)>,
+    /// The transfer received completely and being installed: (leader's term, snapshot index,
+    /// length). Chunks of it that arrive meanwhile are answered "have it all" instead of
+    /// starting it over.
+    pub(crate) installing: Option<(Term, Index, u64)>,
     /// Reads waiting for confirmation, the lease and the node's tick clock; see [`crate::read`].
     pub(crate) reads: ReadState,
     /// With lease reads on, a node that just started refuses votes for an election timeout as
@@ -212,6 +216,7 @@ impl RaftNode {
             snapshot: persisted.snapshot.map(Arc::new),
             incoming_snapshot: None,
             received_snapshot: None,
+            installing: None,
             reads: ReadState::default(),
             quiet_after_start: false,
             transfer: None,

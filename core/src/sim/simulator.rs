@@ -63,6 +63,11 @@ pub struct SimConfig {
     /// in the range), for the whole run; None: no hostile peer. See [`super::hostile`].
     #[serde(default)]
     pub hostile_gap_us: Option<(u64, u64)>,
+    /// Time a follower takes to decode a received snapshot, uniform in the range, during
+    /// which it keeps answering (as the native node's background job does); None: at once.
+    /// Long decodes are where a leader's stall detection once restarted a finished transfer.
+    #[serde(default)]
+    pub decode_us: Option<(u64, u64)>,
 }
 
 impl SimConfig {
@@ -85,6 +90,7 @@ impl SimConfig {
             crash_on_critical_event: 0.0,
             isolate_on_lease: 0.0,
             hostile_gap_us: None,
+            decode_us: None,
         }
     }
 }
@@ -142,6 +148,11 @@ pub(super) enum Action {
         payload: Payload,
     },
     PersistDone {
+        node: NodeId,
+        incarnation: u64,
+    },
+    /// The snapshot decode of [`SimNode::decoding`] finished.
+    Decoded {
         node: NodeId,
         incarnation: u64,
     },
@@ -207,6 +218,8 @@ pub struct SimNode {
     frozen: bool,
     /// For a node added by a membership change: the configuration it started with.
     joined: Option<super::membership::JoinPoint>,
+    /// A received snapshot being decoded "in the background" (see [`SimConfig::decode_us`]).
+    decoding: Option<crate::server::InstallJob>,
 }
 
 /// Clock drift is bounded so a tick interval stays positive and meaningful.
@@ -389,6 +402,7 @@ impl Simulator {
                 missed_ticks: 0,
                 frozen: false,
                 joined,
+                decoding: None,
             },
         );
     }
@@ -553,6 +567,7 @@ impl Simulator {
                 self.on_deliver(id, from, to, payload)
             }
             Action::PersistDone { node, incarnation } => self.on_persist_done(node, incarnation),
+            Action::Decoded { node, incarnation } => self.on_decoded(node, incarnation),
             Action::ClientWake { client } => self.client_wake(client),
             Action::ClientTimeout {
                 client,
@@ -697,14 +712,31 @@ impl Simulator {
             return;
         };
         let before = server.membership().clone();
+        let mut background_decode = None;
         if let Some(job) = server.take_install_job() {
-            let decoded = job.decode();
-            server.snapshot_decoded(job, decoded);
+            if self.cfg.decode_us.is_some() {
+                background_decode = Some(job);
+            } else {
+                let decoded = job.decode();
+                server.snapshot_decoded(job, decoded);
+            }
         }
         let mut ready = server.take_ready();
         if let Some(job) = server.take_snapshot_job() {
             server.snapshot_encoded(job.index, job.encode());
             ready.merge(server.take_ready());
+        }
+        if let (Some(job), Some((lo, hi))) = (background_decode, self.cfg.decode_us) {
+            node.decoding = Some(job);
+            let incarnation = node.incarnation;
+            let done = self.now + self.rng.range(lo, hi);
+            self.schedule(
+                done,
+                Action::Decoded {
+                    node: id,
+                    incarnation,
+                },
+            );
         }
         self.execute(id, before, ready);
     }
@@ -1010,6 +1042,34 @@ impl Simulator {
         }
     }
 
+    /// A background decode finished: the node installs the snapshot (a paused process finishes
+    /// it once it runs again).
+    fn on_decoded(&mut self, id: NodeId, incarnation: u64) {
+        let tick_us = self.cfg.tick_us;
+        let Some(node) = self.nodes.get_mut(&id) else {
+            return;
+        };
+        if node.incarnation != incarnation {
+            return;
+        }
+        if node.paused {
+            self.schedule(
+                self.now + tick_us,
+                Action::Decoded {
+                    node: id,
+                    incarnation,
+                },
+            );
+            return;
+        }
+        let (Some(job), Some(server)) = (node.decoding.take(), node.server.as_mut()) else {
+            return;
+        };
+        let decoded = job.decode();
+        server.snapshot_decoded(job, decoded);
+        self.drive(id);
+    }
+
     fn on_persist_done(&mut self, id: NodeId, incarnation: u64) {
         let Some(node) = self.nodes.get_mut(&id) else {
             return;
@@ -1299,6 +1359,7 @@ impl Simulator {
         node.inbox.clear();
         node.persist_queue.clear();
         node.persist_busy_until = 0;
+        node.decoding = None;
         node.incarnation += 1;
         self.record(TraceKind::Crashed { node: n });
     }
