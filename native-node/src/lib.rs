@@ -10,6 +10,7 @@
 //! that owns the Raft node), [`startup`].
 #![forbid(unsafe_code)]
 
+pub mod bounded;
 pub mod config;
 pub mod events;
 pub mod health;

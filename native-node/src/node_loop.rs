@@ -61,6 +61,9 @@ const MAX_TRANSFER_WAITERS: usize = 64;
 pub use crate::peer_inbox::{PEER_INBOX, PeerInput};
 /// Capacity of the queue from client connections into the loop.
 pub const CLIENT_INBOX: usize = 8192;
+/// Estimated bytes of queued client inputs at most: 8192 puts of 1 MiB values would be 8 GiB.
+/// A connection whose request does not fit waits (and stops reading its socket).
+pub const CLIENT_INBOX_BYTES: usize = 64 << 20;
 
 /// A request from a client connection.
 pub enum Input {
@@ -85,6 +88,17 @@ pub enum Input {
     },
 }
 
+impl crate::bounded::Weighed for Input {
+    fn queued_bytes(&self) -> usize {
+        let payload = match self {
+            Input::Client { req, .. } => req.op.size_hint(),
+            Input::Read { key, .. } => key.len(),
+            Input::Status { .. } | Input::Transfer { .. } => 0,
+        };
+        std::mem::size_of::<Input>() + payload
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LoopError {
     #[error("persisting to the WAL failed, stopping the node: {0}")]
@@ -98,7 +112,7 @@ pub struct NodeLoop {
     pub snapshots: SnapshotJobs,
     pub peers: BTreeMap<NodeId, PeerSender>,
     pub peer_rx: mpsc::Receiver<PeerInput>,
-    pub input_rx: mpsc::Receiver<Input>,
+    pub input_rx: crate::bounded::Receiver<Input>,
     pub members: BTreeMap<NodeId, String>,
     pub cluster_id: String,
     pub metrics: Arc<Metrics>,
