@@ -25,7 +25,11 @@ pub enum FaultProfile {
     Clocks,
     /// The `Mixed` faults plus membership changes (add a learner, promote, remove, demote,
     /// replace through joint consensus) on clusters that grow and shrink between 1 and
-    /// [`MAX_NODES`](super::simulator::MAX_NODES) members.
+    /// [`MAX_NODES`](super::simulator::MAX_NODES) members; now and then two changes at the same
+    /// instant (the second must be refused) and power cuts (every node down and back at
+    /// once). Some seeds also run a slow state machine without snapshots (see
+    /// `RunConfig::sim_config`), so restarted nodes time out with committed configuration
+    /// changes still unapplied.
     Membership,
 }
 
