@@ -50,10 +50,12 @@ impl RaftNode {
             data,
         };
         let bytes = snapshot.data.len() as u64;
-        self.persist(PersistOp::SaveSnapshot(snapshot.clone()));
+        // Shared, not copied: the executor writes the very bytes the leader will send.
+        let snapshot = Arc::new(snapshot);
+        self.persist(PersistOp::SaveSnapshot(Arc::clone(&snapshot)));
         self.persist(PersistOp::CompactLog(index));
         self.log.compact_to(index, term);
-        self.snapshot = Some(Arc::new(snapshot));
+        self.snapshot = Some(snapshot);
         self.emit(NodeEvent::SnapshotTaken { index, term, bytes });
     }
 
@@ -260,7 +262,8 @@ impl RaftNode {
         } else {
             0
         };
-        self.persist(PersistOp::SaveSnapshot(snapshot.clone()));
+        let snapshot = Arc::new(snapshot);
+        self.persist(PersistOp::SaveSnapshot(Arc::clone(&snapshot)));
         // A different entry at the snapshot's index: it and everything after it conflict with
         // the leader (log matching), so the whole log goes.
         let cut = index.max(self.log.snapshot_index() + 1);
@@ -278,7 +281,7 @@ impl RaftNode {
             self.membership_index = index;
         }
         let bytes = snapshot.data.len() as u64;
-        self.snapshot = Some(Arc::new(snapshot));
+        self.snapshot = Some(snapshot);
         self.emit(NodeEvent::SnapshotInstalled {
             from,
             index,

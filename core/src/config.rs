@@ -23,6 +23,14 @@ pub struct Config {
     /// A leader refuses proposals while this many entries are uncommitted: back-pressure instead
     /// of an unbounded log when followers cannot keep up.
     pub max_uncommitted_entries: u64,
+    /// A leader refuses proposals while the uncommitted entries hold this many payload bytes
+    /// (approximate, [`crate::types::Entry::size_hint`]): with 1 MiB values the entry cap
+    /// alone would let 20 GB pile up. The tail lives in the leader's memory and in every
+    /// follower's queue; 64 MiB is over half a second of a fast disk's writing, so more only
+    /// adds queueing latency. An entry is always admitted when nothing is uncommitted, so one
+    /// larger than the cap still goes through alone.
+    #[serde(default = "default_max_uncommitted_bytes")]
+    pub max_uncommitted_bytes: u64,
     /// Take a snapshot and compact the log once this many entries were applied since the last
     /// snapshot; 0 never compacts (the log then grows forever and a restart replays all of it).
     #[serde(default)]
@@ -77,6 +85,7 @@ impl Default for Config {
             max_entries_per_msg: 1024,
             max_bytes_per_msg: 4 << 20,
             max_uncommitted_entries: 20_000,
+            max_uncommitted_bytes: default_max_uncommitted_bytes(),
             snapshot_threshold: 0,
             snapshot_chunk_bytes: default_snapshot_chunk_bytes(),
             lease_reads: false,
@@ -89,6 +98,10 @@ impl Default for Config {
             mutation: None,
         }
     }
+}
+
+fn default_max_uncommitted_bytes() -> u64 {
+    64 << 20
 }
 
 fn default_snapshot_chunks_in_flight() -> usize {
@@ -148,6 +161,9 @@ impl Config {
         }
         if self.max_uncommitted_entries == 0 {
             return Err(ConfigError::ZeroLimit("max_uncommitted_entries"));
+        }
+        if self.max_uncommitted_bytes == 0 {
+            return Err(ConfigError::ZeroLimit("max_uncommitted_bytes"));
         }
         if self.max_snapshot_chunks_in_flight == 0 {
             return Err(ConfigError::ZeroLimit("max_snapshot_chunks_in_flight"));

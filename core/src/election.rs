@@ -137,6 +137,14 @@ impl RaftNode {
         self.log.append(noop.clone());
         self.persist(PersistOp::Append(vec![noop]));
         self.pending_broadcast = true;
+        self.uncommitted_bytes = self.uncommitted_tail_bytes();
+    }
+
+    /// Payload bytes of the entries after the commit index (the leader's tail).
+    fn uncommitted_tail_bytes(&self) -> u64 {
+        let (commit, last) = (self.commit, self.log.last_index());
+        let tail = self.log.slice(commit + 1, last);
+        tail.iter().map(|e| e.size_hint() as u64).sum()
     }
 
     /// Counts the votes of the current (pre-)election: Some(true) won, Some(false) lost.

@@ -50,7 +50,7 @@ pub enum Mutation {
 }
 
 impl Mutation {
-    pub const ALL: [Mutation; 10] = [
+    pub const ALL: [Mutation; 14] = [
         Mutation::CommitPreviousTermByCounting,
         Mutation::VoteWithoutLogCheck,
         Mutation::VoteReplyBeforePersist,
@@ -61,5 +61,9 @@ impl Mutation {
         Mutation::RecreateExpiredSessions,
         Mutation::LeaderCountsSelfBeforeDurable,
         Mutation::FollowerAcksBeforeDurable,
+        Mutation::TwoConfChangesInFlight,
+        Mutation::ConfigOnAppend,
+        Mutation::CampaignWithUnappliedConfig,
+        Mutation::LearnerVoteCounts,
     ];
 }

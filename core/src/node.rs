@@ -70,6 +70,9 @@ pub struct RaftNode {
     /// change is accepted until it is applied (one change in flight). A new leader sets it to
     /// its last index, since it cannot tell which entries there are changes (etcd-raft).
     pub(crate) pending_conf_index: Index,
+    /// A leader's payload bytes after its commit index, for `Config::max_uncommitted_bytes`:
+    /// counted when an entry is proposed, released when it commits, recounted on election.
+    pub(crate) uncommitted_bytes: u64,
     /// The commit index last written with the hard state because a configuration applied;
     /// see [`HardState::commit`].
     pub(crate) conf_commit: Index,
@@ -190,6 +193,7 @@ impl RaftNode {
             membership,
             membership_index,
             pending_conf_index: 0,
+            uncommitted_bytes: 0,
             conf_commit: persisted.hard_state.commit,
             term: persisted.hard_state.term,
             vote: persisted.hard_state.vote,

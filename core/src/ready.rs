@@ -41,6 +41,8 @@
 //!
 //! The native node and the simulator are the two executors.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::kv::{ClientReply, ClientRequest, KvResult};
@@ -58,7 +60,7 @@ pub enum PersistOp {
     /// Make this snapshot the durable latest one, replacing the previous. Always queued before
     /// the [`PersistOp::CompactLog`] that drops what it covers: a crash in between must leave
     /// either the old snapshot with the full log or the new one, never a log with a hole.
-    SaveSnapshot(Snapshot),
+    SaveSnapshot(Arc<Snapshot>),
     /// Remove every entry at this index and before (they are covered by the saved snapshot);
     /// entries after it stay. A log that ends earlier becomes empty, starting after this index.
     CompactLog(Index),

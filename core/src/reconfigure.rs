@@ -53,7 +53,7 @@ impl RaftNode {
                     leader: leader_hint,
                 },
                 ProposeError::TransferInProgress { .. } => ConfChangeError::TransferInProgress,
-                ProposeError::Busy { uncommitted } => ConfChangeError::Invalid(format!(
+                ProposeError::Busy { uncommitted, .. } => ConfChangeError::Invalid(format!(
                     "too many uncommitted entries ({uncommitted})"
                 )),
             })?;

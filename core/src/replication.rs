@@ -13,8 +13,11 @@ use crate::types::{Entry, EntryPayload, Index, NodeId, Role};
 pub enum ProposeError {
     #[error("not the leader (leader hint: {leader_hint:?})")]
     NotLeader { leader_hint: Option<NodeId> },
-    #[error("too many uncommitted entries ({uncommitted})")]
-    Busy { uncommitted: u64 },
+    #[error("too many uncommitted entries ({uncommitted}, {uncommitted_bytes} bytes)")]
+    Busy {
+        uncommitted: u64,
+        uncommitted_bytes: u64,
+    },
     #[error("leadership is being transferred to node {to}")]
     TransferInProgress { to: NodeId },
 }
@@ -31,15 +34,22 @@ impl RaftNode {
         if let Some(to) = self.transfer_target() {
             return Err(ProposeError::TransferInProgress { to });
         }
-        let uncommitted = self.log.last_index() - self.commit;
-        if uncommitted >= self.config.max_uncommitted_entries {
-            return Err(ProposeError::Busy { uncommitted });
-        }
         let entry = Entry {
             term: self.term,
             index: self.log.last_index() + 1,
             payload,
         };
+        let uncommitted = self.log.last_index() - self.commit;
+        let bytes = self.uncommitted_bytes;
+        let over_bytes = bytes > 0
+            && bytes.saturating_add(entry.size_hint() as u64) > self.config.max_uncommitted_bytes;
+        if uncommitted >= self.config.max_uncommitted_entries || over_bytes {
+            return Err(ProposeError::Busy {
+                uncommitted,
+                uncommitted_bytes: bytes,
+            });
+        }
+        self.uncommitted_bytes = bytes + entry.size_hint() as u64;
         let index = entry.index;
         self.log.append(entry.clone());
         self.on_appended(std::slice::from_ref(&entry));
@@ -410,6 +420,15 @@ impl RaftNode {
             "commit {index} beyond last index"
         );
         let from = self.commit;
+        if self.role == Role::Leader {
+            let committed: u64 = self
+                .log
+                .slice(from + 1, index)
+                .iter()
+                .map(|e| e.size_hint() as u64)
+                .sum();
+            self.uncommitted_bytes = self.uncommitted_bytes.saturating_sub(committed);
+        }
         self.commit = index;
         self.emit(NodeEvent::CommitAdvanced { from, to: index });
     }

@@ -410,7 +410,7 @@ impl KvServer {
             .propose(EntryPayload::Command(req.clone()))
             .map_err(|e| match e {
                 ProposeError::NotLeader { leader_hint } => ClientError::NotLeader { leader_hint },
-                ProposeError::Busy { uncommitted } => ClientError::Busy { uncommitted },
+                ProposeError::Busy { uncommitted, .. } => ClientError::Busy { uncommitted },
                 ProposeError::TransferInProgress { to } => ClientError::TransferInProgress { to },
             })?;
         self.pending.insert(

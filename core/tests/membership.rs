@@ -89,7 +89,7 @@ impl Cluster {
                 keyval_core::PersistOp::TruncateFrom(i) => {
                     disk.entries.retain(|e| e.index < *i);
                 }
-                keyval_core::PersistOp::SaveSnapshot(s) => disk.snapshot = Some(s.clone()),
+                keyval_core::PersistOp::SaveSnapshot(s) => disk.snapshot = Some((**s).clone()),
                 keyval_core::PersistOp::CompactLog(i) => disk.entries.retain(|e| e.index > *i),
             }
         }
@@ -503,8 +503,8 @@ fn a_node_does_not_campaign_with_committed_but_unapplied_configuration_changes()
     assert_ne!(n2.raft().role(), Role::Follower);
 }
 
-/// The mutation proofs the simulator does not reach within its default budget: each
-/// deliberate bug makes the rule's own test above fail.
+/// Each deliberate membership bug also makes the rule's own test above fail (the simulator
+/// sweep catches them too: `core/tests/mutations.rs`).
 mod mutations {
     use super::*;
     use keyval_core::mutation::Mutation;

@@ -129,3 +129,13 @@ fn a_configuration_applied_on_append_is_caught() {
 fn counting_a_learner_vote_is_caught() {
     assert_caught_with(Mutation::LearnerVoteCounts, membership);
 }
+
+#[test]
+fn two_configuration_changes_in_flight_are_caught() {
+    assert_caught_with(Mutation::TwoConfChangesInFlight, membership);
+}
+
+#[test]
+fn campaigning_with_unapplied_configuration_changes_is_caught() {
+    assert_caught_with(Mutation::CampaignWithUnappliedConfig, membership);
+}

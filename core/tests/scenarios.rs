@@ -933,3 +933,59 @@ fn stale_candidate_may_lead_its_old_term_after_a_pause() {
     );
     assert_safe(&mut sim);
 }
+
+/// A removed node restarted with its old log (it never heard of its removal, so it still
+/// believes it is a voter) times out and campaigns over and over, with and without Pre-Vote:
+/// the remaining voters keep their leader and their term, and it never leads. Without the
+/// membership check on incoming messages, its ever higher terms would depose the leader.
+#[test]
+fn a_removed_node_restarted_with_its_old_log_does_not_disturb_the_cluster() {
+    use keyval_core::{ChangeKind, ConfChange};
+    for (seed, pre_vote) in [(41, true), (42, false), (43, true), (44, false)] {
+        let mut cfg = SimConfig::new(3, seed);
+        cfg.raft.pre_vote = pre_vote;
+        cfg.workload.clients = 0;
+        let mut sim = Simulator::new(cfg);
+        let leader = wait_for_stable_leader(&mut sim, 2 * SEC);
+        // The leader commits its no-op first (no change before a commit in its term).
+        run_for(&mut sim, 300 * MS);
+        let removed = sim.voters().into_iter().find(|&v| v != leader).unwrap();
+        sim.apply_fault(FaultAction::Crash(removed));
+        sim.propose_change(leader, ConfChange::single(ChangeKind::Remove, removed));
+        let rest: Vec<NodeId> = sim.voters().into_iter().filter(|&v| v != removed).collect();
+        let deadline = sim.now() + SEC;
+        let applied = run_until_true(&mut sim, deadline, |s| {
+            rest.iter()
+                .all(|&v| !raft(s, v).membership().contains(removed))
+        });
+        assert!(
+            applied,
+            "seed {seed}: the removal did not apply\n{}\n{}",
+            status(&sim),
+            readable_trace(sim.trace(), 0, sim.now())
+        );
+        let term = raft(&sim, leader).term();
+
+        sim.apply_fault(FaultAction::Restart(removed));
+        assert!(
+            raft(&sim, removed).membership().is_voter(removed),
+            "seed {seed}: the restarted node should still believe it is a voter"
+        );
+        let since = sim.now();
+        run_for(&mut sim, 5 * SEC);
+
+        let kind = if pre_vote { "PreVote" } else { "Vote" };
+        let campaigns: usize = rest
+            .iter()
+            .map(|&v| sent_count(&sim, since, removed, v, kind))
+            .sum();
+        assert!(campaigns > 0, "seed {seed}: n{removed} never campaigned");
+        assert_eq!(sim.leader(), Some(leader), "seed {seed}: leader changed");
+        for &v in &rest {
+            assert_eq!(raft(&sim, v).term(), term, "seed {seed}: n{v} changed term");
+            assert_eq!(raft(&sim, v).leader(), Some(leader));
+        }
+        assert_ne!(raft(&sim, removed).role(), Role::Leader);
+        assert_safe(&mut sim);
+    }
+}

@@ -90,7 +90,7 @@ pub struct AppState {
     pub status: watch::Receiver<NodeStatus>,
     pub events: EventHub,
     pub peer_tx: crate::peer_inbox::PeerInbox,
-    pub input_tx: mpsc::Sender<Input>,
+    pub input_tx: crate::bounded::Sender<Input>,
     pub shutdown: watch::Receiver<bool>,
     pub limits: Limits,
     /// `/events` is served (`--disable-events` turns it off).

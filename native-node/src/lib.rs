@@ -11,6 +11,7 @@
 //! [`join`] (`--join`: learning the cluster from it), [`startup`].
 #![forbid(unsafe_code)]
 
+pub mod bounded;
 pub mod config;
 pub mod events;
 pub mod health;

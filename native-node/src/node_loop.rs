@@ -66,6 +66,9 @@ const MAX_TRANSFER_WAITERS: usize = 64;
 pub use crate::peer_inbox::{PEER_INBOX, PeerInput};
 /// Capacity of the queue from client connections into the loop.
 pub const CLIENT_INBOX: usize = 8192;
+/// Estimated bytes of queued client inputs at most: 8192 puts of 1 MiB values would be 8 GiB.
+/// A connection whose request does not fit waits (and stops reading its socket).
+pub const CLIENT_INBOX_BYTES: usize = 64 << 20;
 
 /// A request from a client connection.
 pub enum Input {
@@ -95,6 +98,17 @@ pub enum Input {
     },
 }
 
+impl crate::bounded::Weighed for Input {
+    fn queued_bytes(&self) -> usize {
+        let payload = match self {
+            Input::Client { req, .. } => req.op.size_hint(),
+            Input::Read { key, .. } => key.len(),
+            Input::Status { .. } | Input::Transfer { .. } | Input::Member { .. } => 0,
+        };
+        std::mem::size_of::<Input>() + payload
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LoopError {
     #[error("persisting to the WAL failed, stopping the node: {0}")]
@@ -114,7 +128,7 @@ pub struct NodeLoop {
     /// One outbound connection per other member, with the address it dials.
     pub peers: BTreeMap<NodeId, (String, PeerSender)>,
     pub peer_rx: mpsc::Receiver<PeerInput>,
-    pub input_rx: mpsc::Receiver<Input>,
+    pub input_rx: crate::bounded::Receiver<Input>,
     /// Who this node is; its roster is the membership the transport admits peers by.
     pub identity: Arc<Identity>,
     pub tls: Option<Arc<TlsStore>>,
@@ -185,7 +199,7 @@ struct OwnSnapshots {
     /// A save job is running.
     saving: bool,
     /// A newer snapshot waiting for the running save (an older waiting one is superseded).
-    next: Option<(Box<keyval_core::Snapshot>, u64)>,
+    next: Option<(Arc<keyval_core::Snapshot>, u64)>,
     /// Written snapshots to hand to the storage thread with the next submission.
     adopt: Vec<PersistOp>,
     /// The last persist id submitted: extra submissions reuse it (a repeated durability
@@ -925,7 +939,6 @@ impl NodeLoop {
             return;
         };
         drop(pair);
-        let snapshot = Box::new(snapshot);
         if st.own.saving {
             st.own.next = Some((snapshot, index));
         } else {
@@ -957,7 +970,7 @@ impl NodeLoop {
                 // A snapshot installed from the leader meanwhile supersedes it; its file is
                 // older than the installed one, and the next start removes it.
                 if compact >= self.server.raft().snapshot_index() {
-                    st.own.adopt.push(PersistOp::SaveSnapshot(*snapshot));
+                    st.own.adopt.push(PersistOp::SaveSnapshot(snapshot));
                     st.own.adopt.push(PersistOp::CompactLog(compact));
                 }
                 st.own.saving = false;

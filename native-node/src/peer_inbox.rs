@@ -8,10 +8,10 @@
 //! waits (back-pressure on that peer's TCP stream, which stops reading), and the loop's
 //! per-turn budget ([`MAX_PEER_BYTES_PER_TURN`]) keeps one huge batch from starving ticks.
 
-use std::sync::Arc;
-
 use keyval_core::{Envelope, NodeId};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::mpsc;
+
+use crate::bounded::{ByteBudget, HeldBytes};
 
 /// Batches queued at most.
 pub const PEER_INBOX: usize = 1024;
@@ -32,23 +32,13 @@ pub enum PeerInput {
 }
 
 /// Inbox bytes held by a queued batch, given back when it is dropped (after the loop stepped it).
-pub struct InboxBytes {
-    bytes: usize,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl InboxBytes {
-    pub fn bytes(&self) -> usize {
-        self.bytes
-    }
-}
+pub type InboxBytes = HeldBytes;
 
 /// The sending side, one clone per inbound connection.
 #[derive(Clone)]
 pub struct PeerInbox {
     tx: mpsc::Sender<PeerInput>,
-    bytes: Arc<Semaphore>,
-    limit: usize,
+    bytes: ByteBudget,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,13 +48,9 @@ pub struct LoopGone;
 /// A new inbox bounded to `batches` and `bytes`.
 pub fn channel(batches: usize, bytes: usize) -> (PeerInbox, mpsc::Receiver<PeerInput>) {
     let (tx, rx) = mpsc::channel(batches);
-    let limit = bytes
-        .clamp(1, Semaphore::MAX_PERMITS)
-        .min(u32::MAX as usize);
     let inbox = PeerInbox {
         tx,
-        bytes: Arc::new(Semaphore::new(limit)),
-        limit,
+        bytes: ByteBudget::new(bytes),
     };
     (inbox, rx)
 }
@@ -80,17 +66,11 @@ pub fn estimated_bytes(envs: &[Envelope], frame_bytes: usize) -> usize {
 impl PeerInbox {
     /// Queues one batch, waiting while the inbox is full (in batches or in bytes).
     pub async fn send(&self, envs: Vec<Envelope>, frame_bytes: usize) -> Result<(), LoopGone> {
-        let bytes = estimated_bytes(&envs, frame_bytes).clamp(1, self.limit);
-        let permit = self
+        let held = self
             .bytes
-            .clone()
-            .acquire_many_owned(bytes as u32)
+            .acquire(estimated_bytes(&envs, frame_bytes))
             .await
             .map_err(|_| LoopGone)?;
-        let held = InboxBytes {
-            bytes,
-            _permit: permit,
-        };
         self.tx
             .send(PeerInput::Batch(envs, held))
             .await
@@ -105,7 +85,7 @@ impl PeerInbox {
 
     /// Bytes free in the inbox now.
     pub fn free_bytes(&self) -> usize {
-        self.bytes.available_permits()
+        self.bytes.free()
     }
 }
 

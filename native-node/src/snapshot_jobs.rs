@@ -49,7 +49,7 @@ pub enum JobDone {
     /// The node's own snapshot is durable in its file (or failed to be); `compact` is the log
     /// compaction that was queued behind it.
     Saved {
-        snapshot: Box<Snapshot>,
+        snapshot: Arc<Snapshot>,
         compact: Index,
         result: Result<u64, SnapshotFileError>,
         took: Duration,
@@ -138,7 +138,7 @@ impl SnapshotJobs {
 
     /// Writes `snapshot` durably (see [`snapfile::write_durable`]); call only when
     /// [`SnapshotJobs::saves`].
-    pub fn save(&mut self, snapshot: Box<Snapshot>, compact: Index) {
+    pub fn save(&mut self, snapshot: Arc<Snapshot>, compact: Index) {
         let Some(to) = self.save_to.clone() else {
             return;
         };

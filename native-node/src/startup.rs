@@ -11,7 +11,7 @@ use std::time::Duration;
 use keyval_core::trace::TraceKind;
 use keyval_core::{KvServer, Membership, NodeStatus};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::config::NodeConfig;
 use crate::events::EventHub;
@@ -210,7 +210,8 @@ pub async fn run(
     }
     let (peer_tx, peer_rx) =
         crate::peer_inbox::channel(node_loop::PEER_INBOX, crate::peer_inbox::PEER_INBOX_BYTES);
-    let (input_tx, input_rx) = mpsc::channel(node_loop::CLIENT_INBOX);
+    let (input_tx, input_rx) =
+        crate::bounded::channel(node_loop::CLIENT_INBOX, node_loop::CLIENT_INBOX_BYTES);
     let (status_tx, status_rx) = watch::channel(NodeStatus::of(&server));
     let events = EventHub::default();
 

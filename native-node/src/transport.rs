@@ -25,10 +25,11 @@ use std::time::Duration;
 use axum::extract::ws::{Message as WsMessage, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use keyval_core::{Envelope, Message, NodeId};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message as TMessage};
 
+use crate::bounded;
 use crate::listener::BoxIo;
 use crate::membership::{Eviction, Roster, Standing};
 use crate::metrics::{Metrics, kind_index};
@@ -38,6 +39,9 @@ use crate::wire::{self, MAX_PEER_FRAME_BYTES, PeerFrame};
 
 /// Messages queued per peer before new ones are dropped.
 pub const PEER_QUEUE: usize = 4096;
+/// Estimated bytes queued per peer before new messages are dropped (Raft resends them): 4096
+/// appends of 4 MiB would be 16 GiB for one slow peer.
+pub const PEER_QUEUE_BYTES: usize = 64 << 20;
 /// Estimated bytes after which a batch is sent even if more messages are queued.
 const BATCH_BYTES: usize = 4 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -52,18 +56,22 @@ pub const PEER_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The node loop's handle on one peer's outbound queue.
 pub struct PeerSender {
-    tx: mpsc::Sender<Envelope>,
+    tx: bounded::Sender<Envelope>,
 }
 
 impl PeerSender {
-    /// Queues a message without waiting; a full queue drops it (and counts the drop).
+    /// Queues a message without waiting; a queue full in messages or bytes drops it (and
+    /// counts the drop).
     pub fn send(&self, env: Envelope, metrics: &Metrics) {
-        match self.tx.try_send(env) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(env) | mpsc::error::TrySendError::Closed(env)) => {
-                metrics.dropped(&env.msg)
-            }
+        if let Err(env) = self.tx.try_send(env) {
+            metrics.dropped(&env.msg)
         }
+    }
+}
+
+impl bounded::Weighed for Envelope {
+    fn queued_bytes(&self) -> usize {
+        estimate(self)
     }
 }
 
@@ -95,7 +103,7 @@ pub fn spawn_peer(
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
 ) -> PeerSender {
-    let (tx, rx) = mpsc::channel(PEER_QUEUE);
+    let (tx, rx) = bounded::channel(PEER_QUEUE, PEER_QUEUE_BYTES);
     tokio::spawn(run_peer(me, tls, peer, addr, rx, metrics, shutdown));
     PeerSender { tx }
 }
@@ -105,7 +113,7 @@ async fn run_peer(
     tls: Option<Arc<TlsStore>>,
     peer: NodeId,
     addr: String,
-    mut rx: mpsc::Receiver<Envelope>,
+    mut rx: bounded::Receiver<Envelope>,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -271,7 +279,7 @@ const REMOVED_PREFIX: &str = "removed: ";
 /// Writes queued messages until the connection fails or the node shuts down.
 async fn pump(
     ws: ClientWs,
-    rx: &mut mpsc::Receiver<Envelope>,
+    rx: &mut bounded::Receiver<Envelope>,
     metrics: &Metrics,
     shutdown: &mut watch::Receiver<bool>,
 ) -> String {
@@ -621,4 +629,55 @@ async fn refuse_frame(
     let frame = wire::encode(&PeerFrame::Refused { reason });
     let _ = socket.send(WsMessage::Binary(frame.into())).await;
     let _ = socket.send(WsMessage::Close(None)).await;
+}
+
+#[cfg(test)]
+mod queue_tests {
+    use super::*;
+    use keyval_core::{ClientRequest, Entry, EntryPayload, KvOp};
+
+    fn append_of(value_bytes: usize) -> Envelope {
+        let entry = Entry {
+            term: 1,
+            index: 1,
+            payload: EntryPayload::Command(ClientRequest {
+                client_id: 1,
+                seq: 1,
+                op: KvOp::Put {
+                    key: b"k".to_vec(),
+                    value: vec![0; value_bytes],
+                },
+            }),
+        };
+        Envelope {
+            from: 1,
+            to: 2,
+            msg: Message::AppendEntries {
+                term: 1,
+                prev_log_index: 0,
+                prev_log_term: 0,
+                entries: vec![entry],
+                leader_commit: 0,
+            },
+        }
+    }
+
+    /// A hundred 1 MiB appends for a peer that is not reading: far fewer than [`PEER_QUEUE`]
+    /// messages, but the queue takes only [`PEER_QUEUE_BYTES`] of them and drops the rest.
+    #[test]
+    fn a_peer_queue_full_in_bytes_drops_what_does_not_fit() {
+        let (tx, mut rx) = bounded::channel(PEER_QUEUE, PEER_QUEUE_BYTES);
+        let sender = PeerSender { tx };
+        let metrics = Metrics::default();
+        for _ in 0..100 {
+            sender.send(append_of(1 << 20), &metrics);
+        }
+        let mut queued = 0;
+        while rx.try_recv().is_ok() {
+            queued += 1;
+        }
+        assert!((60..64).contains(&queued), "{queued} appends queued");
+        sender.send(append_of(1 << 20), &metrics);
+        assert!(rx.try_recv().is_ok(), "room again once the queue drained");
+    }
 }

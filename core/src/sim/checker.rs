@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::config_check::{unsafe_change, Ballots};
 use crate::kv::KvStore;
 use crate::log::RaftLog;
 use crate::node::RaftNode;
@@ -58,6 +59,9 @@ pub struct Checker {
     /// mutation under test), so a divergence it reports is a replication bug, and a state
     /// machine bug must be caught by the client-history checks.
     reference_recreates_sessions: bool,
+    /// Votes granted, for the check that each leader won by a quorum of its committed
+    /// configuration.
+    ballots: Ballots,
 }
 
 impl Checker {
@@ -153,6 +157,30 @@ impl Checker {
                 "leader completeness",
                 format!("n{node} leader of term {term} lacks committed entries {missing:?}"),
             );
+        }
+    }
+
+    /// A vote granted in a real election reached its candidate.
+    pub fn on_vote(&mut self, voter: NodeId, candidate: NodeId, term: Term) {
+        self.ballots.record(voter, candidate, term);
+    }
+
+    /// Election quorum: a leader's votes form a quorum of the configuration committed in its
+    /// log, not of an older one it has not applied yet, nor of one counting learners.
+    pub fn on_leader_votes(&mut self, time: u64, leader: &RaftNode, term: Term) {
+        if let Some(d) = self.ballots.unsupported_win(leader, term) {
+            self.fail(time, "election quorum (committed configuration)", d);
+        }
+        // Elections of older terms may still end (a paused candidate); keep a few terms.
+        self.ballots.forget_before(term.saturating_sub(16));
+    }
+
+    /// Configuration overlap: a change a leader just logged leads to a configuration whose
+    /// quorums meet those of the configuration committed before it (one voter apart, or
+    /// joint). Two changes in flight can step two voters away and split the cluster.
+    pub fn on_conf_change_logged(&mut self, time: u64, leader: &RaftNode) {
+        if let Some(d) = unsafe_change(leader) {
+            self.fail(time, "configuration overlap", d);
         }
     }
 

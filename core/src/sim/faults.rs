@@ -25,7 +25,11 @@ pub enum FaultProfile {
     Clocks,
     /// The `Mixed` faults plus membership changes (add a learner, promote, remove, demote,
     /// replace through joint consensus) on clusters that grow and shrink between 1 and
-    /// [`MAX_NODES`](super::simulator::MAX_NODES) members.
+    /// [`MAX_NODES`](super::simulator::MAX_NODES) members; now and then two changes at the same
+    /// instant (the second must be refused) and power cuts (every node down and back at
+    /// once). Some seeds also run a slow state machine without snapshots (see
+    /// `RunConfig::sim_config`), so restarted nodes time out with committed configuration
+    /// changes still unapplied.
     Membership,
 }
 
@@ -99,11 +103,25 @@ pub fn plan(
                 6 => FaultAction::SetClockDrift(pick(rng), drift(rng)),
                 _ => FaultAction::Heal,
             },
-            FaultProfile::Membership => match rng.below(27) {
+            FaultProfile::Membership => match rng.below(29) {
                 // Two changes at once: the second must wait for the first to apply.
                 26 => {
-                    out.push((t, FaultAction::Member(MemberOp::Promote)));
-                    FaultAction::Member(MemberOp::Promote)
+                    out.push((t, FaultAction::Member(member_op(rng))));
+                    FaultAction::Member(member_op(rng))
+                }
+                // Every node goes down at once and comes back soon (a power cut): nodes
+                // restart with committed entries, configuration changes among them, that they
+                // have not applied yet, and no leader to hear from.
+                27..=28 => {
+                    for id in 1..=n {
+                        out.push((t, FaultAction::Crash(id)));
+                    }
+                    let back = t + rng.range(1_000, 20_000);
+                    for id in 1..=n {
+                        out.push((back + rng.range(0, 5_000), FaultAction::Restart(id)));
+                    }
+                    t = back;
+                    continue;
                 }
                 16..=18 => FaultAction::Member(MemberOp::AddLearner),
                 19..=21 => FaultAction::Member(MemberOp::Promote),
@@ -127,6 +145,16 @@ pub fn plan(
     }
     out.sort_by_key(|(t, _)| *t);
     out
+}
+
+fn member_op(rng: &mut Rng) -> MemberOp {
+    [
+        MemberOp::AddLearner,
+        MemberOp::Promote,
+        MemberOp::Remove,
+        MemberOp::Demote,
+        MemberOp::Replace,
+    ][rng.below(5) as usize]
 }
 
 /// One fault of the `Mixed` profile, by `roll` in `0..16`, on nodes `1..=nodes`.

@@ -63,6 +63,7 @@ impl Simulator {
         let text = cc.to_string();
         match result {
             Ok(index) => {
+                self.checker.on_conf_change_logged(self.now, server.raft());
                 self.record(TraceKind::ConfChangeProposed {
                     leader,
                     index,

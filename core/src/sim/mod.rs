@@ -5,6 +5,7 @@
 //! [`checker`] and [`linearizability`] hold the properties every run must satisfy.
 
 pub mod checker;
+pub mod config_check;
 pub mod faults;
 pub mod hold;
 pub mod hostile;

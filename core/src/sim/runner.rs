@@ -105,6 +105,16 @@ impl RunConfig {
             // Apply in small batches now and then: a node then ticks (and may time out) with
             // committed entries, configuration changes among them, not yet applied.
             c.raft.max_applied_per_ready = [0, 0, 1, 2][knobs.below(4) as usize];
+            // Now and then a slow state machine and no snapshot at all: a node restarted after
+            // a power cut then replays its whole log, a few entries per batch, and reaches its
+            // election timeout with committed configuration changes still unapplied
+            // (etcd-raft#469).
+            if c.raft.max_applied_per_ready > 0 {
+                c.raft.snapshot_threshold = 10_000;
+                c.apply_us_per_entry = 10_000;
+                // A log long enough that replaying it outlasts an election timeout.
+                c.workload.ops_per_client = self.ops_per_client.max(60);
+            }
         }
         if self.profile == FaultProfile::Clocks {
             // Long timeouts (in ticks of 10 ms) make the gap that clock drift opens between a

@@ -17,7 +17,7 @@ use super::trace::{Addr, DropReason, Payload, TraceEvent, TraceKind};
 use super::workload::{Client, WorkloadConfig};
 use crate::config::Config;
 use crate::kv::ClientRequest;
-use crate::message::Envelope;
+use crate::message::{Envelope, Message};
 use crate::node::RaftNode;
 use crate::ready::{NodeEvent, PersistOp, Ready};
 use crate::rng::Rng;
@@ -68,6 +68,11 @@ pub struct SimConfig {
     /// Long decodes are where a leader's stall detection once restarted a finished transfer.
     #[serde(default)]
     pub decode_us: Option<(u64, u64)>,
+    /// Time the state machine takes per applied entry, added to the batch that hands it out
+    /// (0: free). With `Config::max_applied_per_ready` it makes a long replay take time, so a
+    /// node can reach its election timeout with committed entries still unapplied.
+    #[serde(default)]
+    pub apply_us_per_entry: u64,
 }
 
 impl SimConfig {
@@ -91,6 +96,7 @@ impl SimConfig {
             isolate_on_lease: 0.0,
             hostile_gap_us: None,
             decode_us: None,
+            apply_us_per_entry: 0,
         }
     }
 }
@@ -666,6 +672,14 @@ impl Simulator {
 
     /// Hands one message to a running node's server and executes what it produces.
     fn input(&mut self, n: NodeId, from: Addr, payload: Payload) {
+        // The votes a candidate can count are those delivered to it.
+        if let (Addr::Node(f), Payload::Raft(Message::RequestVoteResponse { term, granted })) =
+            (&from, &payload)
+        {
+            if *granted {
+                self.checker.on_vote(*f, n, *term);
+            }
+        }
         let Some(server) = self.nodes.get_mut(&n).and_then(|x| x.server.as_mut()) else {
             return;
         };
@@ -767,11 +781,12 @@ impl Simulator {
                 Payload::Raft(env.msg),
             );
         }
-        let cost = if ready.needs_sync() {
+        let fsync = if ready.needs_sync() {
             self.rng.range(self.cfg.fsync_us.0, self.cfg.fsync_us.1) + self.fsync_stall(id)
         } else {
             0
         };
+        let cost = fsync + ready.applied.len() as u64 * self.cfg.apply_us_per_entry;
         let Some(node) = self.nodes.get_mut(&id) else {
             return;
         };
@@ -938,7 +953,11 @@ impl Simulator {
                     to: Role::Leader,
                     term,
                     ..
-                } => self.checker.on_leader(now, id, *term, log),
+                } => {
+                    self.checker.on_leader(now, id, *term, log);
+                    self.checker.on_leader_votes(now, s.raft(), *term);
+                }
+
                 NodeEvent::CommitAdvanced { from, to } => {
                     let term = s.raft().term();
                     let leading = s.raft().is_leader();

@@ -1,5 +1,7 @@
 //! A node's simulated disk: what survives a crash.
 
+use std::sync::Arc;
+
 use crate::node::Persisted;
 use crate::ready::PersistOp;
 use crate::snapshot::Snapshot;
@@ -8,8 +10,8 @@ use crate::types::{Entry, HardState, Index};
 #[derive(Clone, Debug, Default)]
 pub struct MemStorage {
     pub hard_state: HardState,
-    /// The latest saved snapshot.
-    pub snapshot: Option<Snapshot>,
+    /// The latest saved snapshot, shared with the node that saved it (a restart copies it).
+    pub snapshot: Option<Arc<Snapshot>>,
     /// Index just before `entries[0]`: the last index compacted away (0 before any compaction).
     pub offset: Index,
     pub entries: Vec<Entry>,
@@ -36,7 +38,7 @@ impl MemStorage {
                     self.entries.push(e.clone());
                 }
             }
-            PersistOp::SaveSnapshot(s) => self.snapshot = Some(s.clone()),
+            PersistOp::SaveSnapshot(s) => self.snapshot = Some(Arc::clone(s)),
             PersistOp::CompactLog(i) => {
                 if *i <= self.offset {
                     return;
@@ -78,7 +80,7 @@ impl MemStorage {
         );
         Persisted {
             hard_state: self.hard_state,
-            snapshot: self.snapshot.clone(),
+            snapshot: self.snapshot.as_deref().cloned(),
             entries: self.entries.clone(),
         }
     }

@@ -82,6 +82,8 @@ pub struct Client {
     /// Driven by a scenario script: sends to the node it is told, and never retries or
     /// redirects on its own (the script does, with `retry`).
     scripted: bool,
+    /// The last node that answered "not the leader" without a hint, since the last success.
+    knows_no_leader: Option<NodeId>,
 }
 
 /// Client id used for operations submitted by hand (the playground's put/get/delete box).
@@ -137,6 +139,7 @@ impl Simulator {
                     manual: false,
                     session: None,
                     scripted: false,
+                    knows_no_leader: None,
                 },
             );
             let at = self.rng.range(w.think_us.0, w.think_us.1) + 200_000;
@@ -185,6 +188,7 @@ impl Simulator {
             manual: true,
             session: None,
             scripted: false,
+            knows_no_leader: None,
         });
         if c.pending.is_some() {
             return Err("the previous request is still pending");
@@ -225,6 +229,7 @@ impl Simulator {
             pending: None,
             manual: true,
             scripted: true,
+            knows_no_leader: None,
             session: None,
         });
         if !c.scripted {
@@ -427,6 +432,7 @@ impl Simulator {
                 self.schedule(now + 1_000, Action::ClientWake { client: id });
             }
             Ok(result) if !opening => {
+                c.knows_no_leader = None;
                 let hi = p.history_index;
                 let serializable = p.consistency == Some(ReadConsistency::Serializable);
                 c.pending = None;
@@ -451,9 +457,11 @@ impl Simulator {
             Err(_) if c.scripted => {}
             Err(e) => {
                 let delay = match e {
+                    // A removed node's hint may be stale and point back at a node that just
+                    // said it knows no leader: go round the nodes instead of in that circle.
                     ClientError::NotLeader {
                         leader_hint: Some(l),
-                    } if l != c.target => {
+                    } if l != c.target && c.knows_no_leader != Some(l) => {
                         c.target = l;
                         1_000
                     }
@@ -464,6 +472,9 @@ impl Simulator {
                         20_000
                     }
                     _ => {
+                        if matches!(e, ClientError::NotLeader { leader_hint: None }) {
+                            c.knows_no_leader = Some(c.target);
+                        }
                         c.target = next_node(&ids, c.target);
                         50_000
                     }

@@ -11,7 +11,7 @@ use crate::storage::WalStore;
 use crate::wal::WalOptions;
 
 struct Harness {
-    input: mpsc::Sender<Input>,
+    input: crate::bounded::Sender<Input>,
     status: watch::Receiver<NodeStatus>,
     shutdown: watch::Sender<bool>,
     /// Held so the loop's handover signal stays open (a closed one stops the loop).
@@ -64,7 +64,7 @@ async fn start_saving(
     let (eviction, evicted) = crate::membership::Eviction::new();
     let (_peer_tx, peer_rx) =
         crate::peer_inbox::channel(PEER_INBOX, crate::peer_inbox::PEER_INBOX_BYTES);
-    let (input_tx, input_rx) = mpsc::channel(CLIENT_INBOX);
+    let (input_tx, input_rx) = crate::bounded::channel(CLIENT_INBOX, CLIENT_INBOX_BYTES);
     let (status_tx, status_rx) = watch::channel(NodeStatus::of(&server));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     // The handover signal stays quiet: these tests stop the loop with `shutdown`.

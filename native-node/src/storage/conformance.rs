@@ -336,7 +336,7 @@ pub fn snapshot_compact_reopen<H: StoreHarness>(h: &H, dir: &Path) {
         &mut s,
         &mut m,
         &[
-            PersistOp::SaveSnapshot(snapshot(20, 2)),
+            PersistOp::SaveSnapshot(std::sync::Arc::new(snapshot(20, 2))),
             PersistOp::CompactLog(20),
         ],
     );
@@ -350,7 +350,7 @@ pub fn snapshot_compact_reopen<H: StoreHarness>(h: &H, dir: &Path) {
         &mut s,
         &mut m,
         &[
-            PersistOp::SaveSnapshot(snapshot(35, 2)),
+            PersistOp::SaveSnapshot(std::sync::Arc::new(snapshot(35, 2))),
             PersistOp::CompactLog(35),
         ],
     );
@@ -395,7 +395,7 @@ pub fn repeated_compaction_reopen<H: StoreHarness>(h: &H, dir: &Path) {
             &mut s,
             &mut m,
             &[
-                PersistOp::SaveSnapshot(snapshot(at, round)),
+                PersistOp::SaveSnapshot(std::sync::Arc::new(snapshot(at, round))),
                 PersistOp::CompactLog(at),
             ],
         );
@@ -416,15 +416,22 @@ pub fn crash_between_save_and_compact<H: StoreHarness>(h: &H, dir: &Path) {
         &mut s,
         &mut m,
         &[
-            PersistOp::SaveSnapshot(snapshot(10, 1)),
+            PersistOp::SaveSnapshot(std::sync::Arc::new(snapshot(10, 1))),
             PersistOp::CompactLog(10),
         ],
     );
     // The crash: the snapshot is durable, the compaction after it never ran.
-    write_sync(&mut s, &[PersistOp::SaveSnapshot(snapshot(25, 1))]);
+    write_sync(
+        &mut s,
+        &[PersistOp::SaveSnapshot(std::sync::Arc::new(snapshot(
+            25, 1,
+        )))],
+    );
     drop(s);
     // Recovery finishes the batch: the same state as if the compaction had happened.
-    m.apply(&PersistOp::SaveSnapshot(snapshot(25, 1)));
+    m.apply(&PersistOp::SaveSnapshot(std::sync::Arc::new(snapshot(
+        25, 1,
+    ))));
     m.apply(&PersistOp::CompactLog(25));
     let mut s = reopen_matches(h, dir, &m);
     both(&mut s, &mut m, &[PersistOp::Append(entries(31..=33, 1))]);
@@ -439,7 +446,7 @@ pub fn crash_during_conflicting_install<H: StoreHarness>(h: &H, dir: &Path) {
     // A leader of term 2 installs a snapshot at 25 whose entry 25 is not ours: the core emits
     // SaveSnapshot, TruncateFrom(25), CompactLog(25). First the full batch, on a copy...
     let install = [
-        PersistOp::SaveSnapshot(snapshot(25, 2)),
+        PersistOp::SaveSnapshot(std::sync::Arc::new(snapshot(25, 2))),
         PersistOp::TruncateFrom(25),
         PersistOp::CompactLog(25),
     ];
@@ -460,7 +467,7 @@ pub fn crash_during_conflicting_install<H: StoreHarness>(h: &H, dir: &Path) {
         &mut s,
         &mut m,
         &[
-            PersistOp::SaveSnapshot(snapshot(35, 3)),
+            PersistOp::SaveSnapshot(std::sync::Arc::new(snapshot(35, 3))),
             PersistOp::TruncateFrom(35),
             PersistOp::CompactLog(35),
             PersistOp::Append(entries(36..=37, 3)),
@@ -479,7 +486,7 @@ pub fn install_beyond_log_end<H: StoreHarness>(h: &H, dir: &Path) {
         &mut s,
         &mut m,
         &[
-            PersistOp::SaveSnapshot(snapshot(50, 2)),
+            PersistOp::SaveSnapshot(std::sync::Arc::new(snapshot(50, 2))),
             PersistOp::CompactLog(50),
         ],
     );
@@ -489,9 +496,16 @@ pub fn install_beyond_log_end<H: StoreHarness>(h: &H, dir: &Path) {
     drop(s);
     let mut s = reopen_matches(h, dir, &m);
     // The same, with the crash right after the snapshot.
-    write_sync(&mut s, &[PersistOp::SaveSnapshot(snapshot(70, 3))]);
+    write_sync(
+        &mut s,
+        &[PersistOp::SaveSnapshot(std::sync::Arc::new(snapshot(
+            70, 3,
+        )))],
+    );
     drop(s);
-    m.apply(&PersistOp::SaveSnapshot(snapshot(70, 3)));
+    m.apply(&PersistOp::SaveSnapshot(std::sync::Arc::new(snapshot(
+        70, 3,
+    ))));
     m.apply(&PersistOp::CompactLog(70));
     let mut s = reopen_matches(h, dir, &m);
     both(&mut s, &mut m, &[PersistOp::Append(entries(71..=72, 3))]);
@@ -513,7 +527,7 @@ fn store_with_snapshot<H: StoreHarness>(h: &H, dir: &Path) -> PathBuf {
     write_sync(
         &mut s,
         &[
-            PersistOp::SaveSnapshot(snapshot(15, 1)),
+            PersistOp::SaveSnapshot(std::sync::Arc::new(snapshot(15, 1))),
             PersistOp::CompactLog(15),
         ],
     );

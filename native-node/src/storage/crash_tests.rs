@@ -227,12 +227,12 @@ fn crash_anywhere_in_snapshot_save_and_compaction() {
     let batches = vec![
         vec![hs(1, 1), appends(1, 10, 1)],
         vec![
-            PersistOp::SaveSnapshot(snapshot(6, 1)),
+            PersistOp::SaveSnapshot(std::sync::Arc::new(snapshot(6, 1))),
             PersistOp::CompactLog(6),
         ],
         vec![appends(11, 16, 1)],
         vec![
-            PersistOp::SaveSnapshot(snapshot(14, 1)),
+            PersistOp::SaveSnapshot(std::sync::Arc::new(snapshot(14, 1))),
             PersistOp::CompactLog(14),
         ],
         vec![appends(17, 18, 1)],
@@ -248,7 +248,7 @@ fn crash_anywhere_in_a_follower_snapshot_install() {
         // A conflicting snapshot beyond the log: the follower's log is replaced.
         vec![
             hs(2, 2),
-            PersistOp::SaveSnapshot(snapshot(9, 2)),
+            PersistOp::SaveSnapshot(std::sync::Arc::new(snapshot(9, 2))),
             PersistOp::TruncateFrom(2),
             PersistOp::CompactLog(9),
         ],
@@ -293,7 +293,7 @@ fn crash_at_random_points_in_long_workloads() {
                     let at = model.offset + 1 + next(last - model.offset);
                     let t = model.entries[(at - model.offset - 1) as usize].term;
                     vec![
-                        PersistOp::SaveSnapshot(snapshot(at, t)),
+                        PersistOp::SaveSnapshot(std::sync::Arc::new(snapshot(at, t))),
                         PersistOp::CompactLog(at),
                     ]
                 }
@@ -418,7 +418,7 @@ fn a_missing_wal_next_to_a_snapshot_is_refused() {
             .write(&[
                 hs(5, 2),
                 appends(1, 8, 5),
-                PersistOp::SaveSnapshot(snapshot(6, 5)),
+                PersistOp::SaveSnapshot(std::sync::Arc::new(snapshot(6, 5))),
                 PersistOp::CompactLog(6),
             ])
             .expect("write");

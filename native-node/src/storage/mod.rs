@@ -724,7 +724,7 @@ mod tests {
                 .expect("write");
             if i % 100 == 0 {
                 s.write(&[
-                    PersistOp::SaveSnapshot(conformance::snapshot(i - 10, 1)),
+                    PersistOp::SaveSnapshot(std::sync::Arc::new(conformance::snapshot(i - 10, 1))),
                     PersistOp::CompactLog(i - 10),
                 ])
                 .expect("compact");
@@ -760,7 +760,7 @@ mod tests {
                 .expect("write");
         }
         s.write(&[
-            PersistOp::SaveSnapshot(conformance::snapshot(50, 1)),
+            PersistOp::SaveSnapshot(std::sync::Arc::new(conformance::snapshot(50, 1))),
             PersistOp::CompactLog(50),
         ])
         .expect("compact");
@@ -827,7 +827,9 @@ mod tests {
                         let at = model.offset + 1 + next(last - model.offset);
                         let t = term_of(&model, at).expect("in log");
                         vec![
-                            PersistOp::SaveSnapshot(conformance::snapshot(at, t)),
+                            PersistOp::SaveSnapshot(std::sync::Arc::new(conformance::snapshot(
+                                at, t,
+                            ))),
                             PersistOp::CompactLog(at),
                         ]
                     }
@@ -841,7 +843,9 @@ mod tests {
                             term += 1;
                             term
                         };
-                        let mut ops = vec![PersistOp::SaveSnapshot(conformance::snapshot(at, t))];
+                        let mut ops = vec![PersistOp::SaveSnapshot(std::sync::Arc::new(
+                            conformance::snapshot(at, t),
+                        ))];
                         let cut = at.max(model.offset + 1);
                         if !matches && last >= cut {
                             ops.push(PersistOp::TruncateFrom(cut));
