@@ -13,12 +13,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 STATE_MB=${STATE_MB:-100}
-if [ -z "${KEYVAL_BIN:-}" ]; then
-  ${CARGO:-cargo} build -q --release -p native-node --bins
-  KEYVAL_BIN="${CARGO_TARGET_DIR:-target}/release"
-fi
-
 . scripts/lib/local-cluster.sh
+release_bins
+
 start_local_cluster catchup 5000
 # The node logs outlive the cluster, for the elections and the snapshot transfer's timeline.
 LOGS=artifacts/bench-catchup

@@ -12,12 +12,9 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-5}
 CLIENTS=${CLIENTS:-"1 16 64 256"}
 OPS=${OPS:-"put get"}
-if [ -z "${KEYVAL_BIN:-}" ]; then
-  ${CARGO:-cargo} build -q --release -p native-node --bins
-  KEYVAL_BIN="${CARGO_TARGET_DIR:-target}/release"
-fi
-
 . scripts/lib/local-cluster.sh
+release_bins
+
 start_local_cluster bench 2000
 
 printf '%-4s %8s %12s %9s %9s %9s\n' op clients "ops/s" "p50 ms" "p99 ms" "p99.9 ms"

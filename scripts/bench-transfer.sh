@@ -12,12 +12,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS=${RUNS:-10}
-if [ -z "${KEYVAL_BIN:-}" ]; then
-  ${CARGO:-cargo} build -q --release -p native-node --bins
-  KEYVAL_BIN="${CARGO_TARGET_DIR:-target}/release"
-fi
-
 . scripts/lib/local-cluster.sh
+release_bins
+
 start_local_cluster transfer 3000
 
 leader() {

@@ -13,12 +13,9 @@ cd "$(dirname "$0")/.."
 
 STATE_MB=${STATE_MB:-100}
 CLIENTS=${CLIENTS:-64}
-if [ -z "${KEYVAL_BIN:-}" ]; then
-  ${CARGO:-cargo} build -q --release -p native-node --bins
-  KEYVAL_BIN="${CARGO_TARGET_DIR:-target}/release"
-fi
-
 . scripts/lib/local-cluster.sh
+release_bins
+
 start_local_cluster members 5000
 # A stop by signal runs the EXIT trap too, so no node outlives the script.
 trap 'exit 143' TERM INT

@@ -142,11 +142,17 @@ impl RaftNode {
             // We already hold everything it covers (committed entries are the same on every
             // node): say so, and the leader moves on to plain appends.
             self.incoming_snapshot = None;
-            self.reply_snapshot(from, index, self.commit);
+            self.reply_snapshot(
+                from,
+                index,
+                SnapshotResult::Done {
+                    match_index: self.commit,
+                },
+            );
             return;
         }
         if let Some((_, _, total)) = self.installing.filter(|&(t, i, _)| t == term && i == index) {
-            self.reply_snapshot_progress(from, index, total);
+            self.reply_snapshot(from, index, SnapshotResult::Continue { next_offset: total });
             return;
         }
         let len = data.len() as u64;
@@ -168,7 +174,13 @@ impl RaftNode {
                         done: false,
                     });
                 }
-                self.reply_snapshot_progress(from, index, next_offset);
+                self.reply_snapshot(
+                    from,
+                    index,
+                    SnapshotResult::Continue {
+                        next_offset: next_offset,
+                    },
+                );
             }
             ChunkOutcome::Complete(snapshot) => {
                 self.emit(NodeEvent::SnapshotChunkReceived {
@@ -182,7 +194,7 @@ impl RaftNode {
                 // many heartbeats, which the leader would otherwise read as a stalled transfer.
                 let total = snapshot.data.len() as u64;
                 self.installing = Some((term, index, total));
-                self.reply_snapshot_progress(from, index, total);
+                self.reply_snapshot(from, index, SnapshotResult::Continue { next_offset: total });
                 self.received_snapshot = Some((from, snapshot));
             }
             ChunkOutcome::Malformed(detail) => {
@@ -211,26 +223,14 @@ impl RaftNode {
         None
     }
 
-    fn reply_snapshot_progress(&mut self, to: NodeId, snapshot_index: Index, next_offset: u64) {
+    fn reply_snapshot(&mut self, to: NodeId, snapshot_index: Index, result: SnapshotResult) {
         let term = self.term;
         self.send(
             to,
             Message::InstallSnapshotResponse {
                 term,
                 snapshot_index,
-                result: SnapshotResult::Continue { next_offset },
-            },
-        );
-    }
-
-    fn reply_snapshot(&mut self, to: NodeId, snapshot_index: Index, match_index: Index) {
-        let term = self.term;
-        self.send(
-            to,
-            Message::InstallSnapshotResponse {
-                term,
-                snapshot_index,
-                result: SnapshotResult::Done { match_index },
+                result,
             },
         );
     }
@@ -254,7 +254,13 @@ impl RaftNode {
         let matches = self.log.term(index) == Some(term);
         let ours = self.log.snapshot_index();
         if index < ours || (index == ours && !matches) || (index <= self.commit && !stale_ok) {
-            self.reply_snapshot(from, index, self.commit);
+            self.reply_snapshot(
+                from,
+                index,
+                SnapshotResult::Done {
+                    match_index: self.commit,
+                },
+            );
             return false;
         }
         let kept_entries = if matches {
@@ -289,7 +295,7 @@ impl RaftNode {
             bytes,
             kept_entries,
         });
-        self.reply_snapshot(from, index, index);
+        self.reply_snapshot(from, index, SnapshotResult::Done { match_index: index });
         true
     }
 

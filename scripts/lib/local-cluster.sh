@@ -6,6 +6,15 @@
 # Needs KEYVAL_BIN. Sets DATA, PIDS, PORTS, PEERS, ENDPOINTS and KVCTL (kvctl with the
 # cluster's endpoints), and returns once the cluster has acknowledged a write.
 
+# Sets KEYVAL_BIN to freshly built release binaries unless the caller gave a directory (to
+# benchmark other binaries, before/after).
+release_bins() {
+  if [ -z "${KEYVAL_BIN:-}" ]; then
+    ${CARGO:-cargo} build -q --release -p native-node --bins
+    KEYVAL_BIN="${CARGO_TARGET_DIR:-target}/release"
+  fi
+}
+
 stop_local_cluster() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
