@@ -53,6 +53,10 @@ sleep 2
 read -r TERM1 COMMIT _ < <(cluster_state)
 snap=$(find "$DATA/node1" -name '*.snap' -printf '%s %p\n' 2>/dev/null | sort -n | tail -1)
 SNAP_BYTES=${snap%% *}
+if [ -z "$SNAP_BYTES" ]; then
+  echo "the leader took no snapshot: ~${STATE_MB} MB is below the snapshot threshold; raise STATE_MB" >&2
+  exit 1
+fi
 echo "leader: term $TERM1, commit index $COMMIT, newest snapshot file ${SNAP_BYTES:-?} bytes"
 
 t0=$(now_ms)

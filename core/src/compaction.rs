@@ -174,13 +174,7 @@ impl RaftNode {
                         done: false,
                     });
                 }
-                self.reply_snapshot(
-                    from,
-                    index,
-                    SnapshotResult::Continue {
-                        next_offset: next_offset,
-                    },
-                );
+                self.reply_snapshot(from, index, SnapshotResult::Continue { next_offset });
             }
             ChunkOutcome::Complete(snapshot) => {
                 self.emit(NodeEvent::SnapshotChunkReceived {
