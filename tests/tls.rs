@@ -83,14 +83,12 @@ fn cluster_id(c: &Cluster) -> String {
     v["cluster_id"].as_str().expect("cluster id").to_string()
 }
 
-/// (term, leader) as node 1 reports it.
-fn term_and_leader(c: &Cluster) -> (u64, u64) {
-    let st = c.status();
-    let row = &st[&1];
-    (
-        row["term"].as_u64().expect("term"),
-        row["leader"].as_u64().expect("leader"),
-    )
+/// (term, leader) as each node reports it.
+fn terms_and_leaders(c: &Cluster) -> Vec<(u64, Option<u64>)> {
+    c.status()
+        .values()
+        .map(|row| (row["term"].as_u64().expect("term"), row["leader"].as_u64()))
+        .collect()
 }
 
 fn http_over_tls(stream: &mut Tls, path: &str) -> String {
@@ -145,7 +143,10 @@ fn tls_cluster_serves_only_tls_and_refuses_forged_peers() {
     let mut t = tls_connect(port, tls_config(&pki, "peer-ca.pem", None), "localhost");
     assert!(http_over_tls(&mut t, "/healthz").starts_with("HTTP/1.1 200"));
 
-    let before = term_and_leader(&c);
+    let before = terms_and_leaders(&c);
+    let (_, leader) = before[0];
+    let leader = leader.expect("a leader before the forgeries");
+    assert!(before.iter().all(|&(_, l)| l == Some(leader)), "{before:?}");
 
     // 1. A plain WebSocket to /raft: no TLS, no answer.
     let plain = tungstenite::client::connect(format!("ws://127.0.0.1:{port}/raft"));
@@ -194,28 +195,31 @@ fn tls_cluster_serves_only_tls_and_refuses_forged_peers() {
     );
     assert!(forged_hello(as_peer, &id, 2).is_err());
 
-    // 5. A real member's credential sending a u64::MAX term: the core refuses it.
+    // 5. The leader's own credential, presented to a follower, sending a u64::MAX term: the
+    // core refuses it. The real leader's connection stays open beside it, so this one closing
+    // must not make the follower think its leader died.
+    let follower = (1..=3).find(|&n| n != leader).expect("a follower");
     let member = tls_connect(
-        port,
-        tls_config(&pki, "peer-ca.pem", Some("node-2")),
-        "node-1",
+        c.nodes[follower as usize - 1].port,
+        tls_config(&pki, "peer-ca.pem", Some(&format!("node-{leader}"))),
+        &format!("node-{follower}"),
     );
     let (mut ws, _) = tungstenite::client::client("ws://127.0.0.1/raft", member).expect("ws");
     let hello = PeerFrame::Hello {
         cluster_id: id.clone(),
-        from: 2,
-        to: 1,
+        from: leader,
+        to: follower,
     };
     ws.send(tungstenite::Message::Binary(wire::encode(&hello).into()))
         .expect("hello");
     let welcome = ws.read().expect("welcome");
     assert!(matches!(
         welcome,
-        tungstenite::Message::Binary(ref b) if matches!(wire::decode(b), Ok(PeerFrame::Welcome { node: 1 }))
+        tungstenite::Message::Binary(ref b) if matches!(wire::decode(b), Ok(PeerFrame::Welcome { node }) if node == follower)
     ));
     let hostile = PeerFrame::Raft(vec![Envelope {
-        from: 2,
-        to: 1,
+        from: leader,
+        to: follower,
         msg: Message::Heartbeat {
             term: u64::MAX,
             commit: u64::MAX,
@@ -226,15 +230,31 @@ fn tls_cluster_serves_only_tls_and_refuses_forged_peers() {
         .expect("send");
     std::thread::sleep(Duration::from_millis(500));
     drop(ws);
+    // The follower keeps its leader throughout (it used to drop it and campaign at once, as
+    // if the leader had died, until the leader's next heartbeat).
+    let follower_port = c.nodes[follower as usize - 1].port;
+    let watch_until = std::time::Instant::now() + Duration::from_millis(400);
+    while std::time::Instant::now() < watch_until {
+        let mut t = tls_connect(
+            follower_port,
+            tls_config(&pki, "peer-ca.pem", None),
+            "localhost",
+        );
+        let metrics = http_over_tls(&mut t, "/metrics");
+        assert!(
+            metrics.contains("keyval_server_has_leader 1"),
+            "the follower lost its leader when a second connection in the leader's name closed"
+        );
+    }
 
     // The cluster is undisturbed: same term, same leader, still serving.
     assert_eq!(
-        term_and_leader(&c),
+        terms_and_leaders(&c),
         before,
         "forged peers disturbed the cluster"
     );
     ok(&c, &["put", "k2", "v2"]);
-    assert_eq!(term_and_leader(&c), before);
+    assert_eq!(terms_and_leaders(&c), before);
     let log = c.nodes[0].log_text();
     assert!(log.contains("does not name node-2"), "refusal logged");
 }

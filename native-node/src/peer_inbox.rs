@@ -8,6 +8,9 @@
 //! waits (back-pressure on that peer's TCP stream, which stops reading), and the loop's
 //! per-turn budget ([`MAX_PEER_BYTES_PER_TURN`]) keeps one huge batch from starving ticks.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use keyval_core::{Envelope, NodeId};
 use tokio::sync::mpsc;
 
@@ -26,7 +29,7 @@ pub const MAX_PEER_BYTES_PER_TURN: usize = 4 << 20;
 pub enum PeerInput {
     /// Raft messages from one frame of one peer, with the inbox bytes they hold.
     Batch(Vec<Envelope>, InboxBytes),
-    /// The connection from this peer closed (its process may have died; see
+    /// The last open connection from this peer closed (its process may have died; see
     /// `KvServer::peer_disconnected`).
     Closed(NodeId),
 }
@@ -39,6 +42,17 @@ pub type InboxBytes = HeldBytes;
 pub struct PeerInbox {
     tx: mpsc::Sender<PeerInput>,
     bytes: ByteBudget,
+    /// Welcomed inbound connections per peer. A peer can hold two for a while (it reconnected
+    /// before the old connection was noticed dead, or another holder of its certificate
+    /// connected): only the last one closing means the peer may be gone.
+    open: Arc<Mutex<HashMap<NodeId, usize>>>,
+}
+
+/// One welcomed inbound connection from a peer, counted until dropped.
+pub struct Connection {
+    inbox: PeerInbox,
+    peer: NodeId,
+    notify: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +65,7 @@ pub fn channel(batches: usize, bytes: usize) -> (PeerInbox, mpsc::Receiver<PeerI
     let inbox = PeerInbox {
         tx,
         bytes: ByteBudget::new(bytes),
+        open: Arc::default(),
     };
     (inbox, rx)
 }
@@ -77,15 +92,49 @@ impl PeerInbox {
             .map_err(|_| LoopGone)
     }
 
-    /// Tells the loop a connection closed, without waiting: with a full inbox the notice is
-    /// dropped (the election timer still runs).
-    pub fn closed(&self, peer: NodeId) {
-        let _ = self.tx.try_send(PeerInput::Closed(peer));
+    /// Counts a welcomed connection from `peer` until the returned guard is dropped.
+    pub fn opened(&self, peer: NodeId) -> Connection {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        *open.entry(peer).or_insert(0) += 1;
+        Connection {
+            inbox: self.clone(),
+            peer,
+            notify: false,
+        }
     }
 
     /// Bytes free in the inbox now.
     pub fn free_bytes(&self) -> usize {
         self.bytes.free()
+    }
+}
+
+impl Connection {
+    /// The connection ended the way a dying peer's does (closed or broken, not refused): when
+    /// it was the peer's last one, the loop is told without waiting (with a full inbox the
+    /// notice is dropped; the election timer still runs).
+    pub fn closed(mut self) {
+        self.notify = true;
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        let mut open = self.inbox.open.lock().unwrap_or_else(|e| e.into_inner());
+        let last = match open.get_mut(&self.peer) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                false
+            }
+            _ => {
+                open.remove(&self.peer);
+                true
+            }
+        };
+        drop(open);
+        if last && self.notify {
+            let _ = self.inbox.tx.try_send(PeerInput::Closed(self.peer));
+        }
     }
 }
 
@@ -148,5 +197,38 @@ mod tests {
             1000,
             "bytes come back once the batch is dropped"
         );
+    }
+
+    fn closed_notices(rx: &mut mpsc::Receiver<PeerInput>) -> Vec<NodeId> {
+        let mut out = Vec::new();
+        while let Ok(input) = rx.try_recv() {
+            if let PeerInput::Closed(peer) = input {
+                out.push(peer);
+            }
+        }
+        out
+    }
+
+    /// A second connection from the same peer closing (a stale one after a reconnect, or a
+    /// stranger holding the peer's certificate) must not tell the loop the peer is gone: the
+    /// loop would drop a live leader and campaign.
+    #[tokio::test]
+    async fn only_the_last_connection_of_a_peer_reports_it_closed() {
+        let (inbox, mut rx) = channel(16, 1 << 20);
+        let first = inbox.opened(2);
+        let second = inbox.opened(2);
+        let other = inbox.opened(3);
+        second.closed();
+        assert_eq!(closed_notices(&mut rx), Vec::<NodeId>::new());
+        first.closed();
+        assert_eq!(closed_notices(&mut rx), vec![2]);
+        drop(other);
+        assert_eq!(
+            closed_notices(&mut rx),
+            Vec::<NodeId>::new(),
+            "a refused connection is no sign of death"
+        );
+        inbox.opened(3).closed();
+        assert_eq!(closed_notices(&mut rx), vec![3]);
     }
 }

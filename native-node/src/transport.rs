@@ -440,6 +440,7 @@ pub async fn serve_inbound(
         return;
     }
     tracing::debug!(peer = from, %remote, "peer connected");
+    let connection = to_node.opened(from);
     loop {
         let msg = tokio::select! {
             _ = shutdown.changed() => break,
@@ -526,9 +527,8 @@ pub async fn serve_inbound(
         }
     }
     // A killed leader closes its connections at once: telling the loop lets the followers
-    // campaign without waiting out a whole election timeout. Never blocks (a full inbox only
-    // loses the shortcut; the election timer still runs).
-    to_node.closed(from);
+    // campaign without waiting out a whole election timeout.
+    connection.closed();
 }
 
 /// Whether a message has a shape a correct peer can produce: the core's own check
