@@ -137,6 +137,29 @@ impl<T: Weighed> Sender<T> {
     }
 }
 
+/// What one loop turn may still take from a queue, in items and in bytes. The item that
+/// crosses the byte bound is still taken, so one oversized item cannot stall its queue.
+#[derive(Debug)]
+pub struct TurnBudget {
+    items: usize,
+    bytes: usize,
+}
+
+impl TurnBudget {
+    pub fn new(items: usize, bytes: usize) -> Self {
+        TurnBudget { items, bytes }
+    }
+
+    pub fn charge(&mut self, bytes: usize) {
+        self.items = self.items.saturating_sub(1);
+        self.bytes = self.bytes.saturating_sub(bytes);
+    }
+
+    pub fn spent(&self) -> bool {
+        self.items == 0 || self.bytes == 0
+    }
+}
+
 /// The receiving side: an item's bytes are free again once it is received.
 pub struct Receiver<T> {
     rx: mpsc::Receiver<(T, HeldBytes)>,
@@ -150,6 +173,19 @@ impl<T> Receiver<T> {
 
     pub fn try_recv(&mut self) -> Result<T, mpsc::error::TryRecvError> {
         self.rx.try_recv().map(|(item, _held)| item)
+    }
+
+    /// The next queued item, without waiting, while `budget` lasts; the item is charged to it.
+    pub fn try_recv_within(&mut self, budget: &mut TurnBudget) -> Option<T>
+    where
+        T: Weighed,
+    {
+        if budget.spent() {
+            return None;
+        }
+        let (item, _held) = self.rx.try_recv().ok()?;
+        budget.charge(item.queued_bytes());
+        Some(item)
     }
 }
 
@@ -180,6 +216,27 @@ mod tests {
         assert!(waited.is_err(), "a third item must wait for room");
         rx.recv().await.expect("queued");
         third.await.expect("fits once the first was received");
+    }
+
+    /// A turn takes what its budget allows and leaves the rest queued, in order: a flood of
+    /// large items cannot make one turn (and so one WAL batch) unbounded.
+    #[tokio::test]
+    async fn a_turn_stops_at_its_byte_budget_and_leaves_the_rest_queued() {
+        let (tx, mut rx) = channel(1000, 100_000);
+        for size in [1_000, 1_000, 3_000, 1_000, 1_000] {
+            tx.send(Blob(size)).await.expect("fits");
+        }
+        let take = |rx: &mut Receiver<Blob>, mut budget: TurnBudget| {
+            std::iter::from_fn(|| rx.try_recv_within(&mut budget).map(|b| b.0)).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            take(&mut rx, TurnBudget::new(1000, 4_000)),
+            [1_000, 1_000, 3_000],
+            "the item crossing the byte bound is taken, nothing after it"
+        );
+        assert_eq!(take(&mut rx, TurnBudget::new(1, usize::MAX)), [1_000]);
+        assert_eq!(take(&mut rx, TurnBudget::new(1000, 0)), Vec::<usize>::new());
+        assert_eq!(take(&mut rx, TurnBudget::new(1000, 1)), [1_000]);
     }
 
     #[tokio::test]

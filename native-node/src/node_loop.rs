@@ -37,6 +37,7 @@ use keyval_core::{
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
+use crate::bounded::{TurnBudget, Weighed};
 use crate::events::{EventHub, now_ms};
 use crate::membership;
 use crate::metrics::Metrics;
@@ -52,6 +53,9 @@ use crate::wire::{
 
 /// Inputs handled per turn at most, so ticks and the disk are never starved by a flood.
 const MAX_INPUTS_PER_TURN: usize = 8192;
+/// Client bytes (requests' estimated size) handled per turn: a turn's proposals become one
+/// WAL batch, so 8192 puts of 1 MiB must not make one 8 GiB write while ticks wait.
+const MAX_CLIENT_BYTES_PER_TURN: usize = 4 << 20;
 /// Client requests waiting for their reply; beyond this new ones are refused as Busy.
 const MAX_WAITERS: usize = 65_536;
 /// Status frames for the live view go out at most this often unless role, term or leader change.
@@ -98,7 +102,7 @@ pub enum Input {
     },
 }
 
-impl crate::bounded::Weighed for Input {
+impl Weighed for Input {
     fn queued_bytes(&self) -> usize {
         let payload = match self {
             Input::Client { req, .. } => req.op.size_hint(),
@@ -321,16 +325,13 @@ impl NodeLoop {
                 peer_bytes += self.step_peers(input);
                 handled += 1;
             }
+            let mut budget = TurnBudget::new(MAX_INPUTS_PER_TURN, MAX_CLIENT_BYTES_PER_TURN);
             if let Some(input) = first_input {
+                budget.charge(input.queued_bytes());
                 self.handle_input(input, &mut st);
             }
-            let mut handled = 0;
-            while handled < MAX_INPUTS_PER_TURN {
-                let Ok(input) = self.input_rx.try_recv() else {
-                    break;
-                };
+            while let Some(input) = self.input_rx.try_recv_within(&mut budget) {
                 self.handle_input(input, &mut st);
-                handled += 1;
             }
             self.promote_caught_up_learners(&mut st);
             // All proposals and acknowledgements of the turn share one batch (and so one write).
