@@ -837,7 +837,10 @@ impl NodeLoop {
         let view = self.identity.roster.view();
         self.sync_peers(&view);
         let me = self.server.raft().id();
-        if !m.contains(me) && st.leaving.is_none() {
+        // Removed means named in `removed`, not merely absent: a node added after the leader's
+        // last snapshot installs that snapshot's older configuration first, and learns of its
+        // own addition from the log that follows.
+        if m.removed.contains(&me) && !m.contains(me) && st.leaving.is_none() {
             let reason = format!(
                 "node {me} was removed from the cluster (configuration at log index {index}); it stops and will not serve again"
             );
