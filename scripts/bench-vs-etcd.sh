@@ -116,11 +116,25 @@ trap cleanup EXIT
 # Appends "round system case ops_s p50 p99 p999 load1" to $RAW.
 record() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RAW"; echo "  $*"; }
 
+# The leader's endpoint first, then the others: kvctl's clients start at the first endpoint, and
+# a linearizable get taken by a follower is a follower read (one more round trip to the
+# leader). etcd's load generator connects to the leader (--conn-mode leader): same here.
+kv_leader_first() {
+  "${KVCTL[@]}" -o json status | python3 -c '
+import json, sys
+eps = sys.argv[1].split(",")
+nodes = json.load(sys.stdin)["nodes"]
+lead = [n["id"] for n in nodes if n.get("role") == "leader"]
+if lead:
+    eps.insert(0, eps.pop(lead[0] - 1))
+print(",".join(eps))' "$KV_ENDPOINTS"
+}
+
 kv_case() { # round case op clients consistency
   local round=$1 case=$2 op=$3 clients=$4 consistency=$5 l json
   if [ "$consistency" = lease ]; then kv_start --lease-reads; else kv_start; fi
   l=$(load1)
-  json=$("${KVCTL[@]}" -o json bench --op "$op" --consistency "$consistency" \
+  json=$("$KEYVAL_BIN/kvctl" --endpoints "$(kv_leader_first)" --timeout-ms 5000 -o json bench --op "$op" --consistency "$consistency" \
     --clients "$clients" --duration "$DURATION")
   kv_stop
   record "$round" keyval "$case" $(echo "$json" | python3 -c '

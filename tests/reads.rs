@@ -61,6 +61,17 @@ fn every_read_path_returns_what_was_written_at_every_node() {
     ] {
         assert!(metrics.contains(needle), "/metrics lacks {needle}");
     }
+    // A lease read asked of a follower is sent to the leader and served from its lease (it
+    // used to become a follower read, a round trip the client asked a lease read to avoid).
+    let hits = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("keyval_lease_read_hits_total "))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    assert_eq!(
+        hits,
+        Some(3),
+        "every node's lease read ended at the leader's lease"
+    );
 }
 
 #[test]

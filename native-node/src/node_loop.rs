@@ -520,13 +520,29 @@ impl NodeLoop {
             w.senders.push(reply_to);
             return;
         }
-        if st.waiters.len() >= MAX_WAITERS {
+        let raft = self.server.raft();
+        let refusal = if st.waiters.len() >= MAX_WAITERS {
+            Some(ClientError::Busy {
+                uncommitted: st.waiters.len() as u64,
+            })
+        } else if consistency == ReadConsistency::Lease
+            && !raft.is_leader()
+            && raft.leader().is_some()
+        {
+            // The lease lives on the leader: the core would serve this as a follower read, a
+            // round trip to the leader the client asked a lease read to avoid. Send the client
+            // there instead (kvctl follows the hint and stays).
+            Some(ClientError::NotLeader {
+                leader_hint: raft.leader(),
+            })
+        } else {
+            None
+        };
+        if let Some(e) = refusal {
             let reply = ClientReply {
                 client_id,
                 seq,
-                outcome: Err(ClientError::Busy {
-                    uncommitted: st.waiters.len() as u64,
-                }),
+                outcome: Err(e),
             };
             self.metrics.client_replies_err.fetch_add(1, Relaxed);
             self.metrics.reads.failure(consistency);
