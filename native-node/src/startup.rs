@@ -193,6 +193,7 @@ pub async fn run(
         id: cfg.id,
         roster: roster.clone(),
         eviction,
+        redial: Default::default(),
     });
     let mut peers = BTreeMap::new();
     for m in roster.view().members {

@@ -84,6 +84,28 @@ pub struct Identity {
     pub roster: Arc<Roster>,
     /// Where a peer's "you were removed" answer goes: it stops this node.
     pub eviction: Arc<Eviction>,
+    /// Wakes an outbound connection waiting out its backoff (see [`Redial`]).
+    pub redial: Arc<Redial>,
+}
+
+/// Per peer, a wake-up for its outbound task. A peer that connects to us is up again, so our
+/// connection to it should not wait out a backoff that grew while it was down (up to
+/// [`BACKOFF_MAX`]): a restarted follower would hear nothing from the leader for that long,
+/// time out and campaign instead of being caught up.
+#[derive(Debug, Default)]
+pub struct Redial(std::sync::Mutex<std::collections::HashMap<NodeId, Arc<tokio::sync::Notify>>>);
+
+impl Redial {
+    fn of(&self, peer: NodeId) -> Arc<tokio::sync::Notify> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(peer).or_default().clone()
+    }
+
+    /// Ends the backoff of the connection to `peer` now, or the next one if none is waiting (at
+    /// most one early redial is remembered).
+    pub fn poke(&self, peer: NodeId) {
+        self.of(peer).notify_one();
+    }
 }
 
 fn estimate(env: &Envelope) -> usize {
@@ -119,6 +141,7 @@ async fn run_peer(
 ) {
     let url = format!("ws://{addr}/raft");
     let tls = tls.as_deref();
+    let redial = me.redial.of(peer);
     let mut backoff = BACKOFF_MIN;
     let mut logged_down = false;
     metrics.set_peer_up(peer, false);
@@ -165,6 +188,11 @@ async fn run_peer(
         loop {
             tokio::select! {
                 _ = &mut sleep => break,
+                _ = redial.notified() => {
+                    tracing::debug!(peer, %addr, "peer connected to us: redialing now");
+                    backoff = BACKOFF_MIN / 2; // doubled below
+                    break;
+                }
                 _ = shutdown.changed() => return,
                 env = rx.recv() => match env {
                     Some(env) => metrics.dropped(&env.msg),
@@ -441,6 +469,7 @@ pub async fn serve_inbound(
     }
     tracing::debug!(peer = from, %remote, "peer connected");
     let connection = to_node.opened(from);
+    me.redial.poke(from);
     loop {
         let msg = tokio::select! {
             _ = shutdown.changed() => break,

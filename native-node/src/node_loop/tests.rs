@@ -92,6 +92,7 @@ async fn start_saving(
                 &bootstrap_addresses,
             )),
             eviction,
+            redial: Default::default(),
         }),
         tls: None,
         bootstrap_addresses,
