@@ -42,6 +42,11 @@ measure-membership:
 .PHONY: bench-transfer
 bench-transfer:
 	bash scripts/bench-transfer.sh
+## DURATION (60) s of CLIENTS (256) client puts on a fresh release cluster: throughput and
+## whether the leader or term moved (exit 1 if so). See scripts/bench-steady.sh.
+.PHONY: bench-steady
+bench-steady:
+	bash scripts/bench-steady.sh
 ## Snapshot catch-up speed: node 3 of a fresh release cluster is stopped, ~STATE_MB (100) MB
 ## are written, node 3 restarts and is caught up by snapshot: MB/s, and whether any election
 ## happened meanwhile. See scripts/bench-catchup.sh.
