@@ -17,6 +17,10 @@ CLIENTS=${CLIENTS:-64}
 release_bins
 
 start_local_cluster members 5000
+# The node logs outlive the cluster (artifacts/measure-membership/) for the timeline of a change.
+LOGS=artifacts/measure-membership
+rm -rf "$LOGS" && mkdir -p "$LOGS"
+trap 'cp "$DATA"/node*.log "$LOGS"/ 2>/dev/null; stop_local_cluster' EXIT
 # A stop by signal runs the EXIT trap too, so no node outlives the script.
 trap 'exit 143' TERM INT
 # Two more free ports for the nodes that join (4 and 5); PORT_OF[n] is node n's port.

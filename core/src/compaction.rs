@@ -18,6 +18,10 @@ use crate::snapshot::{
 };
 use crate::types::{Index, NodeId, Role, Term};
 
+/// How many snapshot thresholds of entries the log may hold past its snapshot while compaction
+/// waits for a follower being caught up by snapshot.
+pub const MAX_POSTPONED_THRESHOLDS: u64 = 4;
+
 impl RaftNode {
     /// Replaces the log up to and including `index` with a snapshot whose state machine bytes
     /// are `data`. `index` must be applied: compacting an entry the state machine has not seen
@@ -57,6 +61,55 @@ impl RaftNode {
         self.log.compact_to(index, term);
         self.snapshot = Some(snapshot);
         self.emit(NodeEvent::SnapshotTaken { index, term, bytes });
+    }
+
+    /// Whether compacting the log to `index` now would cost a follower being caught up by
+    /// snapshot a second snapshot: it continues from its snapshot's index by appends, so the
+    /// entries after that index must outlive its transfer and the log catch-up that follows.
+    /// Under load a large transfer lasts longer than the leader takes to reach its next
+    /// snapshot, and without this the follower was sent snapshot after snapshot (seen
+    /// natively: a node added to a 100 MB cluster under writes installed three in a row).
+    /// Compaction waits at most until the log holds [`MAX_POSTPONED_THRESHOLDS`] thresholds
+    /// of entries past the last snapshot, so a follower that died mid-transfer cannot make the
+    /// log grow without bound.
+    pub fn compaction_would_strand_a_follower(&mut self, index: Index) -> bool {
+        if self.role != Role::Leader {
+            return false;
+        }
+        let past = index.saturating_sub(self.log.snapshot_index());
+        let cap = self
+            .config
+            .snapshot_threshold
+            .saturating_mul(MAX_POSTPONED_THRESHOLDS);
+        if past >= cap {
+            return false;
+        }
+        let (me, last) = (self.id, self.log.last_index());
+        let mut strands = false;
+        for (&id, pr) in self.progress.iter_mut() {
+            if id == me {
+                continue;
+            }
+            if pr.state == ProgressState::Snapshot {
+                strands = true;
+                continue;
+            }
+            if pr.pending_snapshot == 0 {
+                continue;
+            }
+            // Its backlog: what the leader's log held when the transfer was first seen done.
+            if pr.catch_up_to == 0 {
+                pr.catch_up_to = last;
+            }
+            if pr.match_index >= pr.catch_up_to {
+                // Through its backlog: an ordinary follower again, whose lag is the window.
+                pr.pending_snapshot = 0;
+                pr.catch_up_to = 0;
+            } else if pr.match_index < index {
+                strands = true;
+            }
+        }
+        strands
     }
 
     /// Sends `peer` the next chunks of a snapshot, starting a transfer of the latest snapshot

@@ -33,8 +33,14 @@ pub struct Progress {
     /// outstanding. Appends lost in bulk (a dropped connection) would otherwise be freed one
     /// per heartbeat response; past an election timeout the leader probes again instead.
     pub stalled_ticks: u32,
-    /// In Snapshot: last index of the snapshot being sent.
+    /// In Snapshot: last index of the snapshot being sent. Kept after the transfer until the
+    /// follower's log has caught up past the leader's next compaction point, which waits for
+    /// it (see `RaftNode::compaction_would_strand_a_follower`).
     pub pending_snapshot: Index,
+    /// After a snapshot transfer: the leader's last index when it was first seen done, the
+    /// backlog the follower replays by appends before compaction stops waiting for it (0:
+    /// not set).
+    pub catch_up_to: Index,
     /// In Snapshot: the snapshot being sent. The transfer pins it, so the leader taking a newer
     /// snapshot meanwhile does not restart it (which, with a busy leader, could repeat forever).
     pub transfer: Option<Arc<Snapshot>>,
@@ -63,6 +69,7 @@ impl Progress {
             recent_active: false,
             stalled_ticks: 0,
             pending_snapshot: 0,
+            catch_up_to: 0,
             transfer: None,
             snapshot_offset: 0,
             snapshot_acked: 0,
@@ -126,6 +133,7 @@ impl Progress {
     pub fn become_snapshot(&mut self, snapshot: Arc<Snapshot>) {
         self.state = ProgressState::Snapshot;
         self.pending_snapshot = snapshot.meta.last_index;
+        self.catch_up_to = 0;
         self.transfer = Some(snapshot);
         self.snapshot_offset = 0;
         self.snapshot_acked = 0;

@@ -295,6 +295,7 @@ impl KvServer {
         if threshold == 0
             || self.snapshot_job_out
             || applied - self.raft.snapshot_index() < threshold
+            || self.raft.compaction_would_strand_a_follower(applied)
         {
             return;
         }

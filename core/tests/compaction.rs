@@ -168,6 +168,37 @@ fn a_slow_install_is_waited_for_not_sent_again() {
     }
 }
 
+/// Writes go on while a follower is caught up by a slow snapshot transfer, more of them than
+/// the snapshot threshold: the leader must not compact past the snapshot being sent, or the
+/// follower, done with it, finds the entries after it gone and needs another snapshot (and
+/// under steady load another, and another: seen natively when a node joined a 100 MB cluster
+/// under writes, which installed three snapshots in a row).
+#[test]
+fn writes_during_a_snapshot_transfer_do_not_cost_the_follower_a_second_snapshot() {
+    for seed in [241, 242, 243] {
+        let mut cfg = keyval_core::sim::SimConfig::new(3, seed);
+        cfg.raft.snapshot_threshold = THRESHOLD;
+        cfg.raft.snapshot_chunk_bytes = 16;
+        cfg.decode_us = Some((300_000, 400_000));
+        let mut sim = Simulator::new(cfg);
+        let (leader, follower, healed) = lag_one_follower(&mut sim, 60);
+        // Past the threshold, within the cap on postponing (MAX_POSTPONED_THRESHOLDS).
+        writes(&mut sim, "during", 2 * THRESHOLD as usize + 5);
+        wait_converged(&mut sim, 5 * SEC);
+        let installed = installs(&sim, healed, follower);
+        assert_eq!(installed.len(), 1, "seed {seed}: installs {installed:?}");
+        // Compaction waits no longer once the follower is through its backlog.
+        writes(&mut sim, "after", THRESHOLD as usize + 1);
+        wait_converged(&mut sim, 5 * SEC);
+        assert!(
+            raft(&sim, leader).snapshot_index() > installed[0],
+            "seed {seed}: the leader compacted again once the follower caught up"
+        );
+        assert_eq!(kv_of(&sim, follower), kv_of(&sim, leader));
+        assert_safe(&mut sim);
+    }
+}
+
 /// The chunk after the first is lost on the wire: the leader resends from the offset the
 /// follower acknowledged (once heartbeats show the transfer stalled), without restarting it.
 #[test]
