@@ -41,6 +41,11 @@ pub struct BenchArgs {
     /// without one).
     #[arg(long, value_enum, default_value_t = crate::Consistency::Linearizable)]
     consistency: crate::Consistency,
+    /// Also report throughput per interval of this many milliseconds (a multiple of 100), to
+    /// see a dip during a membership change or a failover; JSON gains `started_unix_ms` and
+    /// `intervals` (ops per second in each interval).
+    #[arg(long)]
+    interval_ms: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -99,6 +104,14 @@ pub async fn run(
         (None, Some(0)) => return Err(BenchError::Usage("--total must be at least 1".into())),
         (None, Some(_)) => None,
         (None, None) => Some(Duration::from_secs(10)),
+    };
+    let interval = match args.interval_ms {
+        Some(ms) if ms == 0 || ms % 100 != 0 || ms > 3_600_000 => {
+            return Err(BenchError::Usage(
+                "--interval-ms must be a positive multiple of 100, at most 3600000".into(),
+            ));
+        }
+        other => other.map(Duration::from_millis),
     };
     let value = vec![b'v'; args.value_size];
 
@@ -165,6 +178,11 @@ pub async fn run(
     });
 
     let started = Instant::now();
+    let started_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    // (time, completed operations) at the end of each whole interval, as first seen.
+    let mut marks: Vec<(Duration, u64)> = Vec::new();
     let mut workers = Vec::new();
     for w in 0..args.clients {
         let shared = shared.clone();
@@ -223,6 +241,11 @@ pub async fn run(
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let elapsed = started.elapsed();
+        if let Some(i) = interval
+            && elapsed >= i * (marks.len() as u32 + 1)
+        {
+            marks.push((elapsed, shared.done.load(Relaxed)));
+        }
         if let Some(pb) = &bar {
             match duration {
                 Some(_) => pb.set_position(elapsed.as_millis() as u64),
@@ -269,8 +292,14 @@ pub async fn run(
             keyval_core::ReadConsistency::Serializable => "get-serializable",
         },
     };
+    let per_interval: Vec<f64> = std::iter::once((Duration::ZERO, 0))
+        .chain(marks.iter().copied())
+        .collect::<Vec<_>>()
+        .windows(2)
+        .map(|w| (w[1].1 - w[0].1) as f64 / (w[1].0 - w[0].0).as_secs_f64().max(1e-9))
+        .collect();
     Ok(if json_out {
-        json!({
+        let mut out = json!({
             "ok": true,
             "op": op_name,
             "clients": args.clients,
@@ -287,9 +316,19 @@ pub async fn run(
                 "p99_9": ms(0.999),
                 "max": hist.max() as f64 / 1000.0,
             }
-        })
-        .to_string()
+        });
+        if interval.is_some() {
+            out["started_unix_ms"] = json!(started_unix_ms);
+            out["intervals"] = json!(per_interval);
+        }
+        out.to_string()
     } else {
+        let intervals = if interval.is_some() {
+            let list: Vec<String> = per_interval.iter().map(|r| format!("{r:.0}")).collect();
+            format!("\nops/s per interval: {}", list.join(" "))
+        } else {
+            String::new()
+        };
         format!(
             "op={op_name} clients={} key_size={} value_size={} ops={ops} errors={errors} duration={elapsed:.2}s\nthroughput: {throughput:.0} ops/s\nlatency ms: p50={:.2} p90={:.2} p99={:.2} p99.9={:.2} max={:.2}",
             args.clients,
@@ -300,6 +339,6 @@ pub async fn run(
             ms(0.99),
             ms(0.999),
             hist.max() as f64 / 1000.0
-        )
+        ) + &intervals
     })
 }
