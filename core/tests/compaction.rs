@@ -133,6 +133,16 @@ fn a_transfer_sends_each_chunk_once() {
     }
 }
 
+/// Three nodes whose snapshots go in 16-byte chunks and take 300-400 ms to decode: a transfer
+/// spans many heartbeats and many writes.
+fn slow_install_cluster(seed: u64) -> Simulator {
+    let mut cfg = keyval_core::sim::SimConfig::new(3, seed);
+    cfg.raft.snapshot_threshold = THRESHOLD;
+    cfg.raft.snapshot_chunk_bytes = 16;
+    cfg.decode_us = Some((300_000, 400_000));
+    Simulator::new(cfg)
+}
+
 /// The follower takes a long time to decode what it received (here 300-400 ms, many
 /// heartbeats): the leader waits for the install instead of sending the snapshot again. It
 /// used to count the heartbeats of the decode as a stalled transfer and resend, from the last
@@ -141,11 +151,7 @@ fn a_transfer_sends_each_chunk_once() {
 #[test]
 fn a_slow_install_is_waited_for_not_sent_again() {
     for seed in [231, 232, 233] {
-        let mut cfg = keyval_core::sim::SimConfig::new(3, seed);
-        cfg.raft.snapshot_threshold = THRESHOLD;
-        cfg.raft.snapshot_chunk_bytes = 16;
-        cfg.decode_us = Some((300_000, 400_000));
-        let mut sim = Simulator::new(cfg);
+        let mut sim = slow_install_cluster(seed);
         let (leader, follower, healed) = lag_one_follower(&mut sim, 60);
         wait_converged(&mut sim, 5 * SEC);
         let chunks = snapshot_chunks_sent(&sim, healed, leader, follower);
@@ -176,11 +182,7 @@ fn a_slow_install_is_waited_for_not_sent_again() {
 #[test]
 fn writes_during_a_snapshot_transfer_do_not_cost_the_follower_a_second_snapshot() {
     for seed in [241, 242, 243] {
-        let mut cfg = keyval_core::sim::SimConfig::new(3, seed);
-        cfg.raft.snapshot_threshold = THRESHOLD;
-        cfg.raft.snapshot_chunk_bytes = 16;
-        cfg.decode_us = Some((300_000, 400_000));
-        let mut sim = Simulator::new(cfg);
+        let mut sim = slow_install_cluster(seed);
         let (leader, follower, healed) = lag_one_follower(&mut sim, 60);
         // Past the threshold, within the cap on postponing (MAX_POSTPONED_THRESHOLDS).
         writes(&mut sim, "during", 2 * THRESHOLD as usize + 5);
