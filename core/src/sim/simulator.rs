@@ -966,6 +966,10 @@ impl Simulator {
                         self.check_commit_durable(id, *to);
                     }
                 }
+                // A change the leader logged on its own: checked like an operator's.
+                NodeEvent::LearnerPromoting { .. } => {
+                    self.checker.on_conf_change_logged(now, s.raft());
+                }
                 NodeEvent::ProtocolViolation { from, .. } if self.hostile_sender == Some(*from) => {
                 }
                 NodeEvent::ProtocolViolation { from, detail } => {
