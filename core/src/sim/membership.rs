@@ -104,7 +104,7 @@ impl Simulator {
                 // node leads then); chosen by id, not by the random stream, so the rest of a
                 // seed's run draws what it drew before.
                 let id = self.next_node_id();
-                let kind = if id % 2 == 0 {
+                let kind = if id.is_multiple_of(2) {
                     ChangeKind::AddLearnerThenVoter
                 } else {
                     ChangeKind::AddLearner
