@@ -150,11 +150,7 @@ add() {
       "$BIN/kvctl" --endpoints "$ENDPOINTS,$addr" member list
       return 0
     fi
-    # Only the leader that accepted the add promotes automatically; after a leader change the
-    # learner is promoted by hand (refused until it has caught up).
-    if [ $((SECONDS + WAIT_SECS - deadline)) -ge 3 ]; then
-      "$BIN/kvctl" --endpoints "$ENDPOINTS" member promote "$id" >/dev/null 2>&1 || true
-    fi
+    # Whichever node leads promotes it once caught up: the intent is in the configuration.
     if ! running_pid "$id" >/dev/null; then
       echo "node $id exited; last lines of $DATA/node$id.log:" >&2
       tail -n 5 "$DATA/node$id.log" >&2

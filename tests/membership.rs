@@ -1,6 +1,6 @@
 //! Membership changes on real processes: `kvctl member ...` and `keyval --join`, driven through
 //! the contracts in SPEC.md. Each test starts its own cluster on ephemeral loopback ports; the
-//! four run in parallel in about 5 s.
+//! five run in parallel in about 5 s.
 
 mod common;
 
@@ -79,6 +79,75 @@ fn a_node_never_added_is_refused_then_joins_as_a_learner_and_is_promoted_by_hand
         http_status(port, "/readyz").map(|r| r.0) == Some(200)
     }));
     assert_eq!(voters(&c), vec![1, 2, 3, 9]);
+}
+
+/// The intent to promote is in the replicated configuration: node 4 is added (without
+/// `--learner`) while it is not running, the leader that took the request is killed (-9) and
+/// leadership is transferred once more; when node 4 starts it catches up and is promoted by a
+/// leader that never saw the request, with no `member promote`.
+#[test]
+fn a_learner_added_to_be_promoted_is_promoted_by_a_later_leader() {
+    let mut c = Cluster::start(3);
+    ok(&c, &["put", "k", "v"]);
+    let first = c.wait_leader(Duration::from_secs(10)).expect("leader");
+    let addr = c.add_slot(4);
+    let (code, v, err) = member(&c, &["add", "4", &addr]);
+    assert_eq!((code, &v), (Some(0), &json!({"ok": true})), "{err}");
+    let row = member_row(&c, 4);
+    assert_eq!(
+        (&row["role"], &row["auto_promote"]),
+        (&json!("learner"), &json!(true)),
+        "{row}"
+    );
+    let text = kvctl_raw(&["--endpoints", &c.endpoints(), "member", "list"]);
+    let text = String::from_utf8_lossy(&text.stdout).to_string();
+    assert!(
+        text.lines().any(|l| l.starts_with("4 ")
+            && l.ends_with("learner (promoted automatically once caught up)")),
+        "{text}"
+    );
+
+    c.kill9(first);
+    let second = wait_leader_other_than(&c, first);
+    let third = (1..=3)
+        .find(|&i| i != first && i != second)
+        .expect("a third");
+    let v = ok(&c, &["leader", "transfer", "--to", &third.to_string()]);
+    assert_eq!(v["leader"], third, "{v}");
+    assert_eq!(role_of(&c, 4).as_deref(), Some("learner"));
+    ok(&c, &["put", "k2", "v2"]);
+
+    c.restart(4);
+    assert!(
+        wait_until(Duration::from_secs(20), || role_of(&c, 4).as_deref()
+            == Some("voter")),
+        "node 4 was not promoted: {:?}",
+        member(&c, &["list"])
+    );
+    assert_eq!(member_row(&c, 4).get("auto_promote"), None);
+    assert!(held_by(&c, 4, "k2"), "node 4 lacks the data");
+    assert_eq!(voters(&c), vec![1, 2, 3, 4]);
+}
+
+/// The leader once it is not `not`: polled until one of the others leads.
+fn wait_leader_other_than(c: &Cluster, not: u64) -> u64 {
+    let mut found = None;
+    wait_until(Duration::from_secs(15), || {
+        found = c
+            .wait_leader(Duration::from_millis(200))
+            .filter(|&l| l != not);
+        found.is_some()
+    });
+    found.expect("a new leader")
+}
+
+/// Node `id`'s row of `member list` (JSON), or Null.
+fn member_row(c: &Cluster, id: u64) -> Value {
+    let (_, v, _) = member(c, &["list"]);
+    v["members"]
+        .as_array()
+        .and_then(|ms| ms.iter().find(|m| m["id"] == id).cloned())
+        .unwrap_or(Value::Null)
 }
 
 /// `kvctl member ARGS...` in JSON mode.

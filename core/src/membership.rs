@@ -4,7 +4,10 @@
 //! voters (non-empty only while *joint*: both majorities are needed, Raft thesis §4.3),
 //! `learners` (receive the log and snapshots, never count for quorum or campaign) and
 //! `learners_next` (voters being demoted, which stay voters of the outgoing half until the joint
-//! configuration is left, so no node is a voter and a learner at once).
+//! configuration is left, so no node is a voter and a learner at once) and
+//! `promote_when_caught_up` (learners any leader promotes once they have caught up: the
+//! operator's intent is part of the replicated configuration, so it survives leader changes,
+//! restarts and snapshot installs).
 //!
 //! A change is a log entry ([`crate::types::EntryPayload::ConfChange`]) that takes effect when
 //! it is *applied*, on every node, through the pure functions here ([`Membership::apply`]):
@@ -33,15 +36,26 @@ pub struct Membership {
     /// Ids that were members once: never reusable (a wiped node replaying old configurations
     /// under a reused id could elect itself in a configuration of its own).
     pub removed: BTreeSet<NodeId>,
+    /// Learners added with [`ChangeKind::AddLearnerThenVoter`]: the leader, whichever node it
+    /// is, promotes each once it has caught up (see `RaftNode::maybe_auto_promote`). A subset
+    /// of `learners`; a node leaves it when it becomes a voter or is removed. Last field:
+    /// `#[serde(default)]` lets a JSON configuration written before it existed still read
+    /// (postcard files carry a format version instead).
+    #[serde(default)]
+    pub promote_when_caught_up: BTreeSet<NodeId>,
 }
 
 /// What one change does to one node. `AddVoter` on a learner promotes it; `AddLearner` on a
-/// voter demotes it.
+/// voter demotes it. New variants go last: postcard encodes by position, and logs written
+/// before a variant existed must still decode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ChangeKind {
     AddVoter,
     AddLearner,
     Remove,
+    /// Adds a new node as a learner that the leader promotes to voter once it has caught up
+    /// (`kvctl member add` without `--learner`). Only for a node that is not a member.
+    AddLearnerThenVoter,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -198,7 +212,9 @@ impl Membership {
             .iter()
             .filter(|c| match c.kind {
                 ChangeKind::AddVoter => !self.voters.contains(&c.node),
-                ChangeKind::AddLearner | ChangeKind::Remove => self.voters.contains(&c.node),
+                ChangeKind::AddLearner | ChangeKind::Remove | ChangeKind::AddLearnerThenVoter => {
+                    self.voters.contains(&c.node)
+                }
             })
             .count()
     }
@@ -260,6 +276,7 @@ impl Membership {
                 ChangeKind::AddVoter => self.make_voter(c.node)?,
                 ChangeKind::AddLearner => self.make_learner(c.node)?,
                 ChangeKind::Remove => self.remove(c.node)?,
+                ChangeKind::AddLearnerThenVoter => self.add_learner_then_voter(c.node)?,
             }
             if c.kind != ChangeKind::Remove {
                 if let Some(addr) = &c.address {
@@ -283,7 +300,19 @@ impl Membership {
         }
         self.learners.remove(&id);
         self.learners_next.remove(&id);
+        self.promote_when_caught_up.remove(&id);
         self.voters.insert(id);
+        Ok(())
+    }
+
+    /// A new learner with the intent to promote it. Only a node that is not a member: the
+    /// intent on a voter being demoted would promote it straight back.
+    fn add_learner_then_voter(&mut self, id: NodeId) -> Result<(), ConfChangeError> {
+        if self.contains(id) {
+            return Err(ConfChangeError::AlreadyMember(id));
+        }
+        self.make_learner(id)?;
+        self.promote_when_caught_up.insert(id);
         Ok(())
     }
 
@@ -311,6 +340,7 @@ impl Membership {
         self.voters.remove(&id);
         self.learners.remove(&id);
         self.learners_next.remove(&id);
+        self.promote_when_caught_up.remove(&id);
         self.removed.insert(id);
         Ok(())
     }
@@ -334,6 +364,13 @@ impl Membership {
             return Err(format!(
                 "n{id} is a next learner but not only an outgoing voter"
             ));
+        }
+        if let Some(id) = self
+            .promote_when_caught_up
+            .iter()
+            .find(|id| !self.learners.contains(id))
+        {
+            return Err(format!("n{id} is to be promoted but is not a learner"));
         }
         if !self.is_joint() && (self.auto_leave || !self.learners_next.is_empty()) {
             return Err("auto_leave or next learners outside a joint configuration".into());
@@ -374,6 +411,9 @@ impl std::fmt::Display for Membership {
         if !self.learners_next.is_empty() {
             write!(f, " learners_next=[{}]", list(&self.learners_next))?;
         }
+        if !self.promote_when_caught_up.is_empty() {
+            write!(f, " promote=[{}]", list(&self.promote_when_caught_up))?;
+        }
         if self.auto_leave {
             f.write_str(" autoleave")?;
         }
@@ -394,6 +434,7 @@ impl std::fmt::Display for ConfChange {
                     ChangeKind::AddVoter => "v",
                     ChangeKind::AddLearner => "l",
                     ChangeKind::Remove => "r",
+                    ChangeKind::AddLearnerThenVoter => "lv",
                 };
                 format!("{op}{}", c.node)
             })

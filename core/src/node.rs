@@ -396,8 +396,10 @@ impl RaftNode {
             if self.config.check_quorum && !self.quorum_recently_active() {
                 self.emit(NodeEvent::CheckQuorumFailed { term: self.term });
                 self.become_follower(self.term, None);
+                return;
             }
         }
+        self.maybe_auto_promote();
     }
 
     /// Handles one message from a peer. Messages addressed to another node are dropped; the
@@ -776,6 +778,7 @@ impl RaftNode {
             }
         }
         self.maybe_auto_leave();
+        self.maybe_auto_promote();
         entries
     }
 }

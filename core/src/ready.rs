@@ -199,6 +199,12 @@ pub enum NodeEvent {
     LeaderRemoved {
         term: Term,
     },
+    /// This leader proposed, at `index`, the promotion of a learner added to be promoted once
+    /// caught up (`Membership::promote_when_caught_up`): it has caught up.
+    LearnerPromoting {
+        node: NodeId,
+        index: Index,
+    },
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,15 +12,19 @@
 //! - a node becomes a voter only while its log is within `Config::max_promotion_lag` entries of
 //!   the leader's last index;
 //! - a joint configuration with `auto_leave` is left by the leader once it is applied;
+//! - a learner in `Membership::promote_when_caught_up` is promoted by whichever node leads,
+//!   once it has acknowledged entries and been heard from recently, is within
+//!   `max_promotion_lag` and the grown voter set keeps a recently active quorum; one change at
+//!   a time, like every change;
 //! - a leader that is no longer a voter steps down once the change is applied.
 
-use crate::membership::{ConfChange, ConfChangeError, Membership};
+use crate::membership::{ChangeKind, ConfChange, ConfChangeError, Membership};
 use crate::mutation::Mutation;
 use crate::node::{invariant, RaftNode};
 use crate::progress::Progress;
 use crate::ready::NodeEvent;
 use crate::replication::ProposeError;
-use crate::types::{Entry, EntryPayload, Index, Role};
+use crate::types::{Entry, EntryPayload, Index, NodeId, Role};
 
 impl RaftNode {
     /// Proposes a configuration change. The change is done when the entry at the returned index
@@ -175,6 +179,59 @@ impl RaftNode {
         }
         // Refusals here are transient (back-pressure): the next apply retries.
         let _ = self.propose_conf_change(ConfChange::leave_joint());
+    }
+
+    /// Promotes one learner of `promote_when_caught_up` that has caught up (the intent is in
+    /// the replicated configuration, so any leader does it, after any leader change, restart or
+    /// snapshot install). Called on every leader tick and after every apply; does nothing while
+    /// another change is in flight (the next call retries).
+    ///
+    /// The rule mirrors a manual promotion's: the learner is connected (it answered in the
+    /// current check-quorum window, and has acknowledged entries to this leader: a progress
+    /// just created counts as active but has matched nothing), its log is within
+    /// `max_promotion_lag` of ours, and the voter set it joins still has a quorum of recently
+    /// active voters, so a promotion never leaves the cluster unable to commit. Without
+    /// `check_quorum`, "recently" is "ever, in this term": activity is never reset.
+    pub(crate) fn maybe_auto_promote(&mut self) {
+        if self.role != Role::Leader
+            || self.membership.promote_when_caught_up.is_empty()
+            || self.membership.is_joint()
+            || self.transfer_target().is_some()
+            || self.pending_conf_index > self.applied
+            || self.log.term(self.commit) != Some(self.term)
+        {
+            return;
+        }
+        let Some(node) = self.learner_ready_for_promotion() else {
+            return;
+        };
+        let cc = ConfChange::single(ChangeKind::AddVoter, node);
+        // Refusals here are transient (back-pressure, a change just proposed): retried later.
+        if let Ok(index) = self.propose_conf_change(cc) {
+            self.emit(NodeEvent::LearnerPromoting { node, index });
+        }
+    }
+
+    /// The first learner to promote whose promotion the rule allows now.
+    fn learner_ready_for_promotion(&self) -> Option<NodeId> {
+        let last = self.log.last_index();
+        let active =
+            |id: NodeId| id == self.id || self.progress.get(&id).is_some_and(|p| p.recent_active);
+        self.membership
+            .promote_when_caught_up
+            .iter()
+            .copied()
+            .find(|&node| {
+                let Some(p) = self.progress.get(&node) else {
+                    return false;
+                };
+                let caught_up = p.match_index > 0
+                    && p.match_index.saturating_add(self.config.max_promotion_lag) >= last;
+                let mut voters = self.membership.voters.clone();
+                voters.insert(node);
+                let quorum = voters.iter().filter(|&&v| active(v)).count() > voters.len() / 2;
+                p.recent_active && caught_up && quorum
+            })
     }
 
     /// Whether the node may start an election: it is a voter, has no snapshot waiting to be

@@ -380,6 +380,9 @@ pub fn node_event_text(node: NodeId, e: &NodeEvent) -> String {
         NodeEvent::LeaderRemoved { term } => {
             format!("n{node} is no longer a voter, steps down as leader term={term}")
         }
+        NodeEvent::LearnerPromoting { node: learner, index } => {
+            format!("n{node} promotes caught-up learner n{learner} at index {index}")
+        }
     }
 }
 

@@ -546,3 +546,92 @@ mod mutations {
         assert_ne!(n2.raft().role(), Role::Follower);
     }
 }
+
+/// The intent to promote is part of the configuration: a learner added to become a voter once
+/// caught up is promoted by a later leader, though the leader that added it is gone.
+#[test]
+fn a_learner_to_promote_is_promoted_by_the_next_leader_once_caught_up() {
+    let mut c = Cluster::new(3);
+    c.elect(1);
+    c.write("a");
+    let cc = single(ChangeKind::AddLearnerThenVoter, 4);
+    let next = c.node(1).membership().apply(&cc).unwrap();
+    let index = c.change(cc).unwrap();
+    // n4 is not running yet: nothing to promote.
+    c.tick(1, 30);
+    for id in 1..=3 {
+        let m = c.node(id).membership();
+        assert!(m.is_learner(4), "n{id}: {m}");
+        assert!(m.promote_when_caught_up.contains(&4), "n{id}: {m}");
+    }
+    // Leadership moves to n2, and n1 is cut off for good.
+    c.node_mut(1).transfer_leadership(Some(2)).unwrap();
+    c.settle();
+    c.tick(2, 2);
+    assert_eq!(c.leader(), Some(2));
+    c.cut = vec![(1, 2), (1, 3), (1, 4)];
+    c.write("b");
+    // n4 starts, catches up from n2, and n2 promotes it without being asked.
+    c.join(4, next, index);
+    c.tick(2, 30);
+    for id in 2..=4 {
+        let m = c.node(id).membership();
+        assert_eq!(m.to_string(), "voters=[n1,n2,n3,n4]", "n{id}");
+        assert!(m.promote_when_caught_up.is_empty(), "n{id}: {m}");
+    }
+    assert!(c
+        .events
+        .iter()
+        .any(|(id, e)| *id == 2 && matches!(e, NodeEvent::LearnerPromoting { node: 4, .. })));
+    assert_eq!(c.node(4).kv().read(b"b"), Some(b"v".to_vec()));
+}
+
+/// A learner to promote that the leader does not hear from stays a learner, however long it
+/// waits; back and caught up, it is promoted. A learner added with `AddLearner` never is.
+#[test]
+fn a_learner_to_promote_waits_until_it_is_connected_and_caught_up() {
+    let mut c = Cluster::with_config(
+        3,
+        Config {
+            max_promotion_lag: 2,
+            ..config()
+        },
+    );
+    c.elect(1);
+    add_learner(&mut c, 5);
+    let cc = single(ChangeKind::AddLearnerThenVoter, 4);
+    let next = c.node(1).membership().apply(&cc).unwrap();
+    let index = c.change(cc).unwrap();
+    c.join(4, next, index);
+    c.cut = vec![(1, 4), (2, 4), (3, 4)];
+    for k in 0..5 {
+        c.write(&format!("k{k}"));
+    }
+    c.tick_all(50);
+    assert!(c.node(1).membership().is_learner(4));
+    c.cut.clear();
+    c.tick(1, 30);
+    assert_eq!(
+        c.node(1).membership().to_string(),
+        "voters=[n1,n2,n3,n4] learners=[n5]"
+    );
+    assert_eq!(c.node(4).kv().read(b"k4"), Some(b"v".to_vec()));
+}
+
+/// The intent survives a restart: it is replayed from the log with the change that set it.
+#[test]
+fn a_restarted_leader_still_promotes_the_learner() {
+    let mut c = Cluster::new(1);
+    c.elect(1);
+    let cc = single(ChangeKind::AddLearnerThenVoter, 2);
+    let next = c.node(1).membership().apply(&cc).unwrap();
+    let index = c.change(cc).unwrap();
+    let disk = c.disks[&1].clone();
+    c.nodes.insert(1, KvServer::new(1, [1], config(), disk, 7));
+    c.elect(1);
+    assert!(c.node(1).membership().promote_when_caught_up.contains(&2));
+    c.join(2, next, index);
+    c.tick(1, 30);
+    assert_eq!(c.node(1).membership().to_string(), "voters=[n1,n2]");
+    assert_eq!(c.node(2).membership().to_string(), "voters=[n1,n2]");
+}

@@ -271,3 +271,33 @@ fn same_seed_same_trace_different_seed_different_trace() {
         );
     }
 }
+
+/// The membership fault generator adds every other new node to be promoted once caught up,
+/// and the leaders of the run promote such learners on their own: the safety checkers see
+/// those changes too (a sweep where none happened would test nothing of it).
+#[test]
+fn membership_sweeps_include_promotions_by_the_leader() {
+    let promoted: usize = (6_000_000..6_000_040)
+        .map(|seed| {
+            let mut cfg = RunConfig::new(3, seed);
+            cfg.profile = FaultProfile::Membership;
+            cfg.record_trace = true;
+            let report = run(&cfg);
+            assert!(report.is_ok(), "{}", report.failure_text());
+            report
+                .trace
+                .iter()
+                .filter(|e| {
+                    matches!(
+                        e.kind,
+                        keyval_core::trace::TraceKind::Node {
+                            event: keyval_core::NodeEvent::LearnerPromoting { .. },
+                            ..
+                        }
+                    )
+                })
+                .count()
+        })
+        .sum();
+    assert!(promoted > 0, "no leader promoted a learner in 40 seeds");
+}

@@ -152,6 +152,7 @@ pub fn view_of(
             } else {
                 MemberRole::Learner
             },
+            auto_promote: m.promote_when_caught_up.contains(&id),
         })
         .collect();
     members.sort_by_key(|r| r.id);

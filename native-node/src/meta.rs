@@ -335,6 +335,30 @@ mod tests {
         assert_eq!(back.cluster_id, "kv-x");
     }
 
+    /// A joined node's identity written before the configuration named learners to promote
+    /// still loads (none to promote); one that names them keeps them.
+    #[test]
+    fn a_joined_configuration_without_learners_to_promote_still_loads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let old = r#"{"cluster_id":"kv-x","node_id":4,"members":{"1":"127.0.0.1:1","4":"127.0.0.1:4"},"state_format":2,"joined":{"membership":{"voters":[1],"outgoing":[],"learners":[4],"learners_next":[],"auto_leave":false,"addresses":{"1":"127.0.0.1:1","4":"127.0.0.1:4"},"removed":[]},"index":7}}"#;
+        std::fs::write(dir.path().join(META_FILE), old).expect("write");
+        let (meta, _) = load_or_init(dir.path(), 4, &BTreeMap::new(), None, false).expect("load");
+        let joined = meta.joined.expect("joined");
+        assert_eq!(joined.membership.to_string(), "voters=[n1] learners=[n4]");
+        assert!(joined.membership.promote_when_caught_up.is_empty());
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut m = joined.membership.clone();
+        m.promote_when_caught_up.insert(4);
+        let view = JoinedConfig {
+            membership: m,
+            index: 7,
+        };
+        init_joined(dir.path(), 4, "kv-x".into(), view.clone(), false).expect("init");
+        let (back, _) = load_or_init(dir.path(), 4, &BTreeMap::new(), None, false).expect("load");
+        assert_eq!(back.joined, Some(view));
+    }
+
     #[test]
     fn a_data_directory_of_an_older_state_format_is_refused() {
         let m = members("1=127.0.0.1:1");

@@ -180,11 +180,6 @@ struct State {
     stopping_at: Option<Instant>,
     /// Membership requests proposed by this leader, waiting for their entry to apply.
     members_pending: Vec<PendingChange>,
-    /// Learners this leader promotes once they have caught up (`member add` without
-    /// `--learner`). Kept by this leader only: after a leader change, promote them with
-    /// `kvctl member promote`.
-    auto_promote: std::collections::BTreeSet<NodeId>,
-    next_promote_check: Instant,
     /// This node applied a configuration without itself: it stops soon (see [`Leaving`]).
     leaving: Option<Leaving>,
     /// The node's own snapshot writes (see [`crate::snapshot_jobs`]).
@@ -228,8 +223,6 @@ struct PendingChange {
     reply_to: mpsc::Sender<ServerFrame>,
 }
 
-/// How often a leader looks for learners to promote automatically.
-const PROMOTE_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 /// How long a node that applied its own removal keeps running before it stops: enough for
 /// its last acknowledgements and a leader's hand-over to go out.
 const REMOVED_GRACE: Duration = Duration::from_millis(500);
@@ -260,8 +253,6 @@ impl NodeLoop {
             stopping_at: None,
             own: OwnSnapshots::default(),
             members_pending: Vec::new(),
-            auto_promote: Default::default(),
-            next_promote_check: Instant::now(),
             leaving: None,
         };
         if let Some(kind) = self.restored.take() {
@@ -333,7 +324,6 @@ impl NodeLoop {
             while let Some(input) = self.input_rx.try_recv_within(&mut budget) {
                 self.handle_input(input, &mut st);
             }
-            self.promote_caught_up_learners(&mut st);
             // All proposals and acknowledgements of the turn share one batch (and so one write).
             if let Err(e) = self.execute_ready(&mut st).await {
                 break Err(e);
@@ -678,7 +668,7 @@ impl NodeLoop {
         }
         let applied = self.identity.roster.applied();
         let voters = &applied.membership.voters;
-        let (change, auto_promote) = match op {
+        let change = match op {
             MemberOp::List => return self.answer_member(tag, Ok(applied.view), &reply_to),
             MemberOp::Add {
                 id,
@@ -692,18 +682,24 @@ impl NodeLoop {
                     );
                     return self.answer_member(tag, Err(MemberError::Refused(e)), &reply_to);
                 }
-                let c = SingleChange {
-                    kind: ChangeKind::AddLearner,
+                // Without `--learner` the intent to promote is part of the configuration:
+                // whichever node leads promotes it once caught up (the core's rule).
+                let kind = if learner {
+                    ChangeKind::AddLearner
+                } else {
+                    ChangeKind::AddLearnerThenVoter
+                };
+                SingleChange {
+                    kind,
                     node: id,
                     address: Some(address),
-                };
-                (c, (!learner).then_some(id))
+                }
             }
             MemberOp::Promote { id } => {
                 if let Err(e) = self.check_promotion(id, &applied.membership) {
                     return self.answer_member(tag, Err(MemberError::Refused(e)), &reply_to);
                 }
-                (single(ChangeKind::AddVoter, id), None)
+                single(ChangeKind::AddVoter, id)
             }
             MemberOp::Remove { id } => {
                 if voters.contains(&id) {
@@ -717,8 +713,7 @@ impl NodeLoop {
                         return self.answer_member(tag, Err(MemberError::Refused(e)), &reply_to);
                     }
                 }
-                st.auto_promote.remove(&id);
-                (single(ChangeKind::Remove, id), None)
+                single(ChangeKind::Remove, id)
             }
         };
         let cc = ConfChange {
@@ -729,9 +724,6 @@ impl NodeLoop {
         match self.server.propose_conf_change(cc.clone()) {
             Ok(index) => {
                 tracing::info!(index, change = ?cc, "proposed a membership change");
-                if let Some(id) = auto_promote {
-                    st.auto_promote.insert(id);
-                }
                 st.members_pending.push(PendingChange {
                     index,
                     term,
@@ -779,43 +771,6 @@ impl NodeLoop {
             |v| self.connected(v),
             &format!("promoting node {id}"),
         )
-    }
-
-    /// A leader promotes the learners added without `--learner` once they have caught up,
-    /// one change at a time (the core refuses a second change in flight).
-    fn promote_caught_up_learners(&mut self, st: &mut State) {
-        if st.auto_promote.is_empty() || Instant::now() < st.next_promote_check {
-            return;
-        }
-        st.next_promote_check = Instant::now() + PROMOTE_CHECK_INTERVAL;
-        if !self.server.raft().is_leader() {
-            return;
-        }
-        let m = self.server.membership().clone();
-        st.auto_promote
-            .retain(|&id| m.is_learner(id) || (!m.contains(id) && !m.removed.contains(&id)));
-        let candidates: Vec<NodeId> = st.auto_promote.iter().copied().collect();
-        for id in candidates {
-            if !m.is_learner(id) {
-                continue;
-            }
-            if let Err(why) = self.check_promotion(id, &m) {
-                tracing::debug!(node = id, %why, "learner not promoted yet");
-                continue;
-            }
-            let cc = ConfChange {
-                changes: vec![single(ChangeKind::AddVoter, id)],
-                transition: Transition::Auto,
-            };
-            match self.server.propose_conf_change(cc) {
-                Ok(index) => {
-                    tracing::info!(node = id, index, "learner caught up: promoting it to voter");
-                    st.auto_promote.remove(&id);
-                    return;
-                }
-                Err(e) => tracing::debug!(node = id, error = %e, "learner not promoted yet"),
-            }
-        }
     }
 
     /// Answers the membership requests whose entries applied, and those whose outcome this
@@ -1357,6 +1312,9 @@ fn log_event(ev: &NodeEvent, metrics: &Metrics) {
         }
         NodeEvent::LeaderRemoved { term } => {
             tracing::warn!(term, "no longer a voter: stepping down as leader")
+        }
+        NodeEvent::LearnerPromoting { node, index } => {
+            tracing::info!(node, index, "learner caught up: promoting it to voter")
         }
     }
 }

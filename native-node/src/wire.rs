@@ -295,6 +295,10 @@ pub struct MemberRow {
     pub id: NodeId,
     pub address: String,
     pub role: MemberRole,
+    /// A learner that any leader promotes to voter once it has caught up (added without
+    /// `--learner`; see `Membership::promote_when_caught_up`).
+    #[serde(default)]
+    pub auto_promote: bool,
 }
 
 /// The applied membership, in the form that travels: members with addresses and roles, the

@@ -332,6 +332,14 @@ fn membership(kind: &TraceKind) -> Option<Narration> {
         ),
         TraceKind::Node {
             node,
+            event: NodeEvent::LearnerPromoting { node: learner, index },
+        } => n(
+            format!("Leader n{node} promotes learner n{learner} (index {index}): it was added to become a voter once caught up, and that intent is in the configuration, so whichever node leads does it once n{learner} is connected and its log is close to the leader's."),
+            RULE_LEARNER,
+            "member",
+        ),
+        TraceKind::Node {
+            node,
             event: NodeEvent::ConfChangeRefused { index, reason },
         } => n(
             format!("n{node} skips the configuration entry at index {index}: {reason}."),

@@ -67,6 +67,10 @@ pub const BUNDLED: &[(&str, &str)] = &[
         include_str!("../../snapshots/scenarios/membership_add_learner_and_promote.scn"),
     ),
     (
+        "membership_promote_after_leader_change",
+        include_str!("../../snapshots/scenarios/membership_promote_after_leader_change.scn"),
+    ),
+    (
         "membership_remove_leader",
         include_str!("../../snapshots/scenarios/membership_remove_leader.scn"),
     ),

@@ -34,6 +34,36 @@ fn simple_add_learner_then_promote() {
 }
 
 #[test]
+fn the_intent_to_promote_is_set_by_adding_and_cleared_by_promotion_or_removal() {
+    let m = cfg(&[1, 2, 3])
+        .apply(&ConfChange::single(AddLearnerThenVoter, 4))
+        .unwrap();
+    assert!(m.is_learner(4) && !m.is_voter(4));
+    assert_eq!(m.promote_when_caught_up, BTreeSet::from([4]));
+    assert_eq!(
+        m.to_string(),
+        "voters=[n1,n2,n3] learners=[n4] promote=[n4]"
+    );
+    let promoted = m.apply(&ConfChange::single(AddVoter, 4)).unwrap();
+    assert!(promoted.promote_when_caught_up.is_empty());
+    let removed = m.apply(&ConfChange::single(Remove, 4)).unwrap();
+    assert!(removed.promote_when_caught_up.is_empty());
+    // Only a new node carries the intent: a member (learner or voter) is refused.
+    assert_eq!(
+        m.apply(&ConfChange::single(AddLearnerThenVoter, 4)),
+        Err(ConfChangeError::AlreadyMember(4))
+    );
+    assert_eq!(
+        m.apply(&ConfChange::single(AddLearnerThenVoter, 1)),
+        Err(ConfChangeError::AlreadyMember(1))
+    );
+    // The intent belongs to learners only.
+    let mut broken = m.clone();
+    broken.promote_when_caught_up.insert(2);
+    assert!(broken.check_invariants().is_err());
+}
+
+#[test]
 fn simple_refuses_two_voter_changes() {
     let m = cfg(&[1, 2, 3]);
     let two = cc(vec![ch(AddVoter, 4), ch(Remove, 1)], Transition::Auto);
@@ -182,7 +212,7 @@ fn every_change_sequence_keeps_the_invariants() {
         let mut next = Vec::new();
         for m in &frontier {
             for node in 1..=5 {
-                for kind in [AddVoter, AddLearner, Remove] {
+                for kind in [AddVoter, AddLearner, Remove, AddLearnerThenVoter] {
                     for t in [Transition::Auto, Transition::JointImplicit] {
                         if let Ok(n) = m.apply(&cc(vec![ch(kind, node)], t)) {
                             n.check_invariants().unwrap();

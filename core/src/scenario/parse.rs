@@ -635,7 +635,7 @@ impl<'a> LineParser<'a> {
         })
     }
 
-    /// `member add nX learner|voter`, `member promote nX`, `member demote nX`,
+    /// `member add nX learner|promoted|voter`, `member promote nX`, `member demote nX`,
     /// `member remove nX`, `member replace nX nY` (nY, a learner, takes nX's place through
     /// joint consensus). An added node may have an id above the cluster's size (up to the
     /// simulator's limit); later lines may name it.
@@ -646,10 +646,15 @@ impl<'a> LineParser<'a> {
             "add" => {
                 let node = node_id(self.next("a node like n4")?, MAX_NODES)?;
                 self.nodes = self.nodes.max(node as usize);
-                let kind = match self.next("learner or voter")? {
+                let kind = match self.next("learner, promoted or voter")? {
                     "learner" => ChangeKind::AddLearner,
+                    "promoted" => ChangeKind::AddLearnerThenVoter,
                     "voter" => ChangeKind::AddVoter,
-                    w => return Err(format!("member add: expected learner or voter, saw `{w}`")),
+                    w => {
+                        return Err(format!(
+                            "member add: expected learner, promoted or voter, saw `{w}`"
+                        ));
+                    }
                 };
                 one(kind, node)
             }

@@ -1,5 +1,6 @@
-//! Membership changes as a simulator fault kind: the operator adds a learner, promotes,
-//! removes, demotes or replaces a voter (joint consensus) through the current leader, at
+//! Membership changes as a simulator fault kind: the operator adds a learner (every other one
+//! to be promoted by the leader once caught up), promotes, removes, demotes or replaces a
+//! voter (joint consensus) through the current leader, at
 //! random times, interleaved with crashes, partitions and message faults. A node that is
 //! added starts empty with the configuration that added it (as a joining native node does)
 //! and catches up from the leader; removed nodes keep running, which is how the checkers see
@@ -99,7 +100,16 @@ impl Simulator {
                 if members.len() >= MAX_NODES {
                     return None;
                 }
-                single(ChangeKind::AddLearner, self.next_node_id())
+                // Every other new node is added to be promoted once caught up (by whichever
+                // node leads then); chosen by id, not by the random stream, so the rest of a
+                // seed's run draws what it drew before.
+                let id = self.next_node_id();
+                let kind = if id.is_multiple_of(2) {
+                    ChangeKind::AddLearnerThenVoter
+                } else {
+                    ChangeKind::AddLearner
+                };
+                single(kind, id)
             }
             // Without a learner to promote (or to replace a voter with), add one first.
             MemberOp::Promote | MemberOp::Replace if learners.is_empty() => {

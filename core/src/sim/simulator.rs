@@ -147,11 +147,13 @@ pub(super) enum Action {
         node: NodeId,
         incarnation: u64,
     },
+    /// Boxed: a payload (a snapshot chunk carries a whole configuration) is many times the
+    /// size of every other action, and the queue holds thousands.
     Deliver {
         id: u64,
         from: Addr,
         to: Addr,
-        payload: Payload,
+        payload: Box<Payload>,
     },
     PersistDone {
         node: NodeId,
@@ -570,7 +572,7 @@ impl Simulator {
                 payload,
             } => {
                 self.in_flight = self.in_flight.saturating_sub(1);
-                self.on_deliver(id, from, to, payload)
+                self.on_deliver(id, from, to, *payload)
             }
             Action::PersistDone { node, incarnation } => self.on_persist_done(node, incarnation),
             Action::Decoded { node, incarnation } => self.on_decoded(node, incarnation),
@@ -966,6 +968,10 @@ impl Simulator {
                         self.check_commit_durable(id, *to);
                     }
                 }
+                // A change the leader logged on its own: checked like an operator's.
+                NodeEvent::LearnerPromoting { .. } => {
+                    self.checker.on_conf_change_logged(now, s.raft());
+                }
                 NodeEvent::ProtocolViolation { from, .. } if self.hostile_sender == Some(*from) => {
                 }
                 NodeEvent::ProtocolViolation { from, detail } => {
@@ -1232,7 +1238,7 @@ impl Simulator {
                     id,
                     from,
                     to,
-                    payload: payload.clone(),
+                    payload: Box::new(payload.clone()),
                 },
             );
         }

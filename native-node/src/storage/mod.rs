@@ -27,9 +27,14 @@ use crate::wal::{TornTail, Wal, WalError, WalOptions};
 use snapfile::{SnapshotDir, SnapshotFileError};
 
 /// Version byte in front of every record, so a future format is refused with a clear message.
-/// 2: the hard state carries a commit index (see `keyval_core::HardState::commit`). Version 1
-/// records are still read (their hard state has commit 0).
-const RECORD_VERSION: u8 = 2;
+/// 2: the hard state carries a commit index (see `keyval_core::HardState::commit`). 3: a
+/// configuration change may add a learner to promote once caught up
+/// (`ChangeKind::AddLearnerThenVoter`, a new last variant), which a version 2 build cannot
+/// decode: the new version makes it refuse the record by name instead of calling it corrupt.
+/// Version 2 records are a subset of version 3 and decode as they are; version 1 records are
+/// still read (their hard state has commit 0).
+const RECORD_VERSION: u8 = 3;
+const RECORD_VERSION_NO_PROMOTE: u8 = 2;
 const RECORD_VERSION_NO_COMMIT: u8 = 1;
 
 /// An append record is cut when it grows past this many estimated bytes, keeping every record
@@ -417,12 +422,12 @@ fn decode_record(payload: &[u8]) -> Result<LogRecord, String> {
         return Err("empty record".into());
     };
     let (record, rest) = match version {
-        RECORD_VERSION => postcard::take_from_bytes::<LogRecord>(body),
+        RECORD_VERSION | RECORD_VERSION_NO_PROMOTE => postcard::take_from_bytes::<LogRecord>(body),
         RECORD_VERSION_NO_COMMIT => postcard::take_from_bytes::<LogRecordV1>(body)
             .map(|(r, rest)| (LogRecord::from(r), rest)),
         _ => {
             return Err(format!(
-                "unsupported record version {version} (this build reads version {RECORD_VERSION})"
+                "unsupported record version {version} (this build reads versions 1 to {RECORD_VERSION})"
             ));
         }
     }
@@ -633,6 +638,83 @@ mod tests {
         let mut current = vec![RECORD_VERSION];
         current.extend(postcard::to_allocvec(&LogRecord::HardState(hs)).unwrap());
         assert_eq!(decode_record(&current), Ok(LogRecord::HardState(hs)));
+    }
+
+    /// An append record written before configuration changes could carry the intent to
+    /// promote (version 2, `ChangeKind` with three variants) still reads, change for change;
+    /// a current record with the new change kind round-trips.
+    #[test]
+    fn a_version_2_append_of_a_configuration_change_is_read() {
+        use keyval_core::{ChangeKind, ConfChange, EntryPayload, SingleChange, Transition};
+        #[derive(Serialize)]
+        enum KindV2 {
+            _AddVoter,
+            AddLearner,
+            _Remove,
+        }
+        #[derive(Serialize)]
+        struct ChangeV2 {
+            kind: KindV2,
+            node: u64,
+            address: Option<String>,
+        }
+        #[derive(Serialize)]
+        struct ConfChangeV2 {
+            changes: Vec<ChangeV2>,
+            transition: Transition,
+        }
+        #[derive(Serialize)]
+        enum PayloadV2 {
+            _Noop,
+            _Command(()),
+            ConfChange(ConfChangeV2),
+        }
+        #[derive(Serialize)]
+        struct EntryV2 {
+            term: u64,
+            index: u64,
+            payload: PayloadV2,
+        }
+        #[derive(Serialize)]
+        enum RecordV2 {
+            _HardState(HardState),
+            Append(Vec<EntryV2>),
+        }
+        let old = RecordV2::Append(vec![EntryV2 {
+            term: 2,
+            index: 7,
+            payload: PayloadV2::ConfChange(ConfChangeV2 {
+                changes: vec![ChangeV2 {
+                    kind: KindV2::AddLearner,
+                    node: 4,
+                    address: Some("h4:7004".into()),
+                }],
+                transition: Transition::Auto,
+            }),
+        }]);
+        let mut payload = vec![RECORD_VERSION_NO_PROMOTE];
+        payload.extend(postcard::to_allocvec(&old).unwrap());
+        let change = |kind| ConfChange {
+            changes: vec![SingleChange {
+                kind,
+                node: 4,
+                address: Some("h4:7004".into()),
+            }],
+            transition: Transition::Auto,
+        };
+        let entry = |kind| Entry {
+            term: 2,
+            index: 7,
+            payload: EntryPayload::ConfChange(change(kind)),
+        };
+        assert_eq!(
+            decode_record(&payload),
+            Ok(LogRecord::Append(vec![entry(ChangeKind::AddLearner)]))
+        );
+        let record = LogRecord::Append(vec![entry(ChangeKind::AddLearnerThenVoter)]);
+        let mut current = vec![RECORD_VERSION];
+        current.extend(postcard::to_allocvec(&record).unwrap());
+        assert_eq!(decode_record(&current), Ok(record));
     }
 
     /// The production configuration, with fsync off to keep the suite fast (durability across

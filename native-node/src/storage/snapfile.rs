@@ -25,9 +25,11 @@ use keyval_core::{Index, Snapshot};
 use crate::wal::io::{self as vfs, Vfs};
 
 const MAGIC: [u8; 7] = *b"KVSNAP\0";
-/// 2: the snapshot carries the whole membership (learners, joint state). Version 1 files (a
-/// plain voter list) are still read.
-const FORMAT_VERSION: u8 = 2;
+/// 2: the snapshot carries the whole membership (learners, joint state). 3: the membership
+/// also says which learners are promoted once caught up. Version 1 files (a plain voter list)
+/// and version 2 files (no promotion intent) are still read.
+const FORMAT_VERSION: u8 = 3;
+const FORMAT_VERSION_NO_PROMOTE: u8 = 2;
 const FORMAT_VERSION_VOTERS_ONLY: u8 = 1;
 pub const HEADER_BYTES: usize = 40;
 const TMP_NAME: &str = "snapshot.tmp";
@@ -106,9 +108,15 @@ pub fn decode(file: &Path, bytes: &[u8], name_index: Index) -> Result<Snapshot, 
         return Err(bad("not a KeyVal snapshot file (bad magic)".into()));
     }
     let version = bytes[7];
-    if version != FORMAT_VERSION && version != FORMAT_VERSION_VOTERS_ONLY {
+    if ![
+        FORMAT_VERSION,
+        FORMAT_VERSION_NO_PROMOTE,
+        FORMAT_VERSION_VOTERS_ONLY,
+    ]
+    .contains(&version)
+    {
         return Err(bad(format!(
-            "unsupported format version {} (this build reads version {FORMAT_VERSION})",
+            "unsupported format version {} (this build reads versions 1 to {FORMAT_VERSION})",
             bytes[7]
         )));
     }
@@ -138,10 +146,14 @@ pub fn decode(file: &Path, bytes: &[u8], name_index: Index) -> Result<Snapshot, 
             "the header says index {last_index} but the file name says {name_index}"
         )));
     }
-    let snapshot: Snapshot = if version == FORMAT_VERSION_VOTERS_ONLY {
-        postcard::from_bytes::<legacy::SnapshotV1>(payload).map(Snapshot::from)
-    } else {
-        postcard::from_bytes(payload)
+    let snapshot: Snapshot = match version {
+        FORMAT_VERSION_VOTERS_ONLY => {
+            postcard::from_bytes::<legacy::SnapshotV1>(payload).map(Snapshot::from)
+        }
+        FORMAT_VERSION_NO_PROMOTE => {
+            postcard::from_bytes::<legacy::SnapshotV2>(payload).map(Snapshot::from)
+        }
+        _ => postcard::from_bytes(payload),
     }
     .map_err(|e| bad(format!("undecodable payload: {e}")))?;
     if snapshot.meta.last_index != last_index || snapshot.meta.last_term != last_term {
@@ -153,11 +165,67 @@ pub fn decode(file: &Path, bytes: &[u8], name_index: Index) -> Result<Snapshot, 
     Ok(snapshot)
 }
 
-/// The payload of a version 1 file: the membership was a voter list.
+/// The payloads of older files: version 1 (the membership was a voter list) and version 2 (the
+/// membership without the learners to promote).
 mod legacy {
+    use std::collections::{BTreeMap, BTreeSet};
+
     use keyval_core::snapshot::SnapshotMeta;
     use keyval_core::{Index, Membership, NodeId, Snapshot};
     use serde::Deserialize;
+
+    /// `Membership` as version 2 encoded it: every field but `promote_when_caught_up`.
+    #[derive(Deserialize)]
+    pub struct MembershipV2 {
+        voters: BTreeSet<NodeId>,
+        outgoing: BTreeSet<NodeId>,
+        learners: BTreeSet<NodeId>,
+        learners_next: BTreeSet<NodeId>,
+        auto_leave: bool,
+        addresses: BTreeMap<NodeId, String>,
+        removed: BTreeSet<NodeId>,
+    }
+
+    impl From<MembershipV2> for Membership {
+        fn from(m: MembershipV2) -> Membership {
+            Membership {
+                voters: m.voters,
+                outgoing: m.outgoing,
+                learners: m.learners,
+                learners_next: m.learners_next,
+                auto_leave: m.auto_leave,
+                addresses: m.addresses,
+                removed: m.removed,
+                promote_when_caught_up: BTreeSet::new(),
+            }
+        }
+    }
+
+    #[derive(Deserialize)]
+    pub struct MetaV2 {
+        last_index: Index,
+        last_term: u64,
+        membership: MembershipV2,
+    }
+
+    #[derive(Deserialize)]
+    pub struct SnapshotV2 {
+        meta: MetaV2,
+        data: Vec<u8>,
+    }
+
+    impl From<SnapshotV2> for Snapshot {
+        fn from(s: SnapshotV2) -> Snapshot {
+            Snapshot {
+                meta: SnapshotMeta {
+                    last_index: s.meta.last_index,
+                    last_term: s.meta.last_term,
+                    membership: s.meta.membership.into(),
+                },
+                data: s.data,
+            }
+        }
+    }
 
     #[derive(Deserialize)]
     pub struct MetaV1 {
@@ -364,6 +432,89 @@ mod tests {
     struct SnapshotV1 {
         meta: MetaV1,
         data: Vec<u8>,
+    }
+
+    /// `Membership` as the version 2 build encoded it.
+    #[derive(serde::Serialize)]
+    struct MembershipV2 {
+        voters: std::collections::BTreeSet<u64>,
+        outgoing: std::collections::BTreeSet<u64>,
+        learners: std::collections::BTreeSet<u64>,
+        learners_next: std::collections::BTreeSet<u64>,
+        auto_leave: bool,
+        addresses: std::collections::BTreeMap<u64, String>,
+        removed: std::collections::BTreeSet<u64>,
+    }
+
+    #[derive(serde::Serialize)]
+    struct MetaV2 {
+        last_index: u64,
+        last_term: u64,
+        membership: MembershipV2,
+    }
+
+    #[derive(serde::Serialize)]
+    struct SnapshotV2 {
+        meta: MetaV2,
+        data: Vec<u8>,
+    }
+
+    fn file_image(version: u8, index: u64, term: u64, payload: &[u8]) -> Vec<u8> {
+        let mut file = MAGIC.to_vec();
+        file.push(version);
+        file.extend(index.to_le_bytes());
+        file.extend(term.to_le_bytes());
+        file.extend((payload.len() as u64).to_le_bytes());
+        let crc = checksum(&file, payload);
+        file.extend(crc.to_le_bytes());
+        file.extend([0; 4]);
+        file.extend(payload);
+        file
+    }
+
+    /// A file written before the membership said which learners to promote still reads, with
+    /// no learner to promote; a current file keeps them.
+    #[test]
+    fn a_version_2_file_reads_with_no_learner_to_promote() {
+        let v2 = SnapshotV2 {
+            meta: MetaV2 {
+                last_index: 8,
+                last_term: 3,
+                membership: MembershipV2 {
+                    voters: [1, 2, 3].into(),
+                    outgoing: Default::default(),
+                    learners: [4].into(),
+                    learners_next: Default::default(),
+                    auto_leave: false,
+                    addresses: [(4, "h4:7004".to_string())].into(),
+                    removed: [5].into(),
+                },
+            },
+            data: b"state".to_vec(),
+        };
+        let payload = postcard::to_allocvec(&v2).unwrap();
+        let file = file_image(FORMAT_VERSION_NO_PROMOTE, 8, 3, &payload);
+        let s = decode(Path::new("snap-8.snap"), &file, 8).unwrap();
+        let m = &s.meta.membership;
+        assert_eq!(m.to_string(), "voters=[n1,n2,n3] learners=[n4]");
+        assert_eq!(m.addresses.get(&4).map(String::as_str), Some("h4:7004"));
+        assert_eq!(m.removed, std::collections::BTreeSet::from([5]));
+        assert!(m.promote_when_caught_up.is_empty());
+        assert_eq!(s.data, b"state");
+
+        let mut current = s.clone();
+        current.meta.membership.promote_when_caught_up.insert(4);
+        let image = encode(&current).unwrap();
+        assert_eq!(image[7], FORMAT_VERSION);
+        let again = decode(Path::new("snap-8.snap"), &image, 8).unwrap();
+        assert_eq!(
+            again.meta.membership.promote_when_caught_up,
+            std::collections::BTreeSet::from([4])
+        );
+        // The old layout cannot be mistaken for the new one: version 2 bytes under a version 3
+        // header do not decode (postcard is not self-describing).
+        let mislabelled = file_image(FORMAT_VERSION, 8, 3, &payload);
+        assert!(decode(Path::new("snap-8.snap"), &mislabelled, 8).is_err());
     }
 
     /// A file written before snapshots carried the whole membership still reads.

@@ -518,7 +518,7 @@ async fn member(out: Output, endpoints: Vec<String>, timeout: Duration, op: Memb
             format!("added node {id} as a learner")
         } else {
             format!(
-                "added node {id} as a learner; the leader promotes it to voter once it has caught up"
+                "added node {id} as a learner; whichever node leads promotes it to voter once it has caught up"
             )
         }),
         (Output::Text, MemberOp::Promote { id }) => {
@@ -534,7 +534,14 @@ fn members_json(view: &MembershipView) -> serde_json::Value {
     let members: Vec<_> = view
         .members
         .iter()
-        .map(|m| json!({"id": m.id, "address": m.address, "role": m.role.name()}))
+        .map(|m| {
+            let mut row = json!({"id": m.id, "address": m.address, "role": m.role.name()});
+            // Only where it is true: rows of voters and of `--learner` learners keep SPEC's form.
+            if m.auto_promote {
+                row["auto_promote"] = json!(true);
+            }
+            row
+        })
         .collect();
     let mut v = json!({"ok": true, "members": members, "joint": view.joint()});
     if view.joint() {
@@ -546,8 +553,13 @@ fn members_json(view: &MembershipView) -> serde_json::Value {
 fn members_text(view: &MembershipView) -> String {
     let mut text = format!("{:<6} {:<24} {}\n", "ID", "ADDRESS", "ROLE");
     for m in &view.members {
+        let promote = if m.auto_promote {
+            " (promoted automatically once caught up)"
+        } else {
+            ""
+        };
         text.push_str(&format!(
-            "{:<6} {:<24} {}\n",
+            "{:<6} {:<24} {}{promote}\n",
             m.id,
             m.address,
             m.role.name()
@@ -683,11 +695,19 @@ mod tests {
                     id: 1,
                     address: "127.0.0.1:7001".into(),
                     role: MemberRole::Voter,
+                    auto_promote: false,
                 },
                 MemberRow {
                     id: 4,
                     address: "127.0.0.1:7004".into(),
                     role: MemberRole::Learner,
+                    auto_promote: false,
+                },
+                MemberRow {
+                    id: 5,
+                    address: "127.0.0.1:7005".into(),
+                    role: MemberRole::Learner,
+                    auto_promote: true,
                 },
             ],
             outgoing: vec![],
@@ -695,9 +715,12 @@ mod tests {
         };
         assert_eq!(
             members_json(&view).to_string(),
-            r#"{"ok":true,"members":[{"id":1,"address":"127.0.0.1:7001","role":"voter"},{"id":4,"address":"127.0.0.1:7004","role":"learner"}],"joint":false}"#
+            r#"{"ok":true,"members":[{"id":1,"address":"127.0.0.1:7001","role":"voter"},{"id":4,"address":"127.0.0.1:7004","role":"learner"},{"id":5,"address":"127.0.0.1:7005","role":"learner","auto_promote":true}],"joint":false}"#
         );
-        assert!(members_text(&view).contains("4      127.0.0.1:7004           learner"));
+        assert!(members_text(&view).contains("4      127.0.0.1:7004           learner\n"));
+        assert!(members_text(&view).contains(
+            "5      127.0.0.1:7005           learner (promoted automatically once caught up)\n"
+        ));
         view.outgoing = vec![1, 2];
         assert_eq!(members_json(&view)["joint"], true);
         assert!(members_text(&view).contains("outgoing voters 1,2"));
