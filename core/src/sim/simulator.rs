@@ -2,12 +2,12 @@
 //! and the same [`KvServer`] the native node runs. One `u64` seed decides every choice, so a
 //! seed replays a run exactly — in tests, in the browser and in a bug report.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
 use super::checker::Checker;
+use super::event_queue::EventQueue;
 use super::hold::Holds;
 use super::hostile::{HostilePeer, HostileStats, Sender, OUTSIDER};
 use super::linearizability::Operation;
@@ -178,30 +178,6 @@ pub(super) enum Action {
     Hostile,
 }
 
-#[derive(Debug)]
-struct Scheduled {
-    time: u64,
-    seq: u64,
-    action: Action,
-}
-
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        (self.time, self.seq) == (other.time, other.seq)
-    }
-}
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Scheduled {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.time, self.seq).cmp(&(other.time, other.seq))
-    }
-}
-
 /// One simulated process and its disk.
 #[derive(Clone, Debug)]
 pub struct SimNode {
@@ -248,8 +224,7 @@ pub struct Simulator {
     pub(super) cfg: SimConfig,
     pub(super) now: u64,
     pub(super) rng: Rng,
-    queue: BinaryHeap<Reverse<Scheduled>>,
-    next_seq: u64,
+    queue: EventQueue<Action>,
     next_msg_id: u64,
     pub(super) nodes: BTreeMap<NodeId, SimNode>,
     pub(super) network: Network,
@@ -327,8 +302,7 @@ impl Simulator {
         let hostile = cfg.hostile_gap_us.map(|_| HostilePeer::new(cfg.seed));
         let mut sim = Simulator {
             now: 0,
-            queue: BinaryHeap::new(),
-            next_seq: 0,
+            queue: EventQueue::default(),
             next_msg_id: 0,
             nodes: BTreeMap::new(),
             network,
@@ -483,14 +457,14 @@ impl Simulator {
     }
     /// Messages on the wire as `(arrival time, from, to)`, in no particular order.
     pub(super) fn on_the_wire(&self) -> impl Iterator<Item = (u64, Addr, Addr)> + '_ {
-        self.queue.iter().filter_map(|Reverse(s)| match &s.action {
-            Action::Deliver { from, to, .. } => Some((s.time, *from, *to)),
+        self.queue.iter().filter_map(|(time, action)| match action {
+            Action::Deliver { from, to, .. } => Some((time, *from, *to)),
             _ => None,
         })
     }
     /// Time of the next scheduled event, if any.
     pub fn next_event_time(&self) -> Option<u64> {
-        self.queue.peek().map(|Reverse(s)| s.time)
+        self.queue.peek_time()
     }
 
     /// Asks node `at` to hand its leadership to `to` (or its most caught-up voter) and returns
@@ -532,12 +506,7 @@ impl Simulator {
         if matches!(action, Action::Deliver { .. }) {
             self.in_flight += 1;
         }
-        self.next_seq += 1;
-        self.queue.push(Reverse(Scheduled {
-            time: at,
-            seq: self.next_seq,
-            action,
-        }));
+        self.queue.push(at, action);
     }
 
     pub fn schedule_fault(&mut self, at: u64, action: FaultAction) {
@@ -555,13 +524,13 @@ impl Simulator {
 
     /// Processes the next scheduled event. Returns false when nothing is left to do.
     pub fn step(&mut self) -> bool {
-        let Some(Reverse(s)) = self.queue.pop() else {
+        let Some((time, action)) = self.queue.pop() else {
             return false;
         };
-        debug_assert!(s.time >= self.now, "virtual time went backwards");
-        self.now = s.time;
+        debug_assert!(time >= self.now, "virtual time went backwards");
+        self.now = time;
         self.events_processed += 1;
-        match s.action {
+        match action {
             Action::Tick { node, incarnation } => self.on_tick(node, incarnation),
             Action::Deliver {
                 id,
@@ -1343,20 +1312,15 @@ impl Simulator {
     /// Takes every scheduled delivery of message `id` off the wire (and out of a held link).
     fn drop_message(&mut self, id: u64) {
         let mut dropped = None;
-        let mut kept = Vec::with_capacity(self.queue.len());
-        for Reverse(s) in std::mem::take(&mut self.queue).into_vec() {
-            match &s.action {
-                Action::Deliver {
-                    id: x, from, to, ..
-                } if *x == id => {
-                    self.in_flight = self.in_flight.saturating_sub(1);
-                    dropped = Some((*from, *to));
-                }
-                _ => kept.push(Reverse(s)),
+        let wire = self
+            .queue
+            .remove_where(|a| matches!(a, Action::Deliver { id: x, .. } if *x == id));
+        for a in wire {
+            if let Action::Deliver { from, to, .. } = a {
+                self.in_flight = self.in_flight.saturating_sub(1);
+                dropped = Some((from, to));
             }
         }
-        // The heap orders by (time, seq), both kept, so rebuilding it changes no other event.
-        self.queue = BinaryHeap::from(kept);
         if let Some(held) = self.take_held(id) {
             dropped = Some(held);
         }
