@@ -14,6 +14,8 @@
 //! - a joint configuration with `auto_leave` is left by the leader once it is applied;
 //! - a leader that is no longer a voter steps down once the change is applied.
 
+use std::sync::Arc;
+
 use crate::membership::{ConfChange, ConfChangeError, Membership};
 use crate::mutation::Mutation;
 use crate::node::{invariant, RaftNode};
@@ -104,12 +106,12 @@ impl RaftNode {
             next.check_invariants().is_ok(),
             "configuration {next} breaks an invariant"
         );
-        self.membership = next;
+        self.membership = Arc::new(next);
         self.membership_index = index;
         self.conf_commit = self.conf_commit.max(self.commit);
         self.emit(NodeEvent::MembershipChanged {
             index,
-            membership: self.membership.clone(),
+            membership: (*self.membership).clone(),
         });
         if self.role != Role::Leader {
             return;

@@ -3,6 +3,7 @@
 //! seed replays a run exactly — in tests, in the browser and in a bug report.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +18,7 @@ use super::trace::{Addr, DropReason, Payload, TraceEvent, TraceKind};
 use super::workload::{Client, WorkloadConfig};
 use crate::config::Config;
 use crate::kv::ClientRequest;
+use crate::membership::Membership;
 use crate::message::{Envelope, Message};
 use crate::node::RaftNode;
 use crate::ready::{NodeEvent, PersistOp, Ready};
@@ -243,7 +245,7 @@ pub struct Simulator {
     /// Session id -> the client that opened it, to route write replies.
     pub(super) session_owner: BTreeMap<u64, u64>,
     /// The configuration of the node whose batch is being observed, before the batch.
-    counting_membership: Option<crate::membership::Membership>,
+    counting_membership: Option<Arc<Membership>>,
     /// Present when `SimConfig::hostile_gap_us` is set.
     hostile: Option<HostilePeer>,
     /// While a hostile message's batch executes: its sender, whose protocol violation is the
@@ -350,11 +352,11 @@ impl Simulator {
 
     /// Every node the run has started (removed ones keep running).
     /// The configuration node `id` has applied, if it is running.
-    pub(super) fn membership_of(&self, id: NodeId) -> Option<crate::membership::Membership> {
+    pub(super) fn membership_of(&self, id: NodeId) -> Option<Arc<Membership>> {
         self.nodes
             .get(&id)
             .and_then(|n| n.server.as_ref())
-            .map(|s| s.membership().clone())
+            .map(|s| s.membership_shared())
     }
 
     pub fn node_ids(&self) -> Vec<NodeId> {
@@ -694,7 +696,7 @@ impl Simulator {
         let Some(server) = node.server.as_mut() else {
             return;
         };
-        let before = server.membership().clone();
+        let before = server.membership_shared();
         let mut background_decode = None;
         if let Some(job) = server.take_install_job() {
             if self.cfg.decode_us.is_some() {
@@ -726,7 +728,7 @@ impl Simulator {
 
     /// Sends a batch's messages, queues its persist step and observes its events. `before` is
     /// the node's configuration before the batch.
-    fn execute(&mut self, id: NodeId, before: crate::membership::Membership, mut ready: Ready) {
+    fn execute(&mut self, id: NodeId, before: Arc<Membership>, mut ready: Ready) {
         if ready.is_empty() {
             return;
         }
