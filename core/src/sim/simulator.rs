@@ -1195,18 +1195,31 @@ impl Simulator {
             _ => vec![self.rng.range(200, 1_000)],
         };
         self.record_send(id, from, to, self.now + delays[0], &payload);
-        for d in delays {
-            let at = self.now + d;
+        // A duplicate gets a copy; the last delivery takes the payload itself.
+        let (&last, copies) = delays
+            .split_last()
+            .expect("a delivered message has a delay");
+        for &d in copies {
+            let payload = payload.clone();
             self.schedule(
-                at,
+                self.now + d,
                 Action::Deliver {
                     id,
                     from,
                     to,
-                    payload: payload.clone(),
+                    payload,
                 },
             );
         }
+        self.schedule(
+            self.now + last,
+            Action::Deliver {
+                id,
+                from,
+                to,
+                payload,
+            },
+        );
     }
 
     fn record_drop(&mut self, id: u64, from: Addr, to: Addr, reason: DropReason) {
