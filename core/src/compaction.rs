@@ -49,7 +49,7 @@ impl RaftNode {
             meta: SnapshotMeta {
                 last_index: index,
                 last_term: term,
-                membership: self.membership.clone(),
+                membership: (*self.membership).clone(),
             },
             data,
         };
@@ -327,7 +327,7 @@ impl RaftNode {
         self.log.compact_to(index, term);
         self.commit = index;
         self.applied = index;
-        if snapshot.meta.membership != self.membership {
+        if snapshot.meta.membership != *self.membership {
             let membership = snapshot.meta.membership.clone();
             self.switch_to(index, membership);
         } else {

@@ -150,7 +150,7 @@ impl RaftNode {
     /// Counts the votes of the current (pre-)election: Some(true) won, Some(false) lost.
     fn tally(&self) -> Option<bool> {
         let result = if self.config.has_mutation(Mutation::LearnerVoteCounts) {
-            let mut m = self.membership.clone();
+            let mut m = (*self.membership).clone();
             m.voters.extend(std::mem::take(&mut m.learners));
             m.vote_result(&self.votes)
         } else {

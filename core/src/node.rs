@@ -62,7 +62,9 @@ pub struct RaftNode {
     pub(crate) id: NodeId,
     pub(crate) config: Config,
     /// The configuration produced by the applied log (see [`crate::membership`]).
-    pub(crate) membership: Membership,
+    /// Shared: the simulator's checkers keep the configuration before each batch, on every
+    /// event; a reference count instead of a copy of six sets.
+    pub(crate) membership: Arc<Membership>,
     /// The index of the entry (or snapshot) that produced `membership`; configuration entries
     /// at or below it are not applied again (a node that joined started with a later one).
     pub(crate) membership_index: Index,
@@ -190,7 +192,7 @@ impl RaftNode {
         let mut node = RaftNode {
             id,
             config,
-            membership,
+            membership: Arc::new(membership),
             membership_index,
             pending_conf_index: 0,
             uncommitted_bytes: 0,
@@ -275,6 +277,11 @@ impl RaftNode {
     /// The configuration in force: the one the applied log produced.
     pub fn membership(&self) -> &Membership {
         &self.membership
+    }
+    /// The configuration in force, shared (an O(1) copy that stays as it is when a later
+    /// change applies).
+    pub fn membership_shared(&self) -> Arc<Membership> {
+        Arc::clone(&self.membership)
     }
     /// The log index of the entry (or snapshot) that produced [`RaftNode::membership`].
     pub fn membership_index(&self) -> Index {

@@ -18,6 +18,8 @@
 //!   a time, like every change;
 //! - a leader that is no longer a voter steps down once the change is applied.
 
+use std::sync::Arc;
+
 use crate::membership::{ChangeKind, ConfChange, ConfChangeError, Membership};
 use crate::mutation::Mutation;
 use crate::node::{invariant, RaftNode};
@@ -108,12 +110,12 @@ impl RaftNode {
             next.check_invariants().is_ok(),
             "configuration {next} breaks an invariant"
         );
-        self.membership = next;
+        self.membership = Arc::new(next);
         self.membership_index = index;
         self.conf_commit = self.conf_commit.max(self.commit);
         self.emit(NodeEvent::MembershipChanged {
             index,
-            membership: self.membership.clone(),
+            membership: (*self.membership).clone(),
         });
         if self.role != Role::Leader {
             return;

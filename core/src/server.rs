@@ -201,6 +201,11 @@ impl KvServer {
         self.raft.membership()
     }
 
+    /// See [`RaftNode::membership_shared`].
+    pub fn membership_shared(&self) -> std::sync::Arc<Membership> {
+        self.raft.membership_shared()
+    }
+
     /// Proposes a membership change (leader only); see [`RaftNode::propose_conf_change`]. The
     /// change is done when the entry at the returned index is applied.
     pub fn propose_conf_change(&mut self, cc: ConfChange) -> Result<Index, ConfChangeError> {

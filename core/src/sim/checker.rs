@@ -85,11 +85,45 @@ fn entry_at(l: &[Entry], first: Index, i: Index) -> &Entry {
     &l[(i - first) as usize]
 }
 
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// One step of FNV-1a over `bytes`, from the digest `h` of what came before.
+fn fnv1a(h: u64, bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(h, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+}
+
 /// FNV-1a: a stable 64-bit digest of a snapshot's bytes (std's hashers are not stable).
 fn digest(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-    })
+    fnv1a(FNV_OFFSET, bytes)
+}
+
+/// A postcard output that digests the bytes as they are produced: the digest of the encoding
+/// without the encoding. The reference state is digested after every committed entry, and
+/// building each encoding in a fresh `Vec` only to hash it cost an allocation and a copy.
+struct DigestFlavor(u64);
+
+impl postcard::ser_flavors::Flavor for DigestFlavor {
+    type Output = u64;
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0 = fnv1a(self.0, data);
+        Ok(())
+    }
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.try_extend(&[data])
+    }
+
+    fn finalize(self) -> postcard::Result<u64> {
+        Ok(self.0)
+    }
+}
+
+/// `digest(&postcard::to_allocvec(value))`, computed without the bytes.
+fn digest_encoding<T: Serialize>(value: &T) -> postcard::Result<u64> {
+    postcard::serialize_with_flavor(value, DigestFlavor(FNV_OFFSET))
 }
 
 /// Keeps a pathological run from collecting millions of copies of one failure.
@@ -264,10 +298,9 @@ impl Checker {
                         .apply_with(next, req, self.reference_recreates_sessions);
                 }
             }
-            let Ok(bytes) = postcard::to_allocvec(&self.reference) else {
+            let Ok(d) = digest_encoding(&self.reference) else {
                 return;
             };
-            let d = digest(&bytes);
             self.reference_digests.insert(next, d);
             let waiting: Vec<_> = self
                 .pending_snapshots
@@ -429,6 +462,41 @@ impl Checker {
                     return;
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::{ClientRequest, KvOp};
+
+    #[test]
+    fn the_streamed_digest_is_the_digest_of_the_encoding() {
+        let mut kv = KvStore::default();
+        kv.apply(
+            1,
+            &ClientRequest {
+                client_id: 0,
+                seq: 0,
+                op: KvOp::OpenSession,
+            },
+        );
+        for i in 2..40u64 {
+            let op = KvOp::Put {
+                key: format!("k{}", i % 7).into_bytes(),
+                value: vec![i as u8; i as usize * 3],
+            };
+            kv.apply(
+                i,
+                &ClientRequest {
+                    client_id: 1,
+                    seq: i,
+                    op,
+                },
+            );
+            let bytes = postcard::to_allocvec(&kv).unwrap();
+            assert_eq!(digest_encoding(&kv).unwrap(), digest(&bytes));
         }
     }
 }

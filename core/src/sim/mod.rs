@@ -6,6 +6,7 @@
 
 pub mod checker;
 pub mod config_check;
+mod event_queue;
 pub mod faults;
 pub mod hold;
 pub mod hostile;

@@ -2,12 +2,13 @@
 //! and the same [`KvServer`] the native node runs. One `u64` seed decides every choice, so a
 //! seed replays a run exactly — in tests, in the browser and in a bug report.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::checker::Checker;
+use super::event_queue::EventQueue;
 use super::hold::Holds;
 use super::hostile::{HostilePeer, HostileStats, Sender, OUTSIDER};
 use super::linearizability::Operation;
@@ -17,6 +18,7 @@ use super::trace::{Addr, DropReason, Payload, TraceEvent, TraceKind};
 use super::workload::{Client, WorkloadConfig};
 use crate::config::Config;
 use crate::kv::ClientRequest;
+use crate::membership::Membership;
 use crate::message::{Envelope, Message};
 use crate::node::RaftNode;
 use crate::ready::{NodeEvent, PersistOp, Ready};
@@ -141,19 +143,21 @@ pub enum FaultAction {
     DropMessage(u64),
 }
 
+/// Deliveries are the largest action by far (a snapshot chunk carries a whole configuration);
+/// they stay unboxed because actions sit in the event queue's slab and are moved once in and
+/// once out, while a box would cost an allocation per message.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub(super) enum Action {
     Tick {
         node: NodeId,
         incarnation: u64,
     },
-    /// Boxed: a payload (a snapshot chunk carries a whole configuration) is many times the
-    /// size of every other action, and the queue holds thousands.
     Deliver {
         id: u64,
         from: Addr,
         to: Addr,
-        payload: Box<Payload>,
+        payload: Payload,
     },
     PersistDone {
         node: NodeId,
@@ -178,30 +182,6 @@ pub(super) enum Action {
     },
     Fault(FaultAction),
     Hostile,
-}
-
-#[derive(Debug)]
-struct Scheduled {
-    time: u64,
-    seq: u64,
-    action: Action,
-}
-
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        (self.time, self.seq) == (other.time, other.seq)
-    }
-}
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Scheduled {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.time, self.seq).cmp(&(other.time, other.seq))
-    }
 }
 
 /// One simulated process and its disk.
@@ -250,8 +230,7 @@ pub struct Simulator {
     pub(super) cfg: SimConfig,
     pub(super) now: u64,
     pub(super) rng: Rng,
-    queue: BinaryHeap<Reverse<Scheduled>>,
-    next_seq: u64,
+    queue: EventQueue<Action>,
     next_msg_id: u64,
     pub(super) nodes: BTreeMap<NodeId, SimNode>,
     pub(super) network: Network,
@@ -270,7 +249,7 @@ pub struct Simulator {
     /// Session id -> the client that opened it, to route write replies.
     pub(super) session_owner: BTreeMap<u64, u64>,
     /// The configuration of the node whose batch is being observed, before the batch.
-    counting_membership: Option<crate::membership::Membership>,
+    counting_membership: Option<Arc<Membership>>,
     /// Present when `SimConfig::hostile_gap_us` is set.
     hostile: Option<HostilePeer>,
     /// While a hostile message's batch executes: its sender, whose protocol violation is the
@@ -329,8 +308,7 @@ impl Simulator {
         let hostile = cfg.hostile_gap_us.map(|_| HostilePeer::new(cfg.seed));
         let mut sim = Simulator {
             now: 0,
-            queue: BinaryHeap::new(),
-            next_seq: 0,
+            queue: EventQueue::default(),
             next_msg_id: 0,
             nodes: BTreeMap::new(),
             network,
@@ -378,11 +356,11 @@ impl Simulator {
 
     /// Every node the run has started (removed ones keep running).
     /// The configuration node `id` has applied, if it is running.
-    pub(super) fn membership_of(&self, id: NodeId) -> Option<crate::membership::Membership> {
+    pub(super) fn membership_of(&self, id: NodeId) -> Option<Arc<Membership>> {
         self.nodes
             .get(&id)
             .and_then(|n| n.server.as_ref())
-            .map(|s| s.membership().clone())
+            .map(|s| s.membership_shared())
     }
 
     pub fn node_ids(&self) -> Vec<NodeId> {
@@ -485,14 +463,14 @@ impl Simulator {
     }
     /// Messages on the wire as `(arrival time, from, to)`, in no particular order.
     pub(super) fn on_the_wire(&self) -> impl Iterator<Item = (u64, Addr, Addr)> + '_ {
-        self.queue.iter().filter_map(|Reverse(s)| match &s.action {
-            Action::Deliver { from, to, .. } => Some((s.time, *from, *to)),
+        self.queue.iter().filter_map(|(time, action)| match action {
+            Action::Deliver { from, to, .. } => Some((time, *from, *to)),
             _ => None,
         })
     }
     /// Time of the next scheduled event, if any.
     pub fn next_event_time(&self) -> Option<u64> {
-        self.queue.peek().map(|Reverse(s)| s.time)
+        self.queue.peek_time()
     }
 
     /// Asks node `at` to hand its leadership to `to` (or its most caught-up voter) and returns
@@ -534,12 +512,7 @@ impl Simulator {
         if matches!(action, Action::Deliver { .. }) {
             self.in_flight += 1;
         }
-        self.next_seq += 1;
-        self.queue.push(Reverse(Scheduled {
-            time: at,
-            seq: self.next_seq,
-            action,
-        }));
+        self.queue.push(at, action);
     }
 
     pub fn schedule_fault(&mut self, at: u64, action: FaultAction) {
@@ -557,13 +530,13 @@ impl Simulator {
 
     /// Processes the next scheduled event. Returns false when nothing is left to do.
     pub fn step(&mut self) -> bool {
-        let Some(Reverse(s)) = self.queue.pop() else {
+        let Some((time, action)) = self.queue.pop() else {
             return false;
         };
-        debug_assert!(s.time >= self.now, "virtual time went backwards");
-        self.now = s.time;
+        debug_assert!(time >= self.now, "virtual time went backwards");
+        self.now = time;
         self.events_processed += 1;
-        match s.action {
+        match action {
             Action::Tick { node, incarnation } => self.on_tick(node, incarnation),
             Action::Deliver {
                 id,
@@ -572,7 +545,7 @@ impl Simulator {
                 payload,
             } => {
                 self.in_flight = self.in_flight.saturating_sub(1);
-                self.on_deliver(id, from, to, *payload)
+                self.on_deliver(id, from, to, payload)
             }
             Action::PersistDone { node, incarnation } => self.on_persist_done(node, incarnation),
             Action::Decoded { node, incarnation } => self.on_decoded(node, incarnation),
@@ -727,7 +700,7 @@ impl Simulator {
         let Some(server) = node.server.as_mut() else {
             return;
         };
-        let before = server.membership().clone();
+        let before = server.membership_shared();
         let mut background_decode = None;
         if let Some(job) = server.take_install_job() {
             if self.cfg.decode_us.is_some() {
@@ -759,7 +732,7 @@ impl Simulator {
 
     /// Sends a batch's messages, queues its persist step and observes its events. `before` is
     /// the node's configuration before the batch.
-    fn execute(&mut self, id: NodeId, before: crate::membership::Membership, mut ready: Ready) {
+    fn execute(&mut self, id: NodeId, before: Arc<Membership>, mut ready: Ready) {
         if ready.is_empty() {
             return;
         }
@@ -1230,18 +1203,31 @@ impl Simulator {
             _ => vec![self.rng.range(200, 1_000)],
         };
         self.record_send(id, from, to, self.now + delays[0], &payload);
-        for d in delays {
-            let at = self.now + d;
+        // A duplicate gets a copy; the last delivery takes the payload itself.
+        let (&last, copies) = delays
+            .split_last()
+            .expect("a delivered message has a delay");
+        for &d in copies {
+            let payload = payload.clone();
             self.schedule(
-                at,
+                self.now + d,
                 Action::Deliver {
                     id,
                     from,
                     to,
-                    payload: Box::new(payload.clone()),
+                    payload,
                 },
             );
         }
+        self.schedule(
+            self.now + last,
+            Action::Deliver {
+                id,
+                from,
+                to,
+                payload,
+            },
+        );
     }
 
     fn record_drop(&mut self, id: u64, from: Addr, to: Addr, reason: DropReason) {
@@ -1349,20 +1335,15 @@ impl Simulator {
     /// Takes every scheduled delivery of message `id` off the wire (and out of a held link).
     fn drop_message(&mut self, id: u64) {
         let mut dropped = None;
-        let mut kept = Vec::with_capacity(self.queue.len());
-        for Reverse(s) in std::mem::take(&mut self.queue).into_vec() {
-            match &s.action {
-                Action::Deliver {
-                    id: x, from, to, ..
-                } if *x == id => {
-                    self.in_flight = self.in_flight.saturating_sub(1);
-                    dropped = Some((*from, *to));
-                }
-                _ => kept.push(Reverse(s)),
+        let wire = self
+            .queue
+            .remove_where(|a| matches!(a, Action::Deliver { id: x, .. } if *x == id));
+        for a in wire {
+            if let Action::Deliver { from, to, .. } = a {
+                self.in_flight = self.in_flight.saturating_sub(1);
+                dropped = Some((from, to));
             }
         }
-        // The heap orders by (time, seq), both kept, so rebuilding it changes no other event.
-        self.queue = BinaryHeap::from(kept);
         if let Some(held) = self.take_held(id) {
             dropped = Some(held);
         }
