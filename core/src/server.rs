@@ -333,10 +333,17 @@ impl KvServer {
     /// the next `Ready` (snapshot first, then the compaction, in one ordered batch). `None`
     /// (encoding failed) skips this snapshot; only compaction is delayed. A snapshot older than
     /// one installed meanwhile is dropped.
+    ///
+    /// A configuration applied while the job ran (its index is past the job's) drops the
+    /// snapshot too: a snapshot carries the configuration in force, and the one in force now
+    /// is not the one at the job's index. The next threshold takes a fresh one.
     pub fn snapshot_encoded(&mut self, index: Index, data: Option<Vec<u8>>) {
         self.snapshot_job_out = false;
         if let Some(data) = data {
-            if index > self.raft.snapshot_index() && index <= self.raft.applied_index() {
+            if index > self.raft.snapshot_index()
+                && index <= self.raft.applied_index()
+                && index >= self.raft.membership_index()
+            {
                 self.raft.compact(index, data);
             }
         }

@@ -635,3 +635,56 @@ fn a_restarted_leader_still_promotes_the_learner() {
     assert_eq!(c.node(1).membership().to_string(), "voters=[n1,n2]");
     assert_eq!(c.node(2).membership().to_string(), "voters=[n1,n2]");
 }
+
+/// A snapshot encoded in the background while a configuration change applies (a 100 MB state
+/// takes a second or two): the finished snapshot's index is before the change, so it cannot
+/// carry the configuration now in force. It is dropped, and the next threshold takes a fresh
+/// one. It used to be compacted anyway and trip the "compacting before the configuration
+/// change" invariant, which stopped three of five native nodes when a learner was promoted
+/// during a snapshot (`make measure-membership`).
+#[test]
+fn a_background_snapshot_overtaken_by_a_configuration_change_is_dropped() {
+    let mut c = Cluster::with_config(
+        3,
+        Config {
+            snapshot_threshold: 4,
+            ..config()
+        },
+    );
+    for id in 1..=3 {
+        c.node_mut(id).set_background_jobs(true);
+    }
+    c.elect(1);
+    let mut job = None;
+    for i in 0..10 {
+        c.write(&format!("k{i}"));
+        job = c.node_mut(1).take_snapshot_job();
+        if job.is_some() {
+            break;
+        }
+    }
+    let job = job.expect("the leader started a snapshot job");
+    add_learner(&mut c, 4);
+    assert!(c.node(1).raft().membership_index() > job.index);
+    let before = c.node(1).raft().snapshot_index();
+    let data = job.encode();
+    c.node_mut(1).snapshot_encoded(job.index, data);
+    assert_eq!(
+        c.node(1).raft().snapshot_index(),
+        before,
+        "the overtaken snapshot was not taken"
+    );
+    // The next threshold takes a fresh snapshot, with the configuration in force.
+    let mut fresh = None;
+    for i in 0..10 {
+        c.write(&format!("later{i}"));
+        fresh = c.node_mut(1).take_snapshot_job();
+        if fresh.is_some() {
+            break;
+        }
+    }
+    let fresh = fresh.expect("a fresh snapshot job");
+    let data = fresh.encode();
+    c.node_mut(1).snapshot_encoded(fresh.index, data);
+    assert_eq!(c.node(1).raft().snapshot_index(), fresh.index);
+}
