@@ -114,6 +114,11 @@ impl RunConfig {
                 c.apply_us_per_entry = 10_000;
                 // A log long enough that replaying it outlasts an election timeout.
                 c.workload.ops_per_client = self.ops_per_client.max(60);
+            } else if knobs.below(2) == 0 {
+                // Snapshots encoded in the background, as the native node does: changes apply
+                // while a job runs (a finished job overtaken by one once tripped the
+                // compaction invariant natively).
+                c.encode_us = Some((20_000, 200_000));
             }
         }
         if self.profile == FaultProfile::Clocks {

@@ -70,6 +70,12 @@ pub struct SimConfig {
     /// Long decodes are where a leader's stall detection once restarted a finished transfer.
     #[serde(default)]
     pub decode_us: Option<(u64, u64)>,
+    /// Time a node takes to encode its own snapshot, uniform in the range, during which it
+    /// keeps applying and answering (as the native node's background job does); None: at
+    /// once. Configuration changes that apply meanwhile are where a finished job once tripped
+    /// the compaction invariant.
+    #[serde(default)]
+    pub encode_us: Option<(u64, u64)>,
     /// Time the state machine takes per applied entry, added to the batch that hands it out
     /// (0: free). With `Config::max_applied_per_ready` it makes a long replay take time, so a
     /// node can reach its election timeout with committed entries still unapplied.
@@ -98,6 +104,7 @@ impl SimConfig {
             isolate_on_lease: 0.0,
             hostile_gap_us: None,
             decode_us: None,
+            encode_us: None,
             apply_us_per_entry: 0,
         }
     }
@@ -163,6 +170,11 @@ pub(super) enum Action {
         node: NodeId,
         incarnation: u64,
     },
+    /// The snapshot encode of [`SimNode::encoding`] finished.
+    Encoded {
+        node: NodeId,
+        incarnation: u64,
+    },
     /// The snapshot decode of [`SimNode::decoding`] finished.
     Decoded {
         node: NodeId,
@@ -208,6 +220,8 @@ pub struct SimNode {
     joined: Option<super::membership::JoinPoint>,
     /// A received snapshot being decoded "in the background" (see [`SimConfig::decode_us`]).
     decoding: Option<crate::server::InstallJob>,
+    /// The node's own snapshot being encoded "in the background" (see [`SimConfig::encode_us`]).
+    encoding: Option<crate::server::SnapshotJob>,
 }
 
 /// Clock drift is bounded so a tick interval stays positive and meaningful.
@@ -389,6 +403,7 @@ impl Simulator {
                 frozen: false,
                 joined,
                 decoding: None,
+                encoding: None,
             },
         );
     }
@@ -549,6 +564,7 @@ impl Simulator {
             }
             Action::PersistDone { node, incarnation } => self.on_persist_done(node, incarnation),
             Action::Decoded { node, incarnation } => self.on_decoded(node, incarnation),
+            Action::Encoded { node, incarnation } => self.on_encoded(node, incarnation),
             Action::ClientWake { client } => self.client_wake(client),
             Action::ClientTimeout {
                 client,
@@ -711,17 +727,36 @@ impl Simulator {
             }
         }
         let mut ready = server.take_ready();
+        let mut background_encode = None;
         if let Some(job) = server.take_snapshot_job() {
-            server.snapshot_encoded(job.index, job.encode());
-            ready.merge(server.take_ready());
+            if self.cfg.encode_us.is_some() {
+                background_encode = Some(job);
+            } else {
+                server.snapshot_encoded(job.index, job.encode());
+                ready.merge(server.take_ready());
+            }
+        }
+        let incarnation = node.incarnation;
+        let encoding = background_encode.is_some();
+        if background_encode.is_some() {
+            node.encoding = background_encode;
         }
         if let (Some(job), Some((lo, hi))) = (background_decode, self.cfg.decode_us) {
             node.decoding = Some(job);
-            let incarnation = node.incarnation;
             let done = self.now + self.rng.range(lo, hi);
             self.schedule(
                 done,
                 Action::Decoded {
+                    node: id,
+                    incarnation,
+                },
+            );
+        }
+        if let (true, Some((lo, hi))) = (encoding, self.cfg.encode_us) {
+            let done = self.now + self.rng.range(lo, hi);
+            self.schedule(
+                done,
+                Action::Encoded {
                     node: id,
                     incarnation,
                 },
@@ -1068,6 +1103,34 @@ impl Simulator {
         self.drive(id);
     }
 
+    /// A background encode finished: the node saves the snapshot and compacts (a paused
+    /// process finishes it once it runs again).
+    fn on_encoded(&mut self, id: NodeId, incarnation: u64) {
+        let tick_us = self.cfg.tick_us;
+        let Some(node) = self.nodes.get_mut(&id) else {
+            return;
+        };
+        if node.incarnation != incarnation {
+            return;
+        }
+        if node.paused {
+            self.schedule(
+                self.now + tick_us,
+                Action::Encoded {
+                    node: id,
+                    incarnation,
+                },
+            );
+            return;
+        }
+        let (Some(job), Some(server)) = (node.encoding.take(), node.server.as_mut()) else {
+            return;
+        };
+        let data = job.encode();
+        server.snapshot_encoded(job.index, data);
+        self.drive(id);
+    }
+
     fn on_persist_done(&mut self, id: NodeId, incarnation: u64) {
         let Some(node) = self.nodes.get_mut(&id) else {
             return;
@@ -1366,6 +1429,7 @@ impl Simulator {
         node.persist_queue.clear();
         node.persist_busy_until = 0;
         node.decoding = None;
+        node.encoding = None;
         node.incarnation += 1;
         self.record(TraceKind::Crashed { node: n });
     }
