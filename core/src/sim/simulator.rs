@@ -1075,26 +1075,36 @@ impl Simulator {
         }
     }
 
-    /// A background decode finished: the node installs the snapshot (a paused process finishes
-    /// it once it runs again).
-    fn on_decoded(&mut self, id: NodeId, incarnation: u64) {
+    /// Whether node `id` can finish a background job scheduled in `incarnation` now: not if
+    /// it crashed since (the job died with it), and not while it is paused (`again` is
+    /// scheduled for the next tick: a paused process finishes the job once it runs again).
+    fn job_may_finish(&mut self, id: NodeId, incarnation: u64, again: Action) -> bool {
         let tick_us = self.cfg.tick_us;
+        let Some(node) = self.nodes.get(&id) else {
+            return false;
+        };
+        if node.incarnation != incarnation {
+            return false;
+        }
+        if node.paused {
+            self.schedule(self.now + tick_us, again);
+            return false;
+        }
+        true
+    }
+
+    /// A background decode finished: the node installs the snapshot.
+    fn on_decoded(&mut self, id: NodeId, incarnation: u64) {
+        let again = Action::Decoded {
+            node: id,
+            incarnation,
+        };
+        if !self.job_may_finish(id, incarnation, again) {
+            return;
+        }
         let Some(node) = self.nodes.get_mut(&id) else {
             return;
         };
-        if node.incarnation != incarnation {
-            return;
-        }
-        if node.paused {
-            self.schedule(
-                self.now + tick_us,
-                Action::Decoded {
-                    node: id,
-                    incarnation,
-                },
-            );
-            return;
-        }
         let (Some(job), Some(server)) = (node.decoding.take(), node.server.as_mut()) else {
             return;
         };
@@ -1103,26 +1113,18 @@ impl Simulator {
         self.drive(id);
     }
 
-    /// A background encode finished: the node saves the snapshot and compacts (a paused
-    /// process finishes it once it runs again).
+    /// A background encode finished: the node saves the snapshot and compacts.
     fn on_encoded(&mut self, id: NodeId, incarnation: u64) {
-        let tick_us = self.cfg.tick_us;
+        let again = Action::Encoded {
+            node: id,
+            incarnation,
+        };
+        if !self.job_may_finish(id, incarnation, again) {
+            return;
+        }
         let Some(node) = self.nodes.get_mut(&id) else {
             return;
         };
-        if node.incarnation != incarnation {
-            return;
-        }
-        if node.paused {
-            self.schedule(
-                self.now + tick_us,
-                Action::Encoded {
-                    node: id,
-                    incarnation,
-                },
-            );
-            return;
-        }
         let (Some(job), Some(server)) = (node.encoding.take(), node.server.as_mut()) else {
             return;
         };
