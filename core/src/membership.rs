@@ -472,8 +472,16 @@ pub enum VoteResult {
     Pending,
 }
 
+/// Whether a learner that matched `matched` is close enough to the leader's `last` index
+/// (within `Config::max_promotion_lag`) to become a voter: the rule of a manual promotion and
+/// of an automatic one. A learner that never acknowledged anything (`matched` 0) is not,
+/// however young the log: it may not even run.
+pub fn caught_up(matched: Index, last: Index, max_lag: u64) -> bool {
+    matched > 0 && last.saturating_sub(matched) <= max_lag
+}
+
 /// An empty half (the outgoing half of a non-joint config) agrees to everything.
-fn majority(set: &BTreeSet<NodeId>, yes: &impl Fn(NodeId) -> bool) -> bool {
+pub(crate) fn majority(set: &BTreeSet<NodeId>, yes: &impl Fn(NodeId) -> bool) -> bool {
     set.is_empty() || set.iter().filter(|&&id| yes(id)).count() > set.len() / 2
 }
 

@@ -20,7 +20,7 @@
 
 use std::sync::Arc;
 
-use crate::membership::{ChangeKind, ConfChange, ConfChangeError, Membership};
+use crate::membership::{caught_up, majority, ChangeKind, ConfChange, ConfChangeError, Membership};
 use crate::mutation::Mutation;
 use crate::node::{invariant, RaftNode};
 use crate::progress::Progress;
@@ -227,12 +227,11 @@ impl RaftNode {
                 let Some(p) = self.progress.get(&node) else {
                     return false;
                 };
-                let caught_up = p.match_index > 0
-                    && p.match_index.saturating_add(self.config.max_promotion_lag) >= last;
                 let mut voters = self.membership.voters.clone();
                 voters.insert(node);
-                let quorum = voters.iter().filter(|&&v| active(v)).count() > voters.len() / 2;
-                p.recent_active && caught_up && quorum
+                p.recent_active
+                    && caught_up(p.match_index, last, self.config.max_promotion_lag)
+                    && majority(&voters, &active)
             })
     }
 

@@ -202,13 +202,6 @@ pub fn check_quorum_after(
     Ok(())
 }
 
-/// Whether a learner that matched `matched` is close enough to the leader's `last` index
-/// (within the core's `max_promotion_lag`) to become a voter. A learner that never
-/// acknowledged anything (`matched` 0) is not, however young the log: it may not even run.
-pub fn caught_up(matched: u64, last: u64, max_lag: u64) -> bool {
-    matched > 0 && last.saturating_sub(matched) <= max_lag
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,10 +263,5 @@ mod tests {
         assert_eq!(r.standing(7), Standing::Removed);
         assert_eq!(r.standing(9), Standing::Unknown);
         assert_eq!(r.address_of(2).as_deref(), Some("b"));
-        assert!(caught_up(10, 1010, 1000) && !caught_up(9, 1010, 1000));
-        assert!(
-            !caught_up(0, 5, 1000),
-            "a learner that never answered is not caught up"
-        );
     }
 }

@@ -759,7 +759,7 @@ impl NodeLoop {
                 "node {id} is not connected to the leader: start it with `keyval --id {id} ... --join ENDPOINTS` and promote it once it has caught up"
             ));
         }
-        if !membership::caught_up(matched, last, max_lag) {
+        if !keyval_core::membership::caught_up(matched, last, max_lag) {
             return Err(format!(
                 "node {id} is not caught up: its log matches to {matched}, the leader's ends at {last} (a learner is promoted within {max_lag} entries)"
             ));

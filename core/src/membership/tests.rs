@@ -231,3 +231,12 @@ fn every_change_sequence_keeps_the_invariants() {
     }
     assert!(frontier.len() > 100);
 }
+
+#[test]
+fn caught_up_means_acknowledged_and_within_the_lag() {
+    assert!(caught_up(10, 1010, 1000) && !caught_up(9, 1010, 1000));
+    assert!(
+        !caught_up(0, 5, 1000),
+        "a learner that never answered is not caught up"
+    );
+}
