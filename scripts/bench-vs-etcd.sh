@@ -7,6 +7,10 @@
 # machine's 1-minute load average is recorded beside every figure. The table reports medians
 # over the rounds and KeyVal/etcd ratios (absolute numbers move 30-40 % between runs here).
 #
+# Clients connect as etcd's load generator's do (`--conns 1 --conn-mode leader`): the KeyVal
+# clients of a multi-client case share KV_CONNS connections to the leader (`kvctl bench
+# --conns`, default 1; KV_CONNS=0 gives every client its own connection, as before 2026-12-01).
+#
 # KeyVal runs with its defaults; the lease case adds --lease-reads (which also keeps followers
 # from campaigning early when the leader's connection closes, see failover). Cases:
 #   put   1 / 64 / 256 clients                    put vs put (etcd clients talk to the leader)
@@ -30,6 +34,7 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
 FAILOVER_TRIALS=${FAILOVER_TRIALS:-2}
+KV_CONNS=${KV_CONNS:-1}
 CASES=${CASES:-"put1 put64 put256 linget1 linget64 leaseget1 failover"}
 ETCD_DIR=${ETCD_BENCH_DIR:-../shared/bench-etcd}
 OUT=${OUT:-artifacts/bench-etcd/$(date -u +%Y%m%dT%H%M%SZ)}
@@ -131,11 +136,13 @@ print(",".join(eps))' "$KV_ENDPOINTS"
 }
 
 kv_case() { # round case op clients consistency
-  local round=$1 case=$2 op=$3 clients=$4 consistency=$5 l json
+  local round=$1 case=$2 op=$3 clients=$4 consistency=$5 l json conns
   if [ "$consistency" = lease ]; then kv_start --lease-reads; else kv_start; fi
   l=$(load1)
+  conns=()
+  if [ "$clients" -gt 1 ] && [ "$KV_CONNS" != 0 ]; then conns=(--conns "$KV_CONNS"); fi
   json=$("$KEYVAL_BIN/kvctl" --endpoints "$(kv_leader_first)" --timeout-ms 5000 -o json bench --op "$op" --consistency "$consistency" \
-    --clients "$clients" --duration "$DURATION")
+    --clients "$clients" --duration "$DURATION" "${conns[@]}")
   kv_stop
   record "$round" keyval "$case" $(echo "$json" | python3 -c '
 import json,sys

@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use serde_json::json;
+use std::time::Duration;
 
 #[test]
 fn binary_values_round_trip_through_kvctl() {
@@ -69,4 +70,95 @@ fn bench_reports_throughput_per_interval() {
         Some(2),
         "an interval off the 100 ms grid is a usage error"
     );
+}
+
+fn client_connects(c: &Cluster, id: u64) -> u64 {
+    let metrics = http_get(c.nodes[(id - 1) as usize].port, "/metrics");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("keyval_client_connects_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("keyval_client_connects_total in /metrics")
+}
+
+/// `kvctl bench --conns N` shares N connections to the leader among the clients (as etcd's
+/// benchmark does): every operation is answered over them, each client keeps its own session,
+/// and the leader sees N connections (plus the one that found it), not one per client.
+#[test]
+fn bench_clients_share_connections_to_the_leader() {
+    let c = Cluster::start(3);
+    let leader = c.wait_leader(Duration::from_secs(10)).expect("a leader");
+    let before = client_connects(&c, leader);
+    let v = ok(
+        &c,
+        &["bench", "--clients", "16", "--conns", "2", "--total", "400"],
+    );
+    assert_eq!(v["ops"], 400, "{v}");
+    assert_eq!(v["errors"], 0, "{v}");
+    assert_eq!(v["fallbacks"], 0, "{v}");
+    assert_eq!(v["conns"], 2, "{v}");
+    let opened = client_connects(&c, leader) - before;
+    assert!(
+        (2..=4).contains(&opened),
+        "16 clients over 2 shared connections opened {opened} connections at the leader"
+    );
+    let reads = ok(
+        &c,
+        &[
+            "bench",
+            "--op",
+            "get",
+            "--clients",
+            "8",
+            "--conns",
+            "1",
+            "--total",
+            "200",
+        ],
+    );
+    assert_eq!(reads["ops"], 200, "{reads}");
+    assert_eq!(reads["errors"], 0, "{reads}");
+    let (code, _, _) = c.kvctl(&["bench", "--clients", "2", "--conns", "3", "--total", "1"]);
+    assert_eq!(
+        code,
+        Some(2),
+        "more connections than clients is a usage error"
+    );
+}
+
+/// A client whose shared connection dies (here with its leader) goes on over its own
+/// connection, which finds the new leader: the run completes with no failed operation.
+#[test]
+fn bench_clients_leave_a_dead_shared_connection_for_their_own() {
+    let mut c = Cluster::start(3);
+    let leader = c.wait_leader(Duration::from_secs(10)).expect("a leader");
+    let bench = kvctl_command(&[
+        "--endpoints",
+        &c.endpoints(),
+        "--timeout-ms",
+        "10000",
+        "-o",
+        "json",
+        "bench",
+        "--clients",
+        "8",
+        "--conns",
+        "1",
+        "--duration",
+        "4",
+    ])
+    .stdout(std::process::Stdio::piped())
+    .spawn()
+    .expect("kvctl bench");
+    std::thread::sleep(Duration::from_millis(1500));
+    c.kill9(leader);
+    let out = bench.wait_with_output().expect("kvctl bench output");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bench JSON");
+    assert!(out.status.success(), "{v}");
+    assert_eq!(v["errors"], 0, "{v}");
+    assert_eq!(
+        v["fallbacks"], 8,
+        "every client left the dead connection: {v}"
+    );
+    assert!(v["ops"].as_u64().is_some_and(|n| n > 100), "{v}");
 }

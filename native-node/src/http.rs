@@ -42,6 +42,8 @@ use crate::wire::{self, ClientFrame, MAX_CLIENT_FRAME_BYTES, MAX_PEER_FRAME_BYTE
 /// Replies buffered per client connection; a client that stops reading loses replies, not the
 /// node's memory.
 const CLIENT_REPLY_QUEUE: usize = 1024;
+/// Replies written per flush at most (see `serve_client`).
+const MAX_REPLIES_PER_FLUSH: usize = 256;
 /// A reply the client does not take within this closes its connection.
 const CLIENT_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -260,20 +262,34 @@ async fn client_ws(
 /// the loop produces them, in whatever order they complete.
 async fn serve_client(socket: WebSocket, remote: SocketAddr, s: AppState) {
     use futures_util::{SinkExt, StreamExt};
+    s.metrics.client_connects.fetch_add(1, Relaxed);
     let (mut sink, mut stream) = socket.split();
     let (reply_tx, mut reply_rx) = mpsc::channel::<ServerFrame>(CLIENT_REPLY_QUEUE);
     let writer = tokio::spawn(async move {
-        while let Some(frame) = reply_rx.recv().await {
-            let last = matches!(frame, ServerFrame::Error { .. });
-            let sent = tokio::time::timeout(
-                CLIENT_SEND_TIMEOUT,
-                sink.send(WsMessage::Binary(wire::encode(&frame).into())),
-            )
+        let mut batch = Vec::with_capacity(MAX_REPLIES_PER_FLUSH);
+        while reply_rx.recv_many(&mut batch, MAX_REPLIES_PER_FLUSH).await > 0 {
+            // Everything already queued goes out under one flush: a connection shared by many
+            // clients (`kvctl bench --conns`, a multiplexing proxy) costs a few syscalls per
+            // turn of the node loop instead of one per answer.
+            let last = batch
+                .iter()
+                .position(|f| matches!(f, ServerFrame::Error { .. }));
+            if let Some(i) = last {
+                batch.truncate(i + 1);
+            }
+            let frames = batch.drain(..);
+            let sent = tokio::time::timeout(CLIENT_SEND_TIMEOUT, async {
+                for frame in frames {
+                    sink.feed(WsMessage::Binary(wire::encode(&frame).into()))
+                        .await?;
+                }
+                sink.flush().await
+            })
             .await;
             if !matches!(sent, Ok(Ok(()))) {
                 break;
             }
-            if last {
+            if last.is_some() {
                 let _ = sink.send(WsMessage::Close(None)).await;
                 break;
             }

@@ -89,6 +89,8 @@ pub struct Metrics {
     pub peer_connects: AtomicU64,
     pub peer_rejections: AtomicU64,
     pub bad_frames: AtomicU64,
+    /// Client WebSocket connections accepted since start-up.
+    pub client_connects: AtomicU64,
     pub event_subscribers_lagged: AtomicU64,
     pub elections: AtomicU64,
     /// Snapshots installed from a leader (InstallSnapshot), counted by the node loop.
@@ -441,6 +443,11 @@ impl Metrics {
             "keyval_peer_rejections_total",
             "Peer handshakes refused (wrong cluster or node id).",
             &self.peer_rejections,
+        );
+        counter(
+            "keyval_client_connects_total",
+            "Client WebSocket connections accepted.",
+            &self.client_connects,
         );
         counter(
             "keyval_bad_frames_total",

@@ -2,6 +2,10 @@
 //! id and connection and sends its next request only when the previous one is answered, so the
 //! measured latency is what a client sees and throughput is what the cluster sustains at that
 //! concurrency.
+//!
+//! With `--conns N` the clients share N connections to the leader instead (each client still
+//! has its own session and one request in flight), which is how etcd's benchmark loads etcd
+//! (`--conns 1 --conn-mode leader`): compare like with like.
 
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -16,6 +20,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::client::{Client, Failure};
+use crate::mux::{self, Mux};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -46,6 +51,11 @@ pub struct BenchArgs {
     /// `intervals` (ops per second in each interval).
     #[arg(long)]
     interval_ms: Option<u64>,
+    /// Share this many connections to the leader among the clients (multiplexed; at most
+    /// 1000 clients per connection) instead of one connection per client. A client whose
+    /// shared connection fails goes on over its own.
+    #[arg(long)]
+    conns: Option<usize>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -69,7 +79,93 @@ struct Shared {
     issued: AtomicU64,
     done: AtomicU64,
     errors: AtomicU64,
+    /// Clients that left their shared connection for their own.
+    fallbacks: AtomicU64,
     stop: AtomicBool,
+}
+
+/// One client's path to the cluster: a shared connection while it works, else its own.
+struct Worker {
+    own: Client,
+    shared: Option<SharedPath>,
+    consistency: keyval_core::ReadConsistency,
+    timeout: Duration,
+}
+
+/// A client's session and sequence on a shared connection.
+struct SharedPath {
+    mux: Mux,
+    nonce: u64,
+    session: Option<u64>,
+    seq: u64,
+}
+
+impl Worker {
+    async fn run(&mut self, op: KvOp, shared: &Shared) -> Result<(), Failure> {
+        if let Some(path) = &mut self.shared {
+            let deadline = Instant::now() + self.timeout;
+            match path.run(op.clone(), self.consistency, deadline).await {
+                Ok(()) => return Ok(()),
+                Err(_) => {
+                    self.shared = None;
+                    shared.fallbacks.fetch_add(1, Relaxed);
+                }
+            }
+        }
+        match op {
+            KvOp::Get { key } => self.own.read(key, self.consistency).await.map(drop),
+            op => self.own.execute(op).await.map(drop),
+        }
+    }
+}
+
+impl SharedPath {
+    /// One request and its answer; any failure (a refusal, a redirect, a lost connection)
+    /// is an error for the caller to retry on its own connection.
+    async fn run(
+        &mut self,
+        op: KvOp,
+        consistency: keyval_core::ReadConsistency,
+        deadline: Instant,
+    ) -> Result<(), String> {
+        use native_node::wire::{ClientFrame, ServerFrame};
+        let ask = |reply: Result<ServerFrame, String>| match reply? {
+            ServerFrame::Reply { reply, .. } => reply.outcome.map_err(|e| e.to_string()),
+            _ => Err("unexpected answer".to_string()),
+        };
+        self.seq += 1;
+        if let KvOp::Get { key } = op {
+            let frame = ClientFrame::Read {
+                client_id: self.nonce,
+                seq: self.seq,
+                key,
+                consistency,
+            };
+            let tag = (self.nonce, self.seq);
+            return ask(self.mux.call(tag, &frame, deadline).await).map(drop);
+        }
+        let session = match self.session {
+            Some(s) => s,
+            None => {
+                let frame = ClientFrame::Request(keyval_core::ClientRequest {
+                    client_id: self.nonce,
+                    seq: 0,
+                    op: KvOp::OpenSession,
+                });
+                let tag = (self.nonce, 0);
+                match ask(self.mux.call(tag, &frame, deadline).await)? {
+                    keyval_core::KvResult::Session { id } => *self.session.insert(id),
+                    other => return Err(format!("unexpected answer {other:?}")),
+                }
+            }
+        };
+        let frame = ClientFrame::Request(keyval_core::ClientRequest {
+            client_id: session,
+            seq: self.seq,
+            op,
+        });
+        ask(self.mux.call((session, self.seq), &frame, deadline).await).map(drop)
+    }
 }
 
 pub async fn run(
@@ -113,6 +209,14 @@ pub async fn run(
         }
         other => other.map(Duration::from_millis),
     };
+    if let Some(c) = args.conns
+        && (c == 0 || c > args.clients || args.clients.div_ceil(c) > mux::MAX_IN_FLIGHT)
+    {
+        return Err(BenchError::Usage(format!(
+            "--conns must be in 1..=--clients, with at most {} clients per connection",
+            mux::MAX_IN_FLIGHT
+        )));
+    }
     let value = vec![b'v'; args.value_size];
 
     if args.op == BenchOp::Get {
@@ -158,10 +262,30 @@ pub async fn run(
         );
     }
 
+    let muxes = match args.conns {
+        None => Vec::new(),
+        Some(n) => {
+            let mut probe = Client::new(endpoints.clone(), timeout);
+            let leader = probe.find_leader().await.map_err(BenchError::Failed)?;
+            let mut muxes = Vec::with_capacity(n);
+            for _ in 0..n {
+                let deadline = Instant::now() + timeout;
+                muxes.push(Mux::connect(&leader, deadline).await.map_err(|message| {
+                    BenchError::Failed(Failure {
+                        message,
+                        definite: true,
+                    })
+                })?);
+            }
+            probe.close().await;
+            muxes
+        }
+    };
     let shared = Arc::new(Shared {
         issued: AtomicU64::new(0),
         done: AtomicU64::new(0),
         errors: AtomicU64::new(0),
+        fallbacks: AtomicU64::new(0),
         stop: AtomicBool::new(false),
     });
     let bar = std::io::stderr().is_terminal().then(|| {
@@ -186,10 +310,20 @@ pub async fn run(
     let mut workers = Vec::new();
     for w in 0..args.clients {
         let shared = shared.clone();
-        let mut client = Client::new(endpoints.clone(), timeout);
+        let consistency: keyval_core::ReadConsistency = args.consistency.into();
+        let mut worker = Worker {
+            own: Client::new(endpoints.clone(), timeout),
+            shared: (!muxes.is_empty()).then(|| SharedPath {
+                mux: muxes[w % muxes.len()].clone(),
+                nonce: crate::client::random_u64(),
+                session: None,
+                seq: 0,
+            }),
+            consistency,
+            timeout,
+        };
         let value = value.clone();
         let op = args.op;
-        let consistency: keyval_core::ReadConsistency = args.consistency.into();
         let (keys, key_size, total) = (args.keys, args.key_size, args.total);
         workers.push(tokio::spawn(async move {
             // Microseconds from 1 µs to 60 s at 3 significant digits; constant, valid bounds.
@@ -211,17 +345,14 @@ pub async fn run(
                 rng ^= rng << 17;
                 let k = key(rng % keys, key_size);
                 let t0 = Instant::now();
-                let result = match op {
-                    BenchOp::Put => {
-                        client
-                            .execute(KvOp::Put {
-                                key: k,
-                                value: value.clone(),
-                            })
-                            .await
-                    }
-                    BenchOp::Get => client.read(k, consistency).await,
+                let op = match op {
+                    BenchOp::Put => KvOp::Put {
+                        key: k,
+                        value: value.clone(),
+                    },
+                    BenchOp::Get => KvOp::Get { key: k },
                 };
+                let result = worker.run(op, &shared).await;
                 match result {
                     Ok(_) => {
                         let _ = hist.record((t0.elapsed().as_micros() as u64).max(1));
@@ -232,7 +363,7 @@ pub async fn run(
                     }
                 }
             }
-            client.close().await;
+            worker.own.close().await;
             Some(hist)
         }));
     }
@@ -265,6 +396,7 @@ pub async fn run(
             break;
         }
     }
+    drop(muxes);
     let mut hist = Histogram::<u64>::new(3).map_err(|e| {
         BenchError::Failed(Failure {
             message: e.to_string(),
@@ -303,6 +435,8 @@ pub async fn run(
             "ok": true,
             "op": op_name,
             "clients": args.clients,
+            "conns": args.conns,
+            "fallbacks": shared.fallbacks.load(Relaxed),
             "key_size": args.key_size,
             "value_size": args.value_size,
             "ops": ops,

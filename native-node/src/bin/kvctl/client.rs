@@ -27,7 +27,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 /// Longest pause between retry rounds (see `Client::pause`).
 const MAX_RETRY_PAUSE_MS: u64 = 50;
 
-type Conn = tokio_tungstenite::WebSocketStream<native_node::listener::BoxIo>;
+pub type Conn = tokio_tungstenite::WebSocketStream<native_node::listener::BoxIo>;
 
 /// TLS settings of this process (`--cacert`, `--cert`, `--key`), set once by `main` before any
 /// connection is made; unset or `None` means plain connections.
@@ -172,6 +172,19 @@ impl Client {
         self.run(frame, (self.nonce, self.seq), deadline, to_leader)
             .await
             .map_err(Failure::from)
+    }
+
+    /// The leader's endpoint, found by opening this client's session there (following
+    /// redirects).
+    pub async fn find_leader(&mut self) -> Result<String, Failure> {
+        let deadline = Instant::now() + self.timeout;
+        if self.session.is_none() {
+            self.open_session(deadline).await?;
+        }
+        self.leader.clone().ok_or_else(|| Failure {
+            message: "no leader found".into(),
+            definite: true,
+        })
     }
 
     /// Opens a session through the log. A lost answer leaves a session nobody uses, which the

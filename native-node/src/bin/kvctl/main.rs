@@ -8,6 +8,7 @@
 mod bench;
 mod client;
 mod leader;
+mod mux;
 
 use std::collections::BTreeSet;
 use std::io::Write;
