@@ -81,15 +81,19 @@ impl std::str::FromStr for ReadConsistency {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum KvOp {
     Put {
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
     },
     /// A linearizable read ([`ReadConsistency::Linearizable`]); it is served by ReadIndex and
     /// never enters the log.
     Get {
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
     },
     Delete {
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
     },
     /// Opens a session: the answer is [`KvResult::Session`] with the new session's id. Its
@@ -151,7 +155,7 @@ pub struct ClientRequest {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum KvResult {
     Put,
-    Get(Option<Vec<u8>>),
+    Get(#[serde(with = "serde_bytes")] Option<Vec<u8>>),
     Delete {
         deleted: bool,
     },
@@ -248,7 +252,7 @@ pub struct KvStore {
     // an `Arc<BTreeMap>` with copy-on-write would copy the whole map at the first write after
     // the snapshot, the same stall. They serialize exactly as `BTreeMap`s (a postcard map), so
     // snapshot files are unchanged.
-    #[serde(deserialize_with = "decode_ord_map")]
+    #[serde(serialize_with = "encode_data", deserialize_with = "decode_data")]
     data: OrdMap<Vec<u8>, Vec<u8>>,
     #[serde(deserialize_with = "decode_ord_map")]
     sessions: OrdMap<u64, Session>,
@@ -272,6 +276,30 @@ where
 {
     let map = std::collections::BTreeMap::<K, V>::deserialize(d)?;
     Ok(map.into_iter().collect())
+}
+
+/// The key-value map as a map of byte strings (see `serde_bytes` in the workspace manifest):
+/// the same postcard bytes as a map of `Vec<u8>`s, without a call per byte.
+fn encode_data<S: serde::Serializer>(
+    data: &OrdMap<Vec<u8>, Vec<u8>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_map(
+        data.iter()
+            .map(|(k, v)| (serde_bytes::Bytes::new(k), serde_bytes::Bytes::new(v))),
+    )
+}
+
+/// Decodes the key-value map by way of a `BTreeMap` of byte strings (see [`decode_ord_map`]).
+fn decode_data<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<OrdMap<Vec<u8>, Vec<u8>>, D::Error> {
+    let map =
+        std::collections::BTreeMap::<serde_bytes::ByteBuf, serde_bytes::ByteBuf>::deserialize(d)?;
+    Ok(map
+        .into_iter()
+        .map(|(k, v)| (k.into_vec(), v.into_vec()))
+        .collect())
 }
 
 impl Default for KvStore {
@@ -444,6 +472,90 @@ impl KvStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// How keys, values and the store were encoded before they were byte strings: every
+    /// `Vec<u8>` a sequence of u8s. WAL records, snapshot files and peers of older builds use it.
+    mod per_byte {
+        use std::collections::BTreeMap;
+
+        use serde::{Deserialize, Serialize};
+
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        pub enum KvOp {
+            Put { key: Vec<u8>, value: Vec<u8> },
+            Get { key: Vec<u8> },
+            Delete { key: Vec<u8> },
+            OpenSession,
+        }
+
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        pub enum KvResult {
+            Put,
+            Get(Option<Vec<u8>>),
+        }
+
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        pub struct Data(pub BTreeMap<Vec<u8>, Vec<u8>>);
+    }
+
+    #[test]
+    fn byte_strings_encode_exactly_as_the_per_byte_form_did() {
+        let value: Vec<u8> = (0..=255).collect();
+        let pairs = [
+            (
+                KvOp::Put {
+                    key: b"k".to_vec(),
+                    value: value.clone(),
+                },
+                per_byte::KvOp::Put {
+                    key: b"k".to_vec(),
+                    value: value.clone(),
+                },
+            ),
+            (
+                KvOp::Get { key: vec![0; 300] },
+                per_byte::KvOp::Get { key: vec![0; 300] },
+            ),
+            (
+                KvOp::Delete { key: Vec::new() },
+                per_byte::KvOp::Delete { key: Vec::new() },
+            ),
+        ];
+        for (new, old) in pairs {
+            let bytes = postcard::to_allocvec(&new).unwrap();
+            assert_eq!(bytes, postcard::to_allocvec(&old).unwrap());
+            assert_eq!(postcard::from_bytes::<per_byte::KvOp>(&bytes).unwrap(), old);
+            assert_eq!(postcard::from_bytes::<KvOp>(&bytes).unwrap(), new);
+        }
+        for (new, old) in [
+            (
+                KvResult::Get(Some(value.clone())),
+                per_byte::KvResult::Get(Some(value.clone())),
+            ),
+            (KvResult::Get(None), per_byte::KvResult::Get(None)),
+        ] {
+            let bytes = postcard::to_allocvec(&new).unwrap();
+            assert_eq!(bytes, postcard::to_allocvec(&old).unwrap());
+            assert_eq!(postcard::from_bytes::<KvResult>(&bytes).unwrap(), new);
+        }
+
+        // A whole store: the snapshot files of older builds decode, and new ones are the same.
+        let mut store = KvStore::default();
+        let mut old = std::collections::BTreeMap::new();
+        for i in 0..50u32 {
+            let (k, v) = (i.to_be_bytes().to_vec(), vec![i as u8; i as usize]);
+            store.data.insert(k.clone(), v.clone());
+            old.insert(k, v);
+        }
+        let bytes = postcard::to_allocvec(&store).unwrap();
+        let data_len = postcard::to_allocvec(&per_byte::Data(old.clone())).unwrap();
+        assert!(
+            bytes.starts_with(&data_len),
+            "the map leads the store's encoding"
+        );
+        let decoded: KvStore = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(decoded, store);
+    }
 
     fn req(client_id: u64, seq: u64, op: KvOp) -> ClientRequest {
         ClientRequest { client_id, seq, op }

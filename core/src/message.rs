@@ -71,6 +71,7 @@ pub enum Message {
         term: Term,
         meta: SnapshotMeta,
         offset: u64,
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
         done: bool,
     },

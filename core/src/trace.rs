@@ -49,6 +49,7 @@ pub enum Payload {
     /// A read by one of the read paths; it needs no session.
     Read {
         seq: u64,
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         consistency: ReadConsistency,
     },

@@ -171,6 +171,7 @@ pub enum ClientFrame {
     Read {
         client_id: u64,
         seq: u64,
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         consistency: ReadConsistency,
     },
