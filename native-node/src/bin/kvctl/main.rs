@@ -146,6 +146,11 @@ enum MemberCommand {
     Remove { id: u64 },
 }
 
+/// The same allocator as `keyval` (see `mimalloc` in Cargo.toml): `kvctl bench` shares the
+/// machine with the nodes it measures.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let endpoints: Vec<String> = cli
