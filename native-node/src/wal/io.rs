@@ -5,9 +5,10 @@
 //! only what a real disk could have kept (see `simfs` in the tests), so crash consistency is
 //! checked against power loss, not only against `kill -9` (which keeps the page cache).
 //!
-//! Files are written sequentially here (append, or cut back and append), so the file handle
-//! has no seek: a write lands at the current end. The one exception, a WAL segment's
-//! synced-length marker in its header, is an explicit in-place `write_at`.
+//! Snapshot files are written sequentially (append, or cut back and append), so the file handle
+//! has no seek: a `write_all` lands at the current end. The WAL writes with explicit offsets
+//! (`write_at`): its records go into the segment's preallocated space, and its synced-length
+//! marker is rewritten in the header.
 
 use std::fmt::Debug;
 use std::fs::{self, File, OpenOptions};
@@ -38,8 +39,8 @@ pub trait Vfs: Send + Sync + Debug {
 /// An open file, written at its end only.
 pub trait VfsFile: Send + Debug {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
-    /// Overwrites bytes in place (the segment header's synced-length marker), without moving
-    /// the end where `write_all` appends.
+    /// Writes at `offset` (overwriting, or extending the file), without moving the end where
+    /// `write_all` appends.
     fn write_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<()>;
     /// Cuts (or extends) the file to `len`; later writes land there.
     fn set_len(&mut self, len: u64) -> io::Result<()>;

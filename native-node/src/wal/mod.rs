@@ -23,6 +23,12 @@
 //! node with file and offset; only damage past it is cut off as a torn
 //! tail. The last synced batch before a crash is not covered (its length is
 //! written with the next batch), and neither are version 1 segments.
+//!
+//! The newest segment is preallocated (extended with zeros to the segment
+//! size) and written in place, so an fdatasync does not also have to write
+//! the inode for a new file size; recovery reads the zeros after the records
+//! as their end. A segment is cut back to its records (and fsynced) before
+//! its successor is created, so sealed segments hold records only.
 
 mod error;
 pub mod io;
@@ -76,6 +82,8 @@ impl Default for WalOptions {
 pub struct TornTail {
     pub file: PathBuf,
     pub offset: u64,
+    /// Bytes cut off, up to the last non-zero one (zeros after it are unwritten or
+    /// preallocated space).
     pub dropped_bytes: u64,
 }
 
@@ -186,9 +194,10 @@ impl Wal {
                     fs.as_ref(),
                     &path,
                     first_lsn,
-                    bytes.len() as u64,
+                    // Trailing zeros are preallocated space, not dropped data.
+                    bytes.iter().rposition(|&b| b != 0).map_or(0, |p| p as u64 + 1),
                     scan.tail,
-                    opts.fsync,
+                    &opts,
                 )?;
                 torn_tail = torn;
                 active = Some(Active {
@@ -211,7 +220,8 @@ impl Wal {
         let active = match active {
             Some(active) => active,
             None => {
-                let (file, path) = segment::create(fs.as_ref(), dir, 1, opts.fsync)?;
+                let (file, path) =
+                    segment::create(fs.as_ref(), dir, 1, opts.segment_bytes, opts.fsync)?;
                 Active {
                     first_lsn: 1,
                     path,
@@ -398,9 +408,10 @@ impl Wal {
         if self.buf.is_empty() {
             return Ok(());
         }
+        // At the end of the records, inside the preallocated space (not at the file's end).
         self.active
             .file
-            .write_all(&self.buf)
+            .write_at(self.active.bytes, &self.buf)
             .map_err(|e| WalError::io("write", &self.active.path, e))?;
         self.active.bytes += self.buf.len() as u64;
         self.buf.clear();
@@ -445,8 +456,23 @@ impl Wal {
     fn roll_inner(&mut self) -> Result<(), WalError> {
         self.flush_buf()?;
         self.sync_active()?;
-        let (file, path) =
-            segment::create(self.fs.as_ref(), &self.dir, self.next_lsn, self.opts.fsync)?;
+        // Only the newest segment may end in preallocated zeros.
+        let a = &mut self.active;
+        a.file
+            .set_len(a.bytes)
+            .map_err(|e| WalError::io("cut the preallocated space of", &a.path, e))?;
+        if self.opts.fsync {
+            a.file
+                .sync_all()
+                .map_err(|e| WalError::io("fsync", &a.path, e))?;
+        }
+        let (file, path) = segment::create(
+            self.fs.as_ref(),
+            &self.dir,
+            self.next_lsn,
+            self.opts.segment_bytes,
+            self.opts.fsync,
+        )?;
         let new = Active {
             first_lsn: self.next_lsn,
             path,
@@ -479,23 +505,23 @@ fn ensure_dir(fs: &dyn Vfs, dir: &Path, fsync: bool) -> Result<(), WalError> {
 /// The newest segment opened for appending, its length, and the torn tail cut off it.
 type RepairedTail = (Box<dyn VfsFile>, u64, Option<TornTail>);
 
-/// Cuts a torn tail off the newest segment (or rewrites its header) and
-/// opens it for appending.
+/// Cuts a torn tail off the newest segment (or rewrites its header), preallocates its space
+/// again, and opens it for appending; returns where its records end.
 fn repair_last(
     fs: &dyn Vfs,
     path: &Path,
     first_lsn: u64,
     file_len: u64,
     tail: Tail,
-    fsync: bool,
+    opts: &WalOptions,
 ) -> Result<RepairedTail, WalError> {
     let mut file = fs
         .open_append(path)
         .map_err(|e| WalError::io("open", path, e))?;
-    let keep = match tail {
-        Tail::Clean => None,
-        Tail::TornHeader => Some(0),
-        Tail::TornRecord { offset } => Some(offset as u64),
+    let (keep, end) = match tail {
+        Tail::Clean { end } => (None, end as u64),
+        Tail::TornHeader => (Some(0), 0),
+        Tail::TornRecord { offset } => (Some(offset as u64), offset as u64),
     };
     let torn = keep.map(|offset| TornTail {
         file: path.to_path_buf(),
@@ -512,16 +538,16 @@ fn repair_last(
         file.set_len(t.offset)
             .map_err(|e| WalError::io("truncate", path, e))?;
     }
-    let len = file.size().map_err(|e| WalError::io("stat", path, e))?;
-    let len = if len == 0 {
+    let len = if end == 0 {
         segment::write_header(file.as_mut(), path, first_lsn)?;
         HEADER_BYTES as u64
     } else {
-        len
+        end
     };
+    segment::preallocate(file.as_mut(), path, opts.segment_bytes)?;
     // Everything recovery read may still sit only in the page cache (a kill -9 keeps it): make
     // it durable before the synced-length marker can ever claim it.
-    if fsync {
+    if opts.fsync {
         file.sync_all()
             .map_err(|e| WalError::io("fsync", path, e))?;
     }

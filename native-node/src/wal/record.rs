@@ -76,26 +76,30 @@ pub(super) fn decode_at(bytes: &[u8], off: usize) -> Decoded<'_> {
     Decoded::Record { payload, next }
 }
 
-/// Looks for an intact record that ends exactly at the end of `bytes` and
-/// starts at or after `from`.
+/// Looks for an intact record that starts at or after `from` and ends the data: at or after
+/// `data_end` (the end of the last non-zero byte), with only zeros after it.
 ///
-/// Used to tell a damaged length field from a torn write: a torn write only
-/// ever loses the end of the file, so if a record overruns EOF yet a later,
-/// checksummed record finishes the file, the overrunning length must be
-/// corrupt. Only offsets whose length field points exactly at EOF are
-/// checksummed, so the scan is linear in the tail size.
-pub(super) fn intact_record_ending_at_eof(bytes: &[u8], from: usize) -> Option<usize> {
-    let eof = bytes.len();
-    let last_start = eof.checked_sub(RECORD_HEADER_BYTES)?;
-    (from..=last_start).find(|&p| {
+/// Used to tell a damaged length field from a torn write: a torn write only ever loses the end
+/// of what was written (the rest reads as zeros: past the end of the file, an unwritten
+/// extent, or preallocated space), so if a later, checksummed record finishes the data, the
+/// damaged record before it is not the torn end and its length must be corrupt. Only offsets
+/// whose length field points into that final stretch are checksummed, so the scan is linear
+/// in the tail size.
+pub(super) fn intact_record_ending_the_data(
+    bytes: &[u8],
+    from: usize,
+    data_end: usize,
+) -> Option<usize> {
+    let last_start = bytes.len().checked_sub(RECORD_HEADER_BYTES)?;
+    (from..=last_start.min(data_end)).find(|&p| {
         let Some(len_le) = bytes.get(p..).and_then(|r| r.first_chunk::<4>()) else {
             return false;
         };
         let len = u32::from_le_bytes(*len_le);
-        let reaches_eof = usize::try_from(len)
+        let end = usize::try_from(len)
             .ok()
-            .and_then(|l| p.checked_add(RECORD_HEADER_BYTES)?.checked_add(l))
-            == Some(eof);
-        reaches_eof && matches!(decode_at(bytes, p), Decoded::Record { .. })
+            .and_then(|l| p.checked_add(RECORD_HEADER_BYTES)?.checked_add(l));
+        end.is_some_and(|e| e >= data_end && e <= bytes.len())
+            && matches!(decode_at(bytes, p), Decoded::Record { .. })
     })
 }

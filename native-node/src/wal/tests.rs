@@ -65,6 +65,23 @@ fn record_offsets(payloads: &[Vec<u8>]) -> Vec<usize> {
         .collect()
 }
 
+/// Asserts that `path` holds `records` (the bytes up to the end of its records) and then
+/// only zeros: preallocated space, or nothing.
+fn assert_records_then_zeros(path: &Path, records: &[u8], ctx: &str) {
+    let bytes = fs::read(path).unwrap();
+    assert!(bytes.len() >= records.len(), "{ctx}: file too short");
+    assert_eq!(&bytes[..records.len()], records, "{ctx}");
+    assert!(
+        bytes[records.len()..].iter().all(|&b| b == 0),
+        "{ctx}: bytes after the records"
+    );
+}
+
+/// Where the data of a file ends: after its last non-zero byte.
+fn data_end(bytes: &[u8]) -> usize {
+    bytes.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1)
+}
+
 fn flip_byte(path: &Path, offset: usize) {
     let mut bytes = fs::read(path).unwrap();
     bytes[offset] ^= 0x5a;
@@ -151,8 +168,6 @@ fn rolls_over_small_segments_and_reopens_in_order() {
     let files = segment_files(tmp.path());
     assert!(files.len() >= 5, "only {} segments", files.len());
     assert_eq!(wal.segment_count(), files.len());
-    let on_disk: u64 = files.iter().map(|f| fs::metadata(f).unwrap().len()).sum();
-    assert_eq!(wal.disk_bytes(), on_disk);
     drop(wal);
 
     let (wal, rec) = Wal::open(tmp.path(), opts(100)).unwrap();
@@ -163,8 +178,11 @@ fn rolls_over_small_segments_and_reopens_in_order() {
 
     // Each file is named after, and its header starts at, the LSN of its
     // first record.
+    // Sealed segments end with their last record; only the newest one has preallocated
+    // space after its records. The WAL counts record bytes, not that space.
     let mut expected_first = 1u64;
-    for f in &files {
+    let mut record_bytes = 0;
+    for (i, f) in files.iter().enumerate() {
         let bytes = fs::read(f).unwrap();
         let header_lsn = u64::from_le_bytes(bytes[8..16].try_into().unwrap());
         assert_eq!(header_lsn, expected_first);
@@ -173,13 +191,21 @@ fn rolls_over_small_segments_and_reopens_in_order() {
             file_name(expected_first)
         );
         let mut off = HEADER_BYTES;
-        while off < bytes.len() {
+        // Every payload here is at least one byte: a zero length is the preallocated space.
+        while off < bytes.len() && bytes[off..off + 4] != [0; 4] {
             let len = u32::from_le_bytes(bytes[off..off + 4].try_into().unwrap()) as usize;
             off += FRAME + len;
             expected_first += 1;
         }
+        if i + 1 < files.len() {
+            assert_eq!(off, bytes.len(), "sealed segment {} ends with a record", f.display());
+        } else {
+            assert!(bytes[off..].iter().all(|&b| b == 0));
+        }
+        record_bytes += off as u64;
     }
     assert_eq!(expected_first, 61);
+    assert_eq!(wal.disk_bytes(), record_bytes);
 }
 
 /// Cuts the single segment at every possible length: inside the header,
@@ -199,7 +225,8 @@ fn torn_tail_at_every_cut_point_is_truncated_and_appendable() {
         let tmp = TempDir::new().unwrap();
         write_wal(tmp.path(), opts(1 << 20), &payloads);
         let seg = tmp.path().join(file_name(1));
-        assert_eq!(fs::metadata(&seg).unwrap().len() as usize, full_len);
+        let original = fs::read(&seg).unwrap();
+        assert!(original[full_len..].iter().all(|&b| b == 0));
         OpenOptions::new()
             .write(true)
             .open(&seg)
@@ -216,7 +243,7 @@ fn torn_tail_at_every_cut_point_is_truncated_and_appendable() {
         let expected_torn = (cut != keep).then(|| TornTail {
             file: seg.clone(),
             offset: keep as u64,
-            dropped_bytes: (cut - keep) as u64,
+            dropped_bytes: (data_end(&original[..cut]).max(keep) - keep) as u64,
         });
         let expected_torn = if cut == 0 {
             // An empty last segment is torn too (crash right after create).
@@ -237,10 +264,10 @@ fn torn_tail_at_every_cut_point_is_truncated_and_appendable() {
             "cut at {cut}"
         );
         assert_eq!(rec.torn_tail, expected_torn, "cut at {cut}");
-        assert_eq!(
-            fs::metadata(&seg).unwrap().len() as usize,
-            keep.max(HEADER_BYTES),
-            "cut at {cut}"
+        assert_records_then_zeros(
+            &seg,
+            &original[..keep.max(HEADER_BYTES)],
+            &format!("cut at {cut}"),
         );
 
         let lsn = wal.append(b"after recovery").unwrap();
@@ -272,10 +299,9 @@ fn torn_tail_in_last_of_several_segments_with_fsync() {
     let files = segment_files(tmp.path());
     assert!(files.len() >= 3);
     let last = files.last().unwrap();
-    let last_len = fs::metadata(last).unwrap().len();
     // The active segment is empty; put one more record in it and tear the
     // middle of its payload.
-    assert_eq!(last_len, HEADER_BYTES as u64);
+    assert_records_then_zeros(last, &encode_header(21), "the empty active segment");
     let (mut wal, _) = Wal::open(tmp.path(), o.clone()).unwrap();
     wal.append(&[7u8; 50]).unwrap();
     wal.sync().unwrap();
@@ -313,6 +339,7 @@ fn flipped_payload_byte_in_middle_of_last_segment_is_corrupt() {
     let seg = tmp.path().join(file_name(1));
     let offsets = record_offsets(&payloads);
     flip_byte(&seg, offsets[2] + FRAME + 1);
+    let damaged = fs::read(&seg).unwrap();
 
     let err = Wal::open(tmp.path(), opts(1 << 20)).unwrap_err();
     assert_eq!(
@@ -327,10 +354,7 @@ fn flipped_payload_byte_in_middle_of_last_segment_is_corrupt() {
     assert_eq!(file, seg);
     assert_eq!(offset, offsets[2] as u64);
     // Nothing was truncated: refusing to start must leave the evidence alone.
-    assert_eq!(
-        fs::metadata(&seg).unwrap().len() as usize,
-        offsets[4] + FRAME + payloads[4].len()
-    );
+    assert_eq!(fs::read(&seg).unwrap(), damaged);
 }
 
 #[test]
@@ -363,7 +387,8 @@ fn flipped_byte_in_last_record_is_torn_tail() {
     write_wal(tmp.path(), opts(1 << 20), &payloads);
     let seg = tmp.path().join(file_name(1));
     let offsets = record_offsets(&payloads);
-    let len = fs::metadata(&seg).unwrap().len();
+    let original = fs::read(&seg).unwrap();
+    let end = offsets[4] + FRAME + payloads[4].len();
     flip_byte(&seg, offsets[4] + FRAME);
 
     let (_, rec) = Wal::open(tmp.path(), opts(1 << 20)).unwrap();
@@ -373,10 +398,10 @@ fn flipped_byte_in_last_record_is_torn_tail() {
         Some(TornTail {
             file: seg.clone(),
             offset: offsets[4] as u64,
-            dropped_bytes: len - offsets[4] as u64,
+            dropped_bytes: (data_end(&original[..end]) - offsets[4]) as u64,
         })
     );
-    assert_eq!(fs::metadata(&seg).unwrap().len(), offsets[4] as u64);
+    assert_records_then_zeros(&seg, &original[..offsets[4]], "torn record cut");
 }
 
 #[test]
@@ -434,6 +459,7 @@ fn damaged_length_in_middle_of_last_segment_is_corrupt() {
     let (file, offset, reason) = expect_corrupt(Wal::open(tmp.path(), opts(1 << 20)));
     assert_eq!((file, offset), (seg.clone(), offsets[1] as u64));
     assert!(reason.contains("length field is damaged"), "{reason}");
+    assert!(reason.contains("intact record"), "{reason}");
 
     // Above the maximum: never produced by a torn write.
     let mut bytes = fs::read(&seg).unwrap();
@@ -451,16 +477,14 @@ fn empty_or_partial_header_last_segment_is_recreated() {
         let payloads: Vec<Vec<u8>> = (0..12).map(payload).collect();
         write_wal(tmp.path(), opts(100), &payloads);
         // A crash while rolling leaves the next segment with an incomplete
-        // header.
-        let (wal, _) = Wal::open(tmp.path(), opts(100)).unwrap();
+        // header (a no-op roll when the last one left the active segment empty).
+        let (mut wal, _) = Wal::open(tmp.path(), opts(100)).unwrap();
+        wal.roll().unwrap();
         let next = wal.next_lsn();
         drop(wal);
         let last = tmp.path().join(file_name(next));
         let header = encode_header(next);
-        if !last.exists() {
-            fs::write(&last, header).unwrap();
-        }
-        assert_eq!(fs::read(&last).unwrap(), header);
+        assert_records_then_zeros(&last, &header, "the new segment");
         fs::write(&last, &header[..partial]).unwrap();
 
         let (mut wal, rec) = Wal::open(tmp.path(), opts(100)).unwrap();
@@ -470,10 +494,10 @@ fn empty_or_partial_header_last_segment_is_recreated() {
             Some(TornTail {
                 file: last.clone(),
                 offset: 0,
-                dropped_bytes: partial as u64,
+                dropped_bytes: data_end(&header[..partial]) as u64,
             })
         );
-        assert_eq!(fs::read(&last).unwrap(), header, "header rewritten");
+        assert_records_then_zeros(&last, &header, "header rewritten");
         assert_eq!(wal.append(b"z").unwrap(), next);
         wal.sync().unwrap();
         drop(wal);
@@ -495,29 +519,38 @@ fn truncated_header_in_non_last_segment_is_corrupt() {
 }
 
 /// Filesystems can expose a zero-filled extent when a crash persisted the
-/// new file size but not the data.
+/// new file size but not the data; the newest segment also ends in zeros
+/// by design (preallocated space). Either way the zeros are the end of the
+/// records, not damage, and appends land right after the records.
 #[test]
-fn zero_filled_tail_is_torn() {
+fn zero_filled_tail_is_the_end_of_the_records() {
     let tmp = TempDir::new().unwrap();
     let payloads: Vec<Vec<u8>> = (1..4).map(payload).collect();
     write_wal(tmp.path(), opts(1 << 20), &payloads);
     let seg = tmp.path().join(file_name(1));
-    let len = fs::metadata(&seg).unwrap().len();
+    let original = fs::read(&seg).unwrap();
+    assert_eq!(original.len(), 1 << 20, "the segment is preallocated");
+    let end = *record_offsets(&payloads).last().unwrap() + FRAME + payloads[2].len();
     let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
     f.write_all(&[0u8; 4096]).unwrap();
     drop(f);
 
-    let (_, rec) = Wal::open(tmp.path(), opts(1 << 20)).unwrap();
+    let (mut wal, rec) = Wal::open(tmp.path(), opts(1 << 20)).unwrap();
     assert_eq!(rec.records, numbered(1, &payloads));
+    assert_eq!(rec.torn_tail, None);
+    assert_eq!(wal.append(b"next").unwrap(), 4);
+    wal.sync().unwrap();
+    drop(wal);
+    let bytes = fs::read(&seg).unwrap();
+    assert_eq!(bytes[..end], original[..end]);
     assert_eq!(
-        rec.torn_tail,
-        Some(TornTail {
-            file: seg.clone(),
-            offset: len,
-            dropped_bytes: 4096,
-        })
+        &bytes[end..end + FRAME + 4][FRAME..],
+        b"next",
+        "the append follows the records"
     );
-    assert_eq!(fs::metadata(&seg).unwrap().len(), len);
+    let (_, rec) = Wal::open(tmp.path(), opts(1 << 20)).unwrap();
+    assert_eq!(rec.records.len(), 4);
+    assert_eq!(rec.torn_tail, None);
 }
 
 #[test]
@@ -711,7 +744,8 @@ fn fuzz_random_byte_damage_yields_prefix_or_corrupt() {
                 false => &files[rng.below(files.len() as u64) as usize],
             };
             let mut bytes = fs::read(f).unwrap();
-            let len = bytes.len() as u64;
+            // The records' bytes, not the newest segment's preallocated zeros.
+            let len = data_end(&bytes).max(HEADER_BYTES) as u64;
             let at = match near_tail {
                 true => len - 1 - rng.below(len.min(48)),
                 false => rng.below(len),
@@ -801,4 +835,20 @@ fn damaged_synced_records_are_corrupt_not_a_torn_tail() {
     let (_, rec) = Wal::open(tmp.path(), o.clone()).unwrap();
     assert_eq!(rec.records.len(), 2);
     assert_eq!(rec.torn_tail.map(|t| t.offset), Some(third as u64));
+}
+
+/// The preallocated space after the newest segment's records is zeros until an append lands
+/// there, so a stray non-zero byte far past the records is damage no torn append explains:
+/// recovery stops instead of guessing.
+#[test]
+fn stray_bytes_in_the_preallocated_space_are_corrupt() {
+    let tmp = TempDir::new().unwrap();
+    let payloads: Vec<Vec<u8>> = (1..4).map(payload).collect();
+    write_wal(tmp.path(), opts(1 << 20), &payloads);
+    let seg = tmp.path().join(file_name(1));
+    let end = *record_offsets(&payloads).last().unwrap() + FRAME + payloads[2].len();
+    flip_byte(&seg, end + 1000);
+    let (file, offset, reason) = expect_corrupt(Wal::open(tmp.path(), opts(1 << 20)));
+    assert_eq!((file, offset), (seg, end as u64));
+    assert_eq!(reason, "checksum mismatch");
 }
