@@ -119,6 +119,9 @@ pub enum LoopError {
     Storage(#[from] WorkerError),
     #[error("writing a snapshot failed, stopping the node: {0}")]
     Snapshot(#[from] crate::storage::snapfile::SnapshotFileError),
+    /// The loop's task was cancelled (a runtime shutting down under it).
+    #[error("the node loop was cancelled")]
+    Cancelled,
     /// This node is no longer a member: it stops and never serves again.
     #[error("{0}")]
     Removed(String),

@@ -280,7 +280,20 @@ pub async fn run(
         stop,
         restored,
     };
-    let loop_result = node.run().await;
+    // On a worker, not in `block_on` on the main thread: the loop then shares the workers with
+    // the connection and peer tasks it trades with, and tokio runs a task woken by the task
+    // before it on the same thread, without a cross-thread wake-up. A 64-client put run took
+    // ~25 % less CPU per put and 1-client latency fell ~10 %.
+    let loop_result = match tokio::spawn(node.run()).await {
+        Ok(r) => r,
+        // A panic in the loop ends the process as it did when the loop ran in place.
+        Err(e) => match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            // Cancelled: only a runtime shutting down does that, which cannot happen while
+            // `block_on` still runs this function.
+            Err(_) => Err(LoopError::Cancelled),
+        },
+    };
     if let Err(LoopError::Removed(reason)) = &loop_result
         && let Err(e) = meta::mark_removed(&cfg.data_dir, &meta, reason)
     {
