@@ -195,7 +195,10 @@ impl Wal {
                     &path,
                     first_lsn,
                     // Trailing zeros are preallocated space, not dropped data.
-                    bytes.iter().rposition(|&b| b != 0).map_or(0, |p| p as u64 + 1),
+                    bytes
+                        .iter()
+                        .rposition(|&b| b != 0)
+                        .map_or(0, |p| p as u64 + 1),
                     scan.tail,
                     &opts,
                 )?;

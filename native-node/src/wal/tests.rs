@@ -198,7 +198,12 @@ fn rolls_over_small_segments_and_reopens_in_order() {
             expected_first += 1;
         }
         if i + 1 < files.len() {
-            assert_eq!(off, bytes.len(), "sealed segment {} ends with a record", f.display());
+            assert_eq!(
+                off,
+                bytes.len(),
+                "sealed segment {} ends with a record",
+                f.display()
+            );
         } else {
             assert!(bytes[off..].iter().all(|&b| b == 0));
         }
