@@ -195,10 +195,7 @@ impl Wal {
                     &path,
                     first_lsn,
                     // Trailing zeros are preallocated space, not dropped data.
-                    bytes
-                        .iter()
-                        .rposition(|&b| b != 0)
-                        .map_or(0, |p| p as u64 + 1),
+                    segment::data_end(&bytes) as u64,
                     scan.tail,
                     &opts,
                 )?;
