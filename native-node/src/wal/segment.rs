@@ -419,7 +419,10 @@ pub(super) fn data_end(bytes: &[u8]) -> usize {
         }
         end = start;
     }
-    bytes[..end].iter().rposition(|&b| b != 0).map_or(0, |p| p + 1)
+    bytes[..end]
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(0, |p| p + 1)
 }
 
 /// Bytes checked at a time when looking for zeros: a fold without an early exit vectorizes,
