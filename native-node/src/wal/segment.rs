@@ -311,11 +311,7 @@ fn scan_records<'a>(
                         format!("record length {len} runs past the end of the segment"),
                     ));
                 }
-                if let Some(p) = record::intact_record_ending_the_data(
-                    bytes,
-                    off + RECORD_HEADER_BYTES,
-                    data_end(bytes),
-                ) {
+                if let Some(p) = intact_record_after(bytes, off) {
                     return Err(corrupt(
                         off,
                         format!(
@@ -333,11 +329,7 @@ fn scan_records<'a>(
                 if !is_last || !is_tail {
                     return Err(corrupt(off, "checksum mismatch".into()));
                 }
-                if let Some(p) = record::intact_record_ending_the_data(
-                    bytes,
-                    off + RECORD_HEADER_BYTES,
-                    data_end(bytes),
-                ) {
+                if let Some(p) = intact_record_after(bytes, off) {
                     return Err(corrupt(
                         off,
                         format!(
@@ -406,6 +398,12 @@ fn torn_at(records: Vec<&[u8]>, offset: usize) -> Scan<'_> {
         tail: Tail::TornRecord { offset },
         synced: None,
     }
+}
+
+/// An intact record after the bad one at `off` that ends the data: then the bad record is not
+/// the torn end of the last write (see [`record::intact_record_ending_the_data`]).
+fn intact_record_after(bytes: &[u8], off: usize) -> Option<usize> {
+    record::intact_record_ending_the_data(bytes, off + RECORD_HEADER_BYTES, data_end(bytes))
 }
 
 /// Where the data ends: after the last non-zero byte (zeros after it are unwritten space).
