@@ -190,15 +190,8 @@ impl Wal {
                     Tail::TornHeader => Some(0),
                     _ => scan.synced,
                 };
-                let (file, bytes, torn) = repair_last(
-                    fs.as_ref(),
-                    &path,
-                    first_lsn,
-                    // Trailing zeros are preallocated space, not dropped data.
-                    segment::data_end(&bytes) as u64,
-                    scan.tail,
-                    &opts,
-                )?;
+                let (file, bytes, torn) =
+                    repair_last(fs.as_ref(), &path, first_lsn, &bytes, scan.tail, &opts)?;
                 torn_tail = torn;
                 active = Some(Active {
                     first_lsn,
@@ -511,7 +504,7 @@ fn repair_last(
     fs: &dyn Vfs,
     path: &Path,
     first_lsn: u64,
-    file_len: u64,
+    bytes: &[u8],
     tail: Tail,
     opts: &WalOptions,
 ) -> Result<RepairedTail, WalError> {
@@ -526,7 +519,9 @@ fn repair_last(
     let torn = keep.map(|offset| TornTail {
         file: path.to_path_buf(),
         offset,
-        dropped_bytes: file_len.saturating_sub(offset),
+        // Trailing zeros are preallocated or unwritten space, not dropped data; looked for only
+        // when something is cut (a clean segment's zeros were already scanned once).
+        dropped_bytes: (segment::data_end(bytes) as u64).saturating_sub(offset),
     });
     if let Some(t) = &torn {
         tracing::warn!(
