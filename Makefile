@@ -37,6 +37,15 @@ bench-cluster:
 measure-membership:
 	bash scripts/measure-membership.sh
 
+## The machine's floor for one put, no cluster needed: a leader and two followers with bare
+## blocking I/O (write + fdatasync each, loopback TCP), the lowest 1-client put latency this
+## disk and CPU allow whatever the software. DIR= the disk to measure (default /tmp, where the
+## bench scripts keep their clusters). See `kvctl floor --help`.
+.PHONY: bench-floor
+bench-floor:
+	$(CARGO) build -q --release -p native-node --bin kvctl
+	$${CARGO_TARGET_DIR:-target}/release/kvctl floor --dir $(or $(DIR),/tmp)
+
 ## Time from `kvctl leader transfer` to the first write on the new leader (release build);
 ## RUNS=n transfers (default 10). See scripts/bench-transfer.sh.
 .PHONY: bench-transfer

@@ -162,3 +162,63 @@ fn bench_clients_leave_a_dead_shared_connection_for_their_own() {
     );
     assert!(v["ops"].as_u64().is_some_and(|n| n > 100), "{v}");
 }
+
+/// `kvctl floor` needs no cluster: it measures the machine's own path of a put (four lines of
+/// percentiles, in order) in a scratch directory that it removes, and refuses a directory it
+/// cannot write in with an error instead of a report.
+#[test]
+fn floor_measures_the_machine_and_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir_arg = dir.path().to_str().expect("utf-8 temp path");
+    let out = kvctl_raw(&["-o", "json", "floor", "--dir", dir_arg, "--requests", "50"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(v["requests"], 50);
+    assert!(v["record_bytes"].as_u64().expect("record_bytes") > 16 + 256);
+    let lines = v["latency_ms"].as_object().expect("latency_ms");
+    let names: Vec<&str> = lines.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "disk_fdatasync",
+            "disk_fdatasync_3_writers",
+            "replicated_no_fsync",
+            "replicated_fsync"
+        ]
+    );
+    for (name, l) in lines {
+        let p = |q: &str| l[q].as_f64().unwrap_or_else(|| panic!("{name}.{q}"));
+        assert!(
+            0.0 < p("p50") && p("p50") <= p("p90") && p("p90") <= p("p99"),
+            "{name}: {l}"
+        );
+    }
+    let left: Vec<_> = std::fs::read_dir(dir.path()).expect("read dir").collect();
+    assert!(
+        left.is_empty(),
+        "the scratch directory is removed: {left:?}"
+    );
+
+    let file = dir.path().join("not-a-directory");
+    std::fs::write(&file, b"x").expect("write");
+    let out = kvctl_raw(&[
+        "-o",
+        "json",
+        "floor",
+        "--dir",
+        file.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(v["ok"], false);
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not-a-directory")),
+        "{v}"
+    );
+}

@@ -45,7 +45,7 @@ use std::sync::Arc;
 
 pub use error::WalError;
 pub use lock::{DataDirLock, LockError};
-pub use record::MAX_RECORD_BYTES;
+pub use record::{MAX_RECORD_BYTES, RECORD_HEADER_BYTES};
 
 use io::{Vfs, VfsFile};
 use segment::{HEADER_BYTES, Tail};

@@ -5,7 +5,7 @@
 //! verify by accident.
 
 /// Size of the per-record frame header that precedes every payload.
-pub(super) const RECORD_HEADER_BYTES: usize = 8;
+pub const RECORD_HEADER_BYTES: usize = 8;
 
 /// Upper bound on one record's payload.
 ///

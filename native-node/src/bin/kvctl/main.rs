@@ -7,6 +7,7 @@
 
 mod bench;
 mod client;
+mod floor;
 mod leader;
 mod mux;
 
@@ -118,6 +119,10 @@ enum Command {
     Status,
     /// Closed-loop load generator.
     Bench(bench::BenchArgs),
+    /// How fast this machine and disk could answer a 1-client put at best: the put's path
+    /// (leader, two followers, a record fdatasynced on each) with bare blocking I/O and no
+    /// Raft, in a scratch directory under --dir. Needs no cluster.
+    Floor(floor::FloorArgs),
     /// Leadership: `leader transfer [--to ID]`.
     #[command(subcommand)]
     Leader(leader::LeaderCommand),
@@ -267,6 +272,17 @@ fn main() -> ExitCode {
                     }
                     Err(bench::BenchError::Usage(m)) => usage(out, &m),
                     Err(bench::BenchError::Failed(f)) => fail(out, &f.message, f.definite),
+                }
+            }
+            Command::Floor(args) => {
+                let json_out = out == Output::Json;
+                match tokio::task::spawn_blocking(move || floor::run(args, json_out)).await {
+                    Ok(Ok(report)) => {
+                        print_line(&report);
+                        ExitCode::SUCCESS
+                    }
+                    Ok(Err(e)) => floor_failed(out, &format!("{e:#}")),
+                    Err(e) => floor_failed(out, &format!("the measurement stopped: {e}")),
                 }
             }
         }
@@ -625,6 +641,15 @@ fn print_line(s: &str) {
 
 /// Reports a failed command: JSON on stdout or one line on stderr, and the exit status that
 /// tells a definite failure (3) from an indeterminate one (4).
+/// `floor` changes nothing anywhere, so its failures say so without "(not applied)".
+fn floor_failed(out: Output, message: &str) -> ExitCode {
+    match out {
+        Output::Json => print_line(&json!({"ok": false, "error": message}).to_string()),
+        Output::Text => eprintln!("kvctl: error: floor: {message}"),
+    }
+    ExitCode::from(EXIT_DEFINITE)
+}
+
 fn fail(out: Output, message: &str, definite: bool) -> ExitCode {
     match out {
         Output::Json => {
