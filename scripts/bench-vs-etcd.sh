@@ -163,6 +163,18 @@ kv=dict(f.split("=",1) for f in sys.stdin.read().split()[1:])
 print(kv["ops_per_s"], kv["p50_ms"], kv["p99_ms"], kv["p999_ms"])') "$l"
 }
 
+# The machine's floor for a 1-client put (`kvctl floor`: the put's path with bare blocking I/O,
+# on the disk the clusters use), once per round, so the put1 rows can be read against it.
+floor_case() { # round
+  local round=$1 l json
+  l=$(load1)
+  json=$("$KEYVAL_BIN/kvctl" -o json floor --dir /tmp)
+  record "$round" floor put1 - $(echo "$json" | python3 -c '
+import json,sys
+l=json.load(sys.stdin)["latency_ms"]["replicated_fsync"]
+print("%.3f %.3f -" % (l["p50"], l["p99"]))') "$l"
+}
+
 # Failover: kill -9 the leader, then put from a fresh client until one succeeds.
 kv_failover() {
   local round=$1 t0 t1 pid l
@@ -228,6 +240,7 @@ echo "KeyVal: $KEYVAL_BIN   etcd: $(etcd --version | head -1)   rounds: $ROUNDS 
 for round in $(seq 1 "$ROUNDS"); do
   if [ $((round % 2)) -eq 1 ]; then order="etcd keyval"; else order="keyval etcd"; fi
   echo "round $round ($order first)"
+  case " $CASES " in *" put1 "*) floor_case "$round" ;; esac
   for case in $CASES; do
     for sys in $order; do run_case "$sys" "$round" "$case"; done
   done
@@ -260,6 +273,8 @@ for case in names:
     ratio = med(col("keyval", case, 3)) / med(col("etcd", case, 3))
     p99 = med(col("keyval", case, 5)) / med(col("etcd", case, 5))
     print(f"| {names[case]} | {cell('etcd')} | {cell('keyval')} | {ratio:.2f}x ops, p99 {p99:.2f}x | {loads(case)} |")
+    if col("floor", case, 4):
+        print(f"| {names[case]}: this machine's floor (`kvctl floor`, no Raft) | | p50 {med(col('floor', case, 4)):.2f} ms, p99 {med(col('floor', case, 5)):.2f} ms | | |")
 EOF
 echo
 cat "$OUT/table.md"
