@@ -85,8 +85,8 @@ impl From<LogRecordV1> for LogRecord {
 /// Bytes one append record of `entries` takes in the WAL (frame header, version, payload): for
 /// tools that write like the WAL does (`kvctl floor`).
 pub fn append_record_bytes(entries: &[Entry]) -> Result<usize, postcard::Error> {
-    let payload = postcard::to_allocvec(&LogRecordRef::Append(entries))?;
-    Ok(crate::wal::RECORD_HEADER_BYTES + 1 + payload.len())
+    let payload = postcard::to_extend(&LogRecordRef::Append(entries), vec![RECORD_VERSION])?;
+    Ok(crate::wal::RECORD_HEADER_BYTES + payload.len())
 }
 
 /// The borrowed twin of [`LogRecord`]: same serde shape, so appends are encoded without cloning.

@@ -19,7 +19,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier, mpsc};
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use keyval_core::{ClientRequest, Entry, EntryPayload, KvOp};
@@ -163,6 +163,7 @@ fn sample_put(term: u64, index: u64, key_size: u32, value_size: u32) -> Entry {
 /// `writers` threads at once, each on its own file, each writing the record at the next offset
 /// and fdatasyncing it, `n` times; every write's latency.
 fn disk(scratch: &Scratch, record: &[u8], n: usize, writers: usize) -> Result<Spread> {
+    scratch.clear()?;
     let start = Arc::new(Barrier::new(writers));
     let mut handles = Vec::with_capacity(writers);
     for w in 0..writers {
@@ -190,6 +191,7 @@ fn disk(scratch: &Scratch, record: &[u8], n: usize, writers: usize) -> Result<Sp
 
 /// The client's round trips through a leader and two followers (see the module docs).
 fn replicated(scratch: &Scratch, record: &[u8], n: usize, fsync: bool) -> Result<Spread> {
+    scratch.clear()?;
     let tag = if fsync { "fsync" } else { "nofsync" };
     let mut followers = Vec::new();
     let mut follower_addrs = Vec::new();
@@ -206,14 +208,27 @@ fn replicated(scratch: &Scratch, record: &[u8], n: usize, fsync: bool) -> Result
     let len = record.len();
     let leader = thread::spawn(move || leader(leader_listener, &follower_addrs, file, len, fsync));
 
-    let lat = client(leader_addr, record, n);
+    let lat = match client(leader_addr, record, n) {
+        Ok(lat) => lat,
+        Err(e) => {
+            // A leader that failed (its disk, say) is why the client failed: report its error.
+            for _ in 0..100 {
+                if leader.is_finished() {
+                    join(leader).context("leader")?;
+                    break;
+                }
+                thread::sleep(Duration::from_millis(10));
+            }
+            return Err(anyhow::Error::from(e).context("client"));
+        }
+    };
     // The client's connection is closed by now, which ends the leader, whose closed
     // connections end the followers.
     join(leader).context("leader")?;
     for f in followers {
         join(f).context("follower")?;
     }
-    Ok(Spread::of(lat.context("client")?))
+    Ok(Spread::of(lat))
 }
 
 fn client(leader: SocketAddr, record: &[u8], n: usize) -> io::Result<Vec<f64>> {
@@ -299,7 +314,12 @@ fn follower(listener: TcpListener, file: File, record_len: usize, fsync: bool) -
     Ok(())
 }
 
+/// Writes at `offset` and moves it on, back to the start at [`PREALLOCATE_BYTES`]: large
+/// values times many requests must not fill the disk.
 fn append(file: &File, record: &[u8], offset: &mut u64, fsync: bool) -> io::Result<()> {
+    if *offset + record.len() as u64 > PREALLOCATE_BYTES {
+        *offset = 0;
+    }
     file.write_all_at(record, *offset)?;
     *offset += record.len() as u64;
     if fsync {
@@ -364,6 +384,18 @@ impl Scratch {
         Ok(file)
     }
 
+    /// Removes the previous measurement's files, so at most one measurement's are on disk.
+    fn clear(&self) -> Result<()> {
+        let entries = std::fs::read_dir(&self.path)
+            .with_context(|| format!("cannot list {}", self.path.display()))?;
+        for entry in entries {
+            let path = entry?.path();
+            std::fs::remove_file(&path)
+                .with_context(|| format!("cannot remove {}", path.display()))?;
+        }
+        Ok(())
+    }
+
     fn parent_display(&self) -> String {
         self.path
             .parent()
@@ -387,6 +419,21 @@ mod tests {
         assert_eq!((s.p50, s.p90, s.p99), (51.0, 91.0, 100.0));
         let one = Spread::of(vec![0.5]);
         assert_eq!((one.p50, one.p99), (0.5, 0.5));
+    }
+
+    #[test]
+    fn writes_go_back_to_the_start_instead_of_growing_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = File::create(dir.path().join("f")).expect("create");
+        let mut offset = PREALLOCATE_BYTES - 10;
+        append(&file, &[7; 20], &mut offset, false).expect("append");
+        assert_eq!(offset, 20);
+        let mut head = [0u8; 20];
+        file.sync_all().expect("sync");
+        let read = File::open(dir.path().join("f")).expect("open");
+        read.read_exact_at(&mut head, 0).expect("read");
+        assert_eq!(head, [7; 20]);
+        assert_eq!(read.metadata().expect("metadata").len(), 20);
     }
 
     #[test]

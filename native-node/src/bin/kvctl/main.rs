@@ -639,8 +639,6 @@ fn print_line(s: &str) {
     let _ = writeln!(stdout, "{s}");
 }
 
-/// Reports a failed command: JSON on stdout or one line on stderr, and the exit status that
-/// tells a definite failure (3) from an indeterminate one (4).
 /// `floor` changes nothing anywhere, so its failures say so without "(not applied)".
 fn floor_failed(out: Output, message: &str) -> ExitCode {
     match out {
@@ -650,6 +648,8 @@ fn floor_failed(out: Output, message: &str) -> ExitCode {
     ExitCode::from(EXIT_DEFINITE)
 }
 
+/// Reports a failed command: JSON on stdout or one line on stderr, and the exit status that
+/// tells a definite failure (3) from an indeterminate one (4).
 fn fail(out: Output, message: &str, definite: bool) -> ExitCode {
     match out {
         Output::Json => {
