@@ -163,7 +163,7 @@ fn bench_clients_leave_a_dead_shared_connection_for_their_own() {
     assert!(v["ops"].as_u64().is_some_and(|n| n > 100), "{v}");
 }
 
-/// `kvctl floor` needs no cluster: it measures the machine's own path of a put (four lines of
+/// `kvctl floor` needs no cluster: it measures the machine's own path of a put (five lines of
 /// percentiles, in order) in a scratch directory that it removes, and refuses a directory it
 /// cannot write in with an error instead of a report.
 #[test]
@@ -187,6 +187,7 @@ fn floor_measures_the_machine_and_leaves_nothing_behind() {
             "disk_fdatasync",
             "disk_fdatasync_3_writers",
             "replicated_no_fsync",
+            "replicated_followers_fsync",
             "replicated_fsync"
         ]
     );

@@ -6,6 +6,8 @@
 //! follower writes and fdatasyncs it and acknowledges; the leader answers once its own copy
 //! and one follower's are durable. Blocking sockets over loopback, one thread per role, no
 //! Raft, no framing, no async runtime. The record is as large as a WAL record of one put.
+//! One more line lets the leader count its copy without syncing it: no correct Raft may, so
+//! it bounds every valid way to commit from below (two followers without the leader included).
 //!
 //! Why: a latency target below this line is a target for the machine, not for KeyVal, and
 //! `kvctl bench --op put --clients 1` against it shows how much of a put is our software.
@@ -87,11 +89,15 @@ pub fn run(args: FloorArgs, json_out: bool) -> Result<String> {
         ),
         (
             "replicated put, no fsync",
-            replicated(&scratch, &record, n, false)?,
+            replicated(&scratch, &record, n, Syncs::None)?,
+        ),
+        (
+            "replicated put, followers' fsync",
+            replicated(&scratch, &record, n, Syncs::Followers)?,
         ),
         (
             "replicated put, fsync",
-            replicated(&scratch, &record, n, true)?,
+            replicated(&scratch, &record, n, Syncs::All)?,
         ),
     ];
     let dir = scratch.parent_display();
@@ -108,7 +114,8 @@ pub fn run(args: FloorArgs, json_out: bool) -> Result<String> {
                 "disk_fdatasync": spread(&rows[0].1),
                 "disk_fdatasync_3_writers": spread(&rows[1].1),
                 "replicated_no_fsync": spread(&rows[2].1),
-                "replicated_fsync": spread(&rows[3].1),
+                "replicated_followers_fsync": spread(&rows[3].1),
+                "replicated_fsync": spread(&rows[4].1),
             }
         })
         .to_string()
@@ -117,7 +124,7 @@ pub fn run(args: FloorArgs, json_out: bool) -> Result<String> {
             "floor of one put on this machine: {n} round trips per line, {}-byte records in {dir}\n\
              (blocking I/O over loopback, no Raft: a leader and two followers, the leader answers\n\
              once its own copy and one follower's are durable)\n\n\
-             {:<28} {:>8} {:>8} {:>8}\n",
+             {:<33} {:>8} {:>8} {:>8}\n",
             record.len(),
             "latency ms",
             "p50",
@@ -126,12 +133,14 @@ pub fn run(args: FloorArgs, json_out: bool) -> Result<String> {
         );
         for (name, r) in &rows {
             s.push_str(&format!(
-                "{name:<28} {:>8.3} {:>8.3} {:>8.3}\n",
+                "{name:<33} {:>8.3} {:>8.3} {:>8.3}\n",
                 r.p50, r.p90, r.p99
             ));
         }
         s.push_str(
-            "\nA three-node cluster on this disk cannot answer a 1-client put faster than the last\n\
+            "\n\"followers' fsync\": the leader counts its copy without syncing it, which no correct Raft\n\
+             may do: a bound below every valid way to commit.\n\
+             A three-node cluster on this disk cannot answer a 1-client put faster than the last\n\
              line; compare `kvctl bench --op put --clients 1`.",
         );
         s
@@ -189,10 +198,21 @@ fn disk(scratch: &Scratch, record: &[u8], n: usize, writers: usize) -> Result<Sp
     Ok(Spread::of(all))
 }
 
+/// Which nodes of [`replicated`] fdatasync their copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Syncs {
+    None,
+    /// The leader writes without syncing but still counts its copy: not a valid commit, so a
+    /// bound below all of them (even one by the two followers without the leader).
+    Followers,
+    All,
+}
+
 /// The client's round trips through a leader and two followers (see the module docs).
-fn replicated(scratch: &Scratch, record: &[u8], n: usize, fsync: bool) -> Result<Spread> {
+fn replicated(scratch: &Scratch, record: &[u8], n: usize, syncs: Syncs) -> Result<Spread> {
     scratch.clear()?;
-    let tag = if fsync { "fsync" } else { "nofsync" };
+    let tag = format!("{syncs:?}").to_lowercase();
+    let (fsync, leader_fsync) = (syncs != Syncs::None, syncs == Syncs::All);
     let mut followers = Vec::new();
     let mut follower_addrs = Vec::new();
     for f in 0..2 {
@@ -206,7 +226,8 @@ fn replicated(scratch: &Scratch, record: &[u8], n: usize, fsync: bool) -> Result
     let leader_addr = leader_listener.local_addr()?;
     let file = scratch.file(&format!("{tag}-leader"))?;
     let len = record.len();
-    let leader = thread::spawn(move || leader(leader_listener, &follower_addrs, file, len, fsync));
+    let leader =
+        thread::spawn(move || leader(leader_listener, &follower_addrs, file, len, leader_fsync));
 
     let lat = match client(leader_addr, record, n) {
         Ok(lat) => lat,
