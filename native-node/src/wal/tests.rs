@@ -65,6 +65,11 @@ fn record_offsets(payloads: &[Vec<u8>]) -> Vec<usize> {
         .collect()
 }
 
+/// Where the records of a single-segment WAL holding `payloads` end.
+fn records_end(payloads: &[Vec<u8>]) -> usize {
+    HEADER_BYTES + payloads.iter().map(|p| FRAME + p.len()).sum::<usize>()
+}
+
 /// Asserts that `path` holds `records` (the bytes up to the end of its records) and then
 /// only zeros: preallocated space, or nothing.
 fn assert_records_then_zeros(path: &Path, records: &[u8], ctx: &str) {
@@ -393,7 +398,7 @@ fn flipped_byte_in_last_record_is_torn_tail() {
     let seg = tmp.path().join(file_name(1));
     let offsets = record_offsets(&payloads);
     let original = fs::read(&seg).unwrap();
-    let end = offsets[4] + FRAME + payloads[4].len();
+    let end = records_end(&payloads);
     flip_byte(&seg, offsets[4] + FRAME);
 
     let (_, rec) = Wal::open(tmp.path(), opts(1 << 20)).unwrap();
@@ -535,7 +540,7 @@ fn zero_filled_tail_is_the_end_of_the_records() {
     let seg = tmp.path().join(file_name(1));
     let original = fs::read(&seg).unwrap();
     assert_eq!(original.len(), 1 << 20, "the segment is preallocated");
-    let end = *record_offsets(&payloads).last().unwrap() + FRAME + payloads[2].len();
+    let end = records_end(&payloads);
     let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
     f.write_all(&[0u8; 4096]).unwrap();
     drop(f);
@@ -851,7 +856,7 @@ fn stray_bytes_in_the_preallocated_space_are_corrupt() {
     let payloads: Vec<Vec<u8>> = (1..4).map(payload).collect();
     write_wal(tmp.path(), opts(1 << 20), &payloads);
     let seg = tmp.path().join(file_name(1));
-    let end = *record_offsets(&payloads).last().unwrap() + FRAME + payloads[2].len();
+    let end = records_end(&payloads);
     flip_byte(&seg, end + 1000);
     let (file, offset, reason) = expect_corrupt(Wal::open(tmp.path(), opts(1 << 20)));
     assert_eq!((file, offset), (seg, end as u64));
